@@ -1,0 +1,115 @@
+"""The sensor catalog: what each sensor kind measures and where its warning lines are.
+
+Kept as a YAML file the city edits (``config/city/sensors.yaml``), validated
+on load so a typo in a threshold fails at start-up, not at 3 a.m. during a
+storm.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+LEVELS: tuple[str, ...] = ("blue", "yellow", "orange", "red")
+Level = Literal["blue", "yellow", "orange", "red"]
+
+
+class Thresholds(BaseModel):
+    """Warning lines in the four-colour order; ``above`` means higher is worse."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    direction: Literal["above", "below"] = "above"
+    blue: float
+    yellow: float
+    orange: float
+    red: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        lines = [self.blue, self.yellow, self.orange, self.red]
+        ordered = sorted(lines) if self.direction == "above" else sorted(lines, reverse=True)
+        if lines != ordered:
+            raise ValueError(f"thresholds must be ordered blue..red for {self.direction!r}")
+        return self
+
+    def level_of(self, value: float) -> Level | None:
+        """The highest warning line the value has crossed, or None."""
+        crossed: Level | None = None
+        for level in LEVELS:
+            line = getattr(self, level)
+            if (value >= line) if self.direction == "above" else (value <= line):
+                crossed = level  # type: ignore[assignment]
+        return crossed
+
+
+class SensorKind(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: str
+    hazard: str
+    valid_min: float
+    valid_max: float
+    thresholds: Thresholds | None = None
+    # Smallest departure from the usual value worth a warning, in ``unit``.
+    min_deviation: float = Field(default=0.0, ge=0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _range(self) -> SensorKind:
+        if self.valid_min >= self.valid_max:
+            raise ValueError("valid_min must be below valid_max")
+        return self
+
+
+class Sensor(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=128)
+    kind: str
+    area: str
+    name: str = ""
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    # A gauge's own warning lines (e.g. a river's) override its kind's.
+    thresholds: Thresholds | None = None
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kinds: dict[str, SensorKind]
+    sensors: list[Sensor] = []
+    _by_id: dict[str, Sensor] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: object) -> None:
+        self._by_id = {s.id: s for s in self.sensors}
+
+    @model_validator(mode="after")
+    def _sensors_known(self) -> Catalog:
+        seen: set[str] = set()
+        for s in self.sensors:
+            if s.kind not in self.kinds:
+                raise ValueError(f"sensor {s.id!r} has unknown kind {s.kind!r}")
+            if s.id in seen:
+                raise ValueError(f"sensor id {s.id!r} appears twice")
+            seen.add(s.id)
+        return self
+
+    def sensor(self, sensor_id: str) -> Sensor | None:
+        return self._by_id.get(sensor_id)
+
+    def thresholds_for(self, sensor_id: str, kind: str) -> Thresholds | None:
+        sensor = self._by_id.get(sensor_id)
+        if sensor is not None and sensor.thresholds is not None:
+            return sensor.thresholds
+        k = self.kinds.get(kind)
+        return k.thresholds if k else None
+
+
+def load_catalog(path: Path) -> Catalog:
+    with path.open(encoding="utf-8") as f:
+        return Catalog.model_validate(yaml.safe_load(f))

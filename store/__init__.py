@@ -1,0 +1,1 @@
+"""The time-series store port and its adapters (InfluxDB, embedded SQLite file)."""

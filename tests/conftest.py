@@ -1,0 +1,28 @@
+"""Session-wide real services: the Tansu broker, a private influxd, PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ingest.broker import EmbeddedBroker
+from tests.servers import fresh_postgres_database, running_influxd
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def influx_url() -> Iterator[str]:
+    with running_influxd() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
