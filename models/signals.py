@@ -1,0 +1,37 @@
+"""What a detector run says about one series at one time: the input to warnings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Observation(Protocol):
+    """Anything with these attributes can be scored (the store's ``Point`` is one)."""
+
+    @property
+    def sensor_id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def area(self) -> str: ...
+    @property
+    def ts_ns(self) -> int: ...
+    @property
+    def value(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A detector's finding: score in [0, 1], the warning line crossed (if any), and why."""
+
+    sensor_id: str
+    kind: str
+    area: str
+    hazard: str
+    ts_ns: int
+    value: float
+    score: float
+    detector: str
+    level: str | None = None
+    evidence: dict[str, float | str] = field(default_factory=dict)
