@@ -1,0 +1,1 @@
+"""Signal fusion, the warning lifecycle and its persistence, recommendations, delivery."""

@@ -1,0 +1,103 @@
+"""The state database's tables (warnings, their evidence and history, detector checkpoints).
+
+SQLAlchemy Core, so the same statements run on SQLite (the embedded default)
+and PostgreSQL. "One open warning per (hazard, area)" is enforced by the
+database, not by hope: ``open_key`` holds ``hazard|area`` while a warning is
+open and NULL once resolved, and a unique constraint on it lets any number
+of resolved warnings coexist (NULLs are distinct in both databases).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+warnings = sa.Table(
+    "warnings",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("hazard", sa.String(64), nullable=False),
+    sa.Column("area", sa.String(128), nullable=False),
+    sa.Column("open_key", sa.String(200), unique=True),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("urgency", sa.String(16), nullable=False),
+    sa.Column("certainty", sa.String(16), nullable=False),
+    sa.Column("exercise", sa.Boolean, nullable=False, default=False),
+    sa.Column("headline", sa.String(300), nullable=False),
+    sa.Column("explanation", sa.Text, nullable=False, default=""),
+    sa.Column("recommendations", sa.JSON, nullable=False, default=list),
+    sa.Column("signal_count", sa.Integer, nullable=False, default=0),
+    sa.Column("first_signal_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_signal_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Index("warnings_status_updated", "status", "updated_at"),
+    sa.Index("warnings_area", "area"),
+)
+
+evidence = sa.Table(
+    "warning_evidence",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("warning_id", sa.String(36), sa.ForeignKey("warnings.id"), nullable=False),
+    sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sensor_id", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("detector", sa.String(64), nullable=False),
+    sa.Column("level", sa.String(8)),
+    sa.Column("details", sa.JSON, nullable=False, default=dict),
+    sa.UniqueConstraint("warning_id", "sensor_id", "observed_at", name="evidence_once"),
+)
+
+events = sa.Table(
+    "warning_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("warning_id", sa.String(36), sa.ForeignKey("warnings.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("from_status", sa.String(16)),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("from_level", sa.String(8)),
+    sa.Column("to_level", sa.String(8), nullable=False),
+    sa.Column("note", sa.Text, nullable=False, default=""),
+    sa.Index("warning_events_warning", "warning_id", "id"),
+)
+
+checkpoints = sa.Table(
+    "detector_checkpoints",
+    metadata,
+    sa.Column("sensor_id", sa.String(128), primary_key=True),
+    sa.Column("detector", sa.String(64), nullable=False),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("partition", sa.Integer),
+    sa.Column("offset", sa.BigInteger),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def connect(url: str) -> sa.Engine:
+    """Engine for the state database, with the schema created if it is missing."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,65 @@
+"""API shapes of warnings, their evidence and their history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+Status = Literal["active", "acknowledged", "resolved"]
+
+
+class Evidence(BaseModel):
+    observed_at: datetime
+    sensor_id: str
+    kind: str
+    value: float
+    score: float
+    detector: str
+    level: str | None
+    details: dict[str, Any]
+
+
+class WarningEvent(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str
+    from_level: str | None
+    to_level: str
+    note: str
+
+
+class WarningOut(BaseModel):
+    id: str
+    hazard: str
+    area: str
+    level: str
+    status: Status
+    severity: str
+    urgency: str
+    certainty: str
+    exercise: bool
+    headline: str
+    explanation: str
+    recommendations: list[dict[str, Any]]
+    signal_count: int
+    first_signal_at: datetime
+    last_signal_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    resolved_at: datetime | None
+
+
+class WarningDetail(WarningOut):
+    evidence: list[Evidence]
+    events: list[WarningEvent]
+
+
+class WarningPage(BaseModel):
+    items: list[WarningOut]
+    total: int
+    limit: int
+    offset: int
