@@ -1,0 +1,1 @@
+"""Message schemas, validation, the Kafka consumer and producer, HTTP ingest, replay."""

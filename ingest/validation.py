@@ -1,0 +1,130 @@
+"""Turn raw message bytes into store points, or into the reason they were refused.
+
+Two layers: pydantic checks the shape (types, NaN, lengths), then the catalog
+checks the meaning (known kind, matching unit, physically possible value,
+timestamp inside the accepted window, a place to put it). Every refusal names
+the field and the value at fault, because an integrator fixing a gateway at
+night needs to know which field to look at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from config.areas import AreaIndex
+from config.catalog import Catalog
+from ingest.schemas import Reading, Rejection
+from store.schemas import Point
+
+# Where a reading whose coordinates fall outside every area is kept: flagged, not dropped.
+UNASSIGNED_AREA = "unassigned"
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A refused message: the reasons, and the original bytes for the dead-letter topic."""
+
+    rejections: list[Rejection]
+    raw: bytes
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{r.field}: {r.reason}" for r in self.rejections)
+
+
+def rejections_from(error: ValidationError, prefix: str = "") -> list[Rejection]:
+    out = []
+    for e in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "body"
+        value = e.get("input")
+        shown = None if isinstance(value, dict | list) else repr(value)[:80]
+        out.append(Rejection(field=f"{prefix}{loc}", reason=e["msg"], value=shown))
+    return out
+
+
+class ReadingValidator:
+    """Checks readings against the catalog and the accepted time window around ``now``."""
+
+    def __init__(self, catalog: Catalog, *, areas: AreaIndex | None = None,
+                 max_future_skew_s: float, max_past_age_s: float) -> None:
+        self.catalog = catalog
+        self.areas = areas
+        self._located: dict[tuple[float, float], str | None] = {}
+        self.max_future_ns = int(max_future_skew_s * 1e9)
+        self.max_past_ns = int(max_past_age_s * 1e9)
+
+    def parse(self, raw: bytes, now: datetime) -> Point | Invalid:
+        try:
+            reading = Reading.model_validate_json(raw)
+        except ValidationError as exc:
+            return Invalid(rejections_from(exc), raw)
+        checked = self.check(reading, now)
+        return checked if isinstance(checked, Point) else Invalid(checked, raw)
+
+    def check(self, r: Reading, now: datetime) -> Point | list[Rejection]:
+        """Semantic checks on a well-formed reading; all problems are reported, not just the first."""
+        problems: list[Rejection] = []
+        kind = self.catalog.kinds.get(r.kind)
+        sensor = self.catalog.sensor(r.sensor_id)
+        if kind is None:
+            problems.append(Rejection(field="kind", reason="unknown sensor kind", value=r.kind))
+        else:
+            if r.unit and r.unit != kind.unit:
+                problems.append(Rejection(
+                    field="unit", reason=f"expected {kind.unit!r} for {r.kind}", value=r.unit))
+            if not kind.valid_min <= r.value <= kind.valid_max:
+                problems.append(Rejection(
+                    field="value",
+                    reason=f"outside the valid range {kind.valid_min}..{kind.valid_max} {kind.unit}",
+                    value=repr(r.value)))
+        if sensor is not None and sensor.kind != r.kind:
+            problems.append(Rejection(
+                field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind))
+        ts_ns = _epoch_ns(r.ts)
+        now_ns = _epoch_ns(now)
+        if ts_ns > now_ns + self.max_future_ns:
+            problems.append(Rejection(field="ts", reason="too far in the future", value=r.ts.isoformat()))
+        elif ts_ns < now_ns - self.max_past_ns:
+            problems.append(Rejection(field="ts", reason="older than the accepted window",
+                                      value=r.ts.isoformat()))
+        area = self._area(r, sensor.area if sensor else None, problems)
+        if problems:
+            return problems
+        return Point(sensor_id=r.sensor_id, kind=r.kind, area=area, ts_ns=ts_ns, value=r.value)
+
+    def _area(self, r: Reading, catalog_area: str | None, problems: list[Rejection]) -> str:
+        """The message's own area, else the catalog's, else the one its coordinates fall in."""
+        if r.area is not None:
+            if self.areas is not None and r.area not in self.areas:
+                problems.append(Rejection(field="area", reason="unknown area", value=r.area))
+            return r.area
+        if catalog_area is not None:
+            return catalog_area
+        if r.lat is None or r.lon is None:
+            problems.append(Rejection(
+                field="area", reason="no area, no coordinates and not in the sensor catalog"))
+            return UNASSIGNED_AREA
+        found = self._locate(r.lon, r.lat) if self.areas is not None else None
+        return found or UNASSIGNED_AREA
+
+    def _locate(self, lon: float, lat: float) -> str | None:
+        # Sensors do not move: the cache turns the polygon test into a dict lookup.
+        key = (lon, lat)
+        if key not in self._located:
+            if len(self._located) > 100_000:
+                self._located.clear()
+            assert self.areas is not None
+            self._located[key] = self.areas.assign(lon, lat)
+        return self._located[key]
+
+
+def _epoch_ns(ts: datetime) -> int:
+    """Exact integer nanoseconds; float seconds would lose precision past 2**53."""
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
