@@ -1,0 +1,1 @@
+"""The FastAPI app, its routers, the CLI, and the wiring of everything else."""

@@ -1,0 +1,71 @@
+"""Warnings for the EOC: list, read with evidence and history, acknowledge, resolve."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from alerts.exceptions import InvalidTransition, WarningNotFound
+from alerts.schemas import Status, WarningDetail, WarningPage
+from app.api.deps import now, services
+from app.services import Services
+
+router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
+
+Level = Literal["blue", "yellow", "orange", "red"]
+
+
+@router.get("", response_model=WarningPage)
+def list_warnings(
+    svc: Annotated[Services, Depends(services)],
+    status: Status | None = None,
+    level: Level | None = None,
+    area: Annotated[str | None, Query(max_length=128)] = None,
+    hazard: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[datetime | None, Query(description="updated at or after")] = None,
+    until: Annotated[datetime | None, Query(description="updated before")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> WarningPage:
+    if since and until and since >= until:
+        raise HTTPException(422, detail=[{"field": "until", "reason": "must be after since"}])
+    return svc.warnings.list(status=status, level=level, area=area, hazard=hazard, since=since,
+                             until=until, limit=limit, offset=offset)
+
+
+@router.get("/{warning_id}", response_model=WarningDetail)
+def get_warning(warning_id: str, svc: Annotated[Services, Depends(services)]) -> WarningDetail:
+    detail = svc.warnings.get(warning_id)
+    if detail is None:
+        raise HTTPException(404, detail=f"no warning {warning_id}")
+    return detail
+
+
+class TransitionIn(BaseModel):
+    actor: str = Field(min_length=1, max_length=128, description="operator name or id")
+    note: str = Field(default="", max_length=2000)
+
+
+@router.post("/{warning_id}/acknowledge", response_model=WarningDetail)
+def acknowledge(warning_id: str, body: TransitionIn, svc: Annotated[Services, Depends(services)],
+                at: Annotated[datetime, Depends(now)]) -> WarningDetail:
+    try:
+        return svc.warnings.acknowledge(warning_id, now=at, actor=body.actor, note=body.note)
+    except WarningNotFound:
+        raise HTTPException(404, detail=f"no warning {warning_id}") from None
+    except InvalidTransition as exc:
+        raise HTTPException(409, detail=str(exc)) from None
+
+
+@router.post("/{warning_id}/resolve", response_model=WarningDetail)
+def resolve(warning_id: str, body: TransitionIn, svc: Annotated[Services, Depends(services)],
+            at: Annotated[datetime, Depends(now)]) -> WarningDetail:
+    try:
+        return svc.warnings.resolve(warning_id, now=at, actor=body.actor, note=body.note)
+    except WarningNotFound:
+        raise HTTPException(404, detail=f"no warning {warning_id}") from None
+    except InvalidTransition as exc:
+        raise HTTPException(409, detail=str(exc)) from None

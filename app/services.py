@@ -1,0 +1,64 @@
+"""Everything the API and the workers share, built once from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from alerts import db
+from alerts.checkpoints import CheckpointRepository
+from alerts.service import WarningService
+from config.areas import AreaIndex, load_areas
+from config.catalog import Catalog, load_catalog
+from config.playbooks import Playbooks, load_playbooks
+from config.settings import Settings
+from ingest.kafka import producer_config
+from ingest.producer import ConfirmedProducer
+from ingest.validation import ReadingValidator
+from store.factory import open_store
+from store.port import TimeSeriesStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    catalog: Catalog
+    areas: AreaIndex
+    playbooks: Playbooks
+    store: TimeSeriesStore
+    engine: sa.Engine
+    warnings: WarningService
+    checkpoints: CheckpointRepository
+    validator: ReadingValidator
+    producer: ConfirmedProducer
+    workers: list[object] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.producer.close()
+        self.store.close()
+        self.engine.dispose()
+
+
+def build_services(settings: Settings) -> Services:
+    catalog = load_catalog(settings.catalog_path)
+    playbooks = load_playbooks(settings.playbooks_path)
+    engine = db.connect(settings.database_url)
+    areas = load_areas(settings.areas_path)
+    return Services(
+        settings=settings,
+        catalog=catalog,
+        areas=areas,
+        playbooks=playbooks,
+        store=open_store(settings.store_url),
+        engine=engine,
+        warnings=WarningService(engine, catalog=catalog, playbooks=playbooks),
+        checkpoints=CheckpointRepository(engine),
+        validator=ReadingValidator(
+            catalog,
+            areas=areas,
+            max_future_skew_s=settings.max_future_skew_s,
+            max_past_age_s=settings.max_past_age_s,
+        ),
+        producer=ConfirmedProducer(producer_config(settings)),
+    )
