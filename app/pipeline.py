@@ -21,20 +21,15 @@ class DetectionSink:
         self.signals_seen = 0
 
     def process(self, points: list[Point], positions: list[Position], *, now: datetime) -> None:
-        series = {p.sensor_id for p in points}
-        unknown = [s for s in series if not self.engine.known(s)]
+        unknown = {p.sensor_id for p in points if not self.engine.known(p.sensor_id)}
         if unknown:
             self.engine.restore(self.checkpoints.load(unknown))
-        try:
-            signals = self.engine.score(points, positions)
-            self.warnings.apply_signals(signals, now=now, actor=f"detector:{self.engine.detector_name}")
-            self.checkpoints.save(self.engine.dirty_states(), now=now)
-        except Exception:
-            # The detectors have learned from a batch whose effects were not saved: drop
-            # them so the retry restores from the last checkpoint and learns it once.
-            self.engine.forget(series)
-            raise
+        signals = self.engine.score(points, positions)
+        self.warnings.apply_signals(signals, now=now, actor=f"detector:{self.engine.detector_name}")
         self.signals_seen += len(signals)
 
-    def on_revoke(self, partitions: list[int]) -> None:
-        self.engine.forget_partitions(partitions)
+    def checkpoint(self, *, now: datetime) -> None:
+        self.checkpoints.save(self.engine.dirty_states(), now=now)
+
+    def reset(self) -> None:
+        self.engine.forget_all()

@@ -54,5 +54,6 @@ def build_ingest_worker(svc: Services) -> IngestWorker:
         deadletter=svc.producer,
         batch_max_messages=s.batch_max_messages,
         batch_max_wait_s=s.batch_max_wait_s,
+        checkpoint_interval_s=s.checkpoint_interval_s,
         clock=lambda: datetime.now(UTC),
     )

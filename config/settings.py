@@ -43,12 +43,14 @@ class Settings(BaseSettings):
     # Ingest batching: how many messages to poll at once, and the longest wait.
     batch_max_messages: int = Field(default=5000, ge=1, le=100_000)
     batch_max_wait_s: float = Field(default=0.5, gt=0, le=30)
+    # How often detector state is saved and offsets committed: a crash replays at most this much.
+    checkpoint_interval_s: float = Field(default=5.0, gt=0, le=300)
     # Accepted timestamp window around "now"; InfluxDB only stores 1677..2262.
     max_future_skew_s: float = Field(default=300, ge=0)
     max_past_age_s: float = Field(default=30 * 86400, ge=0)
 
     # Detection.
-    detector: str = "robustmad"
+    detector: str = "recorddev"
     signal_threshold: float = Field(default=0.9, gt=0, le=1)
 
     # HTTP ingest bounds.

@@ -10,7 +10,7 @@ a replay scores exactly as the uninterrupted stream did.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,19 +54,16 @@ class ScoringEngine:
             if saved.get("position") is not None:
                 self._positions[sensor_id] = tuple(saved["position"])  # type: ignore[assignment]
 
-    def forget(self, sensor_ids: Iterable[str]) -> None:
-        """Drop series another consumer now owns; their checkpoint is the truth from here."""
-        for sensor_id in sensor_ids:
-            self._detectors.pop(sensor_id, None)
-            self._positions.pop(sensor_id, None)
-            self._dirty.discard(sensor_id)
-
-    def forget_partitions(self, partitions: Iterable[int]) -> None:
-        revoked = set(partitions)
-        self.forget([sid for sid, pos in self._positions.items() if pos[0] in revoked])
+    def forget_all(self) -> None:
+        self._detectors.clear()
+        self._positions.clear()
+        self._dirty.clear()
 
     def dirty_states(self) -> dict[str, dict[str, Any]]:
-        """States changed since the last call, ready to checkpoint."""
+        """States changed since the last call, ready to checkpoint.
+
+        Call it only when the states are saved right after: the dirty set is cleared.
+        """
         out = {
             sid: {
                 "detector": self.detector_name,
