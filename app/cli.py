@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
 from app.main import create_app
 from app.services import Services, build_services
@@ -24,6 +26,27 @@ log = logging.getLogger("citywarn")
 
 # The embedded broker joins groups faster with short poll intervals (see Settings).
 EMBEDDED_KAFKA = {"kafka_max_poll_interval_ms": 10_000, "kafka_session_timeout_ms": 6_000}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus re-raising SIGINT/SIGTERM after its shutdown.
+
+    uvicorn re-raises the captured signal once it has stopped, which would end
+    the process before ``run`` stops the embedded broker and returns 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _serve(app: FastAPI, host: str, port: int) -> None:
+    _Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -45,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         run(settings, host=args.host, port=args.port, demo=args.demo,
             demo_steps_per_s=args.demo_steps_per_s)
     elif args.command == "serve":
-        uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+        _serve(create_app(settings), args.host, args.port)
     else:
         ingest(settings)
 
@@ -64,7 +87,7 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_steps_per_
             settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, **EMBEDDED_KAFKA})
         extra = {"demo": _demo_worker(demo_steps_per_s)} if demo else None
         app = create_app(settings, run_ingest=True, extra_workers=extra)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        _serve(app, host, port)
     finally:
         if broker is not None:
             broker.stop()
