@@ -1,0 +1,40 @@
+# The two commands the README promises: `make demo` and `make test`.
+# Both work on a fresh Debian machine with Python 3.11+; `make test` needs root
+# (or sudo) once, to install Debian's influxdb package if influxd is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
+
+.PHONY: install demo test lint services bench
+
+$(BIN)/citywarn: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/citywarn
+
+demo: install
+	$(BIN)/citywarn run --demo
+
+# The test suite starts its own Tansu broker and influxd; it needs the binaries,
+# and a PostgreSQL server on 127.0.0.1:5432 (started here if it is installed but down).
+services:
+	@command -v influxd >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq influxdb >/dev/null; }
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { [ -n "$(PG_VERSION)" ] && \
+		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start && sleep 2; } || true
+	@pg_isready -h 127.0.0.1 -p 5432
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install services lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m bench.ingest
