@@ -27,9 +27,9 @@ from models.signals import Signal
 EVIDENCE_SHOWN = 200
 
 
-def _aware(ts: datetime | None) -> datetime | None:
+def _aware(ts: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything here is UTC."""
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
 def _from_ns(ts_ns: int) -> datetime:
@@ -244,5 +244,6 @@ def _level_of(group: list[Signal]) -> str:
 def _warning_out(row: Any) -> WarningOut:
     data = dict(row._mapping)
     for key in ("first_signal_at", "last_signal_at", "created_at", "updated_at", "resolved_at"):
-        data[key] = _aware(data[key])
+        if data[key] is not None:
+            data[key] = _aware(data[key])
     return WarningOut(**data)

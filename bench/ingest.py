@@ -87,7 +87,7 @@ def main() -> None:
         stored = svc.store.count()
         svc.close()
     print(f"store={args.store} detector={args.detector} readings={len(messages)} "
-          f"sensors={len(messages) // max(1, len(messages) // 41)} batches={worker.stats.batches}")
+          f"batches={worker.stats.batches} checkpoints={worker.stats.checkpoints}")
     print(f"stored {stored}; {len(messages) / elapsed:,.0f} readings/s wall "
           f"({elapsed:.2f} s after the first batch); process CPU {cpu:.2f} s in total")
 

@@ -157,9 +157,10 @@ class IngestWorker:
             return
         self._sink_backoff = 0.0
         for msg in msgs:
-            if msg.error() is None:
-                key = (msg.topic(), msg.partition())
-                self._pending[key] = max(self._pending.get(key, 0), msg.offset() + 1)  # type: ignore[arg-type,operator]
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if msg.error() is None and topic is not None and partition is not None and offset is not None:
+                key = (topic, partition)
+                self._pending[key] = max(self._pending.get(key, 0), offset + 1)
         self.stats.consumed += len(msgs)
         self.stats.stored += len(points)
         self.stats.dead_lettered += len(refused)

@@ -413,12 +413,12 @@ def demo_reports(
                     text))  # fmt: skip
     grids = areas.grids()
     for _ in range(_BACKGROUND_COUNT):
-        grid = grids[int(rng.integers(len(grids)))]
+        place = grids[int(rng.integers(len(grids)))]
         category, template = _BACKGROUND[int(rng.integers(len(_BACKGROUND)))]
         source = _BACKGROUND_SOURCES[int(rng.integers(len(_BACKGROUND_SOURCES)))]
-        text = template.format(name=grid.name, zh=grid.name_zh or grid.name)
+        text = template.format(name=place.name, zh=place.name_zh or place.name)
         ts = end - timedelta(seconds=int(rng.integers(0, int(DAY.total_seconds()))))
-        raw.append((ts, grid.id, source, category, text))
+        raw.append((ts, place.id, source, category, text))
 
     raw.sort(key=lambda r: (r[0], r[1], r[4]))
     reports: list[dict[str, object]] = []

@@ -21,7 +21,7 @@ class ConfirmedProducer:
     def send_all(
         self,
         topic: str,
-        messages: Iterable[tuple[bytes | None, bytes, list[tuple[str, bytes]] | None]],
+        messages: Iterable[tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]] | None]],
         *,
         timeout_s: float = 30.0,
     ) -> int:
