@@ -22,7 +22,8 @@ def influx_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def postgres_url() -> Iterator[str]:
+    """A new, empty database on the real server for each test: no test sees another's rows."""
     with fresh_postgres_database() as url:
         yield url

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +25,8 @@ def test_run_demo_serves_warnings_and_stops_cleanly(tmp_path: Path, stop_signal:
     port = free_port()
     log = tmp_path / "run.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
-    citywarn = shutil.which("citywarn") or "citywarn"
+    # The console script installed beside this interpreter, as `make demo` runs it.
+    citywarn = str(Path(sys.executable).parent / "citywarn")
     proc = subprocess.Popen([citywarn, "run", "--demo", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     started = time.monotonic()

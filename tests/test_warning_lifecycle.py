@@ -24,7 +24,6 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
         url = request.getfixturevalue("postgres_url")
     engine = db.connect(url)
     yield engine
-    db.metadata.drop_all(engine)
     engine.dispose()
 
 
