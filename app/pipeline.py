@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from alerts.checkpoints import CheckpointRepository
@@ -20,7 +21,7 @@ class DetectionSink:
         self.checkpoints = checkpoints
         self.signals_seen = 0
 
-    def process(self, points: list[Point], positions: list[Position], *, now: datetime) -> None:
+    def process(self, points: Sequence[Point], positions: Sequence[Position], *, now: datetime) -> None:
         unknown = {p.sensor_id for p in points if not self.engine.known(p.sensor_id)}
         if unknown:
             self.engine.restore(self.checkpoints.load(unknown))

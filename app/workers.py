@@ -12,6 +12,7 @@ from app.services import Services
 from ingest.consumer import IngestWorker
 from ingest.kafka import consumer_config
 from models.engine import ScoringEngine
+from store.schemas import Point
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class BackgroundThreads:
             thread.join(timeout_s)
 
 
-def build_ingest_worker(svc: Services) -> IngestWorker:
+def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
     s = svc.settings
     engine = ScoringEngine(svc.catalog, detector=s.detector, signal_threshold=s.signal_threshold)
     sink = DetectionSink(engine=engine, warnings=svc.warnings, checkpoints=svc.checkpoints)
@@ -48,8 +49,8 @@ def build_ingest_worker(svc: Services) -> IngestWorker:
         consumer_config=consumer_config(s),
         topic=s.topic_readings,
         deadletter_topic=s.topic_deadletter,
-        store=svc.store,
-        validator=svc.validator,
+        parse=svc.validator.parse,
+        write=svc.store.write,
         sink=sink,
         deadletter=svc.producer,
         batch_max_messages=s.batch_max_messages,

@@ -5,7 +5,8 @@ The delivery guarantee lives here, so the order matters and is numbered:
 1. poll a batch from the consumer group;
 2. validate every message; refused ones are produced to the dead-letter topic
    with the reason and the original bytes, and the broker must ack them;
-3. write the accepted points to the store; only the store's "yes" lets us go on;
+3. write the accepted items (readings to the store, reports to the state
+   database); only the store's "yes" lets us go on;
 4. hand the stored batch to the sink (scoring and warnings);
 5. at each checkpoint (every ``checkpoint_interval_s``, on a rebalance and on
    shutdown): the sink saves its detector state, then the offsets of every
@@ -29,10 +30,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -44,19 +45,19 @@ from confluent_kafka import (
 )
 
 from ingest.producer import ConfirmedProducer
-from ingest.validation import Invalid, ReadingValidator
-from store.port import TimeSeriesStore
-from store.schemas import Point
+from ingest.validation import Invalid
 
 log = logging.getLogger(__name__)
 
 Position = tuple[int, int]
+Item = TypeVar("Item")
+ItemContra = TypeVar("ItemContra", contravariant=True)
 
 
-class BatchSink(Protocol):
+class BatchSink(Protocol[ItemContra]):
     """What happens to stored batches before their offsets are committed."""
 
-    def process(self, points: list[Point], positions: list[Position], *, now: datetime) -> None:
+    def process(self, items: Sequence[ItemContra], positions: Sequence[Position], *, now: datetime) -> None:
         """Score and warn; may keep state in memory until ``checkpoint``."""
         ...
 
@@ -81,16 +82,18 @@ class IngestStats:
     last_batch_at: datetime | None = None
 
 
-class IngestWorker:
+class IngestWorker(Generic[Item]):
+    """One consumer of one topic: readings (into the store) or reports (into the state database)."""
+
     def __init__(
         self,
         *,
         consumer_config: dict[str, object],
         topic: str,
         deadletter_topic: str,
-        store: TimeSeriesStore,
-        validator: ReadingValidator,
-        sink: BatchSink,
+        parse: Callable[[bytes, datetime], Item | Invalid],
+        write: Callable[[list[Item]], None],
+        sink: BatchSink[Item],
         deadletter: ConfirmedProducer,
         batch_max_messages: int,
         batch_max_wait_s: float,
@@ -101,8 +104,8 @@ class IngestWorker:
         self._consumer = Consumer(consumer_config)
         self.topic = topic
         self.deadletter_topic = deadletter_topic
-        self.store = store
-        self.validator = validator
+        self.parse = parse
+        self.write = write
         self.sink = sink
         self.deadletter = deadletter
         self.batch_max_messages = batch_max_messages
@@ -133,7 +136,7 @@ class IngestWorker:
 
     def _handle(self, msgs: list[Message], stop: threading.Event) -> None:
         now = self.clock()
-        points: list[Point] = []
+        items: list[Item] = []
         positions: list[Position] = []
         refused: list[tuple[Message, Invalid]] = []
         for msg in msgs:
@@ -142,16 +145,16 @@ class IngestWorker:
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", err)
                 continue
-            parsed = self.validator.parse(msg.value() or b"", now)
+            parsed = self.parse(msg.value() or b"", now)
             if isinstance(parsed, Invalid):
                 refused.append((msg, parsed))
             else:
-                points.append(parsed)
+                items.append(parsed)
                 positions.append((msg.partition(), msg.offset()))  # type: ignore[arg-type]
         self._with_backpressure(lambda: self._dead_letter(refused), stop, "dead-letter produce")
-        self._with_backpressure(lambda: self.store.write(points), stop, "store write")
+        self._with_backpressure(lambda: self.write(items), stop, "store write")
         try:
-            self.sink.process(points, positions, now=now)
+            self.sink.process(items, positions, now=now)
         except Exception as exc:
             self._rewind(f"sink failed: {exc}")
             return
@@ -162,7 +165,7 @@ class IngestWorker:
                 key = (topic, partition)
                 self._pending[key] = max(self._pending.get(key, 0), offset + 1)
         self.stats.consumed += len(msgs)
-        self.stats.stored += len(points)
+        self.stats.stored += len(items)
         self.stats.dead_lettered += len(refused)
         self.stats.batches += 1
         self.stats.last_batch_at = now

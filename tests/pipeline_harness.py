@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
 from app.services import Services, build_services
 from app.workers import build_ingest_worker
@@ -71,6 +71,16 @@ def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.1)
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """How many messages the group has committed on the topic (offsets start at 0)."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 3})
+    try:
+        tps = probe.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in tps)
+    finally:
+        probe.close()
 
 
 def read_topic(bootstrap: str, topic: str, expected: int, *, timeout_s: float = 30.0) -> list[Any]:
