@@ -1,5 +1,6 @@
 """Built-in streaming detectors; importing this package registers them."""
 from models.detectors import (
     record_deviation,  # noqa: F401
+    recordrarity,  # noqa: F401
     robust_mad,  # noqa: F401
 )

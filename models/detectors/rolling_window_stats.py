@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from typing import Any
+from typing import Any, Self
 
 
 class SortedWindow:
@@ -57,7 +57,7 @@ class SortedWindow:
         return {"size": self.size, "values": list(self._arrival)}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> SortedWindow:
+    def from_state(cls, state: dict[str, Any]) -> Self:
         return cls(state["size"], [float(v) for v in state["values"]])
 
 
@@ -87,7 +87,7 @@ class SlidingMax:
         return {"size": self.size, "count": self._count, "queue": [list(e) for e in self._queue]}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> SlidingMax:
+    def from_state(cls, state: dict[str, Any]) -> Self:
         m = cls(state["size"])
         m._count = int(state["count"])
         m._queue = deque((int(i), float(v)) for i, v in state["queue"])

@@ -1,0 +1,212 @@
+"""``recordrarity``: deviation *and* rarity, each scored against the series' own recent records.
+
+This extends the idea behind ``recorddev`` (robust evidence made unit-free,
+then calibrated as a ratio to the largest evidence of the same kind seen
+recently, so that one alert threshold means "a new record" on every series)
+with two kinds of evidence that a distance from the median cannot see:
+
+* ``level_rarity``: how seldom the recent level (median of the last
+  ``level_len`` points) has been seen at all, as ``log((n + 1) / (count + 1))``
+  where ``count`` is the number of baseline points within ``bandwidth`` robust
+  standard deviations of that level. On a two-state series (a daily square
+  wave, a busy/idle server) a level *between* the usual states, such as a
+  stuck sensor or a half-height day, sits close to the median in z-score terms
+  yet is rarer than anything in the baseline.
+* ``point_rarity``: the same for the single current value.
+
+Every evidence kind keeps its own running record over the last ``history``
+points (with a floor, so a very quiet history does not turn noise into
+records); the score is ``1 - exp(-max ratio)``; after an alarm-level score the
+output is held at 0 for ``rest`` points so one incident raises one warning.
+
+Compared with ``recorddev`` the baseline is longer (``window`` 4000 points,
+about two weeks at 5-minute sampling): a longer memory of what is normal
+makes "record" mean more on heavy-tailed series, where most false alarms came
+from.
+
+Plain Python, O(window) per point (sorted-list insertion), plain-data state,
+so ``from_state`` resumes bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from models.detectors.rolling_window_stats import SlidingMax, SortedWindow
+from models.protocol import BatchScores, FloatArray
+from models.registry import register
+
+_EVIDENCE = (
+    "baseline",
+    "spread",
+    "deviation",
+    "level",
+    "density",
+    "level_rarity",
+    "point_rarity",
+    "record_ratio",
+    "channel",
+    "suppressed",
+)
+CHANNELS = ("point", "level", "density", "level_rarity", "point_rarity")
+"""Evidence kinds, in the order of the ``channel`` evidence index (-1: none)."""
+
+
+class _CountingWindow(SortedWindow):
+    """A ``SortedWindow`` that can also count its values inside a closed interval."""
+
+    __slots__ = ()
+
+    def count_between(self, low: float, high: float) -> int:
+        s = self._sorted
+        return bisect.bisect_right(s, high) - bisect.bisect_left(s, low)
+
+
+@register
+class RecordRarityDetector:
+    """Robust deviation plus value rarity, calibrated as a ratio to each kind's recent record."""
+
+    name: ClassVar[str] = "recordrarity"
+
+    def __init__(
+        self,
+        window: int = 4000,
+        level_len: int = 10,
+        density_len: int = 12,
+        history: int = 3000,
+        rest: int = 60,
+        alarm_level: float = 0.65,
+        warmup: int = 100,
+        z_cap: float = 6.0,
+        z_floor: float = 1.0,
+        bandwidth: float = 0.05,
+        rarity_floor: float = 6.0,
+    ) -> None:
+        if window < level_len or warmup < 4 or history < 1 or level_len < 1 or density_len < 1:
+            raise ValueError("need window >= level_len >= 1, density_len >= 1, warmup >= 4, history >= 1")
+        if z_floor <= 0 or rarity_floor <= 0 or bandwidth <= 0:
+            raise ValueError("z_floor, rarity_floor and bandwidth must be positive")
+        self.params: dict[str, Any] = {
+            "window": int(window),
+            "level_len": int(level_len),
+            "density_len": int(density_len),
+            "history": int(history),
+            "rest": int(rest),
+            "alarm_level": float(alarm_level),
+            "warmup": int(warmup),
+            "z_cap": float(z_cap),
+            "z_floor": float(z_floor),
+            "bandwidth": float(bandwidth),
+            "rarity_floor": float(rarity_floor),
+        }
+        self._floors = (float(z_floor),) * 3 + (float(rarity_floor),) * 2
+        self._window = _CountingWindow(window)
+        self._capped: deque[float] = deque(maxlen=int(density_len))
+        self._records = [SlidingMax(history) for _ in CHANNELS]
+        self._seen = 0
+        self._last_alarm: int | None = None
+
+    # -- scoring -----------------------------------------------------------------
+
+    def _step(self, value: float) -> tuple[float, tuple[float, ...]]:
+        """Score ``value`` against the past, then learn it; returns (score, evidence)."""
+        p = self.params
+        if not math.isfinite(value):
+            # A missing reading carries no evidence and must not poison the baseline.
+            return 0.0, (0.0,) * 8 + (-1.0, 0.0)
+        win = self._window
+        n = len(win)
+        score = 0.0
+        baseline, spread, deviation, level, density = value, 0.0, 0.0, 0.0, 0.0
+        level_rarity, point_rarity, ratio, channel = 0.0, 0.0, 0.0, -1
+        if n >= p["warmup"]:
+            baseline = win.quantile(0.5)
+            iqr_sd = (win.quantile(0.75) - win.quantile(0.25)) / 1.349
+            # Floors keep z finite on flat or two-valued series without inflating real noise.
+            spread = max(
+                iqr_sd,
+                0.01 * (win.highest() - win.lowest()),
+                1e-9,
+                1e-12 * abs(baseline),
+            )
+            deviation = (value - baseline) / spread
+            z = abs(deviation)
+            recent = [*win.last(p["level_len"] - 1), value]
+            recent.sort()
+            recent_level = recent[len(recent) // 2]
+            level = abs(recent_level - baseline) / spread
+            self._capped.append(min(z, p["z_cap"]))
+            density = sum(self._capped) / len(self._capped)
+            h = p["bandwidth"] * spread
+            log_n = math.log(n + 1)
+            level_rarity = log_n - math.log(win.count_between(recent_level - h, recent_level + h) + 1)
+            point_rarity = log_n - math.log(win.count_between(value - h, value + h) + 1)
+            calibrated = self._seen >= 2 * p["warmup"]
+            evidence = (z, level, density, level_rarity, point_rarity)
+            for k, (ev, record, floor) in enumerate(zip(evidence, self._records, self._floors, strict=True)):
+                if calibrated:
+                    r = ev / max(record.value(), floor)
+                    if r > ratio:
+                        ratio, channel = r, k
+                record.push(ev)
+            score = 1.0 - math.exp(-ratio)
+        suppressed = self._last_alarm is not None and self._seen - self._last_alarm < p["rest"]
+        if suppressed:
+            score = 0.0
+        elif score >= p["alarm_level"]:
+            self._last_alarm = self._seen
+        win.push(value)
+        self._seen += 1
+        return score, (
+            baseline,
+            spread,
+            deviation,
+            level,
+            density,
+            level_rarity,
+            point_rarity,
+            ratio,
+            float(channel),
+            float(suppressed),
+        )
+
+    def score_one(self, ts: float, value: float) -> float:
+        """Score one reading (``ts`` is accepted for the protocol; order alone matters)."""
+        return self._step(float(value))[0]
+
+    def score_batch(self, ts: FloatArray, values: FloatArray) -> BatchScores:
+        """Same loop as ``score_one``, collecting the evidence behind each score."""
+        vals = np.asarray(values, dtype=np.float64).tolist()
+        scores = np.empty(len(vals))
+        evidence = np.empty((len(_EVIDENCE), len(vals)))
+        step = self._step
+        for i, v in enumerate(vals):
+            scores[i], evidence[:, i] = step(v)
+        return BatchScores(scores, {k: evidence[j] for j, k in enumerate(_EVIDENCE)})
+
+    # -- checkpointing -------------------------------------------------------------
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "params": dict(self.params),
+            "window": self._window.get_state(),
+            "capped": list(self._capped),
+            "records": [r.get_state() for r in self._records],
+            "seen": self._seen,
+            "last_alarm": self._last_alarm,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        det = cls(**state["params"])
+        det._window = _CountingWindow.from_state(state["window"])
+        det._capped.extend(float(c) for c in state["capped"])
+        det._records = [SlidingMax.from_state(r) for r in state["records"]]
+        det._seen = int(state["seen"])
+        det._last_alarm = None if state["last_alarm"] is None else int(state["last_alarm"])
+        return det
