@@ -3,4 +3,5 @@ from models.detectors import (
     record_deviation,  # noqa: F401
     recordrarity,  # noqa: F401
     robust_mad,  # noqa: F401
+    windowed_gaussian,  # noqa: F401
 )

@@ -1,0 +1,1 @@
+"""Benchmarks and evaluation harnesses: ingest throughput and NAB anomaly-detection scoring."""
