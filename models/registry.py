@@ -31,4 +31,4 @@ def _load_builtin() -> None:
     """Import the built-in detector modules so their ``@register`` runs."""
     import models.detectors  # noqa: F401
 
-DEFAULT_DETECTOR = "recorddev"
+DEFAULT_DETECTOR = "recordrarity"
