@@ -1,0 +1,95 @@
+"""Unit-free trailing-window features of one sensor series, for the per-kind multivariate model.
+
+Every feature of point ``i`` is computed from point ``i`` and the ``window``
+points before it only, so a point's features never change when later points
+arrive (no look-ahead) and a model scored on a live stream sees what it was
+trained on. Features are scaled by the series' own robust spread, which is
+what lets one model serve every sensor of a kind whatever its level or unit.
+Points with fewer than ``window`` predecessors get all-zero rows: zero means
+"normal" for every feature, and no row is ever NaN.
+
+To score new points of a stream, pass the last ``history_needed(window)``
+stored points followed by the new ones and keep the last rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from models.protocol import FloatArray
+
+DEFAULT_WINDOW = 12
+MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
+REL_FLOOR = 1e-3  # spread floor relative to the level: a flat series must not give infinite deviations
+ABS_FLOOR = 1e-9  # spread floor for series that sit at zero
+FLAT_REL = 1e-6  # a window whose range is below this fraction of its level is a flatline
+LOG_CLIP = 5.0  # bound for log-ratio features (std/spread, gap/median gap): e^5 is already extreme
+FEATURE_CLIP = 50.0  # last-resort bound so overflowing inputs give large finite features, not inf
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "deviation",  # (value - trailing median) / robust spread, signed log scale
+    "step",  # (value - previous value) / robust spread, signed log scale
+    "volatility",  # log(trailing std / robust spread): heavy tails or collapse of the noise
+    "slope",  # least-squares rise over the window incl. the point, in spreads, signed log scale
+    "flatline",  # 1.0 when the window incl. the point has (almost) no range: a stuck sensor
+    "gap",  # log(time since previous point / trailing median gap): dropouts and bursts
+)
+
+
+def history_needed(window: int = DEFAULT_WINDOW) -> int:
+    """How many points before the first new one give it full-history features."""
+    return window
+
+
+def _signed_log(x: FloatArray) -> FloatArray:
+    """Compress magnitudes (sign kept) so a 100-sigma spike does not dwarf the rest of the range."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def window_features(ts_s: FloatArray, values: FloatArray, *, window: int = DEFAULT_WINDOW) -> FloatArray:
+    """Features of each point of one series in time order, shape ``(n, len(FEATURE_NAMES))``.
+
+    ``ts_s`` are epoch seconds, ascending. Raises ``ValueError`` on non-finite
+    input (upstream validation already refuses NaN and infinity), mismatched
+    lengths or a window shorter than 3.
+    """
+    ts = np.asarray(ts_s, dtype=np.float64)
+    x = np.asarray(values, dtype=np.float64)
+    if ts.ndim != 1 or x.ndim != 1 or ts.shape != x.shape:
+        raise ValueError(f"ts_s and values must be 1-D of equal length, got {ts.shape} and {x.shape}")
+    if window < 3:
+        raise ValueError(f"window must be at least 3, got {window}")
+    if not (np.isfinite(ts).all() and np.isfinite(x).all()):
+        raise ValueError("ts_s and values must be finite")
+    n = len(x)
+    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
+    m = n - window  # rows with a full trailing window: i = window .. n-1
+    if m <= 0:
+        return out
+
+    hist = sliding_window_view(x, window)[:m]  # hist[j] = x[j : j+window], the points before i = j+window
+    incl = sliding_window_view(x, window)[1:]  # incl[j] = x[j+1 : j+window+1], ending at i itself
+    cur = x[window:]
+    med = np.median(hist, axis=1)
+    mad = np.median(np.abs(hist - med[:, None]), axis=1)
+    spread = np.maximum(np.maximum(MAD_TO_SIGMA * mad, REL_FLOOR * np.abs(med)), ABS_FLOOR)
+
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        deviation = _signed_log((cur - med) / spread)
+        step = _signed_log((cur - x[window - 1 : n - 1]) / spread)
+        ratio = hist.std(axis=1) / spread
+        volatility = np.log(np.clip(ratio, np.exp(-LOG_CLIP), np.exp(LOG_CLIP)))
+        centred = np.arange(window, dtype=np.float64) - (window - 1) / 2.0
+        slope = (incl * centred).sum(axis=1) / float((centred**2).sum())
+        rise = _signed_log(slope * (window - 1) / spread)
+        flat = (np.ptp(incl, axis=1) <= FLAT_REL * np.abs(med) + ABS_FLOOR).astype(np.float64)
+
+        gaps = np.diff(ts)  # gaps[k] = ts[k+1] - ts[k]
+        hist_gaps = sliding_window_view(gaps, window - 1)[:m]  # gaps between the history points of i
+        gap_ratio = np.maximum(gaps[window - 1 :], 0.0) / np.maximum(np.median(hist_gaps, axis=1), 1e-9)
+        gap = np.log(np.clip(gap_ratio, np.exp(-LOG_CLIP), np.exp(LOG_CLIP)))
+
+    rows = np.column_stack((deviation, step, volatility, rise, flat, gap))
+    out[window:] = np.clip(np.nan_to_num(rows, nan=0.0), -FEATURE_CLIP, FEATURE_CLIP)
+    return out

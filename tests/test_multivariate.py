@@ -1,0 +1,200 @@
+"""The per-kind IsolationForest: features without look-ahead, calibrated scores, safe round trips."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from models.features import FEATURE_NAMES, history_needed, window_features
+from models.multivariate import MIN_SAMPLES, KindModel, fit_kind_model
+
+STEP_S = 300.0
+T0 = 1.7e9
+FROM = datetime(2024, 1, 1, tzinfo=UTC)
+TO = datetime(2024, 1, 8, tzinfo=UTC)
+Series = tuple[np.ndarray, np.ndarray, float]
+
+
+def _sensor(n: int, seed: int) -> Series:
+    """One water-level-like sensor: its own level, daily cycle and noise; timestamps jitter a little."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + STEP_S * np.arange(n) + rng.normal(0, 4, n)
+    level = rng.uniform(1, 50)
+    amp = rng.uniform(0.05, 0.3) * level
+    noise = amp * rng.uniform(0.05, 0.15)
+    phase = rng.uniform(0, 2 * np.pi)
+    values = level + amp * np.sin(2 * np.pi * ts / 86400 + phase) + rng.normal(0, noise, n)
+    return ts, values, noise
+
+
+def _training_features(n_sensors: int = 6, n: int = 2016) -> np.ndarray:
+    return np.vstack([window_features(*_sensor(n, seed)[:2]) for seed in range(n_sensors)])
+
+
+@pytest.fixture(scope="module")
+def model() -> KindModel:
+    return fit_kind_model("water_level", _training_features(), trained_from=FROM, trained_to=TO)
+
+
+@pytest.fixture(scope="module")
+def held_out() -> Series:
+    return _sensor(2000, seed=100)  # a sensor the model never saw
+
+
+# --- features ---------------------------------------------------------------------------------------
+
+
+def test_features_have_one_finite_row_per_point_and_zero_warmup() -> None:
+    ts, values, _ = _sensor(500, seed=1)
+    feats = window_features(ts, values, window=12)
+    assert feats.shape == (500, len(FEATURE_NAMES))
+    assert np.isfinite(feats).all()
+    assert np.all(feats[: history_needed(12)] == 0.0)
+    assert np.any(feats[12:] != 0.0)
+
+
+def test_short_and_empty_series_are_all_normal() -> None:
+    assert window_features(np.arange(5.0), np.ones(5)).tolist() == [[0.0] * len(FEATURE_NAMES)] * 5
+    assert window_features(np.empty(0), np.empty(0)).shape == (0, len(FEATURE_NAMES))
+
+
+def test_features_of_a_prefix_do_not_change_when_points_are_appended() -> None:
+    ts, values, noise = _sensor(600, seed=2)
+    values[300] += 20 * noise  # a spike must not leak into the features of the points before it
+    values[450:480] = values[450]  # nor a flatline
+    full = window_features(ts, values)
+    for cut in (1, 12, 13, 299, 300, 301, 460, 599):
+        np.testing.assert_array_equal(window_features(ts[:cut], values[:cut]), full[:cut])
+
+
+def test_features_are_unit_free() -> None:
+    ts, values, _ = _sensor(400, seed=3)
+    np.testing.assert_allclose(window_features(ts, values * 1000.0), window_features(ts, values), atol=1e-9)
+
+
+def test_features_reject_bad_input() -> None:
+    ts, values, _ = _sensor(50, seed=4)
+    values[10] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        window_features(ts, values)
+    with pytest.raises(ValueError, match="equal length"):
+        window_features(ts[:-1], values)
+    with pytest.raises(ValueError, match="window"):
+        window_features(ts, np.ones(50), window=2)
+
+
+# --- scores -----------------------------------------------------------------------------------------
+
+
+def test_normal_held_out_windows_score_low(model: KindModel, held_out: Series) -> None:
+    ts, values, _ = held_out
+    scores = model.score_series(ts, values)
+    assert scores.shape == values.shape
+    assert np.all((scores >= 0.0) & (scores <= 1.0))
+    assert np.median(scores[12:]) < 0.6
+    assert np.mean(scores[12:] > 0.99) < 0.03  # calibrated: about 1 % of normal windows
+
+
+def _spike(ts: np.ndarray, v: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray, slice]:
+    v[1000] += 10 * noise
+    return ts, v, slice(1000, 1001)
+
+
+def _dip(ts: np.ndarray, v: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray, slice]:
+    v[1000] -= 10 * noise
+    return ts, v, slice(1000, 1001)
+
+
+def _level_shift(ts: np.ndarray, v: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray, slice]:
+    v[1000:] += 8 * noise
+    return ts, v, slice(1000, 1003)
+
+
+def _flatline(ts: np.ndarray, v: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray, slice]:
+    v[1000:1100] = v[1000]  # stuck sensor: the same reading for eight hours
+    return ts, v, slice(1000 + 12, 1100)
+
+
+def _dropout(ts: np.ndarray, v: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray, slice]:
+    keep = np.r_[0:1000, 1036 : len(ts)]  # three hours without data; scored when the sensor returns
+    return ts[keep], v[keep], slice(1000, 1001)
+
+
+@pytest.mark.parametrize("inject", [_spike, _dip, _level_shift, _flatline, _dropout])
+def test_anomalies_score_high(
+    model: KindModel,
+    held_out: Series,
+    inject: Callable[[np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray, slice]],
+) -> None:
+    ts, values, noise = held_out
+    ts, values, where = inject(ts.copy(), values.copy(), noise)
+    scores = model.score_series(ts, values)
+    assert scores[where].max() > 0.95
+    assert np.median(scores[12:900]) < 0.6  # untouched stretch stays calm
+
+
+def test_flatline_is_seen_even_though_training_never_had_one(model: KindModel) -> None:
+    assert "flatline" in model.metrics["constant_features"]
+
+
+def test_score_is_batch_shaped_and_checks_its_input(model: KindModel) -> None:
+    assert model.score(np.empty((0, len(FEATURE_NAMES)))).shape == (0,)
+    with pytest.raises(ValueError, match="shape"):
+        model.score(np.zeros((3, len(FEATURE_NAMES) + 1)))
+    with pytest.raises(ValueError, match="shape"):
+        model.score(np.zeros(len(FEATURE_NAMES)))
+
+
+# --- training, persistence, metadata ----------------------------------------------------------------
+
+
+def test_same_random_state_gives_same_scores(held_out: Series) -> None:
+    feats = _training_features(n_sensors=2, n=600)
+    probe = window_features(*held_out[:2])
+    a = fit_kind_model("gas", feats, trained_from=FROM, trained_to=TO, random_state=7)
+    b = fit_kind_model("gas", feats, trained_from=FROM, trained_to=TO, random_state=7)
+    np.testing.assert_array_equal(a.score(probe), b.score(probe))
+
+
+def test_too_little_history_is_refused_clearly() -> None:
+    feats = _training_features(n_sensors=1, n=MIN_SAMPLES - 1)
+    with pytest.raises(ValueError, match=rf"'rain'.*{MIN_SAMPLES - 1} feature rows.*at least {MIN_SAMPLES}"):
+        fit_kind_model("rain", feats, trained_from=FROM, trained_to=TO)
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        fit_kind_model("rain", _training_features(1, 400), trained_from=datetime(2024, 1, 1), trained_to=TO)
+
+
+def test_bytes_round_trip_scores_identically(model: KindModel, held_out: Series) -> None:
+    restored = KindModel.from_bytes(model.to_bytes())
+    probe = window_features(*held_out[:2])
+    np.testing.assert_array_equal(restored.score(probe), model.score(probe))
+    assert restored.describe() == model.describe()
+    assert restored.trained_from == FROM and restored.trained_to == TO
+
+
+def test_from_bytes_refuses_foreign_or_damaged_bytes(model: KindModel) -> None:
+    with pytest.raises(ValueError, match="magic"):
+        KindModel.from_bytes(b"\x80\x04not ours")
+    data = bytearray(model.to_bytes())
+    data[-10] ^= 0xFF
+    with pytest.raises(ValueError, match="checksum"):
+        KindModel.from_bytes(bytes(data))
+
+
+def test_describe_is_json_and_says_what_was_trained(model: KindModel) -> None:
+    info = json.loads(json.dumps(model.describe()))
+    assert info["kind"] == "water_level"
+    assert info["version"].startswith("water_level-") and len(info["version"]) == len("water_level-") + 14
+    assert info["n_samples"] == model.n_samples == 6 * 2016
+    assert info["trained_from"] == FROM.isoformat()
+    assert info["feature_names"] == list(FEATURE_NAMES)
+    assert 0.005 <= info["metrics"]["fraction_flagged"] <= 0.015
+    assert info["calibration_points"] <= 2000
+    assert "estimator" not in info
