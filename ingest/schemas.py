@@ -1,10 +1,11 @@
-"""Shapes of what arrives: readings from sensors, as JSON on Kafka or over HTTP."""
+"""Shapes of what arrives, as JSON on Kafka or over HTTP: sensor readings and human reports."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
 
@@ -41,3 +42,24 @@ class Rejection(BaseModel):
 
 def utc_iso(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+ReportSource = Literal["hotline", "app", "grid_worker", "volunteer", "media", "social"]
+
+
+class Report(BaseModel):
+    """One human report. A category may be omitted: keyword rules then infer one."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
+
+    report_id: str = Field(min_length=1, max_length=128, pattern=ID_PATTERN)
+    source: ReportSource
+    category: str | None = Field(default=None, min_length=1, max_length=64)
+    # The configured limit (Settings.max_report_text_chars) is checked after parsing;
+    # this bound only stops absurd payloads early.
+    text: str = Field(min_length=1, max_length=100_000)
+    ts: AwareDatetime
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    area: str | None = Field(default=None, min_length=1, max_length=128, pattern=ID_PATTERN)
+    media: list[HttpUrl] = Field(default_factory=list, max_length=10)

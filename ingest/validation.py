@@ -83,8 +83,8 @@ class ReadingValidator:
         if sensor is not None and sensor.kind != r.kind:
             problems.append(Rejection(
                 field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind))
-        ts_ns = _epoch_ns(r.ts)
-        now_ns = _epoch_ns(now)
+        ts_ns = epoch_ns(r.ts)
+        now_ns = epoch_ns(now)
         if ts_ns > now_ns + self.max_future_ns:
             problems.append(Rejection(field="ts", reason="too far in the future", value=r.ts.isoformat()))
         elif ts_ns < now_ns - self.max_past_ns:
@@ -121,7 +121,7 @@ class ReadingValidator:
         return self._located[key]
 
 
-def _epoch_ns(ts: datetime) -> int:
+def epoch_ns(ts: datetime) -> int:
     """Exact integer nanoseconds; float seconds would lose precision past 2**53."""
     delta = ts - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000

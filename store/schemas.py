@@ -22,3 +22,20 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """A transient failure worth retrying (connection refused, timeout, 5xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    """One accepted human report; ``report_id`` is its identity, so a resend is stored once."""
+
+    report_id: str
+    source: str
+    category: str
+    category_inferred: bool
+    text: str
+    ts_ns: int
+    area: str
+    lat: float | None = None
+    lon: float | None = None
+    outside_areas: bool = False
+    media: tuple[str, ...] = ()

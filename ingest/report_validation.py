@@ -1,0 +1,72 @@
+"""Human reports in, stored records or refusals out; the category inferred when missing.
+
+A report with neither an area nor coordinates cannot be placed on the map and
+is refused; one whose coordinates fall outside every area is kept and
+flagged, because a caller at the city's edge still matters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from config.taxonomy import Taxonomy
+from pydantic import ValidationError
+
+from config.areas import AreaIndex
+from ingest.schemas import Rejection, Report
+from ingest.validation import UNASSIGNED_AREA, Invalid, epoch_ns, rejections_from
+from store.schemas import ReportRecord
+
+FALLBACK_CATEGORY = "other"
+
+
+class ReportValidator:
+    def __init__(self, *, taxonomy: Taxonomy, areas: AreaIndex, max_text_chars: int,
+                 max_future_skew_s: float, max_past_age_s: float) -> None:
+        self.taxonomy = taxonomy
+        self.areas = areas
+        self.max_text_chars = max_text_chars
+        self.max_future_ns = int(max_future_skew_s * 1e9)
+        self.max_past_ns = int(max_past_age_s * 1e9)
+
+    def parse(self, raw: bytes, now: datetime) -> ReportRecord | Invalid:
+        try:
+            report = Report.model_validate_json(raw)
+        except ValidationError as exc:
+            return Invalid(rejections_from(exc), raw)
+        checked = self.check(report, now)
+        return checked if isinstance(checked, ReportRecord) else Invalid(checked, raw)
+
+    def check(self, r: Report, now: datetime) -> ReportRecord | list[Rejection]:
+        problems: list[Rejection] = []
+        if r.category is not None and r.category not in self.taxonomy.categories:
+            problems.append(Rejection(field="category", reason="unknown category", value=r.category))
+        if len(r.text) > self.max_text_chars:
+            problems.append(Rejection(field="text", reason=f"longer than {self.max_text_chars} characters",
+                                      value=f"{len(r.text)} characters"))
+        ts_ns = epoch_ns(r.ts)
+        now_ns = epoch_ns(now)
+        if ts_ns > now_ns + self.max_future_ns:
+            problems.append(Rejection(field="ts", reason="too far in the future", value=r.ts.isoformat()))
+        elif ts_ns < now_ns - self.max_past_ns:
+            problems.append(Rejection(field="ts", reason="older than the accepted window",
+                                      value=r.ts.isoformat()))
+        if (r.lat is None) != (r.lon is None):
+            problems.append(Rejection(field="lat" if r.lat is None else "lon",
+                                      reason="coordinates need both lat and lon"))
+        elif r.area is None and r.lat is None:
+            problems.append(Rejection(field="area", reason="no area and no coordinates"))
+        if r.area is not None and r.area not in self.areas:
+            problems.append(Rejection(field="area", reason="unknown area", value=r.area))
+        if problems:
+            return problems
+        area = r.area
+        if area is None and r.lat is not None and r.lon is not None:
+            area = self.areas.assign(r.lon, r.lat)
+        inferred = r.category is None
+        category = r.category or self.taxonomy.infer(r.text) or FALLBACK_CATEGORY
+        return ReportRecord(
+            report_id=r.report_id, source=r.source, category=category, category_inferred=inferred,
+            text=r.text, ts_ns=ts_ns, area=area or UNASSIGNED_AREA, lat=r.lat, lon=r.lon,
+            outside_areas=area is None, media=tuple(str(m) for m in r.media),
+        )

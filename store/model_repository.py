@@ -1,0 +1,77 @@
+"""Versioned trained models in the state database: metadata as JSON, the model as bytes.
+
+Every fit is kept (version, training range, metrics), so an operator can see
+which model scored a warning and roll back by version. The bytes are written
+and read only by the service itself; nothing from outside is ever loaded here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+models_table = sa.Table(
+    "trained_models",
+    metadata,
+    sa.Column("version", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("trained_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("trained_to", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("description", sa.JSON, nullable=False),
+    sa.Column("blob", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("trained_models_kind_created", "kind", "created_at"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredModel:
+    version: str
+    kind: str
+    trained_from: datetime
+    trained_to: datetime
+    description: dict[str, Any]
+    created_at: datetime
+
+
+class ModelRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    def save(self, *, version: str, kind: str, trained_from: datetime, trained_to: datetime,
+             description: dict[str, Any], blob: bytes, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(models_table.insert().values(
+                version=version, kind=kind, trained_from=trained_from, trained_to=trained_to,
+                description=description, blob=blob, created_at=now))
+
+    def latest_blobs(self) -> dict[str, bytes]:
+        """The newest model of each kind."""
+        c = models_table.c
+        newest = (sa.select(c.kind, sa.func.max(c.created_at).label("created_at"))
+                  .group_by(c.kind).subquery())
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.kind, c.blob).join(
+                newest, sa.and_(c.kind == newest.c.kind, c.created_at == newest.c.created_at))).all()
+        return {r.kind: bytes(r.blob) for r in rows}
+
+    def list(self, kind: str | None = None, *, limit: int = 100) -> list[StoredModel]:
+        c = models_table.c
+        query = sa.select(c.version, c.kind, c.trained_from, c.trained_to, c.description, c.created_at)
+        if kind:
+            query = query.where(c.kind == kind)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(c.created_at.desc()).limit(limit)).all()
+        return [StoredModel(version=r.version, kind=r.kind, trained_from=_utc(r.trained_from),
+                            trained_to=_utc(r.trained_to), description=r.description,
+                            created_at=_utc(r.created_at)) for r in rows]
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
