@@ -27,6 +27,7 @@ warnings = sa.Table(
     sa.Column("severity", sa.String(16), nullable=False),
     sa.Column("urgency", sa.String(16), nullable=False),
     sa.Column("certainty", sa.String(16), nullable=False),
+    sa.Column("confidence", sa.Float, nullable=False, default=0.0),
     sa.Column("exercise", sa.Boolean, nullable=False, default=False),
     sa.Column("headline", sa.String(300), nullable=False),
     sa.Column("explanation", sa.Text, nullable=False, default=""),
@@ -47,6 +48,7 @@ evidence = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("warning_id", sa.String(36), sa.ForeignKey("warnings.id"), nullable=False),
     sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False, default="sensor"),
     sa.Column("sensor_id", sa.String(128), nullable=False),
     sa.Column("kind", sa.String(64), nullable=False),
     sa.Column("value", sa.Float, nullable=False),
@@ -54,6 +56,7 @@ evidence = sa.Table(
     sa.Column("detector", sa.String(64), nullable=False),
     sa.Column("level", sa.String(8)),
     sa.Column("details", sa.JSON, nullable=False, default=dict),
+    sa.Column("report_ids", sa.JSON, nullable=False, default=list),
     sa.UniqueConstraint("warning_id", "sensor_id", "observed_at", name="evidence_once"),
 )
 

@@ -5,32 +5,70 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from alerts.fusion import Corroboration
+from alerts.schemas import Evidence
 from config.playbooks import Playbooks
-from models.signals import Signal
+
+SHOWN_SENSORS = 4
+EXCERPT_CHARS = 60
 
 
 def headline(*, level: str, hazard: str, area: str) -> str:
     return f"{level.capitalize()} {hazard.replace('_', ' ')} warning for {area}"
 
 
-def explanation(*, level: str, hazard: str, area: str, signals: list[Signal], units: dict[str, str]) -> str:
-    """One paragraph an operator can read aloud: which sensors, what values, which lines."""
-    parts = []
-    for s in sorted(signals, key=lambda s: (-(s.level is not None), -s.score))[:5]:
-        unit = units.get(s.kind, "")
-        what = f"{s.kind.replace('_', ' ')} at {s.sensor_id} read {s.value:g} {unit}".rstrip()
-        if s.level is not None and "warning_line" in s.evidence:
-            what += f", past its {s.level} line of {s.evidence['warning_line']:g} {unit}".rstrip()
-        elif "baseline" in s.evidence:
-            what += f" against a usual {float(s.evidence['baseline']):.3g}"
-        what += f" (anomaly score {s.score:.2f})"
-        parts.append(what)
-    more = len(signals) - len(parts)
-    tail = f"; and {more} more signal(s)" if more > 0 else ""
+def explanation(*, level: str, hazard: str, area: str, evidence: list[Evidence],
+                corroboration: Corroboration, units: dict[str, str]) -> str:
+    """One paragraph an operator can read aloud: which sensors, which reports, how sure."""
+    parts = [_sensors_part(evidence, units), _reports_part(evidence)]
+    said = "; ".join(p for p in parts if p)
     return (
-        f"{level.capitalize()} {hazard.replace('_', ' ')} risk in {area}: "
-        + "; ".join(parts) + tail + "."
+        f"{level.capitalize()} {hazard.replace('_', ' ')} risk in {area}: {said}. "
+        f"Certainty {corroboration.certainty.lower()} ({corroboration.confidence:.0%}) from "
+        f"{len(corroboration.sensors)} sensor(s) and {corroboration.reports} report(s)."
     )
+
+
+def _sensors_part(evidence: list[Evidence], units: dict[str, str]) -> str:
+    strongest: dict[str, Evidence] = {}
+    for e in evidence:
+        if e.source != "sensor":
+            continue
+        best = strongest.get(e.sensor_id)
+        if best is None or (e.level is not None, e.score, e.observed_at) > (
+                best.level is not None, best.score, best.observed_at):
+            strongest[e.sensor_id] = e
+    ranked = sorted(strongest.values(), key=lambda e: (e.level is None, -e.score, e.sensor_id))
+    parts = []
+    for e in ranked[:SHOWN_SENSORS]:
+        unit = units.get(e.kind, "")
+        what = f"{e.kind.replace('_', ' ')} at {e.sensor_id} read {e.value:g} {unit}".rstrip()
+        line = e.details.get("warning_line")
+        if e.level is not None and isinstance(line, int | float):
+            what += f", past its {e.level} line of {line:g} {unit}".rstrip()
+        elif isinstance(e.details.get("baseline"), int | float):
+            what += f" against a usual {float(e.details['baseline']):.3g} (anomaly score {e.score:.2f})"
+        parts.append(what)
+    if len(ranked) > SHOWN_SENSORS:
+        parts.append(f"and {len(ranked) - SHOWN_SENSORS} more sensor(s)")
+    return "; ".join(parts)
+
+
+def _reports_part(evidence: list[Evidence]) -> str:
+    bursts = [e for e in evidence if e.source == "reports"]
+    if not bursts:
+        return ""
+    ids = {r for e in bursts for r in e.report_ids}
+    latest = max(bursts, key=lambda e: e.observed_at)
+    category = latest.kind.removeprefix("report:").replace("_", " ")
+    sources = sorted({str(s) for e in bursts for s in str(e.details.get("sources", "")).split(",") if s})
+    text = f"{len(ids)} {category} report(s) from the public"
+    if sources:
+        text += f" ({', '.join(sources)})"
+    excerpt = latest.details.get("excerpt")
+    if isinstance(excerpt, str) and excerpt:
+        text += f', latest: "{excerpt[:EXCERPT_CHARS]}"'
+    return text
 
 
 def recommendations(

@@ -12,6 +12,7 @@ Status = Literal["active", "acknowledged", "resolved"]
 
 class Evidence(BaseModel):
     observed_at: datetime
+    source: str
     sensor_id: str
     kind: str
     value: float
@@ -19,6 +20,7 @@ class Evidence(BaseModel):
     detector: str
     level: str | None
     details: dict[str, Any]
+    report_ids: list[str]
 
 
 class WarningEvent(BaseModel):
@@ -41,6 +43,7 @@ class WarningOut(BaseModel):
     severity: str
     urgency: str
     certainty: str
+    confidence: float
     exercise: bool
     headline: str
     explanation: str

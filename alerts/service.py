@@ -10,21 +10,23 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from alerts import db, explain
+from alerts import db, explain, fusion
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY, higher
 from alerts.schemas import Evidence, WarningDetail, WarningEvent, WarningOut, WarningPage
+from config.areas import AreaIndex
 from config.catalog import Catalog
 from config.playbooks import Playbooks
 from models.signals import Signal
 
 EVIDENCE_SHOWN = 200
+EVIDENCE_FUSED = 500  # the most recent evidence rows that certainty and explanation are derived from
 
 
 def _aware(ts: datetime) -> datetime:
@@ -37,10 +39,13 @@ def _from_ns(ts_ns: int) -> datetime:
 
 
 class WarningService:
-    def __init__(self, engine: sa.Engine, *, catalog: Catalog, playbooks: Playbooks) -> None:
+    def __init__(self, engine: sa.Engine, *, catalog: Catalog, playbooks: Playbooks,
+                 areas: AreaIndex | None = None, fusion_window: timedelta = timedelta(hours=6)) -> None:
         self.engine = engine
         self.catalog = catalog
         self.playbooks = playbooks
+        self.areas = areas
+        self.fusion_window = fusion_window
         self._units = {name: k.unit for name, k in catalog.kinds.items()}
 
     # ---- signals in -------------------------------------------------------------------
@@ -65,87 +70,107 @@ class WarningService:
 
     def _apply(self, conn: sa.Connection, groups: dict[tuple[str, str], list[Signal]], *,
                now: datetime, actor: str) -> list[str]:
-        keys = [f"{h}|{a}" for h, a in groups]
-        open_rows = {
-            r.open_key: r
-            for r in conn.execute(sa.select(db.warnings).where(db.warnings.c.open_key.in_(keys)))
-        }
         touched = []
         for (hazard, area), group in groups.items():
-            row = open_rows.get(f"{hazard}|{area}")
+            row = self._open_warning_for(conn, hazard, area, group)
             if row is None:
-                touched.append(self._open(conn, hazard, area, group, now=now, actor=actor))
+                warning_id, old_level, old_certainty = self._open(conn, hazard, area, group, now=now,
+                                                                  actor=actor), None, None
             else:
-                touched.append(self._update(conn, row, group, now=now, actor=actor))
+                warning_id, old_level, old_certainty = str(row.id), row.level, row.certainty
+            self._add_evidence(conn, warning_id, group)
+            self._refresh(conn, warning_id, group, old_level=old_level, old_certainty=old_certainty,
+                          now=now, actor=actor)
+            touched.append(warning_id)
         return touched
+
+    def _open_warning_for(self, conn: sa.Connection, hazard: str, area: str,
+                          group: list[Signal]) -> Any | None:
+        """The open warning these signals join: the area's own, else a recent neighbour's.
+
+        A flooded street on a grid border is reported from both sides; one
+        warning with all the evidence serves the EOC better than two.
+        """
+        w = db.warnings.c
+        own = conn.execute(sa.select(db.warnings).where(w.open_key == f"{hazard}|{area}")).first()
+        if own is not None or self.areas is None or area not in self.areas:
+            return own
+        neighbours = [f"{hazard}|{n}" for n in self.areas.neighbours(area)]
+        if not neighbours:
+            return None
+        since = _from_ns(min(s.ts_ns for s in group)) - self.fusion_window
+        return conn.execute(sa.select(db.warnings)
+                            .where(w.open_key.in_(neighbours), w.last_signal_at >= since)
+                            .order_by(w.last_signal_at.desc()).limit(1)).first()
 
     def _open(self, conn: sa.Connection, hazard: str, area: str, group: list[Signal], *,
               now: datetime, actor: str) -> str:
         level = _level_of(group)
         warning_id = str(uuid.uuid4())
-        first = _from_ns(min(s.ts_ns for s in group))
-        last = _from_ns(max(s.ts_ns for s in group))
         conn.execute(db.warnings.insert().values(
             id=warning_id, hazard=hazard, area=area, open_key=f"{hazard}|{area}", status="active",
-            exercise=False, signal_count=0, first_signal_at=first, last_signal_at=last,
-            created_at=now, updated_at=now,
-            **self._describe(hazard, area, level, group, now=now),
+            level=level, severity=CAP_SEVERITY[level], urgency=CAP_URGENCY[level], certainty="Possible",
+            confidence=0.0, exercise=False, headline="", explanation="", recommendations=[],
+            signal_count=0, first_signal_at=_from_ns(min(s.ts_ns for s in group)),
+            last_signal_at=_from_ns(max(s.ts_ns for s in group)), created_at=now, updated_at=now,
         ))
-        self._add_evidence(conn, warning_id, group)
         self._record(conn, warning_id, now=now, actor=actor, action="opened", from_status=None,
                      to_status="active", from_level=None, to_level=level,
                      note=f"{len(group)} signal(s)")
         return warning_id
 
-    def _update(self, conn: sa.Connection, row: Any, group: list[Signal], *,
-                now: datetime, actor: str) -> str:
+    def _refresh(self, conn: sa.Connection, warning_id: str, group: list[Signal], *,
+                 old_level: str | None, old_certainty: str | None, now: datetime, actor: str) -> None:
+        """Re-derive level, certainty and explanation from all of the warning's recent evidence."""
+        row = conn.execute(sa.select(db.warnings).where(db.warnings.c.id == warning_id)).one()
+        last_signal = max(_aware(row.last_signal_at), _from_ns(max(s.ts_ns for s in group)))
+        evidence = self._recent_evidence(conn, warning_id, since=last_signal - self.fusion_window)
         level = higher(row.level, _level_of(group))
+        backing = fusion.corroborate(evidence)
+        why = explain.explanation(level=level, hazard=row.hazard, area=row.area, evidence=evidence,
+                                  corroboration=backing, units=self._units)
         values: dict[str, Any] = {
-            "updated_at": now,
-            "last_signal_at": max(_aware(row.last_signal_at), _from_ns(max(s.ts_ns for s in group))),
+            "level": level, "severity": CAP_SEVERITY[level], "urgency": CAP_URGENCY[level],
+            "certainty": backing.certainty, "confidence": backing.confidence,
+            "headline": explain.headline(level=level, hazard=row.hazard, area=row.area),
+            "explanation": why, "last_signal_at": last_signal, "updated_at": now,
+            "signal_count": conn.execute(sa.select(sa.func.count()).select_from(db.evidence)
+                                         .where(db.evidence.c.warning_id == warning_id)).scalar_one(),
         }
-        if level != row.level:
-            values.update(self._describe(row.hazard, row.area, level, group, now=now))
-            self._record(conn, row.id, now=now, actor=actor, action="escalated",
-                         from_status=row.status, to_status=row.status, from_level=row.level,
+        if level != old_level:
+            # Recommendations are re-issued only when the level changes, so their
+            # deadlines do not slide with every new signal.
+            values["recommendations"] = explain.recommendations(
+                playbooks=self.playbooks, hazard=row.hazard, level=level, area=row.area,
+                sensors=list(backing.sensors), now=now, why=why)
+        conn.execute(db.warnings.update().where(db.warnings.c.id == warning_id).values(**values))
+        if old_level is not None and level != old_level:
+            self._record(conn, warning_id, now=now, actor=actor, action="escalated",
+                         from_status=row.status, to_status=row.status, from_level=old_level,
                          to_level=level, note=f"{len(group)} new signal(s)")
-        conn.execute(db.warnings.update().where(db.warnings.c.id == row.id).values(**values))
-        self._add_evidence(conn, row.id, group)
-        return str(row.id)
+        if old_certainty is not None and backing.certainty != old_certainty:
+            self._record(conn, warning_id, now=now, actor=actor, action="certainty",
+                         from_status=row.status, to_status=row.status, from_level=level, to_level=level,
+                         note=f"{old_certainty} -> {backing.certainty} ({backing.confidence:.0%})")
 
-    def _describe(self, hazard: str, area: str, level: str, group: list[Signal], *,
-                  now: datetime) -> dict[str, Any]:
-        observed = any(s.level is not None for s in group)
-        why = explain.explanation(level=level, hazard=hazard, area=area, signals=group,
-                                  units=self._units)
-        return {
-            "level": level,
-            "severity": CAP_SEVERITY[level],
-            "urgency": CAP_URGENCY[level],
-            # A measured value past an agreed warning line is an observation; a
-            # statistical anomaly alone is only a possibility until corroborated.
-            "certainty": "Observed" if observed else "Possible",
-            "headline": explain.headline(level=level, hazard=hazard, area=area),
-            "explanation": why,
-            "recommendations": explain.recommendations(
-                playbooks=self.playbooks, hazard=hazard, level=level, area=area,
-                sensors=[s.sensor_id for s in group], now=now, why=why),
-        }
+    @staticmethod
+    def _recent_evidence(conn: sa.Connection, warning_id: str, *, since: datetime) -> list[Evidence]:
+        e = db.evidence.c
+        rows = conn.execute(sa.select(db.evidence).where(e.warning_id == warning_id, e.observed_at >= since)
+                            .order_by(e.observed_at.desc()).limit(EVIDENCE_FUSED)).all()
+        return [_evidence(r) for r in rows]
 
     def _add_evidence(self, conn: sa.Connection, warning_id: str, group: list[Signal]) -> None:
         rows = [
-            {"warning_id": warning_id, "observed_at": _from_ns(s.ts_ns), "sensor_id": s.sensor_id,
-             "kind": s.kind, "value": s.value, "score": s.score, "detector": s.detector,
-             "level": s.level, "details": dict(s.evidence)}
+            {"warning_id": warning_id, "observed_at": _from_ns(s.ts_ns), "source": s.source,
+             "sensor_id": s.sensor_id, "kind": s.kind, "value": s.value, "score": s.score,
+             "detector": s.detector, "level": s.level, "details": dict(s.evidence),
+             "report_ids": list(s.report_ids)}
             for s in group
         ]
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         # A replayed batch brings the same evidence again: keep the first copy.
         conn.execute(insert(db.evidence).on_conflict_do_nothing(), rows)
-        count = conn.execute(sa.select(sa.func.count()).select_from(db.evidence)
-                             .where(db.evidence.c.warning_id == warning_id)).scalar_one()
-        conn.execute(db.warnings.update().where(db.warnings.c.id == warning_id)
-                     .values(signal_count=count))
 
     @staticmethod
     def _record(conn: sa.Connection, warning_id: str, *, now: datetime, actor: str, action: str,
@@ -187,13 +212,27 @@ class WarningService:
 
     # ---- reads ------------------------------------------------------------------------
 
+    def recent_evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int = 50) -> list[Evidence]:
+        """The latest signals behind warnings in these areas, newest first."""
+        e, w = db.evidence.c, db.warnings.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.evidence).join(db.warnings, e.warning_id == w.id)
+                .where(w.area.in_(list(areas)), e.observed_at >= since)
+                .order_by(e.observed_at.desc()).limit(limit)).all()
+        return [_evidence(r) for r in rows]
+
     def list(
         self, *, status: str | None = None, level: str | None = None, area: str | None = None,
         hazard: str | None = None, since: datetime | None = None, until: datetime | None = None,
-        limit: int = 50, offset: int = 0,
+        areas: Sequence[str] | None = None, open_only: bool = False, limit: int = 50, offset: int = 0,
     ) -> WarningPage:
         w = db.warnings.c
-        where = []
+        where: list[sa.ColumnElement[bool]] = []
+        if areas is not None:
+            where.append(w.area.in_(list(areas)))
+        if open_only:
+            where.append(w.open_key.is_not(None))
         if status:
             where.append(w.status == status)
         if level:
@@ -227,7 +266,7 @@ class WarningService:
         base = _warning_out(row).model_dump()
         return WarningDetail(
             **base,
-            evidence=[Evidence(**{**e._mapping, "observed_at": _aware(e.observed_at)}) for e in ev],
+            evidence=[_evidence(e) for e in ev],
             events=[WarningEvent(**{**h._mapping, "at": _aware(h.at)}) for h in hist],
         )
 
@@ -239,6 +278,10 @@ def _level_of(group: list[Signal]) -> str:
         if s.level is not None:
             level = higher(level, s.level)
     return level
+
+
+def _evidence(row: Any) -> Evidence:
+    return Evidence(**{**row._mapping, "observed_at": _aware(row.observed_at)})
 
 
 def _warning_out(row: Any) -> WarningOut:

@@ -50,8 +50,19 @@ class Settings(BaseSettings):
     max_past_age_s: float = Field(default=30 * 86400, ge=0)
 
     # Detection.
-    detector: str = "recorddev"
+    detector: str = "recordrarity"
     signal_threshold: float = Field(default=0.9, gt=0, le=1)
+
+    # Per-kind multivariate models: how much history a fit reads, and how often it refits.
+    training_history_s: float = Field(default=14 * 86400, gt=0)
+    refit_interval_s: float = Field(default=86400, gt=0)
+
+    # Reports.
+    taxonomy_path: Path = CITY_DIR / "taxonomy.yaml"
+    max_report_text_chars: int = Field(default=2000, ge=1, le=100_000)
+    burst_window_s: float = Field(default=600, gt=0, le=86_400)
+    # Signals for the same hazard in an area or its neighbours within this time join one warning.
+    fusion_window_s: float = Field(default=6 * 3600, gt=0)
 
     # HTTP ingest bounds.
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)

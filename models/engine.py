@@ -9,15 +9,17 @@ a replay scores exactly as the uninterrupted stream did.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from config.catalog import LEVELS, Catalog, SensorKind
+from models.features import history_needed
 from models.limits import levels_crossed
-from models.protocol import StreamingDetector
+from models.multivariate import KindModel
+from models.protocol import FloatArray, StreamingDetector
 from models.registry import detector_class
 from models.signals import Observation, Signal
 
@@ -32,6 +34,7 @@ class ScoringEngine:
         detector: str,
         signal_threshold: float,
         make_detector: Callable[[], StreamingDetector] | None = None,
+        multivariate_threshold: float = 0.999,
     ) -> None:
         self.catalog = catalog
         self.detector_name = detector
@@ -40,6 +43,14 @@ class ScoringEngine:
         self._detectors: dict[str, StreamingDetector] = {}
         self._positions: dict[str, Position] = {}
         self._dirty: set[str] = set()
+        # The multivariate model needs each series' last few points before a batch.
+        self.multivariate_threshold = multivariate_threshold
+        self._kind_models: dict[str, KindModel] = {}
+        self._context: dict[str, deque[tuple[float, float]]] = {}
+
+    def set_kind_models(self, models: dict[str, KindModel]) -> None:
+        """Swap in freshly trained per-kind models; series keep their context."""
+        self._kind_models = dict(models)
 
     def known(self, sensor_id: str) -> bool:
         return sensor_id in self._detectors
@@ -51,12 +62,15 @@ class ScoringEngine:
             if saved.get("detector") != self.detector_name:
                 continue
             self._detectors[sensor_id] = cls.from_state(saved["state"])
+            self._context[sensor_id] = deque((tuple(p) for p in saved.get("context", [])),  # type: ignore[misc]
+                                             maxlen=history_needed())
             if saved.get("position") is not None:
                 self._positions[sensor_id] = tuple(saved["position"])  # type: ignore[assignment]
 
     def forget_all(self) -> None:
         self._detectors.clear()
         self._positions.clear()
+        self._context.clear()
         self._dirty.clear()
 
     def dirty_states(self) -> dict[str, dict[str, Any]]:
@@ -69,6 +83,7 @@ class ScoringEngine:
                 "detector": self.detector_name,
                 "state": self._detectors[sid].get_state(),
                 "position": self._positions.get(sid),
+                "context": [list(p) for p in self._context.get(sid, ())],
             }
             for sid in self._dirty
         }
@@ -109,6 +124,20 @@ class ScoringEngine:
             return True
         return abs(value - baseline) >= kind.min_deviation
 
+    def _multivariate(self, sensor_id: str, kind: str, ts: FloatArray,
+                      values: FloatArray) -> FloatArray | None:
+        """Per-kind model scores for the batch, computed with the series' preceding points."""
+        context = self._context.setdefault(sensor_id, deque(maxlen=history_needed()))
+        model = self._kind_models.get(kind)
+        scores = None
+        if model is not None:
+            past = len(context)
+            all_ts = np.concatenate([np.fromiter((p[0] for p in context), np.float64, past), ts])
+            all_values = np.concatenate([np.fromiter((p[1] for p in context), np.float64, past), values])
+            scores = model.score_series(all_ts, all_values)[past:]
+        context.extend(zip(ts.tolist(), values.tolist(), strict=True))
+        return scores
+
     def _unlearned(self, sensor_id: str, idx: list[int], positions: Sequence[Position]) -> list[int]:
         last = self._positions.get(sensor_id)
         if last is None:
@@ -123,12 +152,18 @@ class ScoringEngine:
         values = np.fromiter((o.value for o in obs), dtype=np.float64, count=len(obs))
         result = detector.score_batch(ts, values)
         kind = obs[0].kind
+        multivariate = self._multivariate(sensor_id, kind, ts, values)
+        scores = result.scores
+        if multivariate is not None:
+            # The per-kind model speaks only when it is sure: it has no per-series memory.
+            scores = np.maximum(scores, np.where(multivariate >= self.multivariate_threshold,
+                                                 multivariate, 0.0))
         thresholds = self.catalog.thresholds_for(sensor_id, kind)
         levels = levels_crossed(thresholds, values)
         # Most severe first: the highest line crossed, then the highest score, then the latest.
-        severity = levels.astype(np.float64) * 2.0 + result.scores
+        severity = levels.astype(np.float64) * 2.0 + scores
         best = int(len(severity) - 1 - np.argmax(severity[::-1]))
-        score = float(result.scores[best])
+        score = float(scores[best])
         level = LEVELS[levels[best]] if levels[best] >= 0 else None
         kind_info = self.catalog.kinds.get(kind)
         o = obs[best]
@@ -139,6 +174,9 @@ class ScoringEngine:
         }
         if level is not None and thresholds is not None:
             evidence["warning_line"] = float(getattr(thresholds, level))
+        if multivariate is not None:
+            evidence["multivariate"] = float(multivariate[best])
+            evidence["multivariate_model"] = self._kind_models[kind].version
         return Signal(
             sensor_id=sensor_id,
             kind=kind,

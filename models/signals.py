@@ -23,7 +23,12 @@ class Observation(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """A detector's finding: score in [0, 1], the warning line crossed (if any), and why."""
+    """A detector's finding: score in [0, 1], the warning line crossed (if any), and why.
+
+    ``source`` tells independent evidence apart for fusion: ``sensor`` signals
+    carry a ``sensor_id``; ``reports`` signals (bursts of human reports) carry
+    the ``report_ids`` behind them and an empty ``sensor_id``.
+    """
 
     sensor_id: str
     kind: str
@@ -35,3 +40,5 @@ class Signal:
     detector: str
     level: str | None = None
     evidence: dict[str, float | str] = field(default_factory=dict)
+    source: str = "sensor"
+    report_ids: tuple[str, ...] = ()

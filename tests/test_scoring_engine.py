@@ -76,3 +76,31 @@ def test_a_redelivered_batch_is_not_learned_twice() -> None:
     twice.score(points, positions(points))
     assert twice.score(points, positions(points)) == []
     assert once.dirty_states() == twice.dirty_states()
+
+
+def test_a_trained_kind_model_scores_alongside_the_detector_and_resumes_exactly() -> None:
+    from datetime import UTC, datetime
+
+    from models.features import window_features
+    from models.multivariate import fit_kind_model
+
+    history = [window_features(np.arange(2000) * 300.0, np.array(quiet(2000, seed=s))) for s in range(4)]
+    model = fit_kind_model("gas", np.vstack(history), trained_from=datetime(2026, 1, 1, tzinfo=UTC),
+                           trained_to=datetime(2026, 2, 1, tzinfo=UTC))
+    points = gas_series([*quiet(400), 9.0])
+    pos = positions(points)
+
+    whole = engine()
+    whole.set_kind_models({"gas": model})
+    [signal] = whole.score(points, pos)
+    assert signal.value == 9.0
+    assert float(signal.evidence["multivariate"]) >= 0.999
+    assert signal.evidence["multivariate_model"] == model.version
+
+    first = engine()
+    first.set_kind_models({"gas": model})
+    first.score(points[:300], pos[:300])
+    resumed = engine()
+    resumed.set_kind_models({"gas": model})
+    resumed.restore(json.loads(json.dumps(first.dirty_states())))
+    assert resumed.score(points[300:], pos[300:]) == [signal]

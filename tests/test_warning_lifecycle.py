@@ -37,7 +37,8 @@ def test_a_signal_opens_one_warning_with_evidence_and_history(service: WarningSe
     w = service.get(wid)
     assert w is not None
     assert (w.hazard, w.area, w.level, w.status) == ("flood", "g-riverside-01", "orange", "active")
-    assert (w.severity, w.urgency, w.certainty) == ("Severe", "Immediate", "Observed")
+    # One sensor past its line, uncorroborated: likely, not yet observed.
+    assert (w.severity, w.urgency, w.certainty) == ("Severe", "Immediate", "Likely")
     assert [e.sensor_id for e in w.evidence] == ["wl-riverside-01"]
     assert [(e.action, e.actor, e.to_level) for e in w.events] == [("opened", "detector:t", "orange")]
     assert "wl-riverside-01" in w.explanation
