@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import health, readings, sensors, warnings
+from app.api import areas, health, readings, reports, sensors, warnings
 from app.limits import BodySizeLimit
 from app.services import Services, build_services
-from app.workers import BackgroundThreads, build_ingest_worker
+from app.workers import BackgroundThreads, build_ingest_worker, build_report_worker, model_refresher
 from config.settings import Settings
 from ingest.kafka import ensure_topics
 
@@ -35,9 +35,11 @@ def create_app(
         app.state.services = svc
         threads = BackgroundThreads()
         if run_ingest:
-            worker = build_ingest_worker(svc)
-            app.state.ingest = worker
-            threads.start("ingest", worker.run)
+            app.state.ingest = build_ingest_worker(svc)
+            app.state.report_ingest = build_report_worker(svc)
+            threads.start("ingest", app.state.ingest.run)
+            threads.start("report-ingest", app.state.report_ingest.run)
+            threads.start("model-refit", model_refresher(svc, app.state.ingest).run)
         for name, make in (extra_workers or {}).items():
             threads.start(name, make(svc))
         try:
@@ -53,6 +55,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, readings, warnings, sensors):
+    for module in (health, readings, reports, warnings, sensors, areas):
         app.include_router(module.router)
     return app

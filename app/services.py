@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -13,11 +14,15 @@ from config.areas import AreaIndex, load_areas
 from config.catalog import Catalog, load_catalog
 from config.playbooks import Playbooks, load_playbooks
 from config.settings import Settings
+from config.taxonomy import Taxonomy, load_taxonomy
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
+from ingest.report_validation import ReportValidator
 from ingest.validation import ReadingValidator
 from store.factory import open_store
+from store.model_repository import ModelRepository
 from store.port import TimeSeriesStore
+from store.reports import ReportRepository
 
 
 @dataclass
@@ -31,6 +36,10 @@ class Services:
     warnings: WarningService
     checkpoints: CheckpointRepository
     validator: ReadingValidator
+    taxonomy: Taxonomy
+    reports: ReportRepository
+    models: ModelRepository
+    report_validator: ReportValidator
     producer: ConfirmedProducer
     workers: list[object] = field(default_factory=list)
 
@@ -45,6 +54,7 @@ def build_services(settings: Settings) -> Services:
     playbooks = load_playbooks(settings.playbooks_path)
     engine = db.connect(settings.database_url)
     areas = load_areas(settings.areas_path)
+    taxonomy = load_taxonomy(settings.taxonomy_path)
     return Services(
         settings=settings,
         catalog=catalog,
@@ -52,11 +62,22 @@ def build_services(settings: Settings) -> Services:
         playbooks=playbooks,
         store=open_store(settings.store_url),
         engine=engine,
-        warnings=WarningService(engine, catalog=catalog, playbooks=playbooks),
+        warnings=WarningService(engine, catalog=catalog, playbooks=playbooks, areas=areas,
+                                fusion_window=timedelta(seconds=settings.fusion_window_s)),
         checkpoints=CheckpointRepository(engine),
         validator=ReadingValidator(
             catalog,
             areas=areas,
+            max_future_skew_s=settings.max_future_skew_s,
+            max_past_age_s=settings.max_past_age_s,
+        ),
+        taxonomy=taxonomy,
+        reports=ReportRepository(engine),
+        models=ModelRepository(engine),
+        report_validator=ReportValidator(
+            taxonomy=taxonomy,
+            areas=areas,
+            max_text_chars=settings.max_report_text_chars,
             max_future_skew_s=settings.max_future_skew_s,
             max_past_age_s=settings.max_past_age_s,
         ),

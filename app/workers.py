@@ -7,12 +7,14 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app.pipeline import DetectionSink
+from app.pipeline import DetectionSink, ReportSink
 from app.services import Services
+from app.training import ModelRefresher, latest_kind_models
 from ingest.consumer import IngestWorker
 from ingest.kafka import consumer_config
 from models.engine import ScoringEngine
-from store.schemas import Point
+from models.report_burst import ReportBurstDetector
+from store.schemas import Point, ReportRecord
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class BackgroundThreads:
 def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
     s = svc.settings
     engine = ScoringEngine(svc.catalog, detector=s.detector, signal_threshold=s.signal_threshold)
+    engine.set_kind_models(latest_kind_models(svc))
     sink = DetectionSink(engine=engine, warnings=svc.warnings, checkpoints=svc.checkpoints)
     return IngestWorker(
         consumer_config=consumer_config(s),
@@ -58,3 +61,29 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
         checkpoint_interval_s=s.checkpoint_interval_s,
         clock=lambda: datetime.now(UTC),
     )
+
+
+def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:
+    s = svc.settings
+    sink = ReportSink(
+        detector_factory=lambda: ReportBurstDetector(svc.taxonomy, window_s=s.burst_window_s),
+        warnings=svc.warnings, checkpoints=svc.checkpoints)
+    return IngestWorker(
+        consumer_config=consumer_config(s, **{"group.id": f"{s.consumer_group}-reports"}),
+        topic=s.topic_reports,
+        deadletter_topic=s.topic_deadletter,
+        parse=svc.report_validator.parse,
+        write=svc.reports.save,
+        sink=sink,
+        deadletter=svc.producer,
+        batch_max_messages=s.batch_max_messages,
+        batch_max_wait_s=s.batch_max_wait_s,
+        checkpoint_interval_s=s.checkpoint_interval_s,
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefresher:
+    """Refits the per-kind models of the engine inside this readings worker."""
+    assert isinstance(worker.sink, DetectionSink)
+    return ModelRefresher(svc, worker.sink.engine, clock=lambda: datetime.now(UTC))

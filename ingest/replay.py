@@ -1,7 +1,8 @@
-"""Replay recorded (or generated) messages into a topic, faster than real time.
+"""Replay recorded (or generated) messages into their topics, faster than real time.
 
-Messages go out in time order, one time step at a time, so detectors see the
-day unfold in order and warnings appear as the scenario builds.
+Messages go out in time order at ``speed`` simulated seconds per wall-clock
+second, so detectors see the day unfold in order and warnings appear as the
+scenario builds; readings and reports keep their relative timing.
 """
 
 from __future__ import annotations
@@ -9,38 +10,47 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator
-from itertools import groupby
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ingest.producer import ConfirmedProducer
 
 log = logging.getLogger(__name__)
 
-
-def _steps(messages: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    for _, step in groupby(messages, key=lambda m: m["ts"]):
-        yield list(step)
+TICK_S = 0.1  # wall-clock seconds between sends
 
 
-def replay(
-    producer: ConfirmedProducer,
-    topic: str,
-    messages: Iterable[dict[str, Any]],
-    *,
-    steps_per_s: float,
-    stop: threading.Event,
-    key_field: str = "sensor_id",
-) -> int:
-    """Produce messages step by step at ``steps_per_s``; returns how many were sent."""
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    topic: str
+    key: str
+    message: dict[str, Any]
+
+    @property
+    def ts(self) -> float:
+        return datetime.fromisoformat(str(self.message["ts"]).replace("Z", "+00:00")).timestamp()
+
+
+def replay(producer: ConfirmedProducer, events: Iterable[Recorded], *, speed: float,
+           stop: threading.Event) -> int:
+    """Produce events in time order, ``speed`` simulated seconds per second; returns how many."""
+    ordered = sorted(events, key=lambda e: e.ts)
+    if not ordered:
+        return 0
     sent = 0
-    for step in _steps(messages):
-        if stop.is_set():
-            break
-        sent += producer.send_all(
-            topic,
-            ((str(m.get(key_field, "")).encode(), json.dumps(m).encode(), None) for m in step),
-        )
-        stop.wait(1.0 / steps_per_s)
-    log.info("replayed %d messages to %s", sent, topic)
+    i = 0
+    clock = ordered[0].ts
+    while i < len(ordered) and not stop.is_set():
+        clock += speed * TICK_S
+        due: dict[str, list[Recorded]] = {}
+        while i < len(ordered) and ordered[i].ts <= clock:
+            due.setdefault(ordered[i].topic, []).append(ordered[i])
+            i += 1
+        for topic, batch in due.items():
+            sent += producer.send_all(
+                topic, ((e.key.encode(), json.dumps(e.message).encode(), None) for e in batch))
+        stop.wait(TICK_S)
+    log.info("replayed %d messages", sent)
     return sent

@@ -21,6 +21,7 @@ from app.services import Services, build_services
 from app.workers import build_ingest_worker
 from config.settings import Settings
 from ingest.consumer import IngestWorker
+from ingest.demo_city import DemoScenario
 from ingest.kafka import ensure_topics
 
 FAST_GROUP_JOIN = {"kafka_max_poll_interval_ms": 10_000, "kafka_session_timeout_ms": 6_000}
@@ -104,3 +105,24 @@ def read_topic(bootstrap: str, topic: str, expected: int, *, timeout_s: float = 
 
 def as_json(messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes, None]]:
     return [(str(m["sensor_id"]).encode(), json.dumps(m).encode(), None) for m in messages]
+
+
+def assert_warnings_match_scenario(svc: Services, scenario: DemoScenario) -> None:
+    """Every anomalous sensor backs a warning of its hazard, and nothing else warns.
+
+    Neighbouring grids' signals for one hazard fuse into one warning, so a
+    scenario spanning adjacent grids may give fewer warnings than grids.
+    """
+    warnings = svc.warnings.list(limit=500).items
+    assert len({(w.hazard, w.area) for w in warnings}) == len(warnings), "duplicate warnings"
+    backed: set[tuple[str, str]] = set()
+    for w in warnings:
+        assert (w.hazard, w.area) in scenario.hazard_areas, f"unexpected warning {w.hazard} in {w.area}"
+        detail = svc.warnings.get(w.id)
+        assert detail is not None
+        sensors = {e.sensor_id for e in detail.evidence}
+        assert sensors <= scenario.anomalous_sensor_ids, f"normal sensors warned: {sensors}"
+        backed.update((w.hazard, s) for s in sensors)
+    for anomaly in scenario.anomalies:
+        for sensor in anomaly.sensor_ids:
+            assert (anomaly.hazard, sensor) in backed, f"{sensor} ({anomaly.name}) raised no warning"

@@ -21,7 +21,13 @@ from ingest.producer import ConfirmedProducer
 from store.port import TimeSeriesStore
 from store.schemas import Point, StoreUnavailable
 from tests.factories import CATALOG
-from tests.pipeline_harness import as_json, committed_total, isolated_settings, wait_until
+from tests.pipeline_harness import (
+    as_json,
+    assert_warnings_match_scenario,
+    committed_total,
+    isolated_settings,
+    wait_until,
+)
 
 END = datetime.now(UTC).replace(microsecond=0)
 
@@ -92,10 +98,7 @@ def test_store_outage_and_sink_failure_lose_nothing(broker: EmbeddedBroker, tmp_
         assert real_store.count() == len(good)
         # The rewound batches were scored again from the last checkpoint: the warnings
         # are exactly those of the uninterrupted run, with no duplicates.
-        warnings = svc.warnings.list(limit=500).items
-        assert {(w.hazard, w.area) for w in warnings} == set(demo_scenario(end=END, catalog=CATALOG)
-                                                             .hazard_areas)
-        assert len(warnings) == len({(w.hazard, w.area) for w in warnings})
+        assert_warnings_match_scenario(svc, demo_scenario(end=END, catalog=CATALOG))
     finally:
         stop.set()
         thread.join(30)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from models.detectors.record_deviation import RecordDeviationDetector
-from models.registry import DEFAULT_DETECTOR, detector_class
 
 ALARM = 0.65
 
@@ -16,11 +15,6 @@ ALARM = 0.65
 def _noise(n: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return 1.4e9 + 300.0 * np.arange(n), 20 + rng.normal(0, 1, n)
-
-
-def test_is_the_registered_default() -> None:
-    assert DEFAULT_DETECTOR == "recorddev"
-    assert detector_class(DEFAULT_DETECTOR) is RecordDeviationDetector
 
 
 def test_warmup_scores_zero() -> None:

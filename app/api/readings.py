@@ -7,20 +7,17 @@ again anyway, because Kafka has other producers.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
+from app.api.batches import accept_batch, batch_items
 from app.api.deps import now, services
 from app.services import Services
-from ingest.producer import DeliveryFailed
 from ingest.schemas import Reading
-from ingest.validation import rejections_from
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -45,43 +42,7 @@ async def post_readings(
     Valid items in a batch with refused ones are still accepted: the 422 body
     counts them and lists each refused item by index and field.
     """
-    items = _items(await request.body(), svc.settings.max_batch_items)
-    return await run_in_threadpool(_accept, items, svc, at)
-
-
-def _accept(items: list[Any], svc: Services, at: datetime) -> JSONResponse:
-    accepted: list[tuple[bytes | None, bytes, None]] = []
-    rejected: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        try:
-            reading = Reading.model_validate(item)
-        except ValidationError as exc:
-            problems = rejections_from(exc, prefix=f"readings[{i}].")
-        else:
-            checked = svc.validator.check(reading, at)
-            if not isinstance(checked, list):
-                accepted.append((reading.sensor_id.encode(), reading.model_dump_json().encode(), None))
-                continue
-            problems = [r.model_copy(update={"field": f"readings[{i}].{r.field}"}) for r in checked]
-        rejected.append({"index": i, "errors": [p.model_dump() for p in problems]})
-    try:
-        svc.producer.send_all(svc.settings.topic_readings, accepted)
-    except DeliveryFailed as exc:
-        raise HTTPException(status_code=503, detail=f"message bus unavailable: {exc}") from exc
-    body = {"accepted": len(accepted), "rejected": rejected}
-    return JSONResponse(body, status_code=422 if rejected else 202)
-
-
-def _items(raw: bytes, max_items: int) -> list[Any]:
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(422, detail=[{"field": "body", "reason": f"not JSON: {exc}"}]) from exc
-    items = doc.get("readings") if isinstance(doc, dict) else None
-    if not isinstance(items, list) or not items:
-        raise HTTPException(422, detail=[{"field": "readings",
-                                          "reason": "expected a non-empty list"}])
-    if len(items) > max_items:
-        raise HTTPException(422, detail=[{"field": "readings",
-                                          "reason": f"at most {max_items} items per request"}])
-    return items
+    items = batch_items(await request.body(), field="readings", max_items=svc.settings.max_batch_items)
+    return await run_in_threadpool(
+        accept_batch, items, field="readings", model=Reading, check=svc.validator.check,
+        key_of=lambda r, _: r.sensor_id, now=at, producer=svc.producer, topic=svc.settings.topic_readings)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
+from shapely.geometry import mapping
 
 from alerts.exceptions import InvalidTransition, WarningNotFound
-from alerts.schemas import Status, WarningDetail, WarningPage
+from alerts.schemas import Status, WarningDetail, WarningOut, WarningPage
 from app.api.deps import now, services
 from app.services import Services
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
 Level = Literal["blue", "yellow", "orange", "red"]
 
 
-@router.get("", response_model=WarningPage)
+@router.get("", response_model=None, responses={200: {"model": WarningPage}})
 def list_warnings(
     svc: Annotated[Services, Depends(services)],
     status: Status | None = None,
@@ -29,11 +30,23 @@ def list_warnings(
     until: Annotated[datetime | None, Query(description="updated before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> WarningPage:
+    format: Annotated[Literal["json", "geojson"], Query(description="geojson: a FeatureCollection")] = "json",
+) -> WarningPage | dict[str, Any]:
     if since and until and since >= until:
         raise HTTPException(422, detail=[{"field": "until", "reason": "must be after since"}])
-    return svc.warnings.list(status=status, level=level, area=area, hazard=hazard, since=since,
+    page = svc.warnings.list(status=status, level=level, area=area, hazard=hazard, since=since,
                              until=until, limit=limit, offset=offset)
+    if format == "json":
+        return page
+    return {"type": "FeatureCollection", "total": page.total,
+            "features": [_feature(w, svc) for w in page.items]}
+
+
+def _feature(w: WarningOut, svc: Services) -> dict[str, Any]:
+    """A warning on the map is its area's polygon; a warning with no known area has no geometry."""
+    area = svc.areas.area(w.area)
+    return {"type": "Feature", "id": w.id, "geometry": mapping(area.geometry) if area else None,
+            "properties": w.model_dump(mode="json")}
 
 
 @router.get("/{warning_id}", response_model=WarningDetail)
