@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from config.taxonomy import Taxonomy
 from pydantic import ValidationError
 
 from config.areas import AreaIndex
+from config.taxonomy import Taxonomy
 from ingest.schemas import Rejection, Report
 from ingest.validation import UNASSIGNED_AREA, Invalid, epoch_ns, rejections_from
 from store.schemas import ReportRecord
