@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from alerts.fusion import Corroboration
+from alerts.levels import rank
 from alerts.schemas import Evidence
 from config.playbooks import Playbooks
 
@@ -30,15 +31,17 @@ def explanation(*, level: str, hazard: str, area: str, evidence: list[Evidence],
 
 
 def _sensors_part(evidence: list[Evidence], units: dict[str, str]) -> str:
+    def strength(e: Evidence) -> tuple[int, float, datetime]:
+        return (rank(e.level) if e.level else -1, e.score, e.observed_at)
+
     strongest: dict[str, Evidence] = {}
     for e in evidence:
         if e.source != "sensor":
             continue
         best = strongest.get(e.sensor_id)
-        if best is None or (e.level is not None, e.score, e.observed_at) > (
-                best.level is not None, best.score, best.observed_at):
+        if best is None or strength(e) > strength(best):
             strongest[e.sensor_id] = e
-    ranked = sorted(strongest.values(), key=lambda e: (e.level is None, -e.score, e.sensor_id))
+    ranked = sorted(strongest.values(), key=lambda e: (-strength(e)[0], -e.score, e.sensor_id))
     parts = []
     for e in ranked[:SHOWN_SENSORS]:
         unit = units.get(e.kind, "")

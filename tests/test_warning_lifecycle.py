@@ -134,3 +134,11 @@ def test_checkpoints_round_trip_and_overwrite(engine: sa.Engine) -> None:
     got = repo.load(["s1", "s2", "s3"])
     assert got == {"s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99)},
                    "s2": {"detector": "d", "state": {}, "position": None}}
+
+
+def test_explanation_quotes_each_sensors_highest_line(service: WarningService) -> None:
+    [wid] = service.apply_signals([signal(level="red", value=4.2, ts=NOW)], now=NOW, actor="a")
+    later = NOW + timedelta(minutes=5)
+    service.apply_signals([signal(level="yellow", value=3.1, ts=later)], now=later, actor="a")
+    w = service.get(wid)
+    assert w is not None and "read 4.2 m" in w.explanation and "3.1" not in w.explanation
