@@ -30,22 +30,21 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
-import numpy as np
-
+from models.detectors.record_base import RecordDetectorBase
 from models.detectors.rolling_window_stats import SlidingMax, SortedWindow
-from models.protocol import BatchScores, FloatArray
 from models.registry import register
 
 _EVIDENCE = ("baseline", "spread", "deviation", "level", "density", "record_ratio", "suppressed")
 
 
 @register
-class RecordDeviationDetector:
+class RecordDeviationDetector(RecordDetectorBase):
     """Robust point/level/density deviation, calibrated as a ratio to its own recent record."""
 
     name: ClassVar[str] = "recorddev"
+    evidence_names: ClassVar[tuple[str, ...]] = _EVIDENCE
 
     def __init__(
         self,
@@ -121,39 +120,3 @@ class RecordDeviationDetector:
         win.push(value)
         self._seen += 1
         return score, (baseline, spread, deviation, level, density, ratio, float(suppressed))
-
-    def score_one(self, ts: float, value: float) -> float:
-        """Score one reading (``ts`` is accepted for the protocol; order alone matters)."""
-        return self._step(float(value))[0]
-
-    def score_batch(self, ts: FloatArray, values: FloatArray) -> BatchScores:
-        """Same loop as ``score_one``, collecting the evidence behind each score."""
-        vals = np.asarray(values, dtype=np.float64).tolist()
-        scores = np.empty(len(vals))
-        evidence = np.empty((len(_EVIDENCE), len(vals)))
-        step = self._step
-        for i, v in enumerate(vals):
-            scores[i], evidence[:, i] = step(v)
-        return BatchScores(scores, {k: evidence[j] for j, k in enumerate(_EVIDENCE)})
-
-    # -- checkpointing -------------------------------------------------------------
-
-    def get_state(self) -> dict[str, Any]:
-        return {
-            "params": dict(self.params),
-            "window": self._window.get_state(),
-            "capped": list(self._capped),
-            "records": [r.get_state() for r in self._records],
-            "seen": self._seen,
-            "last_alarm": self._last_alarm,
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
-        det = cls(**state["params"])
-        det._window = SortedWindow.from_state(state["window"])
-        det._capped.extend(float(c) for c in state["capped"])
-        det._records = [SlidingMax.from_state(r) for r in state["records"]]
-        det._seen = int(state["seen"])
-        det._last_alarm = None if state["last_alarm"] is None else int(state["last_alarm"])
-        return det

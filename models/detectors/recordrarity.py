@@ -33,12 +33,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, cast
 
-import numpy as np
-
+from models.detectors.record_base import RecordDetectorBase
 from models.detectors.rolling_window_stats import SlidingMax, SortedWindow
-from models.protocol import BatchScores, FloatArray
 from models.registry import register
 
 _EVIDENCE = (
@@ -68,10 +66,12 @@ class _CountingWindow(SortedWindow):
 
 
 @register
-class RecordRarityDetector:
+class RecordRarityDetector(RecordDetectorBase):
     """Robust deviation plus value rarity, calibrated as a ratio to each kind's recent record."""
 
     name: ClassVar[str] = "recordrarity"
+    evidence_names: ClassVar[tuple[str, ...]] = _EVIDENCE
+    window_class: ClassVar[type[SortedWindow]] = _CountingWindow
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class RecordRarityDetector:
         if not math.isfinite(value):
             # A missing reading carries no evidence and must not poison the baseline.
             return 0.0, (0.0,) * 8 + (-1.0, 0.0)
-        win = self._window
+        win = cast(_CountingWindow, self._window)  # from_state builds window_class
         n = len(win)
         score = 0.0
         baseline, spread, deviation, level, density = value, 0.0, 0.0, 0.0, 0.0
@@ -174,39 +174,3 @@ class RecordRarityDetector:
             float(channel),
             float(suppressed),
         )
-
-    def score_one(self, ts: float, value: float) -> float:
-        """Score one reading (``ts`` is accepted for the protocol; order alone matters)."""
-        return self._step(float(value))[0]
-
-    def score_batch(self, ts: FloatArray, values: FloatArray) -> BatchScores:
-        """Same loop as ``score_one``, collecting the evidence behind each score."""
-        vals = np.asarray(values, dtype=np.float64).tolist()
-        scores = np.empty(len(vals))
-        evidence = np.empty((len(_EVIDENCE), len(vals)))
-        step = self._step
-        for i, v in enumerate(vals):
-            scores[i], evidence[:, i] = step(v)
-        return BatchScores(scores, {k: evidence[j] for j, k in enumerate(_EVIDENCE)})
-
-    # -- checkpointing -------------------------------------------------------------
-
-    def get_state(self) -> dict[str, Any]:
-        return {
-            "params": dict(self.params),
-            "window": self._window.get_state(),
-            "capped": list(self._capped),
-            "records": [r.get_state() for r in self._records],
-            "seen": self._seen,
-            "last_alarm": self._last_alarm,
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
-        det = cls(**state["params"])
-        det._window = _CountingWindow.from_state(state["window"])
-        det._capped.extend(float(c) for c in state["capped"])
-        det._records = [SlidingMax.from_state(r) for r in state["records"]]
-        det._seen = int(state["seen"])
-        det._last_alarm = None if state["last_alarm"] is None else int(state["last_alarm"])
-        return det

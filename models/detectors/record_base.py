@@ -1,0 +1,72 @@
+"""The scoring loop and checkpointing shared by the record-ratio detectors.
+
+Both ``recorddev`` and ``recordrarity`` keep the same state (a sorted
+baseline window, capped recent deviations, one running record per evidence
+kind, a point counter and the last alarm) and differ only in their ``_step``:
+the work of one point. Keeping the loop here means ``score_batch`` is the same
+loop as ``score_one`` for both, by construction.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from models.detectors.rolling_window_stats import SlidingMax, SortedWindow
+from models.protocol import BatchScores, FloatArray
+
+
+class RecordDetectorBase:
+    name: ClassVar[str]
+    evidence_names: ClassVar[tuple[str, ...]]
+    window_class: ClassVar[type[SortedWindow]] = SortedWindow
+
+    params: dict[str, Any]
+    _window: SortedWindow
+    _capped: deque[float]
+    _records: list[SlidingMax]
+    _seen: int
+    _last_alarm: int | None
+
+    def __init__(self, **params: Any) -> None:
+        raise NotImplementedError
+
+    def _step(self, value: float) -> tuple[float, tuple[float, ...]]:
+        """Score one value, learn it, and return the score with its evidence."""
+        raise NotImplementedError
+
+    def score_one(self, ts: float, value: float) -> float:
+        """Score one reading (``ts`` is accepted for the protocol; order alone matters)."""
+        return self._step(float(value))[0]
+
+    def score_batch(self, ts: FloatArray, values: FloatArray) -> BatchScores:
+        """Same loop as ``score_one``, collecting the evidence behind each score."""
+        vals = np.asarray(values, dtype=np.float64).tolist()
+        scores = np.empty(len(vals))
+        evidence = np.empty((len(self.evidence_names), len(vals)))
+        step = self._step
+        for i, v in enumerate(vals):
+            scores[i], evidence[:, i] = step(v)
+        return BatchScores(scores, {k: evidence[j] for j, k in enumerate(self.evidence_names)})
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "params": dict(self.params),
+            "window": self._window.get_state(),
+            "capped": list(self._capped),
+            "records": [r.get_state() for r in self._records],
+            "seen": self._seen,
+            "last_alarm": self._last_alarm,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        det = cls(**state["params"])
+        det._window = cls.window_class.from_state(state["window"])
+        det._capped.extend(float(c) for c in state["capped"])
+        det._records = [SlidingMax.from_state(r) for r in state["records"]]
+        det._seen = int(state["seen"])
+        det._last_alarm = None if state["last_alarm"] is None else int(state["last_alarm"])
+        return det
