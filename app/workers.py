@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from app.pipeline import DetectionSink, ReportSink
 from app.services import Services
 from app.training import ModelRefresher, latest_kind_models
-from ingest.consumer import IngestWorker
+from ingest.consumer import BatchSink, IngestWorker, Item
 from ingest.kafka import consumer_config
+from ingest.validation import Invalid
 from models.engine import ScoringEngine
 from models.report_burst import ReportBurstDetector
 from store.schemas import Point, ReportRecord
@@ -48,19 +49,8 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
     engine = ScoringEngine(svc.catalog, detector=s.detector, signal_threshold=s.signal_threshold)
     engine.set_kind_models(latest_kind_models(svc))
     sink = DetectionSink(engine=engine, warnings=svc.warnings, checkpoints=svc.checkpoints)
-    return IngestWorker(
-        consumer_config=consumer_config(s),
-        topic=s.topic_readings,
-        deadletter_topic=s.topic_deadletter,
-        parse=svc.validator.parse,
-        write=svc.store.write,
-        sink=sink,
-        deadletter=svc.producer,
-        batch_max_messages=s.batch_max_messages,
-        batch_max_wait_s=s.batch_max_wait_s,
-        checkpoint_interval_s=s.checkpoint_interval_s,
-        clock=lambda: datetime.now(UTC),
-    )
+    return _worker(svc, topic=s.topic_readings, group=s.consumer_group, parse=svc.validator.parse,
+                   write=svc.store.write, sink=sink)
 
 
 def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:
@@ -68,12 +58,19 @@ def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:
     sink = ReportSink(
         detector_factory=lambda: ReportBurstDetector(svc.taxonomy, window_s=s.burst_window_s),
         warnings=svc.warnings, checkpoints=svc.checkpoints)
+    return _worker(svc, topic=s.topic_reports, group=f"{s.consumer_group}-reports",
+                   parse=svc.report_validator.parse, write=svc.reports.save, sink=sink)
+
+
+def _worker(svc: Services, *, topic: str, group: str, parse: Callable[[bytes, datetime], Item | Invalid],
+            write: Callable[[list[Item]], None], sink: BatchSink[Item]) -> IngestWorker[Item]:
+    s = svc.settings
     return IngestWorker(
-        consumer_config=consumer_config(s, **{"group.id": f"{s.consumer_group}-reports"}),
-        topic=s.topic_reports,
+        consumer_config=consumer_config(s, **{"group.id": group}),
+        topic=topic,
         deadletter_topic=s.topic_deadletter,
-        parse=svc.report_validator.parse,
-        write=svc.reports.save,
+        parse=parse,
+        write=write,
         sink=sink,
         deadletter=svc.producer,
         batch_max_messages=s.batch_max_messages,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from config.areas import AreaIndex
 from config.taxonomy import Taxonomy
 from ingest.schemas import Rejection, Report
-from ingest.validation import UNASSIGNED_AREA, Invalid, epoch_ns, rejections_from
+from ingest.validation import UNASSIGNED_AREA, Invalid, TimeWindow, epoch_ns, rejections_from
 from store.schemas import ReportRecord
 
 FALLBACK_CATEGORY = "other"
@@ -26,8 +26,7 @@ class ReportValidator:
         self.taxonomy = taxonomy
         self.areas = areas
         self.max_text_chars = max_text_chars
-        self.max_future_ns = int(max_future_skew_s * 1e9)
-        self.max_past_ns = int(max_past_age_s * 1e9)
+        self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
 
     def parse(self, raw: bytes, now: datetime) -> ReportRecord | Invalid:
         try:
@@ -44,13 +43,7 @@ class ReportValidator:
         if len(r.text) > self.max_text_chars:
             problems.append(Rejection(field="text", reason=f"longer than {self.max_text_chars} characters",
                                       value=f"{len(r.text)} characters"))
-        ts_ns = epoch_ns(r.ts)
-        now_ns = epoch_ns(now)
-        if ts_ns > now_ns + self.max_future_ns:
-            problems.append(Rejection(field="ts", reason="too far in the future", value=r.ts.isoformat()))
-        elif ts_ns < now_ns - self.max_past_ns:
-            problems.append(Rejection(field="ts", reason="older than the accepted window",
-                                      value=r.ts.isoformat()))
+        problems.extend(self.window.check(r.ts, now))
         if (r.lat is None) != (r.lon is None):
             problems.append(Rejection(field="lat" if r.lat is None else "lon",
                                       reason="coordinates need both lat and lon"))
@@ -67,6 +60,6 @@ class ReportValidator:
         category = r.category or self.taxonomy.infer(r.text) or FALLBACK_CATEGORY
         return ReportRecord(
             report_id=r.report_id, source=r.source, category=category, category_inferred=inferred,
-            text=r.text, ts_ns=ts_ns, area=area or UNASSIGNED_AREA, lat=r.lat, lon=r.lon,
+            text=r.text, ts_ns=epoch_ns(r.ts), area=area or UNASSIGNED_AREA, lat=r.lat, lon=r.lon,
             outside_areas=area is None, media=tuple(str(m) for m in r.media),
         )

@@ -45,6 +45,22 @@ def rejections_from(error: ValidationError, prefix: str = "") -> list[Rejection]
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The accepted timestamps around "now"; InfluxDB itself stores only 1677..2262."""
+
+    max_future_skew_s: float
+    max_past_age_s: float
+
+    def check(self, ts: datetime, now: datetime) -> list[Rejection]:
+        ts_ns, now_ns = epoch_ns(ts), epoch_ns(now)
+        if ts_ns > now_ns + int(self.max_future_skew_s * 1e9):
+            return [Rejection(field="ts", reason="too far in the future", value=ts.isoformat())]
+        if ts_ns < now_ns - int(self.max_past_age_s * 1e9):
+            return [Rejection(field="ts", reason="older than the accepted window", value=ts.isoformat())]
+        return []
+
+
 class ReadingValidator:
     """Checks readings against the catalog and the accepted time window around ``now``."""
 
@@ -53,8 +69,7 @@ class ReadingValidator:
         self.catalog = catalog
         self.areas = areas
         self._located: dict[tuple[float, float], str | None] = {}
-        self.max_future_ns = int(max_future_skew_s * 1e9)
-        self.max_past_ns = int(max_past_age_s * 1e9)
+        self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
 
     def parse(self, raw: bytes, now: datetime) -> Point | Invalid:
         try:
@@ -84,12 +99,7 @@ class ReadingValidator:
             problems.append(Rejection(
                 field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind))
         ts_ns = epoch_ns(r.ts)
-        now_ns = epoch_ns(now)
-        if ts_ns > now_ns + self.max_future_ns:
-            problems.append(Rejection(field="ts", reason="too far in the future", value=r.ts.isoformat()))
-        elif ts_ns < now_ns - self.max_past_ns:
-            problems.append(Rejection(field="ts", reason="older than the accepted window",
-                                      value=r.ts.isoformat()))
+        problems.extend(self.window.check(r.ts, now))
         area = self._area(r, sensor.area if sensor else None, problems)
         if problems:
             return problems

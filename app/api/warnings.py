@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -65,19 +66,20 @@ class TransitionIn(BaseModel):
 @router.post("/{warning_id}/acknowledge", response_model=WarningDetail)
 def acknowledge(warning_id: str, body: TransitionIn, svc: Annotated[Services, Depends(services)],
                 at: Annotated[datetime, Depends(now)]) -> WarningDetail:
-    try:
-        return svc.warnings.acknowledge(warning_id, now=at, actor=body.actor, note=body.note)
-    except WarningNotFound:
-        raise HTTPException(404, detail=f"no warning {warning_id}") from None
-    except InvalidTransition as exc:
-        raise HTTPException(409, detail=str(exc)) from None
+    return _transition(svc.warnings.acknowledge, warning_id, body, at)
 
 
 @router.post("/{warning_id}/resolve", response_model=WarningDetail)
 def resolve(warning_id: str, body: TransitionIn, svc: Annotated[Services, Depends(services)],
             at: Annotated[datetime, Depends(now)]) -> WarningDetail:
+    return _transition(svc.warnings.resolve, warning_id, body, at)
+
+
+def _transition(change: Callable[..., WarningDetail], warning_id: str, body: TransitionIn,
+                at: datetime) -> WarningDetail:
+    """One place that maps the lifecycle's errors to HTTP: 404 unknown, 409 not allowed now."""
     try:
-        return svc.warnings.resolve(warning_id, now=at, actor=body.actor, note=body.note)
+        return change(warning_id, now=at, actor=body.actor, note=body.note)
     except WarningNotFound:
         raise HTTPException(404, detail=f"no warning {warning_id}") from None
     except InvalidTransition as exc:
