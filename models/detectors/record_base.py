@@ -37,6 +37,35 @@ class RecordDetectorBase:
         """Score one value, learn it, and return the score with its evidence."""
         raise NotImplementedError
 
+    def _deviation_evidence(self, value: float) -> tuple[float, float, float, float, float, float]:
+        """Robust evidence against the baseline window: (baseline, spread, deviation, recent level,
+        level, density). Also remembers the capped |deviation| for ``density``."""
+        p = self.params
+        win = self._window
+        baseline = win.quantile(0.5)
+        iqr_sd = (win.quantile(0.75) - win.quantile(0.25)) / 1.349
+        # Floors keep z finite on flat or two-valued series without inflating real noise.
+        spread = max(iqr_sd, 0.01 * (win.highest() - win.lowest()), 1e-9, 1e-12 * abs(baseline))
+        deviation = (value - baseline) / spread
+        recent = [*win.last(p["level_len"] - 1), value]
+        recent.sort()
+        recent_level = recent[len(recent) // 2]
+        self._capped.append(min(abs(deviation), p["z_cap"]))
+        density = sum(self._capped) / len(self._capped)
+        return baseline, spread, deviation, recent_level, abs(recent_level - baseline) / spread, density
+
+    def _finish(self, value: float, score: float) -> tuple[float, bool]:
+        """Hold the output at 0 for ``rest`` points after an alarm, then learn the value."""
+        p = self.params
+        suppressed = self._last_alarm is not None and self._seen - self._last_alarm < p["rest"]
+        if suppressed:
+            score = 0.0
+        elif score >= p["alarm_level"]:
+            self._last_alarm = self._seen
+        self._window.push(value)
+        self._seen += 1
+        return score, suppressed
+
     def score_one(self, ts: float, value: float) -> float:
         """Score one reading (``ts`` is accepted for the protocol; order alone matters)."""
         return self._step(float(value))[0]

@@ -90,33 +90,13 @@ class RecordDeviationDetector(RecordDetectorBase):
         score = 0.0
         baseline, spread, deviation, level, density, ratio = value, 0.0, 0.0, 0.0, 0.0, 0.0
         if n >= p["warmup"]:
-            baseline = win.quantile(0.5)
-            iqr_sd = (win.quantile(0.75) - win.quantile(0.25)) / 1.349
-            # Floors keep z finite on flat or two-valued series without inflating real noise.
-            spread = max(
-                iqr_sd,
-                0.01 * (win.highest() - win.lowest()),
-                1e-9,
-                1e-12 * abs(baseline),
-            )
-            deviation = (value - baseline) / spread
+            baseline, spread, deviation, _, level, density = self._deviation_evidence(value)
             z = abs(deviation)
-            recent = [*win.last(p["level_len"] - 1), value]
-            recent.sort()
-            level = abs(recent[len(recent) // 2] - baseline) / spread
-            self._capped.append(min(z, p["z_cap"]))
-            density = sum(self._capped) / len(self._capped)
             calibrated = self._seen >= 2 * p["warmup"]
             for evidence, record in zip((z, level, density), self._records, strict=True):
                 if calibrated:
                     ratio = max(ratio, evidence / max(record.value(), p["z_floor"]))
                 record.push(evidence)
             score = 1.0 - math.exp(-ratio)
-        suppressed = self._last_alarm is not None and self._seen - self._last_alarm < p["rest"]
-        if suppressed:
-            score = 0.0
-        elif score >= p["alarm_level"]:
-            self._last_alarm = self._seen
-        win.push(value)
-        self._seen += 1
+        score, suppressed = self._finish(value, score)
         return score, (baseline, spread, deviation, level, density, ratio, float(suppressed))

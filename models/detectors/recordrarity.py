@@ -125,23 +125,8 @@ class RecordRarityDetector(RecordDetectorBase):
         baseline, spread, deviation, level, density = value, 0.0, 0.0, 0.0, 0.0
         level_rarity, point_rarity, ratio, channel = 0.0, 0.0, 0.0, -1
         if n >= p["warmup"]:
-            baseline = win.quantile(0.5)
-            iqr_sd = (win.quantile(0.75) - win.quantile(0.25)) / 1.349
-            # Floors keep z finite on flat or two-valued series without inflating real noise.
-            spread = max(
-                iqr_sd,
-                0.01 * (win.highest() - win.lowest()),
-                1e-9,
-                1e-12 * abs(baseline),
-            )
-            deviation = (value - baseline) / spread
+            baseline, spread, deviation, recent_level, level, density = self._deviation_evidence(value)
             z = abs(deviation)
-            recent = [*win.last(p["level_len"] - 1), value]
-            recent.sort()
-            recent_level = recent[len(recent) // 2]
-            level = abs(recent_level - baseline) / spread
-            self._capped.append(min(z, p["z_cap"]))
-            density = sum(self._capped) / len(self._capped)
             h = p["bandwidth"] * spread
             log_n = math.log(n + 1)
             level_rarity = log_n - math.log(win.count_between(recent_level - h, recent_level + h) + 1)
@@ -155,13 +140,7 @@ class RecordRarityDetector(RecordDetectorBase):
                         ratio, channel = r, k
                 record.push(ev)
             score = 1.0 - math.exp(-ratio)
-        suppressed = self._last_alarm is not None and self._seen - self._last_alarm < p["rest"]
-        if suppressed:
-            score = 0.0
-        elif score >= p["alarm_level"]:
-            self._last_alarm = self._seen
-        win.push(value)
-        self._seen += 1
+        score, suppressed = self._finish(value, score)
         return score, (
             baseline,
             spread,
