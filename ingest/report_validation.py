@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import ValidationError
-
 from config.areas import AreaIndex
 from config.taxonomy import Taxonomy
 from ingest.schemas import Rejection, Report
-from ingest.validation import UNASSIGNED_AREA, Invalid, TimeWindow, epoch_ns, rejections_from
+from ingest.validation import UNASSIGNED_AREA, Invalid, TimeWindow, epoch_ns, parse_message
 from store.schemas import ReportRecord
 
 FALLBACK_CATEGORY = "other"
@@ -29,12 +27,7 @@ class ReportValidator:
         self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
 
     def parse(self, raw: bytes, now: datetime) -> ReportRecord | Invalid:
-        try:
-            report = Report.model_validate_json(raw)
-        except ValidationError as exc:
-            return Invalid(rejections_from(exc), raw)
-        checked = self.check(report, now)
-        return checked if isinstance(checked, ReportRecord) else Invalid(checked, raw)
+        return parse_message(raw, now, model=Report, check=self.check)
 
     def check(self, r: Report, now: datetime) -> ReportRecord | list[Rejection]:
         problems: list[Rejection] = []

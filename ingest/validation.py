@@ -9,10 +9,12 @@ night needs to know which field to look at.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from config.areas import AreaIndex
 from config.catalog import Catalog
@@ -21,6 +23,9 @@ from store.schemas import Point
 
 # Where a reading whose coordinates fall outside every area is kept: flagged, not dropped.
 UNASSIGNED_AREA = "unassigned"
+
+Message = TypeVar("Message", bound=BaseModel)
+Accepted = TypeVar("Accepted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,17 @@ class Invalid:
     @property
     def reason(self) -> str:
         return "; ".join(f"{r.field}: {r.reason}" for r in self.rejections)
+
+
+def parse_message(raw: bytes, now: datetime, *, model: type[Message],
+                  check: Callable[[Message, datetime], Accepted | list[Rejection]]) -> Accepted | Invalid:
+    """Shape first (pydantic), then meaning (``check``); either failure keeps the original bytes."""
+    try:
+        message = model.model_validate_json(raw)
+    except ValidationError as exc:
+        return Invalid(rejections_from(exc), raw)
+    checked = check(message, now)
+    return Invalid(checked, raw) if isinstance(checked, list) else checked
 
 
 def rejections_from(error: ValidationError, prefix: str = "") -> list[Rejection]:
@@ -76,12 +92,7 @@ class ReadingValidator:
         self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
 
     def parse(self, raw: bytes, now: datetime) -> Point | Invalid:
-        try:
-            reading = Reading.model_validate_json(raw)
-        except ValidationError as exc:
-            return Invalid(rejections_from(exc), raw)
-        checked = self.check(reading, now)
-        return checked if isinstance(checked, Point) else Invalid(checked, raw)
+        return parse_message(raw, now, model=Reading, check=self.check)
 
     def check(self, r: Reading, now: datetime) -> Point | list[Rejection]:
         """Semantic checks on a well-formed reading; all problems are reported, not just the first."""
