@@ -21,7 +21,6 @@ class DetectionSink:
         self.engine = engine
         self.warnings = warnings
         self.checkpoints = checkpoints
-        self.signals_seen = 0
 
     def process(self, points: Sequence[Point], positions: Sequence[Position], *, now: datetime) -> None:
         unknown = {p.sensor_id for p in points if not self.engine.known(p.sensor_id)}
@@ -29,7 +28,6 @@ class DetectionSink:
             self.engine.restore(self.checkpoints.load(unknown))
         signals = self.engine.score(points, positions)
         self.warnings.apply_signals(signals, now=now, actor=f"detector:{self.engine.detector_name}")
-        self.signals_seen += len(signals)
 
     def checkpoint(self, *, now: datetime) -> None:
         self.checkpoints.save(self.engine.dirty_states(), now=now)

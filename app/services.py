@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -41,7 +41,6 @@ class Services:
     models: ModelRepository
     report_validator: ReportValidator
     producer: ConfirmedProducer
-    workers: list[object] = field(default_factory=list)
 
     def close(self) -> None:
         self.producer.close()

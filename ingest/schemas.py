@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
@@ -26,12 +25,6 @@ class Reading(BaseModel):
     area: str | None = Field(default=None, min_length=1, max_length=128, pattern=ID_PATTERN)
 
 
-class ReadingBatch(BaseModel):
-    """The HTTP ingest body: a JSON object with the list, so it can grow fields later."""
-
-    readings: list[Reading] = Field(min_length=1)
-
-
 class Rejection(BaseModel):
     """Why one message was refused: what the dead-letter record and the 422 carry."""
 
@@ -39,9 +32,6 @@ class Rejection(BaseModel):
     reason: str
     value: str | None = None
 
-
-def utc_iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 ReportSource = Literal["hotline", "app", "grid_worker", "volunteer", "media", "social"]
