@@ -37,12 +37,15 @@ class CheckpointRepository:
         ]
         with self.engine.begin() as conn:
             insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-                db.checkpoints)
+                db.checkpoints
+            )
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=["sensor_id"],
-                    set_={c: insert.excluded[c] for c in
-                          ("detector", "state", "partition", "offset", "updated_at")},
+                    set_={
+                        c: insert.excluded[c]
+                        for c in ("detector", "state", "partition", "offset", "updated_at")
+                    },
                 ),
                 rows,
             )

@@ -18,8 +18,15 @@ def headline(*, level: str, hazard: str, area: str) -> str:
     return f"{level.capitalize()} {hazard.replace('_', ' ')} warning for {area}"
 
 
-def explanation(*, level: str, hazard: str, area: str, evidence: list[Evidence],
-                corroboration: Corroboration, units: dict[str, str]) -> str:
+def explanation(
+    *,
+    level: str,
+    hazard: str,
+    area: str,
+    evidence: list[Evidence],
+    corroboration: Corroboration,
+    units: dict[str, str],
+) -> str:
     """One paragraph an operator can read aloud: which sensors, which reports, how sure."""
     parts = [_sensors_part(evidence, units), _reports_part(evidence)]
     said = "; ".join(p for p in parts if p)
@@ -75,8 +82,14 @@ def _reports_part(evidence: list[Evidence]) -> str:
 
 
 def recommendations(
-    *, playbooks: Playbooks, hazard: str, level: str, area: str, sensors: list[str],
-    now: datetime, why: str,
+    *,
+    playbooks: Playbooks,
+    hazard: str,
+    level: str,
+    area: str,
+    sensors: list[str],
+    now: datetime,
+    why: str,
 ) -> list[dict[str, Any]]:
     return [
         {

@@ -57,8 +57,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_p = sub.add_parser("run", help="everything in one process on the embedded defaults")
     _http_args(run_p)
     run_p.add_argument("--demo", action="store_true", help="replay the bundled demo city's day")
-    run_p.add_argument("--demo-speed", type=float, default=3000.0,
-                       help="simulated seconds per second (default 3000: the day in 29 s)")
+    run_p.add_argument(
+        "--demo-speed",
+        type=float,
+        default=3000.0,
+        help="simulated seconds per second (default 3000: the day in 29 s)",
+    )
     serve_p = sub.add_parser("serve", help="the API only, against configured servers")
     _http_args(serve_p)
     sub.add_parser("ingest", help="the consumers only, against configured servers")
@@ -105,15 +109,19 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_speed: flo
 
 def _demo_worker(speed: float) -> Callable[[Services], Callable[[threading.Event], object]]:
     def make(svc: Services) -> Callable[[threading.Event], object]:
-        from ingest.demo_city import demo_readings, demo_reports
+        from demo.city import demo_readings, demo_reports
 
         def work(stop: threading.Event) -> None:
             end = datetime.now(UTC)
             topics = svc.settings
-            events = [Recorded(topics.topic_readings, str(m["sensor_id"]), m)
-                      for m in demo_readings(end=end, catalog=svc.catalog)]
-            events += [Recorded(topics.topic_reports, str(m["area"]), m)
-                       for m in demo_reports(end=end, areas=svc.areas)]
+            events = [
+                Recorded(topics.topic_readings, str(m["sensor_id"]), m)
+                for m in demo_readings(end=end, catalog=svc.catalog)
+            ]
+            events += [
+                Recorded(topics.topic_reports, str(m["area"]), m)
+                for m in demo_reports(end=end, areas=svc.areas)
+            ]
             log.info("demo: replaying the demo city's day, %d messages", len(events))
             replay(svc.producer, events, speed=speed, stop=stop)
 
@@ -135,9 +143,12 @@ def ingest(settings: Settings) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     readings = build_ingest_worker(svc)
-    helpers = [threading.Thread(target=build_report_worker(svc).run, args=(stop,), name="report-ingest"),
-               threading.Thread(target=model_refresher(svc, readings).run, args=(stop,), name="model-refit",
-                                daemon=True)]
+    helpers = [
+        threading.Thread(target=build_report_worker(svc).run, args=(stop,), name="report-ingest"),
+        threading.Thread(
+            target=model_refresher(svc, readings).run, args=(stop,), name="model-refit", daemon=True
+        ),
+    ]
     for thread in helpers:
         thread.start()
     try:

@@ -16,8 +16,9 @@ Position = tuple[int, int]
 
 
 class DetectionSink:
-    def __init__(self, *, engine: ScoringEngine, warnings: WarningService,
-                 checkpoints: CheckpointRepository) -> None:
+    def __init__(
+        self, *, engine: ScoringEngine, warnings: WarningService, checkpoints: CheckpointRepository
+    ) -> None:
         self.engine = engine
         self.warnings = warnings
         self.checkpoints = checkpoints
@@ -42,15 +43,21 @@ REPORTS_CHECKPOINT_KEY = "@reports"  # '@' cannot start a sensor id, so it never
 class ReportSink:
     """Report batches: burst detection per (area, category), bursts become warning signals."""
 
-    def __init__(self, *, detector_factory: Callable[[], ReportBurstDetector],
-                 warnings: WarningService, checkpoints: CheckpointRepository) -> None:
+    def __init__(
+        self,
+        *,
+        detector_factory: Callable[[], ReportBurstDetector],
+        warnings: WarningService,
+        checkpoints: CheckpointRepository,
+    ) -> None:
         self._factory = detector_factory
         self.warnings = warnings
         self.checkpoints = checkpoints
         self._detector: ReportBurstDetector | None = None
 
-    def process(self, reports: Sequence[ReportRecord], positions: Sequence[Position], *,
-                now: datetime) -> None:
+    def process(
+        self, reports: Sequence[ReportRecord], positions: Sequence[Position], *, now: datetime
+    ) -> None:
         detector = self._load()
         # Reports outside every area are stored and listed, but fuse into no area's warning.
         placed = [r for r in reports if not r.outside_areas]
@@ -65,8 +72,16 @@ class ReportSink:
 
     def checkpoint(self, *, now: datetime) -> None:
         if self._detector is not None:
-            self.checkpoints.save({REPORTS_CHECKPOINT_KEY: {
-                "detector": "reportburst", "state": self._detector.get_state(), "position": None}}, now=now)
+            self.checkpoints.save(
+                {
+                    REPORTS_CHECKPOINT_KEY: {
+                        "detector": "reportburst",
+                        "state": self._detector.get_state(),
+                        "position": None,
+                    }
+                },
+                now=now,
+            )
 
     def reset(self) -> None:
         self._detector = None
@@ -75,8 +90,9 @@ class ReportSink:
         if self._detector is None:
             saved = self.checkpoints.load([REPORTS_CHECKPOINT_KEY]).get(REPORTS_CHECKPOINT_KEY)
             fresh = self._factory()
-            self._detector = (ReportBurstDetector.from_state(saved["state"], taxonomy=fresh.taxonomy)
-                              if saved else fresh)
+            self._detector = (
+                ReportBurstDetector.from_state(saved["state"], taxonomy=fresh.taxonomy) if saved else fresh
+            )
         return self._detector
 
 
@@ -84,14 +100,24 @@ def _burst_signal(burst: BurstSignal, reports: dict[str, ReportRecord]) -> Signa
     seen = [reports[i] for i in burst.report_ids if i in reports]
     latest = max(seen, key=lambda r: r.ts_ns) if seen else None
     evidence: dict[str, float | str] = {
-        "count": float(burst.count), "expected": burst.expected,
+        "count": float(burst.count),
+        "expected": burst.expected,
         "tail_probability": burst.tail_probability,
         "sources": ",".join(sorted({r.source for r in seen})),
     }
     if latest is not None:
         evidence["excerpt"] = latest.text[:200]
     return Signal(
-        sensor_id="", kind=f"report:{burst.category}", area=burst.area, hazard=burst.hazard,
-        ts_ns=int(burst.ts * 1e9), value=float(burst.count), score=burst.score, detector="reportburst",
-        level=None, evidence=evidence, source="reports", report_ids=tuple(burst.report_ids),
+        sensor_id="",
+        kind=f"report:{burst.category}",
+        area=burst.area,
+        hazard=burst.hazard,
+        ts_ns=int(burst.ts * 1e9),
+        value=float(burst.count),
+        score=burst.score,
+        detector="reportburst",
+        level=None,
+        evidence=evidence,
+        source="reports",
+        report_ids=tuple(burst.report_ids),
     )

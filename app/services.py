@@ -61,8 +61,13 @@ def build_services(settings: Settings) -> Services:
         playbooks=playbooks,
         store=open_store(settings.store_url),
         engine=engine,
-        warnings=WarningService(engine, catalog=catalog, playbooks=playbooks, areas=areas,
-                                fusion_window=timedelta(seconds=settings.fusion_window_s)),
+        warnings=WarningService(
+            engine,
+            catalog=catalog,
+            playbooks=playbooks,
+            areas=areas,
+            fusion_window=timedelta(seconds=settings.fusion_window_s),
+        ),
         checkpoints=CheckpointRepository(engine),
         validator=ReadingValidator(
             catalog,

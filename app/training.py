@@ -43,8 +43,15 @@ def train_kind_models(svc: Services, *, now: datetime) -> dict[str, KindModel]:
             log.info("model for %s not trained: %d rows of history, need %d", kind, n_rows, MIN_SAMPLES)
             continue
         model = fit_kind_model(kind, np.vstack(blocks), trained_from=start, trained_to=end)
-        svc.models.save(version=model.version, kind=kind, trained_from=start, trained_to=end,
-                        description=model.describe(), blob=model.to_bytes(), now=now)
+        svc.models.save(
+            version=model.version,
+            kind=kind,
+            trained_from=start,
+            trained_to=end,
+            description=model.describe(),
+            blob=model.to_bytes(),
+            now=now,
+        )
         log.info("trained %s on %d rows from %d series", model.version, n_rows, len(blocks))
         trained[kind] = model
     return trained
@@ -72,4 +79,3 @@ class ModelRefresher:
                 continue
             if fresh:
                 self.engine.set_kind_models({**latest_kind_models(self.svc), **fresh})
-

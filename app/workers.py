@@ -49,21 +49,42 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
     engine = ScoringEngine(svc.catalog, detector=s.detector, signal_threshold=s.signal_threshold)
     engine.set_kind_models(latest_kind_models(svc))
     sink = DetectionSink(engine=engine, warnings=svc.warnings, checkpoints=svc.checkpoints)
-    return _worker(svc, topic=s.topic_readings, group=s.consumer_group, parse=svc.validator.parse,
-                   write=svc.store.write, sink=sink)
+    return _worker(
+        svc,
+        topic=s.topic_readings,
+        group=s.consumer_group,
+        parse=svc.validator.parse,
+        write=svc.store.write,
+        sink=sink,
+    )
 
 
 def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:
     s = svc.settings
     sink = ReportSink(
         detector_factory=lambda: ReportBurstDetector(svc.taxonomy, window_s=s.burst_window_s),
-        warnings=svc.warnings, checkpoints=svc.checkpoints)
-    return _worker(svc, topic=s.topic_reports, group=f"{s.consumer_group}-reports",
-                   parse=svc.report_validator.parse, write=svc.reports.save, sink=sink)
+        warnings=svc.warnings,
+        checkpoints=svc.checkpoints,
+    )
+    return _worker(
+        svc,
+        topic=s.topic_reports,
+        group=f"{s.consumer_group}-reports",
+        parse=svc.report_validator.parse,
+        write=svc.reports.save,
+        sink=sink,
+    )
 
 
-def _worker(svc: Services, *, topic: str, group: str, parse: Callable[[bytes, datetime], Item | Invalid],
-            write: Callable[[list[Item]], None], sink: BatchSink[Item]) -> IngestWorker[Item]:
+def _worker(
+    svc: Services,
+    *,
+    topic: str,
+    group: str,
+    parse: Callable[[bytes, datetime], Item | Invalid],
+    write: Callable[[list[Item]], None],
+    sink: BatchSink[Item],
+) -> IngestWorker[Item]:
     s = svc.settings
     return IngestWorker(
         consumer_config=consumer_config(s, **{"group.id": group}),

@@ -59,11 +59,13 @@ def main() -> None:
     parser.add_argument("--detector", default=Settings().detector)
     args = parser.parse_args()
     messages = readings(args.readings)
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker, \
-            store_url(args.store, tmp) as url:
-        settings = isolated_settings(bootstrap=broker.bootstrap, store_url=url,
-                                     database_url=f"sqlite:///{tmp}/state.sqlite3",
-                                     detector=args.detector)
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedBroker() as broker, store_url(args.store, tmp) as url:
+        settings = isolated_settings(
+            bootstrap=broker.bootstrap,
+            store_url=url,
+            database_url=f"sqlite:///{tmp}/state.sqlite3",
+            detector=args.detector,
+        )
         ensure_topics(settings)
         producer = ConfirmedProducer(producer_config(settings))
         producer.send_all(settings.topic_readings, as_json(messages))
@@ -86,10 +88,14 @@ def main() -> None:
         thread.join()
         stored = svc.store.count()
         svc.close()
-    print(f"store={args.store} detector={args.detector} readings={len(messages)} "
-          f"batches={worker.stats.batches} checkpoints={worker.stats.checkpoints}")
-    print(f"stored {stored}; {len(messages) / elapsed:,.0f} readings/s wall "
-          f"({elapsed:.2f} s after the first batch); process CPU {cpu:.2f} s in total")
+    print(
+        f"store={args.store} detector={args.detector} readings={len(messages)} "
+        f"batches={worker.stats.batches} checkpoints={worker.stats.checkpoints}"
+    )
+    print(
+        f"stored {stored}; {len(messages) / elapsed:,.0f} readings/s wall "
+        f"({elapsed:.2f} s after the first batch); process CPU {cpu:.2f} s in total"
+    )
 
 
 if __name__ == "__main__":

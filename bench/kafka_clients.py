@@ -18,11 +18,20 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from ingest.broker import EmbeddedBroker
 
-READING = json.dumps({
-    "sensor_id": "wl-riverside-01", "kind": "water_level", "value": 2.3456, "unit": "m",
-    "ts": "2026-11-29T08:00:00.000000Z", "lat": 30.5512, "lon": 114.3127, "area": "g-riverside-01",
-    "quality": "good", "seq": 123456,
-}).encode()
+READING = json.dumps(
+    {
+        "sensor_id": "wl-riverside-01",
+        "kind": "water_level",
+        "value": 2.3456,
+        "unit": "m",
+        "ts": "2026-11-29T08:00:00.000000Z",
+        "lat": 30.5512,
+        "lon": 114.3127,
+        "area": "g-riverside-01",
+        "quality": "good",
+        "seq": 123456,
+    }
+).encode()
 
 
 def _topic(bootstrap: str) -> str:
@@ -46,9 +55,17 @@ def confluent(bootstrap: str, n: int) -> tuple[float, float]:
                 producer.poll(0.01)
     producer.flush(60)
     produce_s = time.perf_counter() - t0
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topic, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "max.poll.interval.ms": 10_000,
-                         "session.timeout.ms": 6_000, "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": topic,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "max.poll.interval.ms": 10_000,
+            "session.timeout.ms": 6_000,
+            "log_level": 3,
+        }
+    )
     consumer.subscribe([topic])
     got, first = 0, None
     while got < n:
@@ -72,9 +89,15 @@ def kafka_python(bootstrap: str, n: int) -> tuple[float, float]:
     producer.flush(60)
     produce_s = time.perf_counter() - t0
     producer.close()
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=topic,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             max_poll_interval_ms=10_000, session_timeout_ms=6_000)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=topic,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_interval_ms=10_000,
+        session_timeout_ms=6_000,
+    )
     got, first = 0, None
     while got < n:
         records = consumer.poll(timeout_ms=1000, max_records=10_000)

@@ -122,9 +122,7 @@ def load_window_labels(path: str | Path) -> dict[str, list[tuple[str, str]]]:
 
 def parse_timestamps(text: Sequence[str]) -> npt.NDArray[np.datetime64]:
     """NAB timestamps ("2014-02-19 10:50:00[.000000]") as naive ``datetime64[ns]``."""
-    return pd.to_datetime(pd.Series(list(text), dtype=str), format="ISO8601").to_numpy(
-        dtype="datetime64[ns]"
-    )
+    return pd.to_datetime(pd.Series(list(text), dtype=str), format="ISO8601").to_numpy(dtype="datetime64[ns]")
 
 
 def window_rows(

@@ -120,8 +120,9 @@ class IngestWorker(Generic[Item]):
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand and a final checkpoint finish first."""
-        self._consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                 on_lost=self._on_lost)
+        self._consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
         try:
             while not stop.is_set():
                 msgs = self._consumer.consume(self.batch_max_messages, self.batch_max_wait_s)

@@ -48,8 +48,11 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 15.0) -> None:
         settings.topic_reports: settings.topic_partitions,
         settings.topic_deadletter: 1,
     }
-    new = [NewTopic(t, num_partitions=n, replication_factor=settings.topic_replication)
-           for t, n in wanted.items() if t not in existing]
+    new = [
+        NewTopic(t, num_partitions=n, replication_factor=settings.topic_replication)
+        for t, n in wanted.items()
+        if t not in existing
+    ]
     for topic, future in admin.create_topics(new, request_timeout=timeout_s).items() if new else []:
         try:
             future.result(timeout_s)

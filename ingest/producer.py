@@ -36,8 +36,7 @@ class ConfirmedProducer:
         for key, value, headers in messages:
             while True:
                 try:
-                    self._producer.produce(topic, value, key=key, headers=headers,
-                                           on_delivery=on_delivery)
+                    self._producer.produce(topic, value, key=key, headers=headers, on_delivery=on_delivery)
                     break
                 except BufferError:
                     # The local queue is full: let librdkafka drain it, then try again.

@@ -33,8 +33,9 @@ class Recorded:
         return datetime.fromisoformat(str(self.message["ts"]).replace("Z", "+00:00")).timestamp()
 
 
-def replay(producer: ConfirmedProducer, events: Iterable[Recorded], *, speed: float,
-           stop: threading.Event) -> int:
+def replay(
+    producer: ConfirmedProducer, events: Iterable[Recorded], *, speed: float, stop: threading.Event
+) -> int:
     """Produce events in time order, ``speed`` simulated seconds per second; returns how many."""
     ordered = sorted(events, key=lambda e: e.ts)
     if not ordered:
@@ -50,7 +51,8 @@ def replay(producer: ConfirmedProducer, events: Iterable[Recorded], *, speed: fl
             i += 1
         for topic, batch in due.items():
             sent += producer.send_all(
-                topic, ((e.key.encode(), json.dumps(e.message).encode(), None) for e in batch))
+                topic, ((e.key.encode(), json.dumps(e.message).encode(), None) for e in batch)
+            )
         stop.wait(TICK_S)
     log.info("replayed %d messages", sent)
     return sent

@@ -19,8 +19,15 @@ FALLBACK_CATEGORY = "other"
 
 
 class ReportValidator:
-    def __init__(self, *, taxonomy: Taxonomy, areas: AreaIndex, max_text_chars: int,
-                 max_future_skew_s: float, max_past_age_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        taxonomy: Taxonomy,
+        areas: AreaIndex,
+        max_text_chars: int,
+        max_future_skew_s: float,
+        max_past_age_s: float,
+    ) -> None:
         self.taxonomy = taxonomy
         self.areas = areas
         self.max_text_chars = max_text_chars
@@ -34,12 +41,18 @@ class ReportValidator:
         if r.category is not None and r.category not in self.taxonomy.categories:
             problems.append(Rejection(field="category", reason="unknown category", value=r.category))
         if len(r.text) > self.max_text_chars:
-            problems.append(Rejection(field="text", reason=f"longer than {self.max_text_chars} characters",
-                                      value=f"{len(r.text)} characters"))
+            problems.append(
+                Rejection(
+                    field="text",
+                    reason=f"longer than {self.max_text_chars} characters",
+                    value=f"{len(r.text)} characters",
+                )
+            )
         problems.extend(self.window.check(r.ts, now))
         if (r.lat is None) != (r.lon is None):
-            problems.append(Rejection(field="lat" if r.lat is None else "lon",
-                                      reason="coordinates need both lat and lon"))
+            problems.append(
+                Rejection(field="lat" if r.lat is None else "lon", reason="coordinates need both lat and lon")
+            )
         elif r.area is None and r.lat is None:
             problems.append(Rejection(field="area", reason="no area and no coordinates"))
         if r.area is not None and r.area not in self.areas:
@@ -52,7 +65,15 @@ class ReportValidator:
         inferred = r.category is None
         category = r.category or self.taxonomy.infer(r.text) or FALLBACK_CATEGORY
         return ReportRecord(
-            report_id=r.report_id, source=r.source, category=category, category_inferred=inferred,
-            text=r.text, ts_ns=epoch_ns(r.ts), area=area or UNASSIGNED_AREA, lat=r.lat, lon=r.lon,
-            outside_areas=area is None, media=tuple(str(m) for m in r.media),
+            report_id=r.report_id,
+            source=r.source,
+            category=category,
+            category_inferred=inferred,
+            text=r.text,
+            ts_ns=epoch_ns(r.ts),
+            area=area or UNASSIGNED_AREA,
+            lat=r.lat,
+            lon=r.lon,
+            outside_areas=area is None,
+            media=tuple(str(m) for m in r.media),
         )

@@ -33,7 +33,6 @@ class Rejection(BaseModel):
     value: str | None = None
 
 
-
 ReportSource = Literal["hotline", "app", "grid_worker", "volunteer", "media", "social"]
 
 

@@ -40,8 +40,13 @@ class Invalid:
         return "; ".join(f"{r.field}: {r.reason}" for r in self.rejections)
 
 
-def parse_message(raw: bytes, now: datetime, *, model: type[Message],
-                  check: Callable[[Message, datetime], Accepted | list[Rejection]]) -> Accepted | Invalid:
+def parse_message(
+    raw: bytes,
+    now: datetime,
+    *,
+    model: type[Message],
+    check: Callable[[Message, datetime], Accepted | list[Rejection]],
+) -> Accepted | Invalid:
     """Shape first (pydantic), then meaning (``check``); either failure keeps the original bytes."""
     try:
         message = model.model_validate_json(raw)
@@ -82,8 +87,14 @@ class TimeWindow:
 class ReadingValidator:
     """Checks readings against the catalog and the accepted time window around ``now``."""
 
-    def __init__(self, catalog: Catalog, *, areas: AreaIndex | None = None,
-                 max_future_skew_s: float, max_past_age_s: float) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        areas: AreaIndex | None = None,
+        max_future_skew_s: float,
+        max_past_age_s: float,
+    ) -> None:
         self.catalog = catalog
         self.areas = areas
         self._located: dict[tuple[float, float], str | None] = {}
@@ -103,16 +114,21 @@ class ReadingValidator:
             problems.append(Rejection(field="kind", reason="unknown sensor kind", value=r.kind))
         else:
             if r.unit and r.unit != kind.unit:
-                problems.append(Rejection(
-                    field="unit", reason=f"expected {kind.unit!r} for {r.kind}", value=r.unit))
+                problems.append(
+                    Rejection(field="unit", reason=f"expected {kind.unit!r} for {r.kind}", value=r.unit)
+                )
             if not kind.valid_min <= r.value <= kind.valid_max:
-                problems.append(Rejection(
-                    field="value",
-                    reason=f"outside the valid range {kind.valid_min}..{kind.valid_max} {kind.unit}",
-                    value=repr(r.value)))
+                problems.append(
+                    Rejection(
+                        field="value",
+                        reason=f"outside the valid range {kind.valid_min}..{kind.valid_max} {kind.unit}",
+                        value=repr(r.value),
+                    )
+                )
         if sensor is not None and sensor.kind != r.kind:
-            problems.append(Rejection(
-                field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind))
+            problems.append(
+                Rejection(field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind)
+            )
         ts_ns = epoch_ns(r.ts)
         problems.extend(self.window.check(r.ts, now, ts_ns=ts_ns))
         area = self._area(r, sensor.area if sensor else None, problems)
@@ -129,8 +145,9 @@ class ReadingValidator:
         if catalog_area is not None:
             return catalog_area
         if r.lat is None or r.lon is None:
-            problems.append(Rejection(
-                field="area", reason="no area, no coordinates and not in the sensor catalog"))
+            problems.append(
+                Rejection(field="area", reason="no area, no coordinates and not in the sensor catalog")
+            )
             return UNASSIGNED_AREA
         found = self._locate(r.lon, r.lat) if self.areas is not None else None
         return found or UNASSIGNED_AREA

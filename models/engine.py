@@ -62,8 +62,10 @@ class ScoringEngine:
             if saved.get("detector") != self.detector_name:
                 continue
             self._detectors[sensor_id] = cls.from_state(saved["state"])
-            self._context[sensor_id] = deque((tuple(p) for p in saved.get("context", [])),  # type: ignore[misc]
-                                             maxlen=history_needed())
+            self._context[sensor_id] = deque(
+                (tuple(p) for p in saved.get("context", [])),  # type: ignore[misc]
+                maxlen=history_needed(),
+            )
             if saved.get("position") is not None:
                 self._positions[sensor_id] = tuple(saved["position"])  # type: ignore[assignment]
 
@@ -114,8 +116,9 @@ class ScoringEngine:
                 signals.append(signal)
         return signals
 
-    def _meaningful(self, score: float, value: float, evidence: dict[str, float],
-                    kind: SensorKind | None) -> bool:
+    def _meaningful(
+        self, score: float, value: float, evidence: dict[str, float], kind: SensorKind | None
+    ) -> bool:
         """A statistical anomaly counts when it is both unusual and big enough to matter."""
         if score < self.signal_threshold:
             return False
@@ -124,8 +127,9 @@ class ScoringEngine:
             return True
         return abs(value - baseline) >= kind.min_deviation
 
-    def _multivariate(self, sensor_id: str, kind: str, ts: FloatArray,
-                      values: FloatArray) -> FloatArray | None:
+    def _multivariate(
+        self, sensor_id: str, kind: str, ts: FloatArray, values: FloatArray
+    ) -> FloatArray | None:
         """Per-kind model scores for the batch, computed with the series' preceding points."""
         context = self._context.setdefault(sensor_id, deque(maxlen=history_needed()))
         model = self._kind_models.get(kind)
@@ -156,8 +160,9 @@ class ScoringEngine:
         scores = result.scores
         if multivariate is not None:
             # The per-kind model speaks only when it is sure: it has no per-series memory.
-            scores = np.maximum(scores, np.where(multivariate >= self.multivariate_threshold,
-                                                 multivariate, 0.0))
+            scores = np.maximum(
+                scores, np.where(multivariate >= self.multivariate_threshold, multivariate, 0.0)
+            )
         thresholds = self.catalog.thresholds_for(sensor_id, kind)
         levels = levels_crossed(thresholds, values)
         # Most severe first: the highest line crossed, then the highest score, then the latest.

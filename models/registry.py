@@ -31,4 +31,5 @@ def _load_builtin() -> None:
     """Import the built-in detector modules so their ``@register`` runs."""
     import models.detectors  # noqa: F401
 
+
 DEFAULT_DETECTOR = "recordrarity"

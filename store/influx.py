@@ -38,9 +38,7 @@ class InfluxStore:
         self.database = parts.path.strip("/") or "citywarn"
         scheme = "https" if query.get("tls") in {"1", "true"} else "http"
         headers = {"Authorization": f"Token {query['token']}"} if "token" in query else {}
-        self._auth_params = (
-            {"u": query["user"], "p": query.get("password", "")} if "user" in query else {}
-        )
+        self._auth_params = {"u": query["user"], "p": query.get("password", "")} if "user" in query else {}
         self._http = httpx.Client(
             base_url=f"{scheme}://{parts.hostname}:{parts.port or 8086}",
             headers=headers,
@@ -98,8 +96,7 @@ class InfluxStore:
             f"SELECT value, sensor_id, kind, area FROM {MEASUREMENT} WHERE {where} "
             f"AND time >= {int(start_ns)} AND time < {int(end_ns)} LIMIT {int(limit)}"
         )
-        return [Point(sensor_id=r[2], kind=r[3], area=r[4], ts_ns=int(r[0]), value=float(r[1]))
-                for r in rows]
+        return [Point(sensor_id=r[2], kind=r[3], area=r[4], ts_ns=int(r[0]), value=float(r[1])) for r in rows]
 
     def _rows(self, influxql: str) -> list[list[Any]]:
         payload = self._query(influxql)

@@ -45,6 +45,5 @@ def series_prefix(sensor_id: str, kind: str, area: str) -> str:
 def to_lines(points: Iterable[Point]) -> str:
     """One line per point; values are always floats so the field type never conflicts."""
     return "\n".join(
-        f"{series_prefix(p.sensor_id, p.kind, p.area)} value={float(p.value)!r} {p.ts_ns}"
-        for p in points
+        f"{series_prefix(p.sensor_id, p.kind, p.area)} value={float(p.value)!r} {p.ts_ns}" for p in points
     )

@@ -44,21 +44,40 @@ class ModelRepository:
         self.engine = engine
         metadata.create_all(engine)
 
-    def save(self, *, version: str, kind: str, trained_from: datetime, trained_to: datetime,
-             description: dict[str, Any], blob: bytes, now: datetime) -> None:
+    def save(
+        self,
+        *,
+        version: str,
+        kind: str,
+        trained_from: datetime,
+        trained_to: datetime,
+        description: dict[str, Any],
+        blob: bytes,
+        now: datetime,
+    ) -> None:
         with self.engine.begin() as conn:
-            conn.execute(models_table.insert().values(
-                version=version, kind=kind, trained_from=trained_from, trained_to=trained_to,
-                description=description, blob=blob, created_at=now))
+            conn.execute(
+                models_table.insert().values(
+                    version=version,
+                    kind=kind,
+                    trained_from=trained_from,
+                    trained_to=trained_to,
+                    description=description,
+                    blob=blob,
+                    created_at=now,
+                )
+            )
 
     def latest_blobs(self) -> dict[str, bytes]:
         """The newest model of each kind."""
         c = models_table.c
-        newest = (sa.select(c.kind, sa.func.max(c.created_at).label("created_at"))
-                  .group_by(c.kind).subquery())
+        newest = sa.select(c.kind, sa.func.max(c.created_at).label("created_at")).group_by(c.kind).subquery()
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.kind, c.blob).join(
-                newest, sa.and_(c.kind == newest.c.kind, c.created_at == newest.c.created_at))).all()
+            rows = conn.execute(
+                sa.select(c.kind, c.blob).join(
+                    newest, sa.and_(c.kind == newest.c.kind, c.created_at == newest.c.created_at)
+                )
+            ).all()
         return {r.kind: bytes(r.blob) for r in rows}
 
     def list(self, kind: str | None = None, *, limit: int = 100) -> list[StoredModel]:
@@ -68,9 +87,17 @@ class ModelRepository:
             query = query.where(c.kind == kind)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(c.created_at.desc()).limit(limit)).all()
-        return [StoredModel(version=r.version, kind=r.kind, trained_from=_utc(r.trained_from),
-                            trained_to=_utc(r.trained_to), description=r.description,
-                            created_at=_utc(r.created_at)) for r in rows]
+        return [
+            StoredModel(
+                version=r.version,
+                kind=r.kind,
+                trained_from=_utc(r.trained_from),
+                trained_to=_utc(r.trained_to),
+                description=r.description,
+                created_at=_utc(r.created_at),
+            )
+            for r in rows
+        ]
 
 
 def _utc(ts: datetime) -> datetime:

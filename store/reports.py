@@ -48,19 +48,37 @@ class ReportRepository:
             return
         now = datetime.now(UTC)
         rows = [
-            {"report_id": r.report_id, "source": r.source, "category": r.category,
-             "category_inferred": r.category_inferred, "text": r.text, "ts_ns": r.ts_ns, "area": r.area,
-             "lat": r.lat, "lon": r.lon, "outside_areas": r.outside_areas, "media": list(r.media),
-             "received_at": now}
+            {
+                "report_id": r.report_id,
+                "source": r.source,
+                "category": r.category,
+                "category_inferred": r.category_inferred,
+                "text": r.text,
+                "ts_ns": r.ts_ns,
+                "area": r.area,
+                "lat": r.lat,
+                "lon": r.lon,
+                "outside_areas": r.outside_areas,
+                "media": list(r.media),
+                "received_at": now,
+            }
             for r in records
         ]
         with self.engine.begin() as conn:
             insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
             conn.execute(insert(reports).on_conflict_do_nothing(index_elements=["report_id"]), rows)
 
-    def list(self, *, area: str | None = None, category: str | None = None, source: str | None = None,
-             start_ns: int | None = None, end_ns: int | None = None, limit: int = 100,
-             offset: int = 0) -> tuple[list[ReportRecord], int]:
+    def list(
+        self,
+        *,
+        area: str | None = None,
+        category: str | None = None,
+        source: str | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[ReportRecord], int]:
         """Newest first, with the total matching count for pagination."""
         c = reports.c
         where = []
@@ -76,8 +94,13 @@ class ReportRepository:
             where.append(c.ts_ns < end_ns)
         with self.engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(reports).where(*where)).scalar_one()
-            rows = conn.execute(sa.select(reports).where(*where)
-                                .order_by(c.ts_ns.desc(), c.report_id).limit(limit).offset(offset)).all()
+            rows = conn.execute(
+                sa.select(reports)
+                .where(*where)
+                .order_by(c.ts_ns.desc(), c.report_id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
         return [_record(r) for r in rows], int(total)
 
     def count(self) -> int:
@@ -88,8 +111,15 @@ class ReportRepository:
 def _record(row: sa.Row[tuple[object, ...]]) -> ReportRecord:
     m = row._mapping
     return ReportRecord(
-        report_id=m["report_id"], source=m["source"], category=m["category"],
-        category_inferred=bool(m["category_inferred"]), text=m["text"], ts_ns=int(m["ts_ns"]),
-        area=m["area"], lat=m["lat"], lon=m["lon"], outside_areas=bool(m["outside_areas"]),
+        report_id=m["report_id"],
+        source=m["source"],
+        category=m["category"],
+        category_inferred=bool(m["category_inferred"]),
+        text=m["text"],
+        ts_ns=int(m["ts_ns"]),
+        area=m["area"],
+        lat=m["lat"],
+        lon=m["lon"],
+        outside_areas=bool(m["outside_areas"]),
         media=tuple(m["media"] or ()),
     )

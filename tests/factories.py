@@ -16,17 +16,39 @@ PLAYBOOKS: Playbooks = load_playbooks(CITY_DIR / "playbooks.yaml")
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 
 
-def signal(*, sensor_id: str = "wl-riverside-01", hazard: str = "flood", area: str = "g-riverside-01",
-           level: str | None = "yellow", score: float = 0.95, value: float = 3.1,
-           ts: datetime = NOW, kind: str = "water_level") -> Signal:
-    return Signal(sensor_id=sensor_id, kind=kind, area=area, hazard=hazard,
-                  ts_ns=int(ts.timestamp()) * 1_000_000_000, value=value, score=score,
-                  detector="test", level=level, evidence={"baseline": 1.2})
+def signal(
+    *,
+    sensor_id: str = "wl-riverside-01",
+    hazard: str = "flood",
+    area: str = "g-riverside-01",
+    level: str | None = "yellow",
+    score: float = 0.95,
+    value: float = 3.1,
+    ts: datetime = NOW,
+    kind: str = "water_level",
+) -> Signal:
+    return Signal(
+        sensor_id=sensor_id,
+        kind=kind,
+        area=area,
+        hazard=hazard,
+        ts_ns=int(ts.timestamp()) * 1_000_000_000,
+        value=value,
+        score=score,
+        detector="test",
+        level=level,
+        evidence={"baseline": 1.2},
+    )
 
 
 def reading(sensor_id: str, value: float, ts: datetime, **extra: Any) -> bytes:
     sensor = CATALOG.sensor(sensor_id)
     kind = sensor.kind if sensor else extra.pop("kind", "water_level")
-    body = {"sensor_id": sensor_id, "kind": kind, "value": value,
-            "ts": ts.isoformat().replace("+00:00", "Z"), **extra}
+    body = {
+        "sensor_id": sensor_id,
+        "kind": kind,
+        "value": value,
+        "ts": ts.isoformat().replace("+00:00", "Z"),
+        **extra,
+    }
     return json.dumps(body).encode()

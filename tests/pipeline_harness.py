@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, TopicPartition
 from app.services import Services, build_services
 from app.workers import build_ingest_worker
 from config.settings import Settings
+from demo.city import DemoScenario
 from ingest.consumer import IngestWorker
-from ingest.demo_city import DemoScenario
 from ingest.kafka import ensure_topics
 
 FAST_GROUP_JOIN = {"kafka_max_poll_interval_ms": 10_000, "kafka_session_timeout_ms": 6_000}
@@ -86,10 +86,17 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> 
 
 def read_topic(bootstrap: str, topic: str, expected: int, *, timeout_s: float = 30.0) -> list[Any]:
     """Every message of a topic from the start, with a throw-away group."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "max.poll.interval.ms": 10_000, "session.timeout.ms": 6_000,
-                         "log_level": 3})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "max.poll.interval.ms": 10_000,
+            "session.timeout.ms": 6_000,
+            "log_level": 3,
+        }
+    )
     consumer.subscribe([topic])
     got: list[Any] = []
     deadline = time.monotonic() + timeout_s

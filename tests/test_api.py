@@ -21,9 +21,13 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture
 def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    return isolated_settings(bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/store.sqlite3",
-                             database_url=f"sqlite:///{tmp_path}/state.sqlite3",
-                             max_body_bytes=64 * 1024, max_batch_items=100)
+    return isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        max_body_bytes=64 * 1024,
+        max_batch_items=100,
+    )
 
 
 @pytest.fixture
@@ -33,8 +37,14 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def reading(**overrides: object) -> dict[str, object]:
-    return {"sensor_id": "gas-oldtown-01", "kind": "gas", "value": 1.5, "unit": "%LEL",
-            "ts": NOW.isoformat(), **overrides}
+    return {
+        "sensor_id": "gas-oldtown-01",
+        "kind": "gas",
+        "value": 1.5,
+        "unit": "%LEL",
+        "ts": NOW.isoformat(),
+        **overrides,
+    }
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -54,19 +64,25 @@ def test_post_readings_produces_valid_batch_to_kafka(client: TestClient, setting
     assert len(msgs) == 3
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    ({"value": "high"}, "readings[1].value"),
-    ({"value": None}, "readings[1].value"),
-    ({"value": 250.0}, "readings[1].value"),
-    ({"kind": "lava"}, "readings[1].kind"),
-    ({"unit": "ppm"}, "readings[1].unit"),
-    ({"ts": (NOW + timedelta(days=2)).isoformat()}, "readings[1].ts"),
-    ({"ts": "2026-11-29T08:00:00"}, "readings[1].ts"),
-    ({"area": "atlantis"}, "readings[1].area"),
-    ({"sensor_id": ""}, "readings[1].sensor_id"),
-])
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"value": "high"}, "readings[1].value"),
+        ({"value": None}, "readings[1].value"),
+        ({"value": 250.0}, "readings[1].value"),
+        ({"kind": "lava"}, "readings[1].kind"),
+        ({"unit": "ppm"}, "readings[1].unit"),
+        ({"ts": (NOW + timedelta(days=2)).isoformat()}, "readings[1].ts"),
+        ({"ts": "2026-11-29T08:00:00"}, "readings[1].ts"),
+        ({"area": "atlantis"}, "readings[1].area"),
+        ({"sensor_id": ""}, "readings[1].sensor_id"),
+    ],
+)
 def test_a_bad_item_gets_422_naming_its_field_and_only_it_is_refused(
-    client: TestClient, settings: Settings, bad: dict[str, object], field: str,
+    client: TestClient,
+    settings: Settings,
+    bad: dict[str, object],
+    field: str,
 ) -> None:
     batch = [reading(), reading(**bad), reading(value=2.0, ts=(NOW - timedelta(minutes=1)).isoformat())]
     resp = client.post("/v1/readings", json={"readings": batch})
@@ -84,9 +100,15 @@ def test_a_bad_item_gets_422_naming_its_field_and_only_it_is_refused(
 def test_missing_field_and_nan_are_refused(client: TestClient) -> None:
     no_value = reading()
     del no_value["value"]
-    resp = client.post("/v1/readings", content=b'{"readings": [%s]}' % (
-        b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "value": NaN, "ts": "%s"}'
-        % NOW.isoformat().encode()), headers={"content-type": "application/json"})
+    resp = client.post(
+        "/v1/readings",
+        content=b'{"readings": [%s]}'
+        % (
+            b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "value": NaN, "ts": "%s"}'
+            % NOW.isoformat().encode()
+        ),
+        headers={"content-type": "application/json"},
+    )
     assert resp.status_code == 422
     assert resp.json()["rejected"][0]["errors"][0]["field"] == "readings[0].value"
     resp = client.post("/v1/readings", json={"readings": [no_value]})
@@ -109,10 +131,22 @@ def test_sensors_and_series_come_from_catalog_and_store(client: TestClient) -> N
     assert {s["id"] for s in gas} >= {"gas-oldtown-01"} and all(s["unit"] == "%LEL" for s in gas)
     store = client.app.state.services.store  # type: ignore[attr-defined]
     t0 = NOW - timedelta(hours=1)
-    store.write([Point("gas-oldtown-01", "gas", "g-oldtown-05",
-                       int((t0 + timedelta(minutes=i)).timestamp()) * 10**9, 1.0 + i) for i in range(10)])
-    resp = client.get("/v1/sensors/gas-oldtown-01/series",
-                      params={"start": t0.isoformat(), "end": (t0 + timedelta(minutes=5)).isoformat()})
+    store.write(
+        [
+            Point(
+                "gas-oldtown-01",
+                "gas",
+                "g-oldtown-05",
+                int((t0 + timedelta(minutes=i)).timestamp()) * 10**9,
+                1.0 + i,
+            )
+            for i in range(10)
+        ]
+    )
+    resp = client.get(
+        "/v1/sensors/gas-oldtown-01/series",
+        params={"start": t0.isoformat(), "end": (t0 + timedelta(minutes=5)).isoformat()},
+    )
     assert resp.status_code == 200
     assert [p["value"] for p in resp.json()["points"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert client.get("/v1/sensors/nope/series").status_code == 404
@@ -123,10 +157,24 @@ def test_sensors_and_series_come_from_catalog_and_store(client: TestClient) -> N
 def test_warnings_list_detail_and_transitions(client: TestClient) -> None:
     svc = client.app.state.services  # type: ignore[attr-defined]
     ts = int(NOW.timestamp()) * 10**9
-    [wid] = svc.warnings.apply_signals([Signal(
-        sensor_id="gas-oldtown-01", kind="gas", area="g-oldtown-05", hazard="gas_leak", ts_ns=ts,
-        value=61.0, score=1.0, detector="test", level="red", evidence={"warning_line": 50.0})],
-        now=NOW, actor="detector:test")
+    [wid] = svc.warnings.apply_signals(
+        [
+            Signal(
+                sensor_id="gas-oldtown-01",
+                kind="gas",
+                area="g-oldtown-05",
+                hazard="gas_leak",
+                ts_ns=ts,
+                value=61.0,
+                score=1.0,
+                detector="test",
+                level="red",
+                evidence={"warning_line": 50.0},
+            )
+        ],
+        now=NOW,
+        actor="detector:test",
+    )
     page = client.get("/v1/warnings", params={"status": "active", "level": "red"}).json()
     assert page["total"] == 1 and page["items"][0]["id"] == wid
     assert client.get("/v1/warnings", params={"area": "g-riverside-01"}).json()["total"] == 0

@@ -21,8 +21,12 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture
 def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    return isolated_settings(bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/store.sqlite3",
-                             database_url=f"sqlite:///{tmp_path}/state.sqlite3", max_report_text_chars=500)
+    return isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        max_report_text_chars=500,
+    )
 
 
 @pytest.fixture
@@ -32,21 +36,34 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def report(**overrides: object) -> dict[str, object]:
-    return {"report_id": "r-1", "source": "app", "category": "waterlogging", "text": "积水很深",
-            "ts": NOW.isoformat(), "area": "g-riverside-05", **overrides}
+    return {
+        "report_id": "r-1",
+        "source": "app",
+        "category": "waterlogging",
+        "text": "积水很深",
+        "ts": NOW.isoformat(),
+        "area": "g-riverside-05",
+        **overrides,
+    }
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    ({"area": None}, "reports[1].area"),
-    ({"category": "volcano"}, "reports[1].category"),
-    ({"text": "x" * 501}, "reports[1].text"),
-    ({"area": None, "lat": 91.0, "lon": 114.3}, "reports[1].lat"),
-    ({"area": None, "lat": 30.55}, "reports[1].lon"),
-    ({"source": "pigeon"}, "reports[1].source"),
-    ({"area": "atlantis"}, "reports[1].area"),
-])
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"area": None}, "reports[1].area"),
+        ({"category": "volcano"}, "reports[1].category"),
+        ({"text": "x" * 501}, "reports[1].text"),
+        ({"area": None, "lat": 91.0, "lon": 114.3}, "reports[1].lat"),
+        ({"area": None, "lat": 30.55}, "reports[1].lon"),
+        ({"source": "pigeon"}, "reports[1].source"),
+        ({"area": "atlantis"}, "reports[1].area"),
+    ],
+)
 def test_bad_report_gets_422_naming_the_field_and_the_rest_is_kept(
-    client: TestClient, settings: Settings, bad: dict[str, object], field: str,
+    client: TestClient,
+    settings: Settings,
+    bad: dict[str, object],
+    field: str,
 ) -> None:
     body = {"reports": [report(report_id="a"), report(report_id="b", **bad), report(report_id="c")]}
     resp = client.post("/v1/reports", json=body)
@@ -62,8 +79,9 @@ def test_reports_list_filters_and_inferred_category(client: TestClient) -> None:
     checked = svc.report_validator.check
     from ingest.schemas import Report
 
-    text_only = checked(Report.model_validate(report(report_id="t", category=None,
-                                                     text="燃气泄漏 闻到很重的煤气味")), NOW)
+    text_only = checked(
+        Report.model_validate(report(report_id="t", category=None, text="燃气泄漏 闻到很重的煤气味")), NOW
+    )
     assert isinstance(text_only, ReportRecord)
     assert (text_only.category, text_only.category_inferred) == ("gas_leak", True)
     outside = checked(Report.model_validate(report(report_id="o", area=None, lat=10.0, lon=10.0)), NOW)
@@ -83,10 +101,24 @@ def test_areas_are_geojson_and_risk_shows_open_warnings(client: TestClient) -> N
     assert all(f["geometry"]["type"] in {"Polygon", "MultiPolygon"} for f in areas["features"])
 
     svc = client.app.state.services  # type: ignore[attr-defined]
-    svc.warnings.apply_signals([Signal(
-        sensor_id="wl-riverside-04", kind="water_level", area="g-riverside-05", hazard="flood",
-        ts_ns=int((NOW - timedelta(minutes=1)).timestamp()) * 10**9, value=0.45, score=1.0,
-        detector="test", level="orange", evidence={"warning_line": 0.4})], now=NOW, actor="test")
+    svc.warnings.apply_signals(
+        [
+            Signal(
+                sensor_id="wl-riverside-04",
+                kind="water_level",
+                area="g-riverside-05",
+                hazard="flood",
+                ts_ns=int((NOW - timedelta(minutes=1)).timestamp()) * 10**9,
+                value=0.45,
+                score=1.0,
+                detector="test",
+                level="orange",
+                evidence={"warning_line": 0.4},
+            )
+        ],
+        now=NOW,
+        actor="test",
+    )
     risk = client.get("/v1/areas/g-riverside-05/risk").json()
     assert risk["highest_level"] == "orange" and len(risk["open_warnings"]) == 1
     assert risk["recent_signals"][0]["sensor_id"] == "wl-riverside-04"

@@ -221,8 +221,7 @@ def _doc(*features: tuple[dict[str, Any], Polygon]) -> dict[str, Any]:
     return {
         "type": "FeatureCollection",
         "features": [
-            {"type": "Feature", "properties": p, "geometry": shapely.geometry.mapping(g)}
-            for p, g in features
+            {"type": "Feature", "properties": p, "geometry": shapely.geometry.mapping(g)} for p, g in features
         ],
     }
 

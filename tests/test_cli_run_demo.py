@@ -27,8 +27,13 @@ def test_run_demo_serves_warnings_and_stops_cleanly(tmp_path: Path, stop_signal:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
     # The console script installed beside this interpreter, as `make demo` runs it.
     citywarn = str(Path(sys.executable).parent / "citywarn")
-    proc = subprocess.Popen([citywarn, "run", "--demo", "--port", str(port)], cwd=tmp_path, env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [citywarn, "run", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     started = time.monotonic()
     try:
         warnings: list[dict[str, object]] = []

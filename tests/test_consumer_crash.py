@@ -36,19 +36,26 @@ def stream() -> list[dict[str, object]]:
 
 
 def start_consumer(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "ingest"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab")
+    )
 
 
 def test_sigkill_mid_stream_then_restart_stores_every_reading_once(
-    broker: EmbeddedBroker, influx_url: str, tmp_path: Path,
+    broker: EmbeddedBroker,
+    influx_url: str,
+    tmp_path: Path,
 ) -> None:
     settings = isolated_settings(
-        bootstrap=broker.bootstrap, database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        bootstrap=broker.bootstrap,
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
         store_url=store_url_for("influxdb", influx_url=influx_url, tmp_path=tmp_path),
-        batch_max_messages=2000)
-    env = {**os.environ, **{f"CITYWARN_{k.upper()}": str(v)
-                            for k, v in settings.model_dump().items() if v is not None}}
+        batch_max_messages=2000,
+    )
+    env = {
+        **os.environ,
+        **{f"CITYWARN_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None},
+    }
     messages = stream()
     producer = ConfirmedProducer(producer_config(settings))
     producer.send_all(settings.topic_readings, as_json(messages))
@@ -58,8 +65,11 @@ def test_sigkill_mid_stream_then_restart_stores_every_reading_once(
 
     first = start_consumer(env, log)
     try:
-        wait_until(lambda: store.count() >= len(messages) // 4, timeout_s=90,
-                   what="the first consumer to store a quarter of the stream")
+        wait_until(
+            lambda: store.count() >= len(messages) // 4,
+            timeout_s=90,
+            what="the first consumer to store a quarter of the stream",
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         killed_at = store.count()
@@ -70,8 +80,11 @@ def test_sigkill_mid_stream_then_restart_stores_every_reading_once(
 
     second = start_consumer(env, log)
     try:
-        wait_until(lambda: store.count() >= len(messages), timeout_s=120,
-                   what="the restarted consumer to finish the stream")
+        wait_until(
+            lambda: store.count() >= len(messages),
+            timeout_s=120,
+            what="the restarted consumer to finish the stream",
+        )
         time.sleep(2)  # let any duplicate that would appear, appear
         assert store.count() == len(messages)
         for s in CATALOG.sensors[:5]:

@@ -11,7 +11,7 @@ import pytest
 from config.areas import AreaIndex, load_areas
 from config.catalog import LEVELS, Catalog, load_catalog
 from config.settings import CITY_DIR
-from ingest.demo_city import (
+from demo.city import (
     FLOOD_DISTRICT,
     FLOOD_REPORT_GRIDS,
     GAS_GRID,
@@ -243,9 +243,7 @@ def test_flood_reports_come_before_the_gauges(
     assert flood and all(r["area"] in FLOOD_REPORT_GRIDS for r in flood)
     assert {r["area"] for r in flood} >= {UNDERPASS_GRID}
     first_report = min(_parse(str(r["ts"])) for r in flood)
-    gauges = scenario.anomaly("river_flood").sensor_ids + scenario.anomaly(
-        "underpass_flood"
-    ).sensor_ids
+    gauges = scenario.anomaly("river_flood").sensor_ids + scenario.anomaly("underpass_flood").sensor_ids
     first_line = min(ts for g in gauges for ts, lv in _levels(catalog, g, series[g]) if lv)
     assert first_report < first_line
     assert any(CJK.search(str(r["text"])) for r in flood)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from demo.city import demo_readings, demo_scenario
 from ingest.broker import EmbeddedBroker
-from ingest.demo_city import demo_readings, demo_scenario
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
 from tests.factories import CATALOG
@@ -27,28 +27,55 @@ END = datetime.now(UTC).replace(microsecond=0)
 
 BAD_MESSAGES: dict[str, tuple[bytes, str]] = {
     "malformed": (b'{"sensor_id": "wl-riverside-01", "kind": "water_le', "body"),
-    "wrong_type": (json.dumps({"sensor_id": "gas-oldtown-01", "kind": "gas", "value": "high",
-                               "ts": END.isoformat()}).encode(), "value"),
-    "missing_field": (json.dumps({"sensor_id": "gas-oldtown-01", "kind": "gas",
-                                  "ts": END.isoformat()}).encode(), "value"),
-    "out_of_range": (json.dumps({"sensor_id": "gas-oldtown-01", "kind": "gas", "value": 250.0,
-                                 "ts": END.isoformat()}).encode(), "value"),
-    "future": (json.dumps({"sensor_id": "gas-oldtown-01", "kind": "gas", "value": 1.0,
-                           "ts": (END + timedelta(days=400)).isoformat()}).encode(), "ts"),
+    "wrong_type": (
+        json.dumps(
+            {"sensor_id": "gas-oldtown-01", "kind": "gas", "value": "high", "ts": END.isoformat()}
+        ).encode(),
+        "value",
+    ),
+    "missing_field": (
+        json.dumps({"sensor_id": "gas-oldtown-01", "kind": "gas", "ts": END.isoformat()}).encode(),
+        "value",
+    ),
+    "out_of_range": (
+        json.dumps(
+            {"sensor_id": "gas-oldtown-01", "kind": "gas", "value": 250.0, "ts": END.isoformat()}
+        ).encode(),
+        "value",
+    ),
+    "future": (
+        json.dumps(
+            {
+                "sensor_id": "gas-oldtown-01",
+                "kind": "gas",
+                "value": 1.0,
+                "ts": (END + timedelta(days=400)).isoformat(),
+            }
+        ).encode(),
+        "ts",
+    ),
 }
 
 
 @pytest.mark.parametrize(("store_kind", "database"), [("influxdb", "postgresql"), ("embedded", "sqlite")])
 def test_stream_lands_once_bad_input_is_dead_lettered_and_anomalies_warn(
-    store_kind: str, database: str, broker: EmbeddedBroker, request: pytest.FixtureRequest,
+    store_kind: str,
+    database: str,
+    broker: EmbeddedBroker,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> None:
     influx = request.getfixturevalue("influx_url") if store_kind == "influxdb" else None
-    db_url = (request.getfixturevalue("postgres_url") if database == "postgresql"
-              else f"sqlite:///{tmp_path}/state.sqlite3")
+    db_url = (
+        request.getfixturevalue("postgres_url")
+        if database == "postgresql"
+        else f"sqlite:///{tmp_path}/state.sqlite3"
+    )
     settings = isolated_settings(
-        bootstrap=broker.bootstrap, database_url=db_url,
-        store_url=store_url_for(store_kind, influx_url=influx, tmp_path=tmp_path))
+        bootstrap=broker.bootstrap,
+        database_url=db_url,
+        store_url=store_url_for(store_kind, influx_url=influx, tmp_path=tmp_path),
+    )
     good = demo_readings(end=END, catalog=CATALOG)
     scenario = demo_scenario(end=END, catalog=CATALOG)
     producer = ConfirmedProducer(producer_config(settings))
@@ -58,8 +85,7 @@ def test_stream_lands_once_bad_input_is_dead_lettered_and_anomalies_warn(
         # Bad messages in the middle of the stream: the stream must go on around them.
         half = len(good) // 2
         producer.send_all(settings.topic_readings, as_json(good[:half]))
-        producer.send_all(settings.topic_readings,
-                          [(b"bad", raw, None) for raw, _ in BAD_MESSAGES.values()])
+        producer.send_all(settings.topic_readings, [(b"bad", raw, None) for raw, _ in BAD_MESSAGES.values()])
         producer.send_all(settings.topic_readings, as_json(good[half:]))
         total = len(good) + len(BAD_MESSAGES)
         wait_until(lambda: worker.stats.consumed >= total, timeout_s=90, what="the whole stream")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from app.services import build_services
 from app.workers import build_ingest_worker
+from demo.city import demo_readings, demo_scenario
 from ingest.broker import EmbeddedBroker
 from ingest.consumer import BatchSink
-from ingest.demo_city import demo_readings, demo_scenario
 from ingest.kafka import ensure_topics, producer_config
 from ingest.producer import ConfirmedProducer
 from store.port import TimeSeriesStore
@@ -71,9 +71,13 @@ class FailingSinkWrapper:
 
 
 def test_store_outage_and_sink_failure_lose_nothing(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    settings = isolated_settings(bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/s.sqlite3",
-                                 database_url=f"sqlite:///{tmp_path}/state.sqlite3",
-                                 batch_max_messages=1000, checkpoint_interval_s=0.5)
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/s.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        batch_max_messages=1000,
+        checkpoint_interval_s=0.5,
+    )
     ensure_topics(settings)
     good = demo_readings(end=END, catalog=CATALOG)
     producer = ConfirmedProducer(producer_config(settings))
@@ -90,9 +94,19 @@ def test_store_outage_and_sink_failure_lose_nothing(broker: EmbeddedBroker, tmp_
     thread.start()
     try:
         # Replayed batches count twice in the worker's stats, so wait for the commits instead.
-        wait_until(lambda: committed_total(broker.bootstrap, settings.consumer_group,
-                                           settings.topic_readings, settings.topic_partitions) >= len(good),
-                   timeout_s=120, what="the whole stream to be committed despite the failures")
+        wait_until(
+            lambda: (
+                committed_total(
+                    broker.bootstrap,
+                    settings.consumer_group,
+                    settings.topic_readings,
+                    settings.topic_partitions,
+                )
+                >= len(good)
+            ),
+            timeout_s=120,
+            what="the whole stream to be committed despite the failures",
+        )
         assert worker.stats.retries >= 3
         assert worker.stats.rewinds == 1
         assert real_store.count() == len(good)

@@ -38,8 +38,14 @@ def far_apart_grids(n: int) -> list[str]:
 
 
 def report(rid: str, area: str, ts: datetime, category: str | None, text: str) -> dict[str, object]:
-    return {"report_id": rid, "source": "hotline", "category": category, "text": text,
-            "ts": ts.isoformat(), "area": area}
+    return {
+        "report_id": rid,
+        "source": "hotline",
+        "category": category,
+        "text": text,
+        "ts": ts.isoformat(),
+        "area": area,
+    }
 
 
 @contextmanager
@@ -47,8 +53,10 @@ def both_workers(settings: Settings) -> Iterator[Services]:
     svc = build_services(settings)
     ensure_topics(settings)
     stop = threading.Event()
-    threads = [threading.Thread(target=w.run, args=(stop,), daemon=True)
-               for w in (build_ingest_worker(svc), build_report_worker(svc))]
+    threads = [
+        threading.Thread(target=w.run, args=(stop,), daemon=True)
+        for w in (build_ingest_worker(svc), build_report_worker(svc))
+    ]
     for t in threads:
         t.start()
     try:
@@ -68,24 +76,48 @@ def send(settings: Settings, topic: str, messages: list[dict[str, object]], key:
 
 def wait_for_commits(settings: Settings, topic: str, group: str, n: int) -> None:
     partitions = settings.topic_partitions
-    wait_until(lambda: committed_total(settings.kafka_bootstrap, group, topic, partitions) >= n,
-               timeout_s=90, what=f"{n} messages of {topic} to be committed")
+    wait_until(
+        lambda: committed_total(settings.kafka_bootstrap, group, topic, partitions) >= n,
+        timeout_s=90,
+        what=f"{n} messages of {topic} to be committed",
+    )
 
 
 def settings_for(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
-    return isolated_settings(bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/s.sqlite3",
-                             database_url=f"sqlite:///{tmp_path}/state.sqlite3", checkpoint_interval_s=0.5)
+    return isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/s.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        checkpoint_interval_s=0.5,
+    )
 
 
 def test_a_burst_in_one_grid_warns_and_the_same_reports_spread_out_do_not(
-    broker: EmbeddedBroker, tmp_path: Path,
+    broker: EmbeddedBroker,
+    tmp_path: Path,
 ) -> None:
     settings = settings_for(broker, tmp_path)
     burst_grid, *spread_grids = far_apart_grids(5)
-    burst = [report(f"gas-burst-{i}", burst_grid, RUSH + timedelta(minutes=2 * i), "gas_leak",
-                    "Strong smell of gas in the stairwell") for i in range(4)]
-    spread = [report(f"gas-spread-{i}", g, RUSH + timedelta(hours=1, minutes=2 * i), "gas_leak",
-                     "Smell of gas near the bus stop") for i, g in enumerate(spread_grids)]
+    burst = [
+        report(
+            f"gas-burst-{i}",
+            burst_grid,
+            RUSH + timedelta(minutes=2 * i),
+            "gas_leak",
+            "Strong smell of gas in the stairwell",
+        )
+        for i in range(4)
+    ]
+    spread = [
+        report(
+            f"gas-spread-{i}",
+            g,
+            RUSH + timedelta(hours=1, minutes=2 * i),
+            "gas_leak",
+            "Smell of gas near the bus stop",
+        )
+        for i, g in enumerate(spread_grids)
+    ]
     with both_workers(settings) as svc:
         send(settings, settings.topic_reports, burst + spread, key="area")
         wait_for_commits(settings, settings.topic_reports, f"{settings.consumer_group}-reports", 8)
@@ -100,7 +132,8 @@ def test_a_burst_in_one_grid_warns_and_the_same_reports_spread_out_do_not(
 
 
 def test_gauge_anomaly_and_flood_reports_in_one_grid_fuse_into_one_surer_warning(
-    broker: EmbeddedBroker, tmp_path: Path,
+    broker: EmbeddedBroker,
+    tmp_path: Path,
 ) -> None:
     settings = settings_for(broker, tmp_path)
     gauge_only, reports_only, both = far_apart_grids(3)
@@ -110,14 +143,30 @@ def test_gauge_anomaly_and_flood_reports_in_one_grid_fuse_into_one_surer_warning
         for i in range(600):
             ts = end - timedelta(minutes=5 * (600 - i))
             value = 0.02 + 0.004 * ((i * 7) % 5 - 2)
-            readings.append({"sensor_id": sensor, "kind": "water_level", "value": value,
-                             "ts": ts.isoformat(), "area": area})
+            readings.append(
+                {
+                    "sensor_id": sensor,
+                    "kind": "water_level",
+                    "value": value,
+                    "ts": ts.isoformat(),
+                    "area": area,
+                }
+            )
         # Water on the road, unusual for this gauge but below the 0.15 m blue line.
-        readings.append({"sensor_id": sensor, "kind": "water_level", "value": 0.13,
-                         "ts": end.isoformat(), "area": area})
-    reports = [report(f"{area}-{i}", area, end - timedelta(minutes=8 - 2 * i), "flood",
-                      "River water coming over the embankment 河水漫堤")
-               for area in (reports_only, both) for i in range(4)]
+        readings.append(
+            {"sensor_id": sensor, "kind": "water_level", "value": 0.13, "ts": end.isoformat(), "area": area}
+        )
+    reports = [
+        report(
+            f"{area}-{i}",
+            area,
+            end - timedelta(minutes=8 - 2 * i),
+            "flood",
+            "River water coming over the embankment 河水漫堤",
+        )
+        for area in (reports_only, both)
+        for i in range(4)
+    ]
 
     with both_workers(settings) as svc:
         send(settings, settings.topic_readings, readings, key="sensor_id")
@@ -137,7 +186,8 @@ def test_gauge_anomaly_and_flood_reports_in_one_grid_fuse_into_one_surer_warning
 
 
 def test_bad_report_messages_go_to_dead_letter_and_the_rest_is_kept(
-    broker: EmbeddedBroker, tmp_path: Path,
+    broker: EmbeddedBroker,
+    tmp_path: Path,
 ) -> None:
     settings = settings_for(broker, tmp_path)
     now = datetime.now(UTC)
@@ -146,8 +196,12 @@ def test_bad_report_messages_go_to_dead_letter_and_the_rest_is_kept(
         "nowhere": {**report("b-1", "g-oldtown-05", now, "fire", "x"), "area": None},
         "category": report("b-2", "g-oldtown-05", now, "volcano", "lava"),
         "text": report("b-3", "g-oldtown-05", now, "fire", "x" * 5000),
-        "coords": {**report("b-4", "g-oldtown-05", now, "fire", "x"), "area": None, "lat": 95.0,
-                   "lon": 114.3},
+        "coords": {
+            **report("b-4", "g-oldtown-05", now, "fire", "x"),
+            "area": None,
+            "lat": 95.0,
+            "lon": 114.3,
+        },
     }
     with both_workers(settings) as svc:
         send(settings, settings.topic_reports, [good, *bad.values(), good], key="report_id")

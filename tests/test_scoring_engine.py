@@ -85,8 +85,12 @@ def test_a_trained_kind_model_scores_alongside_the_detector_and_resumes_exactly(
     from models.multivariate import fit_kind_model
 
     history = [window_features(np.arange(2000) * 300.0, np.array(quiet(2000, seed=s))) for s in range(4)]
-    model = fit_kind_model("gas", np.vstack(history), trained_from=datetime(2026, 1, 1, tzinfo=UTC),
-                           trained_to=datetime(2026, 2, 1, tzinfo=UTC))
+    model = fit_kind_model(
+        "gas",
+        np.vstack(history),
+        trained_from=datetime(2026, 1, 1, tzinfo=UTC),
+        trained_to=datetime(2026, 2, 1, tzinfo=UTC),
+    )
     points = gas_series([*quiet(400), 9.0])
     pos = positions(points)
 

@@ -30,8 +30,13 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TimeSeries
 
 def series(sensor_id: str, n: int, *, start: int = T0, value0: float = 1.0) -> list[Point]:
     return [
-        Point(sensor_id=sensor_id, kind="water_level", area="g-1", ts_ns=start + i * MINUTE,
-              value=value0 + i / 8)
+        Point(
+            sensor_id=sensor_id,
+            kind="water_level",
+            area="g-1",
+            ts_ns=start + i * MINUTE,
+            value=value0 + i / 8,
+        )
         for i in range(n)
     ]
 

@@ -14,7 +14,7 @@ from config.areas import load_areas
 from config.catalog import load_catalog
 from config.settings import CITY_DIR
 from config.taxonomy import Taxonomy, keyword_weight, load_taxonomy
-from ingest.demo_city import _BACKGROUND, demo_reports
+from demo.city import _BACKGROUND, demo_reports
 
 TAXONOMY = load_taxonomy()
 IDS = {

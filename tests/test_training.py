@@ -19,8 +19,13 @@ NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 @pytest.fixture
 def svc(tmp_path: Path, request: pytest.FixtureRequest) -> Services:
     # No broker is needed to train; the producer is built but never used.
-    services = build_services(Settings(kafka_bootstrap="127.0.0.1:9", store_url=f"file://{tmp_path}/s.db",
-                                       database_url=f"sqlite:///{tmp_path}/state.db"))
+    services = build_services(
+        Settings(
+            kafka_bootstrap="127.0.0.1:9",
+            store_url=f"file://{tmp_path}/s.db",
+            database_url=f"sqlite:///{tmp_path}/state.db",
+        )
+    )
     request.addfinalizer(services.close)
     return services
 
@@ -29,9 +34,15 @@ def test_kinds_with_history_get_a_versioned_model_and_others_are_skipped(svc: Se
     rng = np.random.default_rng(3)
     start = NOW - timedelta(days=3)
     points = [
-        Point(sensor, "gas", "g-oldtown-05", int((start + timedelta(minutes=5 * i)).timestamp()) * 10**9,
-              float(1.5 + 0.2 * rng.standard_normal()))
-        for sensor in ("gas-a", "gas-b") for i in range(800)
+        Point(
+            sensor,
+            "gas",
+            "g-oldtown-05",
+            int((start + timedelta(minutes=5 * i)).timestamp()) * 10**9,
+            float(1.5 + 0.2 * rng.standard_normal()),
+        )
+        for sensor in ("gas-a", "gas-b")
+        for i in range(800)
     ]
     svc.store.write(points)
 

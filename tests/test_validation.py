@@ -12,8 +12,7 @@ from ingest.validation import UNASSIGNED_AREA, Invalid, ReadingValidator
 from store.schemas import Point
 from tests.factories import CATALOG, NOW, reading
 
-VALIDATOR = ReadingValidator(CATALOG, areas=load_areas(), max_future_skew_s=300,
-                             max_past_age_s=7 * 86400)
+VALIDATOR = ReadingValidator(CATALOG, areas=load_areas(), max_future_skew_s=300, max_past_age_s=7 * 86400)
 
 
 def fields_of(result: Point | Invalid) -> set[str]:
@@ -32,15 +31,20 @@ def test_timestamp_keeps_nanosecond_precision() -> None:
     assert isinstance(p, Point) and p.ts_ns % 10**9 == 123_456_000
 
 
-@pytest.mark.parametrize(("raw", "field"), [
-    (b"not json", ""),
-    (b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "ts": "2026-11-29T08:00:00Z"}', "value"),
-    (b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "value": "x", "ts": "2026-11-29T08:00:00Z"}',
-     "value"),
-    (b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "value": 1, "ts": "2026-11-29T08:00:00"}', "ts"),
-    (b'{"sensor_id": "a b", "kind": "gas", "value": 1, "ts": "2026-11-29T08:00:00Z"}', "sensor_id"),
-    (b'[1, 2]', ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"not json", ""),
+        (b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "ts": "2026-11-29T08:00:00Z"}', "value"),
+        (
+            b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "value": "x", "ts": "2026-11-29T08:00:00Z"}',
+            "value",
+        ),
+        (b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "value": 1, "ts": "2026-11-29T08:00:00"}', "ts"),
+        (b'{"sensor_id": "a b", "kind": "gas", "value": 1, "ts": "2026-11-29T08:00:00Z"}', "sensor_id"),
+        (b"[1, 2]", ""),
+    ],
+)
 def test_malformed_messages_are_refused_by_shape(raw: bytes, field: str) -> None:
     result = VALIDATOR.parse(raw, NOW)
     assert isinstance(result, Invalid) and result.raw == raw
@@ -50,17 +54,22 @@ def test_malformed_messages_are_refused_by_shape(raw: bytes, field: str) -> None
 def test_nan_and_infinity_are_refused() -> None:
     for token in (b"NaN", b"Infinity"):
         raw = b'{"sensor_id": "gas-oldtown-01", "kind": "gas", "value": %s, "ts": "%s"}' % (
-            token, NOW.isoformat().encode())
+            token,
+            NOW.isoformat().encode(),
+        )
         assert fields_of(VALIDATOR.parse(raw, NOW)) == {"value"}
 
 
-@pytest.mark.parametrize(("kwargs", "fields"), [
-    ({"value": 101.0}, {"value"}),
-    ({"value": -0.1}, {"value"}),
-    ({"unit": "ppm"}, {"unit"}),
-    ({"kind": "water_level", "value": 1.0}, {"kind"}),
-    ({"area": "atlantis"}, {"area"}),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fields"),
+    [
+        ({"value": 101.0}, {"value"}),
+        ({"value": -0.1}, {"value"}),
+        ({"unit": "ppm"}, {"unit"}),
+        ({"kind": "water_level", "value": 1.0}, {"kind"}),
+        ({"area": "atlantis"}, {"area"}),
+    ],
+)
 def test_meaning_is_checked_against_the_catalog(kwargs: dict[str, object], fields: set[str]) -> None:
     value = kwargs.pop("value", 1.0)
     raw = json.loads(reading("gas-oldtown-01", float(value), NOW))  # type: ignore[arg-type]
@@ -73,8 +82,7 @@ def test_timestamps_outside_the_window_are_refused_with_the_reason() -> None:
     old = VALIDATOR.parse(reading("gas-oldtown-01", 1.0, NOW - timedelta(days=8)), NOW)
     assert isinstance(future, Invalid) and "future" in future.reason
     assert isinstance(old, Invalid) and "older" in old.reason
-    assert isinstance(VALIDATOR.parse(reading("gas-oldtown-01", 1.0, NOW + timedelta(minutes=4)), NOW),
-                      Point)
+    assert isinstance(VALIDATOR.parse(reading("gas-oldtown-01", 1.0, NOW + timedelta(minutes=4)), NOW), Point)
 
 
 def test_unknown_sensor_is_placed_by_its_coordinates_or_flagged_outside() -> None:

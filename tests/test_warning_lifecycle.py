@@ -65,7 +65,9 @@ def test_a_higher_level_escalates_and_is_recorded(service: WarningService) -> No
     w = service.get(wid)
     assert w is not None and w.level == "red" and w.severity == "Extreme"
     assert [(e.action, e.from_level, e.to_level, e.actor) for e in w.events] == [
-        ("opened", None, "yellow", "a"), ("escalated", "yellow", "red", "b")]
+        ("opened", None, "yellow", "a"),
+        ("escalated", "yellow", "red", "b"),
+    ]
 
 
 def test_statistical_signal_alone_is_a_blue_possibility(service: WarningService) -> None:
@@ -82,11 +84,15 @@ def test_replayed_signal_adds_no_duplicate_evidence(service: WarningService) -> 
 
 
 def test_different_hazards_or_areas_get_their_own_warnings(service: WarningService) -> None:
-    ids = service.apply_signals([
-        signal(),
-        signal(area="g-riverside-03", sensor_id="wl-riverside-02"),
-        signal(hazard="gas_leak", kind="gas", sensor_id="gas-oldtown-01", area="g-riverside-01"),
-    ], now=NOW, actor="a")
+    ids = service.apply_signals(
+        [
+            signal(),
+            signal(area="g-riverside-03", sensor_id="wl-riverside-02"),
+            signal(hazard="gas_leak", kind="gas", sensor_id="gas-oldtown-01", area="g-riverside-01"),
+        ],
+        now=NOW,
+        actor="a",
+    )
     assert len(set(ids)) == 3
     assert service.list(area="g-riverside-01").total == 2
     assert service.list(hazard="gas_leak").total == 1
@@ -98,7 +104,9 @@ def test_acknowledge_then_resolve_records_who_and_frees_the_slot(service: Warnin
     resolved = service.resolve(wid, now=NOW + timedelta(hours=1), actor="operator li")
     assert resolved.status == "resolved" and resolved.resolved_at is not None
     assert [(e.action, e.actor) for e in resolved.events][1:] == [
-        ("acknowledged", "operator li"), ("resolved", "operator li")]
+        ("acknowledged", "operator li"),
+        ("resolved", "operator li"),
+    ]
     with pytest.raises(InvalidTransition):
         service.acknowledge(wid, now=NOW, actor="x")
     # The (hazard, area) slot is free again: a new signal opens a new warning.
@@ -115,8 +123,11 @@ def test_unknown_warning_is_reported(service: WarningService) -> None:
 
 def test_list_filters_and_paginates(service: WarningService) -> None:
     for i in range(7):
-        service.apply_signals([signal(area=f"g-riverside-0{i + 1}", level="yellow" if i % 2 else "red")],
-                              now=NOW + timedelta(minutes=i), actor="a")
+        service.apply_signals(
+            [signal(area=f"g-riverside-0{i + 1}", level="yellow" if i % 2 else "red")],
+            now=NOW + timedelta(minutes=i),
+            actor="a",
+        )
     page = service.list(limit=3, offset=0)
     assert page.total == 7 and len(page.items) == 3
     assert [w.area for w in page.items] == ["g-riverside-07", "g-riverside-06", "g-riverside-05"]
@@ -128,12 +139,19 @@ def test_list_filters_and_paginates(service: WarningService) -> None:
 
 def test_checkpoints_round_trip_and_overwrite(engine: sa.Engine) -> None:
     repo = CheckpointRepository(engine)
-    repo.save({"s1": {"detector": "d", "state": {"x": [1.5, 2.0]}, "position": (2, 41)},
-               "s2": {"detector": "d", "state": {}, "position": None}}, now=NOW)
+    repo.save(
+        {
+            "s1": {"detector": "d", "state": {"x": [1.5, 2.0]}, "position": (2, 41)},
+            "s2": {"detector": "d", "state": {}, "position": None},
+        },
+        now=NOW,
+    )
     repo.save({"s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99)}}, now=NOW)
     got = repo.load(["s1", "s2", "s3"])
-    assert got == {"s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99)},
-                   "s2": {"detector": "d", "state": {}, "position": None}}
+    assert got == {
+        "s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99)},
+        "s2": {"detector": "d", "state": {}, "position": None},
+    }
 
 
 def test_explanation_quotes_each_sensors_highest_line(service: WarningService) -> None:

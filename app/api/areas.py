@@ -20,8 +20,15 @@ RISK_LOOKBACK = timedelta(hours=6)
 
 
 def area_feature(area: Area, properties: dict[str, Any] | None = None) -> dict[str, Any]:
-    props = {"id": area.id, "name": area.name, "name_zh": area.name_zh, "level": area.level,
-             "parent": area.parent, "population": area.population, **(properties or {})}
+    props = {
+        "id": area.id,
+        "name": area.name,
+        "name_zh": area.name_zh,
+        "level": area.level,
+        "parent": area.parent,
+        "population": area.population,
+        **(properties or {}),
+    }
     return {"type": "Feature", "id": area.id, "geometry": mapping(area.geometry), "properties": props}
 
 
@@ -33,14 +40,14 @@ def list_areas(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
 
 
 @router.get("/{area_id}/risk")
-def area_risk(area_id: str, svc: Annotated[Services, Depends(services)],
-              at: Annotated[datetime, Depends(now)]) -> dict[str, Any]:
+def area_risk(
+    area_id: str, svc: Annotated[Services, Depends(services)], at: Annotated[datetime, Depends(now)]
+) -> dict[str, Any]:
     """Open warnings, recent signals and report counts for an area (a district includes its grids)."""
     area = svc.areas.area(area_id)
     if area is None:
         raise HTTPException(404, detail=f"no area {area_id}")
-    covered = [area_id, *[g.id for g in svc.areas.grids(area_id)]] if area.level == "district" \
-        else [area_id]
+    covered = [area_id, *[g.id for g in svc.areas.grids(area_id)]] if area.level == "district" else [area_id]
     warnings = svc.warnings.list(areas=covered, open_only=True, limit=500).items
     since = at - RISK_LOOKBACK
     reports, _ = svc.reports.list(area=None, start_ns=int(since.timestamp() * 1e9), limit=10_000)
@@ -50,8 +57,9 @@ def area_risk(area_id: str, svc: Annotated[Services, Depends(services)],
         "area": area_feature(area)["properties"],
         "highest_level": highest,
         "open_warnings": [w.model_dump(mode="json") for w in warnings],
-        "recent_signals": [e.model_dump(mode="json")
-                           for e in svc.warnings.recent_evidence_in(covered, since=since)],
+        "recent_signals": [
+            e.model_dump(mode="json") for e in svc.warnings.recent_evidence_in(covered, since=since)
+        ],
         "reports_since": since.isoformat(),
         "report_counts": dict(report_counts),
     }

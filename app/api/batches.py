@@ -39,9 +39,15 @@ def batch_items(raw: bytes, *, field: str, max_items: int) -> list[Any]:
 
 
 def accept_batch(
-    items: list[Any], *, field: str, model: type[Model],
-    check: Callable[[Model, datetime], Checked | list[Rejection]], key_of: Callable[[Model, Checked], str],
-    now: datetime, producer: ConfirmedProducer, topic: str,
+    items: list[Any],
+    *,
+    field: str,
+    model: type[Model],
+    check: Callable[[Model, datetime], Checked | list[Rejection]],
+    key_of: Callable[[Model, Checked], str],
+    now: datetime,
+    producer: ConfirmedProducer,
+    topic: str,
 ) -> JSONResponse:
     accepted: list[tuple[bytes | None, bytes, None]] = []
     rejected: list[dict[str, Any]] = []
@@ -61,5 +67,6 @@ def accept_batch(
         producer.send_all(topic, accepted)
     except DeliveryFailed as exc:
         raise HTTPException(status_code=503, detail=f"message bus unavailable: {exc}") from exc
-    return JSONResponse({"accepted": len(accepted), "rejected": rejected},
-                        status_code=422 if rejected else 202)
+    return JSONResponse(
+        {"accepted": len(accepted), "rejected": rejected}, status_code=422 if rejected else 202
+    )

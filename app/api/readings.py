@@ -21,16 +21,24 @@ from ingest.schemas import Reading
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
-_EXAMPLE = {"readings": [{"sensor_id": "wl-riverside-01", "kind": "water_level", "value": 2.31,
-                          "unit": "m", "ts": "2026-11-29T08:00:00Z"}]}
+_EXAMPLE = {
+    "readings": [
+        {
+            "sensor_id": "wl-riverside-01",
+            "kind": "water_level",
+            "value": 2.31,
+            "unit": "m",
+            "ts": "2026-11-29T08:00:00Z",
+        }
+    ]
+}
 
 
 @router.post(
     "/readings",
     status_code=202,
     responses={422: {"description": "Some readings were refused; the others were accepted"}},
-    openapi_extra={"requestBody": {"required": True,
-                                   "content": {"application/json": {"example": _EXAMPLE}}}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"example": _EXAMPLE}}}},
 )
 async def post_readings(
     request: Request,
@@ -44,5 +52,13 @@ async def post_readings(
     """
     items = batch_items(await request.body(), field="readings", max_items=svc.settings.max_batch_items)
     return await run_in_threadpool(
-        accept_batch, items, field="readings", model=Reading, check=svc.validator.check,
-        key_of=lambda r, _: r.sensor_id, now=at, producer=svc.producer, topic=svc.settings.topic_readings)
+        accept_batch,
+        items,
+        field="readings",
+        model=Reading,
+        check=svc.validator.check,
+        key_of=lambda r, _: r.sensor_id,
+        now=at,
+        producer=svc.producer,
+        topic=svc.settings.topic_readings,
+    )

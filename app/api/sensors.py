@@ -38,9 +38,11 @@ class Series(BaseModel):
 
 
 @router.get("", response_model=list[SensorOut])
-def list_sensors(svc: Annotated[Services, Depends(services)],
-                 area: Annotated[str | None, Query(max_length=128)] = None,
-                 kind: Annotated[str | None, Query(max_length=64)] = None) -> list[SensorOut]:
+def list_sensors(
+    svc: Annotated[Services, Depends(services)],
+    area: Annotated[str | None, Query(max_length=128)] = None,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[SensorOut]:
     kinds = svc.catalog.kinds
     return [
         SensorOut(**s.model_dump(), unit=kinds[s.kind].unit, hazard=kinds[s.kind].hazard)
@@ -69,10 +71,16 @@ def series(
         raise HTTPException(422, detail=[{"field": "start", "reason": "range longer than 31 days"}])
     points = svc.store.read(sensor_id, _ns(start), _ns(end), limit=limit + 1)
     return Series(
-        sensor_id=sensor_id, kind=sensor.kind, unit=svc.catalog.kinds[sensor.kind].unit,
-        start=start, end=end, truncated=len(points) > limit,
-        points=[SeriesPoint(ts=datetime.fromtimestamp(p.ts_ns / 1e9, tz=UTC), value=p.value)
-                for p in points[:limit]],
+        sensor_id=sensor_id,
+        kind=sensor.kind,
+        unit=svc.catalog.kinds[sensor.kind].unit,
+        start=start,
+        end=end,
+        truncated=len(points) > limit,
+        points=[
+            SeriesPoint(ts=datetime.fromtimestamp(p.ts_ns / 1e9, tz=UTC), value=p.value)
+            for p in points[:limit]
+        ],
     )
 
 

@@ -35,19 +35,34 @@ def list_warnings(
 ) -> WarningPage | dict[str, Any]:
     if since and until and since >= until:
         raise HTTPException(422, detail=[{"field": "until", "reason": "must be after since"}])
-    page = svc.warnings.list(status=status, level=level, area=area, hazard=hazard, since=since,
-                             until=until, limit=limit, offset=offset)
+    page = svc.warnings.list(
+        status=status,
+        level=level,
+        area=area,
+        hazard=hazard,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
     if format == "json":
         return page
-    return {"type": "FeatureCollection", "total": page.total,
-            "features": [_feature(w, svc) for w in page.items]}
+    return {
+        "type": "FeatureCollection",
+        "total": page.total,
+        "features": [_feature(w, svc) for w in page.items],
+    }
 
 
 def _feature(w: WarningOut, svc: Services) -> dict[str, Any]:
     """A warning on the map is its area's polygon; a warning with no known area has no geometry."""
     area = svc.areas.area(w.area)
-    return {"type": "Feature", "id": w.id, "geometry": mapping(area.geometry) if area else None,
-            "properties": w.model_dump(mode="json")}
+    return {
+        "type": "Feature",
+        "id": w.id,
+        "geometry": mapping(area.geometry) if area else None,
+        "properties": w.model_dump(mode="json"),
+    }
 
 
 @router.get("/{warning_id}", response_model=WarningDetail)
@@ -64,19 +79,28 @@ class TransitionIn(BaseModel):
 
 
 @router.post("/{warning_id}/acknowledge", response_model=WarningDetail)
-def acknowledge(warning_id: str, body: TransitionIn, svc: Annotated[Services, Depends(services)],
-                at: Annotated[datetime, Depends(now)]) -> WarningDetail:
+def acknowledge(
+    warning_id: str,
+    body: TransitionIn,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+) -> WarningDetail:
     return _transition(svc.warnings.acknowledge, warning_id, body, at)
 
 
 @router.post("/{warning_id}/resolve", response_model=WarningDetail)
-def resolve(warning_id: str, body: TransitionIn, svc: Annotated[Services, Depends(services)],
-            at: Annotated[datetime, Depends(now)]) -> WarningDetail:
+def resolve(
+    warning_id: str,
+    body: TransitionIn,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+) -> WarningDetail:
     return _transition(svc.warnings.resolve, warning_id, body, at)
 
 
-def _transition(change: Callable[..., WarningDetail], warning_id: str, body: TransitionIn,
-                at: datetime) -> WarningDetail:
+def _transition(
+    change: Callable[..., WarningDetail], warning_id: str, body: TransitionIn, at: datetime
+) -> WarningDetail:
     """One place that maps the lifecycle's errors to HTTP: 404 unknown, 409 not allowed now."""
     try:
         return change(warning_id, now=at, actor=body.actor, note=body.note)

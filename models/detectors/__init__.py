@@ -1,4 +1,5 @@
 """Built-in streaming detectors; importing this package registers them."""
+
 from models.detectors import (
     record_deviation,  # noqa: F401
     recordrarity,  # noqa: F401

@@ -76,8 +76,11 @@ class RobustMadDetector:
     def get_state(self) -> dict[str, Any]:
         return {
             "params": {
-                "window": self.window, "warmup": self.warmup, "z_low": self.z_low,
-                "z_high": self.z_high, "min_spread_frac": self.min_spread_frac,
+                "window": self.window,
+                "warmup": self.warmup,
+                "z_low": self.z_low,
+                "z_high": self.z_high,
+                "min_spread_frac": self.min_spread_frac,
             },
             "values": list(self._values),
         }

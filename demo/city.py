@@ -111,9 +111,7 @@ def _district(area_id: str, areas: AreaIndex) -> str | None:
     return areas.parent_of(area_id) or area_id
 
 
-def demo_scenario(
-    *, end: datetime, catalog: Catalog, areas: AreaIndex | None = None
-) -> DemoScenario:
+def demo_scenario(*, end: datetime, catalog: Catalog, areas: AreaIndex | None = None) -> DemoScenario:
     """The anomalies of the demo day ending at ``end``, for this catalog's sensors."""
     areas = areas or _bundled_areas()
     end = _utc_end(end)
@@ -394,9 +392,7 @@ def _point_in(area_id: str, areas: AreaIndex, rng: np.random.Generator) -> tuple
             return lon, lat
 
 
-def demo_reports(
-    *, end: datetime, seed: int = 7, areas: AreaIndex | None = None
-) -> list[dict[str, object]]:
+def demo_reports(*, end: datetime, seed: int = 7, areas: AreaIndex | None = None) -> list[dict[str, object]]:
     """Citizen reports of the demo day in time order: the flood and gas-leak
     scenarios' reports (Chinese and English) plus ordinary city-wide ones."""
     areas = areas or _bundled_areas()
