@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     # Message bus. An empty bootstrap means "start the embedded Tansu broker".
     kafka_bootstrap: str = ""
+    # False when the broker keeps its log in memory only (the embedded Tansu): then an
+    # accepted message is queued, not yet durable, until the consumer has stored it.
+    broker_durable: bool = True
     topic_readings: str = "citywarn.readings"
     topic_reports: str = "citywarn.reports"
     topic_deadletter: str = "citywarn.deadletter"
