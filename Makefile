@@ -32,6 +32,7 @@ services:
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy app ingest store models alerts config
 
 test: install services lint
