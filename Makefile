@@ -33,7 +33,7 @@ services:
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app ingest store models alerts config
+	$(BIN)/mypy app ingest store models alerts config demo
 
 test: install services lint
 	$(BIN)/python -m pytest -q
