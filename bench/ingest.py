@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 
 from app.services import build_services
 from app.workers import build_ingest_worker
+from bench.isolation import as_json, isolated_settings
+from bench.servers import running_influxd
 from config.catalog import load_catalog
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics, producer_config
 from ingest.producer import ConfirmedProducer
-from tests.pipeline_harness import as_json, isolated_settings
-from tests.servers import running_influxd
 
 
 def readings(n: int) -> list[dict[str, object]]:

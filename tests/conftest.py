@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from ingest.broker import EmbeddedBroker
-from tests.servers import fresh_postgres_database, running_influxd
+from bench.servers import fresh_postgres_database, running_influxd
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ file, and state database, so tests share the servers but never data.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -19,28 +18,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from app.services import Services, build_services
 from app.workers import build_ingest_worker
+from bench.isolation import as_json, isolated_settings  # noqa: F401  (helpers in flight import them here)
 from config.settings import Settings
 from demo.city import DemoScenario
 from ingest.consumer import IngestWorker
 from ingest.kafka import ensure_topics
-
-FAST_GROUP_JOIN = {"kafka_max_poll_interval_ms": 10_000, "kafka_session_timeout_ms": 6_000}
-
-
-def isolated_settings(*, bootstrap: str, store_url: str, database_url: str, **extra: Any) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        topic_readings=f"readings-{tag}",
-        topic_reports=f"reports-{tag}",
-        topic_deadletter=f"deadletter-{tag}",
-        consumer_group=f"group-{tag}",
-        topic_partitions=3,
-        store_url=store_url,
-        database_url=database_url,
-        batch_max_wait_s=0.2,
-        **{**FAST_GROUP_JOIN, **extra},
-    )
 
 
 def store_url_for(kind: str, *, influx_url: str | None, tmp_path: Path) -> str:
@@ -108,10 +90,6 @@ def read_topic(bootstrap: str, topic: str, expected: int, *, timeout_s: float = 
     finally:
         consumer.close()
     return got
-
-
-def as_json(messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes, None]]:
-    return [(str(m["sensor_id"]).encode(), json.dumps(m).encode(), None) for m in messages]
 
 
 def assert_warnings_match_scenario(svc: Services, scenario: DemoScenario) -> None:
