@@ -1,41 +1,50 @@
-"""The warning lifecycle: signals open or raise warnings, operators acknowledge and resolve.
+"""The warning service: signals open or raise warnings, operators acknowledge and resolve.
+
+A thin layer over the alerts modules: ``grouping`` picks the warning a
+signal joins, ``certainty`` weighs the evidence, ``explanation`` and
+``recommendations`` say what it means and what to do, ``lifecycle`` says
+which transitions are allowed, and ``repository`` holds all the SQL.
 
 All writes for one batch of signals happen in one transaction, so a crash
 leaves either all of a batch's effect or none; every transition is recorded
-in ``warning_events`` with the actor that caused it.
+in the warning's events with the actor that caused it. Time comes in as
+``now``: nothing here reads the clock.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from tenacity import retry, retry_if_exception, stop_after_attempt
 
-from alerts import db, explain, fusion
+from alerts import certainty, explanation, lifecycle, recommendations
 from alerts.exceptions import InvalidTransition, WarningNotFound
+from alerts.grouping import Grouping, by_hazard_and_area
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY, higher
-from alerts.schemas import Evidence, WarningDetail, WarningEvent, WarningOut, WarningPage
+from alerts.repository import SqlWarningRepository, WarningRepository, WarningWriter
+from alerts.schemas import Evidence, Status, WarningDetail, WarningEvent, WarningOut, WarningPage
 from config.areas import AreaIndex
 from config.catalog import Catalog
 from config.playbooks import Playbooks
+from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
 EVIDENCE_SHOWN = 200
 EVIDENCE_FUSED = 500  # the most recent evidence rows that certainty and explanation are derived from
 
-
-def _aware(ts: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything here is UTC."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # PostgreSQL: serialization failure, deadlock detected
 
 
-def _from_ns(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
+def _worth_retrying(exc: BaseException) -> bool:
+    """Two batches opening one (hazard, area) at once: the loser's unique key fails, and its
+    retry joins the winner's warning. PostgreSQL may also break a lock cycle by failing one."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return True
+    return isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 class WarningService:
@@ -47,12 +56,12 @@ class WarningService:
         playbooks: Playbooks,
         areas: AreaIndex | None = None,
         fusion_window: timedelta = timedelta(hours=6),
+        repository: WarningRepository | None = None,
     ) -> None:
-        self.engine = engine
-        self.catalog = catalog
+        self.repository = repository or SqlWarningRepository(engine)
         self.playbooks = playbooks
-        self.areas = areas
         self.fusion_window = fusion_window
+        self.grouping = Grouping(areas, fusion_window)
         self._units = {name: k.unit for name, k in catalog.kinds.items()}
 
     # ---- signals in -------------------------------------------------------------------
@@ -61,102 +70,51 @@ class WarningService:
         """Open or update one warning per (hazard, area); returns the ids touched."""
         if not signals:
             return []
-        groups: dict[tuple[str, str], list[Signal]] = defaultdict(list)
-        for s in signals:
-            groups[(s.hazard, s.area)].append(s)
-        # Two consumers may open the same (hazard, area) at once; the unique open_key
-        # makes one of them fail, and its retry then finds the other's warning.
-        for attempt in range(3):
-            try:
-                with self.engine.begin() as conn:
-                    return self._apply(conn, groups, now=now, actor=actor)
-            except sa.exc.IntegrityError:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return self._apply_once(by_hazard_and_area(signals), now=as_utc(now), actor=actor)
 
-    def _apply(
-        self, conn: sa.Connection, groups: dict[tuple[str, str], list[Signal]], *, now: datetime, actor: str
+    @retry(retry=retry_if_exception(_worth_retrying), stop=stop_after_attempt(3), reraise=True)
+    def _apply_once(
+        self, groups: dict[tuple[str, str], list[Signal]], *, now: datetime, actor: str
     ) -> list[str]:
         touched = []
-        for (hazard, area), group in groups.items():
-            row = self._open_warning_for(conn, hazard, area, group)
-            if row is None:
-                warning_id, old_level, old_certainty = (
-                    self._open(conn, hazard, area, group, now=now, actor=actor),
-                    None,
-                    None,
-                )
-            else:
-                warning_id, old_level, old_certainty = str(row.id), row.level, row.certainty
-            self._add_evidence(conn, warning_id, group)
-            self._refresh(
-                conn,
-                warning_id,
-                group,
-                old_level=old_level,
-                old_certainty=old_certainty,
-                now=now,
-                actor=actor,
-            )
-            touched.append(warning_id)
+        with self.repository.writing() as tx:
+            for key, group in groups.items():
+                joined = self.grouping.warning_for(tx, key, group)
+                warning = joined or self._open(tx, key, group, now=now, actor=actor)
+                tx.add_evidence(warning.id, group)
+                self._refresh(tx, warning, group, opened=joined is None, now=now, actor=actor)
+                touched.append(warning.id)
         return touched
 
-    def _open_warning_for(
-        self, conn: sa.Connection, hazard: str, area: str, group: list[Signal]
-    ) -> Any | None:
-        """The open warning these signals join: the area's own, else a recent neighbour's.
-
-        A flooded street on a grid border is reported from both sides; one
-        warning with all the evidence serves the EOC better than two.
-        """
-        w = db.warnings.c
-        own = conn.execute(sa.select(db.warnings).where(w.open_key == f"{hazard}|{area}")).first()
-        if own is not None or self.areas is None or area not in self.areas:
-            return own
-        neighbours = [f"{hazard}|{n}" for n in self.areas.neighbours(area)]
-        if not neighbours:
-            return None
-        since = _from_ns(min(s.ts_ns for s in group)) - self.fusion_window
-        return conn.execute(
-            sa.select(db.warnings)
-            .where(w.open_key.in_(neighbours), w.last_signal_at >= since)
-            .order_by(w.last_signal_at.desc())
-            .limit(1)
-        ).first()
-
     def _open(
-        self, conn: sa.Connection, hazard: str, area: str, group: list[Signal], *, now: datetime, actor: str
-    ) -> str:
-        level = _level_of(group)
-        warning_id = str(uuid.uuid4())
-        conn.execute(
-            db.warnings.insert().values(
-                id=warning_id,
-                hazard=hazard,
-                area=area,
-                open_key=f"{hazard}|{area}",
-                status="active",
-                level=level,
-                severity=CAP_SEVERITY[level],
-                urgency=CAP_URGENCY[level],
-                certainty="Possible",
-                confidence=0.0,
-                exercise=False,
-                headline="",
-                explanation="",
-                recommendations=[],
-                signal_count=0,
-                first_signal_at=_from_ns(min(s.ts_ns for s in group)),
-                last_signal_at=_from_ns(max(s.ts_ns for s in group)),
-                created_at=now,
-                updated_at=now,
-            )
+        self, tx: WarningWriter, key: tuple[str, str], group: list[Signal], *, now: datetime, actor: str
+    ) -> WarningOut:
+        hazard, area = key
+        level = lifecycle.level_of(group)
+        warning = WarningOut(
+            id=str(uuid.uuid4()),
+            hazard=hazard,
+            area=area,
+            status="active",
+            level=level,
+            severity=CAP_SEVERITY[level],
+            urgency=CAP_URGENCY[level],
+            certainty="Possible",
+            confidence=0.0,
+            exercise=False,
+            headline="",
+            explanation="",
+            recommendations=[],
+            signal_count=0,
+            first_signal_at=from_ns(min(s.ts_ns for s in group)),
+            last_signal_at=from_ns(max(s.ts_ns for s in group)),
+            created_at=now,
+            updated_at=now,
+            resolved_at=None,
         )
-        self._record(
-            conn,
-            warning_id,
-            now=now,
+        tx.insert(warning)
+        opened = WarningEvent(
+            at=now,
             actor=actor,
             action="opened",
             from_status=None,
@@ -165,29 +123,34 @@ class WarningService:
             to_level=level,
             note=f"{len(group)} signal(s)",
         )
-        return warning_id
+        tx.record(warning.id, opened)
+        return warning
 
     def _refresh(
         self,
-        conn: sa.Connection,
-        warning_id: str,
+        tx: WarningWriter,
+        warning: WarningOut,
         group: list[Signal],
         *,
-        old_level: str | None,
-        old_certainty: str | None,
+        opened: bool,
         now: datetime,
         actor: str,
     ) -> None:
-        """Re-derive level, certainty and explanation from all of the warning's recent evidence."""
-        row = conn.execute(sa.select(db.warnings).where(db.warnings.c.id == warning_id)).one()
-        last_signal = max(_aware(row.last_signal_at), _from_ns(max(s.ts_ns for s in group)))
-        evidence = self._recent_evidence(conn, warning_id, since=last_signal - self.fusion_window)
-        level = higher(row.level, _level_of(group))
-        backing = fusion.corroborate(evidence)
-        why = explain.explanation(
+        """Re-derive level, certainty and explanation from all of the warning's recent evidence.
+
+        ``warning`` was read locked in this transaction, so the level it holds is the latest
+        committed one and the level written here can only be higher: never lower than a level
+        a concurrent batch raised.
+        """
+        last_signal = max(warning.last_signal_at, from_ns(max(s.ts_ns for s in group)))
+        evidence = tx.evidence_since(warning.id, since=last_signal - self.fusion_window, limit=EVIDENCE_FUSED)
+        new_level = lifecycle.level_of(group)
+        level = new_level if opened else higher(warning.level, new_level)
+        backing = certainty.corroborate(evidence)
+        why = explanation.explanation(
             level=level,
-            hazard=row.hazard,
-            area=row.area,
+            hazard=warning.hazard,
+            area=warning.area,
             evidence=evidence,
             corroboration=backing,
             units=self._units,
@@ -198,155 +161,70 @@ class WarningService:
             "urgency": CAP_URGENCY[level],
             "certainty": backing.certainty,
             "confidence": backing.confidence,
-            "headline": explain.headline(level=level, hazard=row.hazard, area=row.area),
+            "headline": explanation.headline(level=level, hazard=warning.hazard, area=warning.area),
             "explanation": why,
             "last_signal_at": last_signal,
             "updated_at": now,
-            "signal_count": conn.execute(
-                sa.select(sa.func.count())
-                .select_from(db.evidence)
-                .where(db.evidence.c.warning_id == warning_id)
-            ).scalar_one(),
+            "signal_count": tx.evidence_count(warning.id),
         }
-        if level != old_level:
+        if opened or level != warning.level:
             # Recommendations are re-issued only when the level changes, so their
             # deadlines do not slide with every new signal.
-            values["recommendations"] = explain.recommendations(
+            values["recommendations"] = recommendations.recommend(
                 playbooks=self.playbooks,
-                hazard=row.hazard,
+                hazard=warning.hazard,
                 level=level,
-                area=row.area,
+                area=warning.area,
                 sensors=list(backing.sensors),
                 now=now,
                 why=why,
             )
-        conn.execute(db.warnings.update().where(db.warnings.c.id == warning_id).values(**values))
-        if old_level is not None and level != old_level:
-            self._record(
-                conn,
-                warning_id,
-                now=now,
-                actor=actor,
-                action="escalated",
-                from_status=row.status,
-                to_status=row.status,
-                from_level=old_level,
-                to_level=level,
-                note=f"{len(group)} new signal(s)",
+        tx.update(warning.id, values)
+        if opened:
+            return
+        unchanged = {"at": now, "actor": actor, "from_status": warning.status, "to_status": warning.status}
+        if level != warning.level:
+            note = f"{len(group)} new signal(s)"
+            escalated = WarningEvent(
+                **unchanged, action="escalated", from_level=warning.level, to_level=level, note=note
             )
-        if old_certainty is not None and backing.certainty != old_certainty:
-            self._record(
-                conn,
-                warning_id,
-                now=now,
-                actor=actor,
-                action="certainty",
-                from_status=row.status,
-                to_status=row.status,
-                from_level=level,
-                to_level=level,
-                note=f"{old_certainty} -> {backing.certainty} ({backing.confidence:.0%})",
-            )
-
-    @staticmethod
-    def _recent_evidence(conn: sa.Connection, warning_id: str, *, since: datetime) -> list[Evidence]:
-        e = db.evidence.c
-        rows = conn.execute(
-            sa.select(db.evidence)
-            .where(e.warning_id == warning_id, e.observed_at >= since)
-            .order_by(e.observed_at.desc())
-            .limit(EVIDENCE_FUSED)
-        ).all()
-        return [_evidence(r) for r in rows]
-
-    def _add_evidence(self, conn: sa.Connection, warning_id: str, group: list[Signal]) -> None:
-        rows = [
-            {
-                "warning_id": warning_id,
-                "observed_at": _from_ns(s.ts_ns),
-                "source": s.source,
-                "sensor_id": s.sensor_id,
-                "kind": s.kind,
-                "value": s.value,
-                "score": s.score,
-                "detector": s.detector,
-                "level": s.level,
-                "details": dict(s.evidence),
-                "report_ids": list(s.report_ids),
-            }
-            for s in group
-        ]
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        # A replayed batch brings the same evidence again: keep the first copy.
-        conn.execute(insert(db.evidence).on_conflict_do_nothing(), rows)
-
-    @staticmethod
-    def _record(
-        conn: sa.Connection,
-        warning_id: str,
-        *,
-        now: datetime,
-        actor: str,
-        action: str,
-        from_status: str | None,
-        to_status: str,
-        from_level: str | None,
-        to_level: str,
-        note: str = "",
-    ) -> None:
-        conn.execute(
-            db.events.insert().values(
-                warning_id=warning_id,
-                at=now,
-                actor=actor,
-                action=action,
-                from_status=from_status,
-                to_status=to_status,
-                from_level=from_level,
-                to_level=to_level,
-                note=note,
-            )
-        )
+            tx.record(warning.id, escalated)
+        if backing.certainty != warning.certainty:
+            note = f"{warning.certainty} -> {backing.certainty} ({backing.confidence:.0%})"
+            surer = WarningEvent(**unchanged, action="certainty", from_level=level, to_level=level, note=note)
+            tx.record(warning.id, surer)
 
     # ---- operators --------------------------------------------------------------------
 
     def acknowledge(self, warning_id: str, *, now: datetime, actor: str, note: str = "") -> WarningDetail:
-        return self._set_status(
-            warning_id, "acknowledged", now=now, actor=actor, note=note, allowed_from={"active"}
-        )
+        return self._transition(warning_id, "acknowledged", now=as_utc(now), actor=actor, note=note)
 
     def resolve(self, warning_id: str, *, now: datetime, actor: str, note: str = "") -> WarningDetail:
-        return self._set_status(
-            warning_id, "resolved", now=now, actor=actor, note=note, allowed_from={"active", "acknowledged"}
-        )
+        return self._transition(warning_id, "resolved", now=as_utc(now), actor=actor, note=note)
 
-    def _set_status(
-        self, warning_id: str, status: str, *, now: datetime, actor: str, note: str, allowed_from: set[str]
+    def _transition(
+        self, warning_id: str, target: Status, *, now: datetime, actor: str, note: str
     ) -> WarningDetail:
-        with self.engine.begin() as conn:
-            row = conn.execute(
-                sa.select(db.warnings).where(db.warnings.c.id == warning_id).with_for_update()
-            ).first()
-            if row is None:
+        with self.repository.writing() as tx:
+            current = tx.locked(warning_id)
+            if current is None:
                 raise WarningNotFound(warning_id)
-            if row.status not in allowed_from:
-                raise InvalidTransition(f"warning {warning_id} is {row.status}; cannot become {status}")
-            values: dict[str, Any] = {"status": status, "updated_at": now}
-            if status == "resolved":
-                values.update(open_key=None, resolved_at=now)
-            conn.execute(db.warnings.update().where(db.warnings.c.id == warning_id).values(**values))
-            self._record(
-                conn,
-                warning_id,
-                now=now,
+            lifecycle.check_transition(warning_id, current.status, target)
+            # The row is locked, so this cannot miss; the compare-and-set is the guard that makes
+            # a second, concurrent transition fail even where a store cannot lock.
+            if not tx.change_status(warning_id, from_status=current.status, to_status=target, now=now):
+                raise InvalidTransition(f"warning {warning_id} changed while becoming {target}")
+            changed = WarningEvent(
+                at=now,
                 actor=actor,
-                action=status,
-                from_status=row.status,
-                to_status=status,
-                from_level=row.level,
-                to_level=row.level,
+                action=target,
+                from_status=current.status,
+                to_status=target,
+                from_level=current.level,
+                to_level=current.level,
                 note=note,
             )
+            tx.record(warning_id, changed)
         detail = self.get(warning_id)
         assert detail is not None
         return detail
@@ -355,16 +233,7 @@ class WarningService:
 
     def recent_evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int = 50) -> list[Evidence]:
         """The latest signals behind warnings in these areas, newest first."""
-        e, w = db.evidence.c, db.warnings.c
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(db.evidence)
-                .join(db.warnings, e.warning_id == w.id)
-                .where(w.area.in_(list(areas)), e.observed_at >= since)
-                .order_by(e.observed_at.desc())
-                .limit(limit)
-            ).all()
-        return [_evidence(r) for r in rows]
+        return self.repository.evidence_in(areas, since=since, limit=limit)
 
     def list(
         self,
@@ -380,76 +249,18 @@ class WarningService:
         limit: int = 50,
         offset: int = 0,
     ) -> WarningPage:
-        w = db.warnings.c
-        where: list[sa.ColumnElement[bool]] = []
-        if areas is not None:
-            where.append(w.area.in_(list(areas)))
-        if open_only:
-            where.append(w.open_key.is_not(None))
-        if status:
-            where.append(w.status == status)
-        if level:
-            where.append(w.level == level)
-        if area:
-            where.append(w.area == area)
-        if hazard:
-            where.append(w.hazard == hazard)
-        if since:
-            where.append(w.updated_at >= since)
-        if until:
-            where.append(w.updated_at < until)
-        with self.engine.connect() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(db.warnings).where(*where)
-            ).scalar_one()
-            rows = conn.execute(
-                sa.select(db.warnings)
-                .where(*where)
-                .order_by(w.updated_at.desc(), w.id)
-                .limit(limit)
-                .offset(offset)
-            )
-            items = [_warning_out(r) for r in rows]
-        return WarningPage(items=items, total=total, limit=limit, offset=offset)
-
-    def get(self, warning_id: str) -> WarningDetail | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(db.warnings).where(db.warnings.c.id == warning_id)).first()
-            if row is None:
-                return None
-            ev = conn.execute(
-                sa.select(db.evidence)
-                .where(db.evidence.c.warning_id == warning_id)
-                .order_by(db.evidence.c.observed_at.desc())
-                .limit(EVIDENCE_SHOWN)
-            ).all()
-            hist = conn.execute(
-                sa.select(db.events).where(db.events.c.warning_id == warning_id).order_by(db.events.c.id)
-            ).all()
-        base = _warning_out(row).model_dump()
-        return WarningDetail(
-            **base,
-            evidence=[_evidence(e) for e in ev],
-            events=[WarningEvent(**{**h._mapping, "at": _aware(h.at)}) for h in hist],
+        return self.repository.page(
+            status=status,
+            level=level,
+            area=area,
+            hazard=hazard,
+            since=since,
+            until=until,
+            areas=areas,
+            open_only=open_only,
+            limit=limit,
+            offset=offset,
         )
 
-
-def _level_of(group: list[Signal]) -> str:
-    """The highest line any signal crossed; a statistical anomaly alone is blue."""
-    level = "blue"
-    for s in group:
-        if s.level is not None:
-            level = higher(level, s.level)
-    return level
-
-
-def _evidence(row: Any) -> Evidence:
-    return Evidence(**{**row._mapping, "observed_at": _aware(row.observed_at)})
-
-
-def _warning_out(row: Any) -> WarningOut:
-    data = dict(row._mapping)
-    for key in ("first_signal_at", "last_signal_at", "created_at", "updated_at", "resolved_at"):
-        if data[key] is not None:
-            data[key] = _aware(data[key])
-    return WarningOut(**data)
+    def get(self, warning_id: str) -> WarningDetail | None:
+        return self.repository.detail(warning_id, evidence_shown=EVIDENCE_SHOWN)

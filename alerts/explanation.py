@@ -1,14 +1,12 @@
-"""Plain-language headlines, explanations and recommendations, built from the evidence."""
+"""Plain-language headlines and explanations an operator can read aloud, built from the evidence."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from alerts.fusion import Corroboration
+from alerts.certainty import Corroboration
 from alerts.levels import rank
 from alerts.schemas import Evidence
-from config.playbooks import Playbooks
 
 SHOWN_SENSORS = 4
 EXCERPT_CHARS = 60
@@ -79,25 +77,3 @@ def _reports_part(evidence: list[Evidence]) -> str:
     if isinstance(excerpt, str) and excerpt:
         text += f', latest: "{excerpt[:EXCERPT_CHARS]}"'
     return text
-
-
-def recommendations(
-    *,
-    playbooks: Playbooks,
-    hazard: str,
-    level: str,
-    area: str,
-    sensors: list[str],
-    now: datetime,
-    why: str,
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "what": a.action,
-            "where": {"area": area, "assets": sorted(sensors)},
-            "who": a.who,
-            "by": (now + timedelta(minutes=a.within_minutes)).isoformat(),
-            "why": why,
-        }
-        for a in playbooks.actions_for(hazard, level)
-    ]

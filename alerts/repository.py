@@ -1,0 +1,286 @@
+"""All SQL against the state database for warnings, their evidence and their history.
+
+The service speaks to the small ``WarningRepository`` port; ``SqlWarningRepository``
+is its adapter for SQLite and PostgreSQL (SQLAlchemy Core).
+
+Concurrency, which the service relies on: inside ``writing()`` a warning
+read through the writer is locked until the transaction ends, so a level or
+status read there cannot be changed underneath. On PostgreSQL that is
+``SELECT ... FOR UPDATE``; SQLite has no row locks (``FOR UPDATE`` is dropped),
+so the transaction starts with ``BEGIN IMMEDIATE`` and holds the database's
+write lock instead. Status changes are also compare-and-set, so an adapter
+without locks still cannot make one transition twice.
+
+Every datetime is bound as UTC and read back aware (``config.timeutil``):
+SQLite stores naive text and compares it as text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from alerts import db
+from alerts.lifecycle import OPEN
+from alerts.schemas import Evidence, Status, WarningDetail, WarningEvent, WarningOut, WarningPage
+from config.timeutil import as_utc, from_ns
+from models.signals import Signal
+
+_DATETIMES = ("first_signal_at", "last_signal_at", "created_at", "updated_at", "resolved_at")
+
+
+class WarningWriter(Protocol):
+    """One transaction's view: warnings read here stay locked until it ends."""
+
+    def open_warning(self, hazard: str, area: str) -> WarningOut | None: ...
+
+    def latest_open_of(self, keys: Sequence[tuple[str, str]], *, since: datetime) -> WarningOut | None: ...
+
+    def locked(self, warning_id: str) -> WarningOut | None: ...
+
+    def insert(self, warning: WarningOut) -> None: ...
+
+    def update(self, warning_id: str, values: dict[str, Any]) -> None: ...
+
+    def change_status(
+        self, warning_id: str, *, from_status: Status, to_status: Status, now: datetime
+    ) -> bool: ...
+
+    def add_evidence(self, warning_id: str, signals: Sequence[Signal]) -> None: ...
+
+    def evidence_since(self, warning_id: str, *, since: datetime, limit: int) -> list[Evidence]: ...
+
+    def evidence_count(self, warning_id: str) -> int: ...
+
+    def record(self, warning_id: str, event: WarningEvent) -> None: ...
+
+
+class WarningRepository(Protocol):
+    def writing(self) -> AbstractContextManager[WarningWriter]: ...
+
+    def page(
+        self,
+        *,
+        status: str | None,
+        level: str | None,
+        area: str | None,
+        hazard: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        areas: Sequence[str] | None,
+        open_only: bool,
+        limit: int,
+        offset: int,
+    ) -> WarningPage: ...
+
+    def detail(self, warning_id: str, *, evidence_shown: int) -> WarningDetail | None: ...
+
+    def evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int) -> list[Evidence]: ...
+
+
+def _open_key(hazard: str, area: str) -> str:
+    """Set while a warning is open, NULL once resolved; unique, so one open warning per (hazard, area)."""
+    return f"{hazard}|{area}"
+
+
+class SqlWarningRepository:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def writing(self) -> Iterator[WarningWriter]:
+        with self.engine.begin() as conn:
+            # pysqlite would BEGIN only at the first write, after our reads: take the lock first
+            # (unless the engine is set up to begin transactions itself).
+            if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            yield _SqlWriter(conn)
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        level: str | None = None,
+        area: str | None = None,
+        hazard: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        areas: Sequence[str] | None = None,
+        open_only: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> WarningPage:
+        w = db.warnings.c
+        where: list[sa.ColumnElement[bool]] = []
+        if areas is not None:
+            where.append(w.area.in_(list(areas)))
+        if open_only:
+            where.append(w.open_key.is_not(None))
+        if status:
+            where.append(w.status == status)
+        if level:
+            where.append(w.level == level)
+        if area:
+            where.append(w.area == area)
+        if hazard:
+            where.append(w.hazard == hazard)
+        if since:
+            where.append(w.updated_at >= as_utc(since))
+        if until:
+            where.append(w.updated_at < as_utc(until))
+        with self.engine.connect() as conn:
+            total = conn.execute(
+                sa.select(sa.func.count()).select_from(db.warnings).where(*where)
+            ).scalar_one()
+            rows = conn.execute(
+                sa.select(db.warnings)
+                .where(*where)
+                .order_by(w.updated_at.desc(), w.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            items = [_warning(r) for r in rows]
+        return WarningPage(items=items, total=total, limit=limit, offset=offset)
+
+    def detail(self, warning_id: str, *, evidence_shown: int) -> WarningDetail | None:
+        e, h = db.evidence.c, db.events.c
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.warnings).where(db.warnings.c.id == warning_id)).first()
+            if row is None:
+                return None
+            evidence = conn.execute(
+                sa.select(db.evidence)
+                .where(e.warning_id == warning_id)
+                .order_by(e.observed_at.desc())
+                .limit(evidence_shown)
+            ).all()
+            history = conn.execute(
+                sa.select(db.events).where(h.warning_id == warning_id).order_by(h.id)
+            ).all()
+        return WarningDetail(
+            **_warning(row).model_dump(),
+            evidence=[_evidence(r) for r in evidence],
+            events=[WarningEvent(**{**r._mapping, "at": as_utc(r.at)}) for r in history],
+        )
+
+    def evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int) -> list[Evidence]:
+        e, w = db.evidence.c, db.warnings.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.evidence)
+                .join(db.warnings, e.warning_id == w.id)
+                .where(w.area.in_(list(areas)), e.observed_at >= as_utc(since))
+                .order_by(e.observed_at.desc())
+                .limit(limit)
+            ).all()
+        return [_evidence(r) for r in rows]
+
+
+class _SqlWriter:
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def _one_locked(self, query: sa.Select[Any]) -> WarningOut | None:
+        row = self.conn.execute(query.with_for_update()).first()
+        return None if row is None else _warning(row)
+
+    def open_warning(self, hazard: str, area: str) -> WarningOut | None:
+        return self._one_locked(
+            sa.select(db.warnings).where(db.warnings.c.open_key == _open_key(hazard, area))
+        )
+
+    def latest_open_of(self, keys: Sequence[tuple[str, str]], *, since: datetime) -> WarningOut | None:
+        w = db.warnings.c
+        return self._one_locked(
+            sa.select(db.warnings)
+            .where(w.open_key.in_([_open_key(*k) for k in keys]), w.last_signal_at >= as_utc(since))
+            .order_by(w.last_signal_at.desc())
+            .limit(1)
+        )
+
+    def locked(self, warning_id: str) -> WarningOut | None:
+        return self._one_locked(sa.select(db.warnings).where(db.warnings.c.id == warning_id))
+
+    def insert(self, warning: WarningOut) -> None:
+        values = _utc_values(warning.model_dump())
+        if warning.status in OPEN:
+            values["open_key"] = _open_key(warning.hazard, warning.area)
+        self.conn.execute(db.warnings.insert().values(**values))
+
+    def update(self, warning_id: str, values: dict[str, Any]) -> None:
+        self.conn.execute(
+            db.warnings.update().where(db.warnings.c.id == warning_id).values(**_utc_values(values))
+        )
+
+    def change_status(
+        self, warning_id: str, *, from_status: Status, to_status: Status, now: datetime
+    ) -> bool:
+        """Compare-and-set: true only if the warning was still ``from_status`` when it changed."""
+        w = db.warnings.c
+        values: dict[str, Any] = {"status": to_status, "updated_at": as_utc(now)}
+        if to_status not in OPEN:
+            values.update(open_key=None, resolved_at=as_utc(now))
+        result = self.conn.execute(
+            db.warnings.update().where(w.id == warning_id, w.status == from_status).values(**values)
+        )
+        return result.rowcount == 1
+
+    def add_evidence(self, warning_id: str, signals: Sequence[Signal]) -> None:
+        rows = [
+            {
+                "warning_id": warning_id,
+                "observed_at": from_ns(s.ts_ns),
+                "source": s.source,
+                "sensor_id": s.sensor_id,
+                "kind": s.kind,
+                "value": s.value,
+                "score": s.score,
+                "detector": s.detector,
+                "level": s.level,
+                "details": dict(s.evidence),
+                "report_ids": list(s.report_ids),
+            }
+            for s in signals
+        ]
+        insert = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
+        # A replayed batch brings the same evidence again: keep the first copy.
+        self.conn.execute(insert(db.evidence).on_conflict_do_nothing(), rows)
+
+    def evidence_since(self, warning_id: str, *, since: datetime, limit: int) -> list[Evidence]:
+        e = db.evidence.c
+        rows = self.conn.execute(
+            sa.select(db.evidence)
+            .where(e.warning_id == warning_id, e.observed_at >= as_utc(since))
+            .order_by(e.observed_at.desc())
+            .limit(limit)
+        ).all()
+        return [_evidence(r) for r in rows]
+
+    def evidence_count(self, warning_id: str) -> int:
+        count = (
+            sa.select(sa.func.count()).select_from(db.evidence).where(db.evidence.c.warning_id == warning_id)
+        )
+        return int(self.conn.execute(count).scalar_one())
+
+    def record(self, warning_id: str, event: WarningEvent) -> None:
+        self.conn.execute(
+            db.events.insert().values(warning_id=warning_id, **{**event.model_dump(), "at": as_utc(event.at)})
+        )
+
+
+def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: as_utc(v) if k in _DATETIMES and v is not None else v for k, v in values.items()}
+
+
+def _evidence(row: Any) -> Evidence:
+    return Evidence(**{**row._mapping, "observed_at": as_utc(row.observed_at)})
+
+
+def _warning(row: Any) -> WarningOut:
+    data = {k: v for k, v in row._mapping.items() if k != "open_key"}
+    return WarningOut(**_utc_values(data))

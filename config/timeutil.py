@@ -1,0 +1,41 @@
+"""The one home for time conversions: everything inside citywarn is an aware UTC datetime or int ns.
+
+Why one module: SQLite keeps datetimes as naive strings and compares them as
+text, so a bound written as ``16:00+08:00`` would be read as 16:00 UTC unless
+it is converted first; and a float round trip through seconds loses
+nanoseconds far from the epoch. Every layer converts here, the same way.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+# What a signed 64-bit nanosecond timestamp holds (InfluxDB's range, and our ns fields'), to the microsecond.
+EARLIEST = EPOCH + _MICROSECOND * (-(2**63) // 1000 + 1)  # 1677-09-21T00:12:43.145225Z
+LATEST = EPOCH + _MICROSECOND * ((2**63 - 1) // 1000)  # 2262-04-11T23:47:16.854775Z
+
+
+def as_utc(ts: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime (as SQLite hands back) is taken to be UTC already."""
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def from_ns(ts_ns: int) -> datetime:
+    """Nanoseconds since the epoch as an aware UTC datetime (truncated to the microsecond)."""
+    return EPOCH + _MICROSECOND * (ts_ns // 1000)
+
+
+def to_ns(ts: datetime) -> int:
+    """An instant as integer nanoseconds since the epoch, exact to the microsecond."""
+    return (as_utc(ts) - EPOCH) // _MICROSECOND * 1000
+
+
+def storable(ts: datetime) -> bool:
+    """Whether the stores can hold this instant (false, not an error, for years 1 or 9999 with offsets)."""
+    try:
+        return EARLIEST <= as_utc(ts) <= LATEST
+    except OverflowError:
+        return False
