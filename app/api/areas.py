@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, HTTPException
 from shapely.geometry import mapping
 
 from alerts.levels import rank
-from app.api.deps import now, services
+from app.api.deps import now, services, time_bound
 from app.services import Services
 from config.areas import Area
+from config.timeutil import EARLIEST, to_ns
 
 router = APIRouter(prefix="/v1/areas", tags=["areas"])
 
@@ -41,16 +42,21 @@ def list_areas(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
 
 @router.get("/{area_id}/risk")
 def area_risk(
-    area_id: str, svc: Annotated[Services, Depends(services)], at: Annotated[datetime, Depends(now)]
+    area_id: str,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+    since: Annotated[
+        datetime | None, Depends(time_bound("since", doc="signals and reports at or after; default 6 h ago"))
+    ],
 ) -> dict[str, Any]:
-    """Open warnings, recent signals and report counts for an area (a district includes its grids)."""
+    """Open warnings, and signals and reports since ``since``, in an area (a district includes its grids)."""
     area = svc.areas.area(area_id)
     if area is None:
         raise HTTPException(404, detail=f"no area {area_id}")
     covered = [area_id, *[g.id for g in svc.areas.grids(area_id)]] if area.level == "district" else [area_id]
     warnings = svc.warnings.list(areas=covered, open_only=True, limit=500).items
-    since = at - RISK_LOOKBACK
-    reports, _ = svc.reports.list(area=None, start_ns=int(since.timestamp() * 1e9), limit=10_000)
+    since = since or max(EARLIEST, at - RISK_LOOKBACK)
+    reports, _ = svc.reports.list(area=None, start_ns=to_ns(since), limit=10_000)
     report_counts = Counter(r.category for r in reports if r.area in covered)
     highest = max((w.level for w in warnings), key=rank, default=None)
     return {

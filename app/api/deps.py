@@ -1,12 +1,21 @@
-"""Dependencies the routers take through ``Depends``, so tests can override them."""
+"""Dependencies the routers take through ``Depends``, so tests can override them.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: the query-parameter factories
+put their names in annotations, which FastAPI must evaluate where they are
+defined, inside the factory.
+"""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import HTTPException, Query, Request
 
 from app.services import Services
+from config.timeutil import EARLIEST, LATEST, as_utc, storable
+
+NAIVE_IS_UTC = "A bound without a UTC offset is taken as UTC."
 
 
 def services(request: Request) -> Services:
@@ -15,3 +24,57 @@ def services(request: Request) -> Services:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """A half-open range [lower, upper) in UTC; either end may be open."""
+
+    lower: datetime | None
+    upper: datetime | None
+
+
+def time_bounds(
+    lower: str = "since",
+    upper: str = "until",
+    *,
+    lower_doc: str = "at or after",
+    upper_doc: str = "before",
+) -> Callable[..., TimeBounds]:
+    """A dependency reading two query parameters as one checked UTC range, for any router.
+
+    Each bound must lie where the stores can hold it (a signed 64-bit count of
+    nanoseconds: 1677..2262), and the lower must come before the upper; else a
+    422 names the parameter. Usage: ``bounds: Annotated[TimeBounds, Depends(time_bounds())]``.
+    """
+
+    def dependency(
+        lo: Annotated[datetime | None, Query(alias=lower, description=f"{lower_doc}. {NAIVE_IS_UTC}")] = None,
+        hi: Annotated[datetime | None, Query(alias=upper, description=f"{upper_doc}. {NAIVE_IS_UTC}")] = None,
+    ) -> TimeBounds:
+        bounds = TimeBounds(_checked(lower, lo), _checked(upper, hi))
+        if bounds.lower and bounds.upper and bounds.lower >= bounds.upper:
+            raise HTTPException(422, detail=[{"field": upper, "reason": f"must be after {lower}"}])
+        return bounds
+
+    return dependency
+
+
+def time_bound(name: str, *, doc: str) -> Callable[..., datetime | None]:
+    """One optional instant in a query parameter, checked and normalised like ``time_bounds``."""
+
+    def dependency(
+        value: Annotated[datetime | None, Query(alias=name, description=f"{doc}. {NAIVE_IS_UTC}")] = None,
+    ) -> datetime | None:
+        return _checked(name, value)
+
+    return dependency
+
+
+def _checked(name: str, value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if not storable(value):
+        reason = f"{value.isoformat()} is outside {EARLIEST.isoformat()}..{LATEST.isoformat()}"
+        raise HTTPException(422, detail=[{"field": name, "reason": reason}])
+    return as_utc(value)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel
 
-from app.api.deps import now, services
+from app.api.deps import TimeBounds, now, services, time_bounds
 from app.services import Services
 from config.catalog import Sensor
+from config.timeutil import EARLIEST, from_ns, to_ns
 
 router = APIRouter(prefix="/v1/sensors", tags=["sensors"])
 
@@ -56,20 +57,19 @@ def series(
     sensor_id: str,
     svc: Annotated[Services, Depends(services)],
     at: Annotated[datetime, Depends(now)],
-    start: datetime | None = None,
-    end: datetime | None = None,
+    bounds: Annotated[TimeBounds, Depends(time_bounds("start", "end", lower_doc="from", upper_doc="until"))],
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
 ) -> Series:
     sensor = svc.catalog.sensor(sensor_id)
     if sensor is None:
         raise HTTPException(404, detail=f"no sensor {sensor_id}")
-    end = _aware(end) if end else at
-    start = _aware(start) if start else end - timedelta(hours=24)
+    end = bounds.upper or at
+    start = bounds.lower or max(EARLIEST, end - timedelta(hours=24))
     if start >= end:
         raise HTTPException(422, detail=[{"field": "start", "reason": "must be before end"}])
     if end - start > MAX_RANGE:
         raise HTTPException(422, detail=[{"field": "start", "reason": "range longer than 31 days"}])
-    points = svc.store.read(sensor_id, _ns(start), _ns(end), limit=limit + 1)
+    points = svc.store.read(sensor_id, to_ns(start), to_ns(end), limit=limit + 1)
     return Series(
         sensor_id=sensor_id,
         kind=sensor.kind,
@@ -77,16 +77,5 @@ def series(
         start=start,
         end=end,
         truncated=len(points) > limit,
-        points=[
-            SeriesPoint(ts=datetime.fromtimestamp(p.ts_ns / 1e9, tz=UTC), value=p.value)
-            for p in points[:limit]
-        ],
+        points=[SeriesPoint(ts=from_ns(p.ts_ns), value=p.value) for p in points[:limit]],
     )
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
-def _ns(ts: datetime) -> int:
-    return int(ts.timestamp() * 1_000_000) * 1000

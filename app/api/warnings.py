@@ -12,7 +12,7 @@ from shapely.geometry import mapping
 
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.schemas import Status, WarningDetail, WarningOut, WarningPage
-from app.api.deps import now, services
+from app.api.deps import TimeBounds, now, services, time_bounds
 from app.services import Services
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
@@ -23,25 +23,24 @@ Level = Literal["blue", "yellow", "orange", "red"]
 @router.get("", response_model=None, responses={200: {"model": WarningPage}})
 def list_warnings(
     svc: Annotated[Services, Depends(services)],
+    bounds: Annotated[
+        TimeBounds, Depends(time_bounds(lower_doc="updated at or after", upper_doc="updated before"))
+    ],
     status: Status | None = None,
     level: Level | None = None,
     area: Annotated[str | None, Query(max_length=128)] = None,
     hazard: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[datetime | None, Query(description="updated at or after")] = None,
-    until: Annotated[datetime | None, Query(description="updated before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     format: Annotated[Literal["json", "geojson"], Query(description="geojson: a FeatureCollection")] = "json",
 ) -> WarningPage | dict[str, Any]:
-    if since and until and since >= until:
-        raise HTTPException(422, detail=[{"field": "until", "reason": "must be after since"}])
     page = svc.warnings.list(
         status=status,
         level=level,
         area=area,
         hazard=hazard,
-        since=since,
-        until=until,
+        since=bounds.lower,
+        until=bounds.upper,
         limit=limit,
         offset=offset,
     )
