@@ -58,7 +58,7 @@ class WarningService:
         fusion_window: timedelta = timedelta(hours=6),
         repository: WarningRepository | None = None,
     ) -> None:
-        self.repository = repository or SqlWarningRepository(engine)
+        self.repository: WarningRepository = repository or SqlWarningRepository(engine)
         self.playbooks = playbooks
         self.fusion_window = fusion_window
         self.grouping = Grouping(areas, fusion_window)
@@ -144,8 +144,7 @@ class WarningService:
         """
         last_signal = max(warning.last_signal_at, from_ns(max(s.ts_ns for s in group)))
         evidence = tx.evidence_since(warning.id, since=last_signal - self.fusion_window, limit=EVIDENCE_FUSED)
-        new_level = lifecycle.level_of(group)
-        level = new_level if opened else higher(warning.level, new_level)
+        level = higher(warning.level, lifecycle.level_of(group))
         backing = certainty.corroborate(evidence)
         why = explanation.explanation(
             level=level,
@@ -182,17 +181,25 @@ class WarningService:
         tx.update(warning.id, values)
         if opened:
             return
-        unchanged = {"at": now, "actor": actor, "from_status": warning.status, "to_status": warning.status}
-        if level != warning.level:
-            note = f"{len(group)} new signal(s)"
-            escalated = WarningEvent(
-                **unchanged, action="escalated", from_level=warning.level, to_level=level, note=note
+
+        def same_status(action: str, from_level: str, note: str) -> WarningEvent:
+            status = warning.status
+            return WarningEvent(
+                at=now,
+                actor=actor,
+                action=action,
+                from_status=status,
+                to_status=status,
+                from_level=from_level,
+                to_level=level,
+                note=note,
             )
-            tx.record(warning.id, escalated)
+
+        if level != warning.level:
+            tx.record(warning.id, same_status("escalated", warning.level, f"{len(group)} new signal(s)"))
         if backing.certainty != warning.certainty:
-            note = f"{warning.certainty} -> {backing.certainty} ({backing.confidence:.0%})"
-            surer = WarningEvent(**unchanged, action="certainty", from_level=level, to_level=level, note=note)
-            tx.record(warning.id, surer)
+            change = f"{warning.certainty} -> {backing.certainty} ({backing.confidence:.0%})"
+            tx.record(warning.id, same_status("certainty", level, change))
 
     # ---- operators --------------------------------------------------------------------
 
