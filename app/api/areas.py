@@ -18,6 +18,7 @@ from config.timeutil import EARLIEST, to_ns
 router = APIRouter(prefix="/v1/areas", tags=["areas"])
 
 RISK_LOOKBACK = timedelta(hours=6)
+risk_since = time_bound("since", doc="Signals and reports at or after (default: 6 h ago)")
 
 
 def area_feature(area: Area, properties: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -45,9 +46,7 @@ def area_risk(
     area_id: str,
     svc: Annotated[Services, Depends(services)],
     at: Annotated[datetime, Depends(now)],
-    since: Annotated[
-        datetime | None, Depends(time_bound("since", doc="signals and reports at or after; default 6 h ago"))
-    ],
+    since: Annotated[datetime | None, Depends(risk_since)],
 ) -> dict[str, Any]:
     """Open warnings, and signals and reports since ``since``, in an area (a district includes its grids)."""
     area = svc.areas.area(area_id)

@@ -38,8 +38,8 @@ def time_bounds(
     lower: str = "since",
     upper: str = "until",
     *,
-    lower_doc: str = "at or after",
-    upper_doc: str = "before",
+    lower_doc: str = "At or after",
+    upper_doc: str = "Before",
 ) -> Callable[..., TimeBounds]:
     """A dependency reading two query parameters as one checked UTC range, for any router.
 

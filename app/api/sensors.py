@@ -16,6 +16,9 @@ from config.timeutil import EARLIEST, from_ns, to_ns
 router = APIRouter(prefix="/v1/sensors", tags=["sensors"])
 
 MAX_RANGE = timedelta(days=31)
+series_bounds = time_bounds(
+    "start", "end", lower_doc="From (default: 24 h before end)", upper_doc="Until, exclusive (default: now)"
+)
 
 
 class SensorOut(Sensor):
@@ -57,7 +60,7 @@ def series(
     sensor_id: str,
     svc: Annotated[Services, Depends(services)],
     at: Annotated[datetime, Depends(now)],
-    bounds: Annotated[TimeBounds, Depends(time_bounds("start", "end", lower_doc="from", upper_doc="until"))],
+    bounds: Annotated[TimeBounds, Depends(series_bounds)],
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
 ) -> Series:
     sensor = svc.catalog.sensor(sensor_id)

@@ -18,14 +18,13 @@ from app.services import Services
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
 
 Level = Literal["blue", "yellow", "orange", "red"]
+updated_bounds = time_bounds(lower_doc="Updated at or after", upper_doc="Updated before")
 
 
 @router.get("", response_model=None, responses={200: {"model": WarningPage}})
 def list_warnings(
     svc: Annotated[Services, Depends(services)],
-    bounds: Annotated[
-        TimeBounds, Depends(time_bounds(lower_doc="updated at or after", upper_doc="updated before"))
-    ],
+    bounds: Annotated[TimeBounds, Depends(updated_bounds)],
     status: Status | None = None,
     level: Level | None = None,
     area: Annotated[str | None, Query(max_length=128)] = None,
