@@ -7,7 +7,9 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from app.pipeline import DetectionSink, ReportSink
+from confluent_kafka import Consumer
+
+from alerts.sinks import DetectionSink, ReportSink
 from app.services import Services
 from app.training import ModelRefresher, latest_kind_models
 from ingest.consumer import BatchSink, IngestWorker, Item
@@ -20,19 +22,32 @@ from store.schemas import Point, ReportRecord
 log = logging.getLogger(__name__)
 
 
-class BackgroundThreads:
-    """Threads that stop together when ``stop()`` is called, each finishing its step first."""
+WorkerFailure = Callable[[str, BaseException], None]
 
-    def __init__(self) -> None:
+
+class BackgroundThreads:
+    """Threads that stop together when ``stop()`` is called, each finishing its step first.
+
+    A worker that raises is not just logged: ``failures`` names it and says
+    why (for /readyz), and ``on_failure`` lets the owner stop the process
+    rather than keep serving without ingest.
+    """
+
+    def __init__(self, on_failure: WorkerFailure | None = None) -> None:
         self.stop_event = threading.Event()
+        self.failures: dict[str, str] = {}
+        self._on_failure = on_failure
         self._threads: list[threading.Thread] = []
 
     def start(self, name: str, target: Callable[[threading.Event], object]) -> None:
         def guarded() -> None:
             try:
                 target(self.stop_event)
-            except Exception:
-                log.exception("worker %s stopped with an error", name)
+            except Exception as exc:
+                log.exception("worker %s died", name)
+                self.failures[name] = f"{type(exc).__name__}: {exc}"
+                if self._on_failure is not None:
+                    self._on_failure(name, exc)
 
         thread = threading.Thread(target=guarded, name=name, daemon=True)
         thread.start()
@@ -87,7 +102,7 @@ def _worker(
 ) -> IngestWorker[Item]:
     s = svc.settings
     return IngestWorker(
-        consumer_config=consumer_config(s, **{"group.id": group}),
+        consumer=Consumer(consumer_config(s, **{"group.id": group})),
         topic=topic,
         deadletter_topic=s.topic_deadletter,
         parse=parse,

@@ -1,16 +1,21 @@
-"""The ingest loop: poll, validate, dead-letter, write, score, checkpoint, commit.
+"""The ingest loop: poll, validate, write, dead-letter, score, checkpoint, commit.
 
 The delivery guarantee lives here, so the order matters and is numbered:
 
 1. poll a batch from the consumer group;
-2. validate every message; refused ones are produced to the dead-letter topic
-   with the reason and the original bytes, and the broker must ack them;
+2. validate every message; refused ones are set aside with the reason;
 3. write the accepted items (readings to the store, reports to the state
-   database); only the store's "yes" lets us go on;
-4. hand the stored batch to the sink (scoring and warnings);
+   database); only the store's "yes" lets us go on. Items the store refuses
+   (``ingest.errors``: REFUSED) are found by splitting the batch in halves
+   until each refused item stands alone, and are set aside with the store's
+   reason; the rest of the batch is written. Everything set aside in 2 and 3
+   is produced to the dead-letter topic with the reason and the original
+   bytes, and the broker must ack it;
+4. hand the stored items to the sink (scoring and warnings);
 5. at each checkpoint (every ``checkpoint_interval_s``, on a rebalance and on
    shutdown): the sink saves its detector state, then the offsets of every
-   batch handled since the last checkpoint are committed, synchronously.
+   batch handled since the last checkpoint are committed, synchronously, for
+   the partitions this consumer still owns and for no other.
 
 A crash anywhere before 5 means Kafka delivers those batches again: store
 writes overwrite the same points and the detectors resume from the state
@@ -19,10 +24,26 @@ twice, and the replay scores as the uninterrupted stream would have. Saving
 state per checkpoint rather than per batch keeps the cost of detector state
 independent of the message rate.
 
-Failures never drop data. When the store or the dead-letter producer fails,
-the consumer pauses its partitions (staying in the group) and retries the same
-batch with backoff. When the sink fails, its in-memory state is no longer
-trustworthy: the consumer rewinds to the last committed offsets and replays.
+Failures never drop data:
+- a TRANSIENT failure of the store or the dead-letter producer pauses the
+  partitions (staying in the group) and retries the same batch with
+  exponential backoff and jitter, for as long as it takes;
+- a rebalance while a batch is being retried voids the batch: it may hold
+  messages of partitions that are no longer ours, and partitions assigned
+  meanwhile were not paused, so ``poll`` may have read past messages nobody
+  handled. The batch is dropped, the state covering earlier batches is
+  checkpointed, and the consumer seeks its whole assignment back to the
+  committed offsets, so every message is read again by its owner;
+- a TRANSIENT failure of the sink leaves its in-memory state untrustworthy:
+  the consumer rewinds to the last committed offsets and replays, after a
+  backoff, as often as needed (the stored items are written again, which
+  overwrites them);
+- anything FATAL, including a sink failure that is not transient (a bug, or
+  a database refusing the sink's own rows), stops the worker with the
+  offsets of the failing batch uncommitted. We chose stopping over skipping a
+  "poison" batch's scoring: a batch scored around silently is a warning the
+  city never sees, while a stopped worker is named by /readyz, ends the
+  process with a non-zero status, and replays the batch once it is fixed.
 """
 
 from __future__ import annotations
@@ -33,17 +54,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, wait_random_exponential
 
+from ingest.bus import MessageBus
+from ingest.errors import Failure, classify, is_transient
 from ingest.producer import ConfirmedProducer
 from ingest.validation import Invalid
 
@@ -52,6 +69,7 @@ log = logging.getLogger(__name__)
 Position = tuple[int, int]
 Item = TypeVar("Item")
 ItemContra = TypeVar("ItemContra", contravariant=True)
+PartitionKey = tuple[str, int]
 
 
 class BatchSink(Protocol[ItemContra]):
@@ -79,7 +97,31 @@ class IngestStats:
     checkpoints: int = 0
     retries: int = 0
     rewinds: int = 0
+    abandoned: int = 0
+    rebalances: int = 0
     last_batch_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConsumerHealth:
+    """For /readyz: how far behind this consumer is, and how long since it stored a batch."""
+
+    partitions: int
+    lag: int | None
+    last_stored_batch_age_s: float | None
+
+
+@dataclass(frozen=True)
+class _SetAside:
+    """A message that goes to the dead-letter topic instead of the store."""
+
+    msg: Message
+    raw: bytes
+    reason: str
+
+
+class _BatchVoid(Exception):
+    """A rebalance (or shutdown) came while the batch in hand was being retried."""
 
 
 class IngestWorker(Generic[Item]):
@@ -88,7 +130,7 @@ class IngestWorker(Generic[Item]):
     def __init__(
         self,
         *,
-        consumer_config: dict[str, object],
+        consumer: MessageBus,
         topic: str,
         deadletter_topic: str,
         parse: Callable[[bytes, datetime], Item | Invalid],
@@ -100,8 +142,9 @@ class IngestWorker(Generic[Item]):
         checkpoint_interval_s: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_backoff_s: float = 10.0,
+        lag_interval_s: float = 2.0,
     ) -> None:
-        self._consumer = Consumer(consumer_config)
+        self._consumer = consumer
         self.topic = topic
         self.deadletter_topic = deadletter_topic
         self.parse = parse
@@ -113,33 +156,55 @@ class IngestWorker(Generic[Item]):
         self.checkpoint_interval_s = checkpoint_interval_s
         self.clock = clock
         self.max_backoff_s = max_backoff_s
+        self.lag_interval_s = lag_interval_s
         self.stats = IngestStats()
-        self._pending: dict[tuple[str, int], int] = {}  # next offset to commit per partition
+        # Read by other threads (readyz, tests): replaced whole, never mutated in place.
+        self.owned: frozenset[PartitionKey] = frozenset()
+        self.lag: int | None = None
+        self._pending: dict[PartitionKey, int] = {}  # next offset to commit per owned partition
+        self._generation = 0  # bumped by every rebalance callback
+        self._lost = False
         self._last_checkpoint = time.monotonic()
+        self._last_lag = float("-inf")
         self._sink_backoff = 0.0
+        self._stop = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand and a final checkpoint finish first."""
+        self._stop = stop
         self._consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         try:
             while not stop.is_set():
                 msgs = self._consumer.consume(self.batch_max_messages, self.batch_max_wait_s)
-                if msgs:
-                    self._handle(msgs, stop)
+                if self._lost:
+                    # Uncheckpointed state was dropped with the lost partitions: read the rest again.
+                    self._lost = False
+                    self._seek_to_committed()
+                elif msgs:
+                    self._handle(msgs)
                 if self._pending and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s:
                     self._checkpoint()
+                self._measure_lag()
             if self._pending:
                 self._checkpoint()
         finally:
             self._consumer.close()
 
-    def _handle(self, msgs: list[Message], stop: threading.Event) -> None:
+    def health(self, now: datetime) -> ConsumerHealth:
+        last = self.stats.last_batch_at
+        return ConsumerHealth(
+            partitions=len(self.owned),
+            lag=self.lag,
+            last_stored_batch_age_s=None if last is None else max(0.0, (now - last).total_seconds()),
+        )
+
+    def _handle(self, msgs: list[Message]) -> None:
         now = self.clock()
-        items: list[Item] = []
-        positions: list[Position] = []
-        refused: list[tuple[Message, Invalid]] = []
+        generation = self._generation
+        accepted: list[tuple[Message, Item]] = []
+        refused: list[_SetAside] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -148,15 +213,30 @@ class IngestWorker(Generic[Item]):
                 continue
             parsed = self.parse(msg.value() or b"", now)
             if isinstance(parsed, Invalid):
-                refused.append((msg, parsed))
+                refused.append(_SetAside(msg, parsed.raw, parsed.reason))
             else:
-                items.append(parsed)
-                positions.append((msg.partition(), msg.offset()))  # type: ignore[arg-type]
-        self._with_backpressure(lambda: self._dead_letter(refused), stop, "dead-letter produce")
-        self._with_backpressure(lambda: self.write(items), stop, "store write")
+                accepted.append((msg, parsed))
         try:
-            self.sink.process(items, positions, now=now)
+            stored, refused_by_store = self._write_isolating(accepted, generation)
+            if refused_by_store:
+                log.warning(
+                    "store refused %d item(s), dead-lettered: %s",
+                    len(refused_by_store),
+                    refused_by_store[0].reason,
+                )
+            refused += refused_by_store
+            self._retrying(lambda: self._dead_letter(refused), generation, "dead-letter produce")
+            if self._generation != generation:
+                raise _BatchVoid("rebalanced while the batch was retried")
+        except _BatchVoid as why:
+            self._void_batch(str(why))
+            return
+        positions = [(m.partition(), m.offset()) for m, _ in stored]
+        try:
+            self.sink.process([item for _, item in stored], positions, now=now)  # type: ignore[arg-type]
         except Exception as exc:
+            if not is_transient(exc):
+                raise
             self._rewind(f"sink failed: {exc}")
             return
         self._sink_backoff = 0.0
@@ -164,57 +244,108 @@ class IngestWorker(Generic[Item]):
             topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
             if msg.error() is None and topic is not None and partition is not None and offset is not None:
                 key = (topic, partition)
-                self._pending[key] = max(self._pending.get(key, 0), offset + 1)
+                if key in self.owned:
+                    self._pending[key] = max(self._pending.get(key, 0), offset + 1)
         self.stats.consumed += len(msgs)
-        self.stats.stored += len(items)
+        self.stats.stored += len(stored)
         self.stats.dead_lettered += len(refused)
         self.stats.batches += 1
         self.stats.last_batch_at = now
 
-    def _dead_letter(self, refused: list[tuple[Message, Invalid]]) -> None:
+    def _write_isolating(
+        self, entries: list[tuple[Message, Item]], generation: int
+    ) -> tuple[list[tuple[Message, Item]], list[_SetAside]]:
+        """Write ``entries``; if the store refuses some, halve until each refused one stands alone.
+
+        A batch with k refused items of n costs about 2k*log2(n) writes; the
+        halves that pass are written once more each, which overwrites.
+        """
+        if not entries:
+            return [], []
+        try:
+            self._retrying(lambda: self.write([item for _, item in entries]), generation, "store write")
+            return entries, []
+        except _BatchVoid:
+            raise
+        except Exception as exc:
+            if classify(exc) is not Failure.REFUSED:
+                raise
+            if len(entries) == 1:
+                msg = entries[0][0]
+                return [], [_SetAside(msg, msg.value() or b"", f"store refused: {exc}")]
+        half = len(entries) // 2
+        stored_left, refused_left = self._write_isolating(entries[:half], generation)
+        stored_right, refused_right = self._write_isolating(entries[half:], generation)
+        return stored_left + stored_right, refused_left + refused_right
+
+    def _dead_letter(self, refused: list[_SetAside]) -> None:
         if not refused:
             return
         self.deadletter.send_all(
             self.deadletter_topic,
             (
                 (
-                    msg.key(),
-                    bad.raw,
+                    r.msg.key(),
+                    r.raw,
                     [
-                        ("reason", bad.reason.encode()),
-                        ("source", f"{msg.topic()}/{msg.partition()}/{msg.offset()}".encode()),
+                        ("reason", r.reason.encode()),
+                        ("source", f"{r.msg.topic()}/{r.msg.partition()}/{r.msg.offset()}".encode()),
                     ],
                 )
-                for msg, bad in refused
+                for r in refused
             ),
         )
 
-    def _with_backpressure(self, step: Callable[[], object], stop: threading.Event, what: str) -> None:
-        """Retry ``step`` until it succeeds, paused but alive in the group; never skip it."""
-        backoff = 0.1
-        while True:
-            try:
-                step()
-                return
-            except Exception as exc:
-                if stop.is_set():
-                    # Shutting down: leave the batch uncommitted; the next owner replays it.
-                    raise
-                log.warning("%s failed, retrying in %.1fs: %s", what, backoff, exc)
-                self.stats.retries += 1
-                self._pause_for(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+    def _retrying(self, step: Callable[[], object], generation: int, what: str) -> None:
+        """Run ``step``, retrying TRANSIENT failures paused but alive in the group.
 
-    def _pause_for(self, seconds: float) -> None:
-        assignment = self._consumer.assignment()
-        self._consumer.pause(assignment)
+        Retries go on until the step succeeds; only a rebalance or shutdown
+        ends them, with ``_BatchVoid``. Other failures are raised as they are.
+        """
+
+        def void(_state: RetryCallState) -> bool:
+            return self._stop.is_set() or self._generation != generation
+
+        def log_retry(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            delay = state.next_action.sleep if state.next_action else 0.0
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_random_exponential(multiplier=0.2, max=self.max_backoff_s),
+            stop=void,
+            sleep=lambda seconds: self._pause_for(seconds, generation),
+            before_sleep=log_retry,
+        )
         try:
-            # poll() on a paused consumer returns nothing but keeps us in the group.
+            retrying(step)
+        except RetryError as exc:
+            raise _BatchVoid(f"{what} stopped retrying: shutdown or rebalance") from exc
+
+    def _pause_for(self, seconds: float, generation: int) -> None:
+        """Wait without reading: paused partitions, while ``poll`` keeps us in the group.
+
+        A rebalance ends the wait early: partitions assigned meanwhile are not
+        paused, and what ``poll`` returns from them is dropped here, which is
+        safe only because the batch is then voided and the consumer seeks back.
+        """
+        self._consumer.pause(self._consumer.assignment())
+        try:
             deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self._stop.is_set() and self._generation == generation:
                 self._consumer.poll(min(0.5, max(0.0, deadline - time.monotonic())))
+                self._measure_lag()
         finally:
             self._consumer.resume(self._consumer.assignment())
+
+    def _void_batch(self, why: str) -> None:
+        """Drop the batch in hand; checkpoint what earlier batches covered; read on from there."""
+        log.warning("%s: dropping the batch in hand, it is read again from the committed offsets", why)
+        self.stats.abandoned += 1
+        if self._checkpoint():
+            self._seek_to_committed()
 
     def _rewind(self, why: str) -> None:
         """Drop uncheckpointed state and go back to the committed offsets, after a backoff."""
@@ -223,12 +354,16 @@ class IngestWorker(Generic[Item]):
         self.stats.rewinds += 1
         self.sink.reset()
         self._pending.clear()
+        self._seek_to_committed()
+        self._pause_for(self._sink_backoff, self._generation)
+
+    def _seek_to_committed(self) -> None:
         assignment = self._consumer.assignment()
-        if assignment:
-            for tp in self._consumer.committed(assignment, timeout=10):
-                offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
-        self._pause_for(self._sink_backoff)
+        if not assignment:
+            return
+        for tp in self._consumer.committed(assignment, timeout=10):
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 
     def _checkpoint(self) -> bool:
         """Save the sink's state, then commit what it covers. False if either failed."""
@@ -236,11 +371,14 @@ class IngestWorker(Generic[Item]):
         try:
             self.sink.checkpoint(now=now)
         except Exception as exc:
+            if not is_transient(exc):
+                raise
             self._rewind(f"checkpoint failed: {exc}")
             return False
         offsets = [TopicPartition(t, p, o) for (t, p), o in self._pending.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
+            if offsets:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # The state is saved; the replay of these offsets skips what it already learned.
             log.warning("offset commit failed, those batches will be replayed: %s", exc)
@@ -251,11 +389,36 @@ class IngestWorker(Generic[Item]):
         self.stats.checkpoints += 1
         return True
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _measure_lag(self) -> None:
+        """Messages on our partitions not yet committed: high watermark minus committed offset.
+
+        Runs on the worker's thread (the consumer is not shared), at most every
+        ``lag_interval_s``; readers see the last value, or None if it failed.
+        """
+        if time.monotonic() - self._last_lag < self.lag_interval_s:
+            return
+        self._last_lag = time.monotonic()
+        owned = [TopicPartition(t, p) for t, p in sorted(self.owned)]
+        try:
+            total = 0
+            for tp in self._consumer.committed(owned, timeout=2) if owned else []:
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=2
+                )
+                total += max(0, high - (tp.offset if tp.offset >= 0 else low))
+            self.lag = total
+        except KafkaException as exc:
+            log.debug("lag not measured: %s", exc)
+            self.lag = None
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._rebalanced()
+        self.owned = self.owned | {(p.topic, p.partition) for p in partitions}
         log.info("assigned %s", [p.partition for p in partitions])
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         """Checkpoint before the partitions go, so their next owner starts where we stopped."""
+        self._rebalanced()
         log.info("revoked %s", [p.partition for p in partitions])
         if self._pending:
             try:
@@ -266,11 +429,19 @@ class IngestWorker(Generic[Item]):
                 log.warning("checkpoint on revoke failed, the new owner replays: %s", exc)
             self._pending.clear()
             self._last_checkpoint = time.monotonic()
+        self.owned = self.owned - {(p.topic, p.partition) for p in partitions}
         # Series of the remaining partitions reload from the fresh checkpoint.
         self.sink.reset()
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         """Partitions already owned by someone else: committing would be wrong, so just forget."""
+        self._rebalanced()
         log.warning("lost %s", [p.partition for p in partitions])
+        self.owned = self.owned - {(p.topic, p.partition) for p in partitions}
         self._pending.clear()
         self.sink.reset()
+        self._lost = True
+
+    def _rebalanced(self) -> None:
+        self._generation += 1
+        self.stats.rebalances += 1

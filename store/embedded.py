@@ -12,7 +12,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from store.schemas import Point, StoreError
+from store.port import StoreError, StoreRefused, StoreUnavailable
+from store.schemas import Point
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -25,6 +26,15 @@ CREATE TABLE IF NOT EXISTS readings (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS readings_kind_ts ON readings (kind, ts_ns);
 """
+
+
+def _write_error(exc: sqlite3.Error) -> type[StoreError]:
+    """Locked, read-only or full files pass; constraint and type errors are the data's fault."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreUnavailable
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError):
+        return StoreRefused
+    return StoreError  # not a database, corrupt, misuse: nothing a retry or a dead letter mends
 
 
 class EmbeddedStore:
@@ -56,7 +66,7 @@ class EmbeddedStore:
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"embedded store write failed: {exc}") from exc
+                raise _write_error(exc)(f"embedded store write failed: {exc}") from exc
 
     def read(self, sensor_id: str, start_ns: int, end_ns: int, *, limit: int = 10_000) -> list[Point]:
         return self._select(

@@ -17,7 +17,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from store.line_protocol import MEASUREMENT, to_lines
-from store.schemas import Point, StoreError, StoreUnavailable
+from store.port import StoreError, StoreRefused, StoreUnavailable
+from store.schemas import Point
 
 WRITE_CHUNK = 10_000
 
@@ -25,6 +26,17 @@ WRITE_CHUNK = 10_000
 def quote_literal(text: str) -> str:
     """An InfluxQL string literal: backslash and single quote escaped."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _write_error(status: int) -> type[StoreError]:
+    """Which failure a /write status means: the data's fault, a passing one, or ours."""
+    if status in {400, 413, 422}:
+        # 400: unparseable line, field type conflict, point outside the retention policy;
+        # 413: body too large (a smaller chunk passes). Both are about these points.
+        return StoreRefused
+    if status == 429 or status >= 500:
+        return StoreUnavailable
+    return StoreError  # 401, 403, 404 "database not found": credentials or configuration
 
 
 class InfluxStore:
@@ -65,8 +77,9 @@ class InfluxStore:
             except httpx.HTTPError as exc:
                 raise StoreUnavailable(f"InfluxDB write failed: {exc}") from exc
             if resp.status_code != 204:
-                error = StoreUnavailable if resp.status_code >= 500 else StoreError
-                raise error(f"InfluxDB write answered {resp.status_code}: {resp.text[:300]}")
+                raise _write_error(resp.status_code)(
+                    f"InfluxDB write answered {resp.status_code}: {resp.text[:300]}"
+                )
 
     def read(self, sensor_id: str, start_ns: int, end_ns: int, *, limit: int = 10_000) -> list[Point]:
         where = f"sensor_id = {quote_literal(sensor_id)}"

@@ -1,19 +1,39 @@
-"""The port every time-series store adapter implements, and passes one contract suite."""
+"""The port every time-series store adapter implements, and passes one contract suite.
+
+Adapters tell the ingest loop what kind of failure a write met, because the
+loop answers each differently (``ingest.errors`` classifies them once):
+
+- ``StoreUnavailable``: the store could not answer (connection refused,
+  timeout, 5xx, 429, a locked file). Retried with backoff; the data is fine.
+- ``StoreRefused``: the store answered and refused the data itself (InfluxDB
+  400, a constraint). Retrying cannot help; the batch is split until the
+  refused points are found, and only those are dead-lettered.
+- any other ``StoreError``: the store refuses us, not the data (bad
+  credentials, a missing database). Neither retrying nor dead-lettering helps:
+  the worker stops and says why.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Protocol
 
-from store.schemas import Point
+from store.schemas import Point, StoreError, StoreUnavailable
+
+__all__ = ["StoreError", "StoreRefused", "StoreUnavailable", "TimeSeriesStore"]
+
+
+class StoreRefused(StoreError):
+    """The store refused the points of this write; the message says which rule they broke."""
 
 
 class TimeSeriesStore(Protocol):
     def write(self, points: Sequence[Point]) -> None:
         """Durably store the batch; writing the same (series, ts) again overwrites it.
 
-        Returns only when the store has accepted every point; raises
-        ``StoreError`` otherwise, so the caller keeps the offsets uncommitted.
+        Returns only when the store has accepted every point; raises a
+        ``StoreError`` (see the module docstring for which) otherwise, so the
+        caller keeps the offsets uncommitted.
         """
         ...
 

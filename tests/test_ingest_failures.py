@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from app.services import build_services
 from app.workers import build_ingest_worker
 from demo.city import demo_readings, demo_scenario
@@ -50,7 +52,7 @@ class FailingStoreWrapper:
 
 
 class FailingSinkWrapper:
-    """Fault injection: the ``fail_at``-th batch raises after the detectors learned from it."""
+    """Fault injection: the ``fail_at``-th batch loses its database after the detectors learned from it."""
 
     def __init__(self, inner: BatchSink, fail_at: int) -> None:
         self.inner = inner
@@ -61,7 +63,9 @@ class FailingSinkWrapper:
         self.calls += 1
         self.inner.process(points, positions, now=now)
         if self.calls == self.fail_at:
-            raise RuntimeError("injected: state database went away")
+            raise sa.exc.OperationalError(
+                "UPDATE warnings ...", {}, ConnectionError("injected: state database went away")
+            )
 
     def checkpoint(self, *, now: datetime) -> None:
         self.inner.checkpoint(now=now)

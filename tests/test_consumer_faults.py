@@ -1,0 +1,324 @@
+"""Ingest under real faults: a rebalance during a store outage, and writes the store refuses.
+
+Every fault is real: an influxd of the test's own that is stopped and started
+again, an InfluxDB shard whose field type conflicts with ours, a PostgreSQL
+text column handed U+0000. Nothing here mocks Kafka, InfluxDB or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from confluent_kafka import Consumer
+
+from alerts.sinks import ReportSink
+from app.services import Services, build_services
+from app.workers import build_ingest_worker
+from config.settings import Settings
+from ingest.broker import EmbeddedBroker, free_port
+from ingest.consumer import IngestWorker
+from ingest.kafka import consumer_config, ensure_topics, producer_config
+from ingest.producer import ConfirmedProducer
+from ingest.validation import Invalid
+from models.report_burst import ReportBurstDetector
+from store.factory import open_store
+from store.schemas import ReportRecord
+from tests.factories import CATALOG
+from tests.pipeline_harness import (
+    as_json,
+    committed_total,
+    isolated_settings,
+    read_topic,
+    wait_until,
+)
+
+_INFLUXD_CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{root}/meta"
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{http_port}"
+  log-enabled = false
+  auth-enabled = {auth}
+[continuous_queries]
+  enabled = false
+"""
+
+
+class PrivateInfluxd:
+    """An influxd this test alone may stop and start again, on the same port and data."""
+
+    def __init__(self, root: Path, *, auth: bool = False) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = root / "influxdb.conf"
+        self.config.write_text(
+            _INFLUXD_CONFIG.format(
+                root=root, rpc_port=free_port(), http_port=self.port, auth=str(auth).lower()
+            )
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def store_url(self, database: str) -> str:
+        return f"influxdb://127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        binary = shutil.which("influxd")
+        assert binary is not None, "influxd not installed"
+        self._proc = subprocess.Popen(
+            [binary, "-config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.root / "influxd.log").open("ab"),
+        )
+        wait_until(self._answers, timeout_s=timeout_s, what="influxd to answer /ping")
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.terminate()
+            proc.wait(15)
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=1).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+
+@contextmanager
+def private_influxd(root: Path, *, auth: bool = False) -> Iterator[PrivateInfluxd]:
+    root.mkdir(parents=True, exist_ok=True)
+    server = PrivateInfluxd(root, auth=auth)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def quiet_readings(*, minutes: int, sensors: int, end: datetime) -> list[dict[str, Any]]:
+    """One in-range reading a minute per sensor, the last one at ``end``."""
+    out = []
+    for i in range(minutes):
+        ts = (end - timedelta(minutes=minutes - 1 - i)).isoformat().replace("+00:00", "Z")
+        for s in CATALOG.sensors[:sensors]:
+            kind = CATALOG.kinds[s.kind]
+            value = kind.valid_min + (kind.valid_max - kind.valid_min) * 0.01 * (1 + i % 3)
+            if kind.thresholds is not None and kind.thresholds.direction == "below":
+                value = kind.valid_max * 0.9
+            out.append({"sensor_id": s.id, "kind": s.kind, "value": value, "ts": ts})
+    return out
+
+
+def produce(settings: Settings, topic: str, messages: list[tuple[bytes, bytes, None]]) -> None:
+    producer = ConfirmedProducer(producer_config(settings))
+    producer.send_all(topic, messages)
+    producer.close()
+
+
+@contextmanager
+def running(worker: IngestWorker[Any]) -> Iterator[threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def all_committed(settings: Settings, topic: str, group: str, expected: int) -> bool:
+    return committed_total(settings.kafka_bootstrap, group, topic, settings.topic_partitions) >= expected
+
+
+def test_rebalance_during_store_outage_loses_nothing(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Two consumers share the stream; the store goes down; one leaves; the store comes back."""
+    with private_influxd(tmp_path / "influxd") as influxd:
+        settings = isolated_settings(
+            bootstrap=broker.bootstrap,
+            store_url=influxd.store_url("rebalance"),
+            database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+            batch_max_messages=200,
+            checkpoint_interval_s=0.5,
+        )
+        ensure_topics(settings)
+        readings = quiet_readings(minutes=60, sensors=20, end=datetime.now(UTC) - timedelta(minutes=5))
+        influxd.stop()
+
+        svc_a, svc_b = build_services(settings), build_services(settings)
+        first, second = build_ingest_worker(svc_a), build_ingest_worker(svc_b)
+        try:
+            with running(first):
+                with running(second):
+                    # Both in the group before anything arrives, so each holds only its own share.
+                    wait_until(
+                        lambda: first.owned and second.owned and len(first.owned | second.owned) == 3,
+                        timeout_s=30,
+                        what="both consumers to own partitions",
+                    )
+                    produce(settings, settings.topic_readings, as_json(readings))
+                    wait_until(lambda: first.stats.retries >= 1, timeout_s=30, what="A to hold a batch")
+                    wait_until(lambda: second.stats.retries >= 1, timeout_s=30, what="B to hold a batch")
+                # B has left the group: A is given B's partitions while its store is still down,
+                # and the batch A holds is void (it was read before the rebalance).
+                wait_until(lambda: len(first.owned) == 3, timeout_s=30, what="A to take B's partitions")
+                wait_until(lambda: first.stats.abandoned >= 1, timeout_s=30, what="A to drop its batch")
+                influxd.start()
+                wait_until(
+                    lambda: all_committed(
+                        settings, settings.topic_readings, settings.consumer_group, len(readings)
+                    ),
+                    timeout_s=90,
+                    what="the whole stream to be committed",
+                )
+            store = open_store(settings.store_url)
+            try:
+                assert store.count() == len(readings)
+            finally:
+                store.close()
+        finally:
+            svc_a.close()
+            svc_b.close()
+
+
+def test_a_point_influxdb_refuses_is_dead_lettered_and_the_rest_is_stored(
+    broker: EmbeddedBroker, influx_url: str, tmp_path: Path
+) -> None:
+    """A field type conflict (HTTP 400) in one hour's shard: that hour is dead-lettered, not retried."""
+    database = f"refuse{int(time.time() * 1000)}"
+    end = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=30, second=0, microsecond=0)
+    readings = quiet_readings(minutes=150, sensors=3, end=end)
+    # One-hour shards; in the shard of the middle hour, "value" is first written as an integer.
+    poisoned = end.replace(minute=0) - timedelta(hours=1)
+    httpx.post(
+        f"{influx_url}/query", params={"q": f'CREATE DATABASE "{database}" WITH SHARD DURATION 1h'}
+    ).raise_for_status()
+    first_write = httpx.post(
+        f"{influx_url}/write",
+        params={"db": database, "precision": "s"},
+        content=f"reading,sensor_id=intruder value=1i {int(poisoned.timestamp())}".encode(),
+    )
+    assert first_write.status_code == 204
+    refused = [
+        r
+        for r in readings
+        if poisoned <= datetime.fromisoformat(str(r["ts"])) < poisoned + timedelta(hours=1)
+    ]
+    assert 0 < len(refused) < len(readings)
+
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"influxdb://{influx_url.removeprefix('http://')}/{database}",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        batch_max_messages=1000,
+        checkpoint_interval_s=0.5,
+    )
+    ensure_topics(settings)
+    produce(settings, settings.topic_readings, as_json(readings))
+    svc = build_services(settings)
+    try:
+        with running(build_ingest_worker(svc)):
+            wait_until(
+                lambda: all_committed(
+                    settings, settings.topic_readings, settings.consumer_group, len(readings)
+                ),
+                timeout_s=60,
+                what="the stream to move past the refused points",
+            )
+        stored = sum(svc.store.count(s.id) for s in CATALOG.sensors[:3])
+        assert stored == len(readings) - len(refused)
+        dead = read_topic(settings.kafka_bootstrap, settings.topic_deadletter, len(refused))
+        assert sorted(json.loads(m.value())["ts"] for m in dead) == sorted(str(r["ts"]) for r in refused)
+        reasons = {dict(m.headers())["reason"].decode() for m in dead}
+        assert all("field type conflict" in reason for reason in reasons), reasons
+    finally:
+        svc.close()
+
+
+def _unvalidated_report(raw: bytes, now: datetime) -> ReportRecord | Invalid:
+    """Parse without validation, so the database is the one to refuse what it cannot hold."""
+    m = json.loads(raw)
+    return ReportRecord(
+        report_id=m["report_id"],
+        source="hotline",
+        category="other",
+        category_inferred=False,
+        text=m["text"],
+        ts_ns=int(now.timestamp() * 1e9),
+        area="g-riverside-01",
+    )
+
+
+def test_a_report_postgresql_refuses_is_dead_lettered_and_the_rest_is_saved(
+    broker: EmbeddedBroker, postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL text cannot hold U+0000 (psycopg DataError): that report alone is dead-lettered."""
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=postgres_url,
+        batch_max_messages=100,
+        checkpoint_interval_s=0.5,
+    )
+    ensure_topics(settings)
+    reports = [{"report_id": f"r-{i:03d}", "text": f"water on the road {i}"} for i in range(40)]
+    reports[17]["text"] = "water\x00on the road"
+    produce(
+        settings,
+        settings.topic_reports,
+        [(str(r["report_id"]).encode(), json.dumps(r).encode(), None) for r in reports],
+    )
+    svc: Services = build_services(settings)
+    group = f"{settings.consumer_group}-reports"
+    worker = IngestWorker(
+        consumer=Consumer(consumer_config(settings, **{"group.id": group})),
+        topic=settings.topic_reports,
+        deadletter_topic=settings.topic_deadletter,
+        parse=_unvalidated_report,
+        write=svc.reports.save,
+        sink=ReportSink(
+            detector_factory=lambda: ReportBurstDetector(svc.taxonomy, window_s=600),
+            warnings=svc.warnings,
+            checkpoints=svc.checkpoints,
+        ),
+        deadletter=svc.producer,
+        batch_max_messages=settings.batch_max_messages,
+        batch_max_wait_s=settings.batch_max_wait_s,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+    )
+    try:
+        with running(worker):
+            wait_until(
+                lambda: all_committed(settings, settings.topic_reports, group, len(reports)),
+                timeout_s=60,
+                what="the reports to move past the refused one",
+            )
+        assert svc.reports.count() == len(reports) - 1
+        with svc.engine.connect() as conn:
+            ids = conn.execute(sa.text("SELECT report_id FROM reports")).scalars().all()
+        assert "r-017" not in ids
+        dead = read_topic(settings.kafka_bootstrap, settings.topic_deadletter, 1)
+        assert [json.loads(m.value())["report_id"] for m in dead] == ["r-017"]
+        assert "NUL" in dict(dead[0].headers())["reason"].decode()
+    finally:
+        svc.close()
