@@ -1,8 +1,12 @@
-"""Detector checkpoints in the state database, written after each scored batch.
+"""Detector checkpoints in the state database, saved just before the offsets they match are committed.
 
-Each series' state carries the (partition, offset) of the last point it
-learned, which is what lets a restarted consumer skip re-learning points
-Kafka delivers a second time.
+A checkpoint is a record ``{"detector", "state", "position", "log"}``:
+``state`` is whatever the scoring code needs to resume (JSON), ``position``
+the Kafka (partition, offset) of the last point it learned, and ``log`` the
+identity of the Kafka log that position belongs to (``ingest.log_identity``).
+A position is meaningful only within its log: after the embedded broker
+restarts, offset 0 holds a new reading, not one already learned. The log id
+is kept inside the JSON ``state`` column, beside the state it qualifies.
 """
 
 from __future__ import annotations
@@ -21,19 +25,19 @@ class CheckpointRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def save(self, states: dict[str, dict[str, Any]], *, now: datetime) -> None:
-        if not states:
+    def save(self, records: dict[str, dict[str, Any]], *, now: datetime) -> None:
+        if not records:
             return
         rows = [
             {
-                "sensor_id": sid,
-                "detector": st["detector"],
-                "state": st["state"],
-                "partition": st["position"][0] if st.get("position") else None,
-                "offset": st["position"][1] if st.get("position") else None,
+                "sensor_id": key,
+                "detector": rec["detector"],
+                "state": {"log": rec.get("log"), "state": rec["state"]},
+                "partition": rec["position"][0] if rec.get("position") else None,
+                "offset": rec["position"][1] if rec.get("position") else None,
                 "updated_at": now,
             }
-            for sid, st in states.items()
+            for key, rec in records.items()
         ]
         with self.engine.begin() as conn:
             insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
@@ -50,8 +54,8 @@ class CheckpointRepository:
                 rows,
             )
 
-    def load(self, sensor_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = list(sensor_ids)
+    def load(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(keys)
         if not ids:
             return {}
         c = db.checkpoints.c
@@ -60,7 +64,8 @@ class CheckpointRepository:
         return {
             r.sensor_id: {
                 "detector": r.detector,
-                "state": r.state,
+                "state": r.state.get("state", {}),
+                "log": r.state.get("log"),
                 "position": (r.partition, r.offset) if r.partition is not None else None,
             }
             for r in rows

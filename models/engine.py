@@ -1,29 +1,44 @@
-"""Scores a batch of observations series by series, keeping one detector per series.
+"""Scores observations series by series: detector, per-kind model, then the decision step.
 
 Pure: observations in, signals out; the caller persists ``dirty_states()``
-beside the Kafka offsets they correspond to. Each series remembers the
-(partition, offset) of the last point it learned from, so when a crash makes
-Kafka deliver a batch again, points already learned are not learned twice and
-a replay scores exactly as the uninterrupted stream did.
+beside the Kafka offsets they correspond to. Each series' checkpoint holds
+everything its next score depends on: the detector state, the last points the
+per-kind model needs as context, the decision state, and the (partition,
+offset) of the last point learned. So a replay after a crash skips points
+already learned and scores the rest exactly as the uninterrupted stream did.
+
+Points of a series are taken in arrival order (partition, then offset), not
+in timestamp order: arrival order is the same however the stream is cut into
+batches, so the signals are too (a late point is scored when it arrives).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from config.catalog import LEVELS, Catalog, SensorKind
+from config.catalog import LEVELS, Catalog
+from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.features import history_needed
-from models.limits import levels_crossed
 from models.multivariate import KindModel
 from models.protocol import FloatArray, StreamingDetector
 from models.registry import detector_class
 from models.signals import Observation, Signal
 
 Position = tuple[int, int]  # (partition, offset)
+CHECKPOINT_FORMAT = 2  # detector, context and decision state together; older checkpoints are ignored
+
+
+@dataclass(slots=True)
+class _Series:
+    detector: StreamingDetector
+    decision: SeriesDecision = field(default_factory=SeriesDecision)
+    context: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=history_needed()))
+    position: Position | None = None
 
 
 class ScoringEngine:
@@ -35,44 +50,46 @@ class ScoringEngine:
         signal_threshold: float,
         make_detector: Callable[[], StreamingDetector] | None = None,
         multivariate_threshold: float = 0.999,
+        repeat_s: float = 900.0,
     ) -> None:
         self.catalog = catalog
         self.detector_name = detector
         self.signal_threshold = signal_threshold
+        self.repeat_s = repeat_s
         self._make = make_detector or detector_class(detector)
-        self._detectors: dict[str, StreamingDetector] = {}
-        self._positions: dict[str, Position] = {}
+        self._series: dict[str, _Series] = {}
         self._dirty: set[str] = set()
-        # The multivariate model needs each series' last few points before a batch.
         self.multivariate_threshold = multivariate_threshold
         self._kind_models: dict[str, KindModel] = {}
-        self._context: dict[str, deque[tuple[float, float]]] = {}
 
     def set_kind_models(self, models: dict[str, KindModel]) -> None:
         """Swap in freshly trained per-kind models; series keep their context."""
         self._kind_models = dict(models)
 
     def known(self, sensor_id: str) -> bool:
-        return sensor_id in self._detectors
+        return sensor_id in self._series
 
     def restore(self, states: dict[str, dict[str, Any]]) -> None:
-        """Load checkpoints written by ``dirty_states`` (other detectors' states are ignored)."""
+        """Load checkpoints written by ``dirty_states``; other detectors' and formats' are ignored.
+
+        A checkpoint whose ``position`` is None keeps what the series learned but
+        takes every point it is given as new (the caller voids positions of another log).
+        """
         cls = detector_class(self.detector_name)
         for sensor_id, saved in states.items():
-            if saved.get("detector") != self.detector_name:
+            state = saved["state"]
+            if saved.get("detector") != self.detector_name or state.get("format") != CHECKPOINT_FORMAT:
                 continue
-            self._detectors[sensor_id] = cls.from_state(saved["state"])
-            self._context[sensor_id] = deque(
-                (tuple(p) for p in saved.get("context", [])),  # type: ignore[misc]
-                maxlen=history_needed(),
+            position = saved.get("position")
+            self._series[sensor_id] = _Series(
+                detector=cls.from_state(state["detector"]),
+                decision=SeriesDecision.from_state(state["decision"]),
+                context=deque((tuple(p) for p in state["context"]), maxlen=history_needed()),  # type: ignore[misc]
+                position=None if position is None else (int(position[0]), int(position[1])),
             )
-            if saved.get("position") is not None:
-                self._positions[sensor_id] = tuple(saved["position"])  # type: ignore[assignment]
 
     def forget_all(self) -> None:
-        self._detectors.clear()
-        self._positions.clear()
-        self._context.clear()
+        self._series.clear()
         self._dirty.clear()
 
     def dirty_states(self) -> dict[str, dict[str, Any]]:
@@ -80,15 +97,19 @@ class ScoringEngine:
 
         Call it only when the states are saved right after: the dirty set is cleared.
         """
-        out = {
-            sid: {
+        out = {}
+        for sid in self._dirty:
+            series = self._series[sid]
+            out[sid] = {
                 "detector": self.detector_name,
-                "state": self._detectors[sid].get_state(),
-                "position": self._positions.get(sid),
-                "context": [list(p) for p in self._context.get(sid, ())],
+                "state": {
+                    "format": CHECKPOINT_FORMAT,
+                    "detector": series.detector.get_state(),
+                    "decision": series.decision.get_state(),
+                    "context": [list(p) for p in series.context],
+                },
+                "position": series.position,
             }
-            for sid in self._dirty
-        }
         self._dirty.clear()
         return out
 
@@ -97,41 +118,38 @@ class ScoringEngine:
         observations: Sequence[Observation],
         positions: Sequence[Position] | None = None,
     ) -> list[Signal]:
-        """Score a batch; at most one signal per series: its most severe point in the batch."""
+        """Score a batch; every point the decision step flags is a signal, in arrival order per series.
+
+        Without ``positions`` the observations are taken in the order given.
+        """
         groups: dict[str, list[int]] = defaultdict(list)
         for i, obs in enumerate(observations):
             groups[obs.sensor_id].append(i)
-        signals = []
+        signals: list[Signal] = []
         for sensor_id, idx in groups.items():
+            series = self._series.get(sensor_id)
+            if series is None:
+                series = self._series[sensor_id] = _Series(detector=self._make())
             if positions is not None:
-                idx = self._unlearned(sensor_id, idx, positions)
+                idx = sorted(self._unlearned(series.position, idx, positions), key=positions.__getitem__)
                 if not idx:
                     continue
-            idx.sort(key=lambda i: observations[i].ts_ns)
-            signal = self._score_series(sensor_id, [observations[i] for i in idx])
-            if positions is not None:
-                self._positions[sensor_id] = positions[idx[-1]]
+                series.position = positions[idx[-1]]  # the highest offset, not the latest timestamp
+            signals += self._score_series(sensor_id, series, [observations[i] for i in idx])
             self._dirty.add(sensor_id)
-            if signal is not None:
-                signals.append(signal)
         return signals
 
-    def _meaningful(
-        self, score: float, value: float, evidence: dict[str, float], kind: SensorKind | None
-    ) -> bool:
-        """A statistical anomaly counts when it is both unusual and big enough to matter."""
-        if score < self.signal_threshold:
-            return False
-        baseline = evidence.get("baseline", float("nan"))
-        if kind is None or not np.isfinite(baseline):
-            return True
-        return abs(value - baseline) >= kind.min_deviation
+    @staticmethod
+    def _unlearned(last: Position | None, idx: list[int], positions: Sequence[Position]) -> list[int]:
+        if last is None:
+            return idx
+        return [i for i in idx if positions[i][0] != last[0] or positions[i][1] > last[1]]
 
     def _multivariate(
-        self, sensor_id: str, kind: str, ts: FloatArray, values: FloatArray
+        self, series: _Series, kind: str, ts: FloatArray, values: FloatArray
     ) -> FloatArray | None:
-        """Per-kind model scores for the batch, computed with the series' preceding points."""
-        context = self._context.setdefault(sensor_id, deque(maxlen=history_needed()))
+        """Per-kind model scores for the points, computed with the series' preceding points."""
+        context = series.context
         model = self._kind_models.get(kind)
         scores = None
         if model is not None:
@@ -142,55 +160,51 @@ class ScoringEngine:
         context.extend(zip(ts.tolist(), values.tolist(), strict=True))
         return scores
 
-    def _unlearned(self, sensor_id: str, idx: list[int], positions: Sequence[Position]) -> list[int]:
-        last = self._positions.get(sensor_id)
-        if last is None:
-            return idx
-        return [i for i in idx if positions[i][0] != last[0] or positions[i][1] > last[1]]
-
-    def _score_series(self, sensor_id: str, obs: list[Observation]) -> Signal | None:
-        detector = self._detectors.get(sensor_id)
-        if detector is None:
-            detector = self._detectors[sensor_id] = self._make()
+    def _score_series(self, sensor_id: str, series: _Series, obs: list[Observation]) -> list[Signal]:
         ts = np.fromiter((o.ts_ns for o in obs), dtype=np.float64, count=len(obs)) / 1e9
         values = np.fromiter((o.value for o in obs), dtype=np.float64, count=len(obs))
-        result = detector.score_batch(ts, values)
+        result = series.detector.score_batch(ts, values)
         kind = obs[0].kind
-        multivariate = self._multivariate(sensor_id, kind, ts, values)
+        multivariate = self._multivariate(series, kind, ts, values)
         scores = result.scores
         if multivariate is not None:
             # The per-kind model speaks only when it is sure: it has no per-series memory.
             scores = np.maximum(
                 scores, np.where(multivariate >= self.multivariate_threshold, multivariate, 0.0)
             )
-        thresholds = self.catalog.thresholds_for(sensor_id, kind)
-        levels = levels_crossed(thresholds, values)
-        # Most severe first: the highest line crossed, then the highest score, then the latest.
-        severity = levels.astype(np.float64) * 2.0 + scores
-        best = int(len(severity) - 1 - np.argmax(severity[::-1]))
-        score = float(scores[best])
-        level = LEVELS[levels[best]] if levels[best] >= 0 else None
         kind_info = self.catalog.kinds.get(kind)
-        o = obs[best]
-        if level is None and not self._meaningful(score, o.value, result.evidence_at(best), kind_info):
-            return None
-        evidence: dict[str, float | str] = {
-            k: v for k, v in result.evidence_at(best).items() if np.isfinite(v)
-        }
-        if level is not None and thresholds is not None:
-            evidence["warning_line"] = float(getattr(thresholds, level))
-        if multivariate is not None:
-            evidence["multivariate"] = float(multivariate[best])
-            evidence["multivariate_model"] = self._kind_models[kind].version
-        return Signal(
-            sensor_id=sensor_id,
-            kind=kind,
-            area=o.area,
-            hazard=kind_info.hazard if kind_info else "other",
-            ts_ns=o.ts_ns,
-            value=float(o.value),
-            score=score,
-            detector=self.detector_name,
-            level=level,
-            evidence=evidence,
+        thresholds = self.catalog.thresholds_for(sensor_id, kind)
+        rule = DecisionRule.for_series(
+            kind_info, thresholds, threshold=self.signal_threshold, repeat_s=self.repeat_s
         )
+        baselines = result.evidence.get("baseline", np.full(len(obs), np.nan))
+        decisions = decide_series(series.decision, rule, ts, values, scores, baselines)
+        signals = []
+        for i, decision in enumerate(decisions):
+            if not decision.signal:
+                continue
+            o = obs[i]
+            evidence: dict[str, float | str] = {
+                k: v for k, v in result.evidence_at(i).items() if np.isfinite(v)
+            }
+            level = LEVELS[decision.level] if decision.level >= 0 else None
+            if level is not None and thresholds is not None:
+                evidence["warning_line"] = float(getattr(thresholds, level))
+            if multivariate is not None:
+                evidence["multivariate"] = float(multivariate[i])
+                evidence["multivariate_model"] = self._kind_models[kind].version
+            signals.append(
+                Signal(
+                    sensor_id=sensor_id,
+                    kind=kind,
+                    area=o.area,
+                    hazard=kind_info.hazard if kind_info else "other",
+                    ts_ns=o.ts_ns,
+                    value=float(o.value),
+                    score=decision.held_score,
+                    detector=self.detector_name,
+                    level=level,
+                    evidence=evidence,
+                )
+            )
+        return signals

@@ -78,7 +78,7 @@ def test_level_shift_is_detected_once_then_absorbed() -> None:
 
 
 def test_state_keeps_parameters_and_window_type() -> None:
-    det = RecordRarityDetector(window=300, rest=30, bandwidth=0.1)
+    det = RecordRarityDetector(window=300, history=500, bandwidth=0.1)
     ts, values = _noise(400)
     det.score_batch(ts, values)
     clone = RecordRarityDetector.from_state(json.loads(json.dumps(det.get_state())))

@@ -2,9 +2,10 @@
 
 Both ``recorddev`` and ``recordrarity`` keep the same state (a sorted
 baseline window, capped recent deviations, one running record per evidence
-kind, a point counter and the last alarm) and differ only in their ``_step``:
+kind and a point counter) and differ only in their ``_step``:
 the work of one point. Keeping the loop here means ``score_batch`` is the same
-loop as ``score_one`` for both, by construction.
+loop as ``score_one`` for both, by construction. They only score: the hold-off
+after an alarm is the decision step's (``models.decision``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class RecordDetectorBase:
     _capped: deque[float]
     _records: list[SlidingMax]
     _seen: int
-    _last_alarm: int | None
 
     def __init__(self, **params: Any) -> None:
         raise NotImplementedError
@@ -54,17 +54,10 @@ class RecordDetectorBase:
         density = sum(self._capped) / len(self._capped)
         return baseline, spread, deviation, recent_level, abs(recent_level - baseline) / spread, density
 
-    def _finish(self, value: float, score: float) -> tuple[float, bool]:
-        """Hold the output at 0 for ``rest`` points after an alarm, then learn the value."""
-        p = self.params
-        suppressed = self._last_alarm is not None and self._seen - self._last_alarm < p["rest"]
-        if suppressed:
-            score = 0.0
-        elif score >= p["alarm_level"]:
-            self._last_alarm = self._seen
+    def _learn(self, value: float) -> None:
+        """Add the value to the baseline, after it was scored against it."""
         self._window.push(value)
         self._seen += 1
-        return score, suppressed
 
     def score_one(self, ts: float, value: float) -> float:
         """Score one reading (``ts`` is accepted for the protocol; order alone matters)."""
@@ -87,7 +80,6 @@ class RecordDetectorBase:
             "capped": list(self._capped),
             "records": [r.get_state() for r in self._records],
             "seen": self._seen,
-            "last_alarm": self._last_alarm,
         }
 
     @classmethod
@@ -97,5 +89,4 @@ class RecordDetectorBase:
         det._capped.extend(float(c) for c in state["capped"])
         det._records = [SlidingMax.from_state(r) for r in state["records"]]
         det._seen = int(state["seen"])
-        det._last_alarm = None if state["last_alarm"] is None else int(state["last_alarm"])
         return det

@@ -15,8 +15,8 @@ Why this shape:
   a level shift or stuck sensor at an unusual value) and ``density`` (the mean
   of recent capped z-scores: a burst of moderate deviations none of which is a
   record on its own).
-* After an alarm-level score the output is held at 0 for ``rest`` points: one
-  incident should raise one warning, not a storm of duplicates.
+* It only scores: holding further alarms after one, so one incident raises
+  one warning, is the decision step's job (``models.decision``).
 
 Defaults: a 2000-point baseline (about a week at 5-minute sampling) and a
 2000-point record history; longer baselines were steadily better on NAB and
@@ -36,7 +36,7 @@ from models.detectors.record_base import RecordDetectorBase
 from models.detectors.rolling_window_stats import SlidingMax, SortedWindow
 from models.registry import register
 
-_EVIDENCE = ("baseline", "spread", "deviation", "level", "density", "record_ratio", "suppressed")
+_EVIDENCE = ("baseline", "spread", "deviation", "level", "density", "record_ratio")
 
 
 @register
@@ -52,8 +52,6 @@ class RecordDeviationDetector(RecordDetectorBase):
         level_len: int = 10,
         density_len: int = 12,
         history: int = 2000,
-        rest: int = 60,
-        alarm_level: float = 0.65,
         warmup: int = 100,
         z_cap: float = 6.0,
         z_floor: float = 1.0,
@@ -65,8 +63,6 @@ class RecordDeviationDetector(RecordDetectorBase):
             "level_len": int(level_len),
             "density_len": int(density_len),
             "history": int(history),
-            "rest": int(rest),
-            "alarm_level": float(alarm_level),
             "warmup": int(warmup),
             "z_cap": float(z_cap),
             "z_floor": float(z_floor),
@@ -75,7 +71,6 @@ class RecordDeviationDetector(RecordDetectorBase):
         self._capped: deque[float] = deque(maxlen=int(density_len))
         self._records = [SlidingMax(history) for _ in range(3)]
         self._seen = 0
-        self._last_alarm: int | None = None
 
     # -- scoring -----------------------------------------------------------------
 
@@ -84,7 +79,7 @@ class RecordDeviationDetector(RecordDetectorBase):
         p = self.params
         if not math.isfinite(value):
             # A missing reading carries no evidence and must not poison the baseline.
-            return 0.0, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+            return 0.0, (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         win = self._window
         n = len(win)
         score = 0.0
@@ -98,5 +93,5 @@ class RecordDeviationDetector(RecordDetectorBase):
                     ratio = max(ratio, evidence / max(record.value(), p["z_floor"]))
                 record.push(evidence)
             score = 1.0 - math.exp(-ratio)
-        score, suppressed = self._finish(value, score)
-        return score, (baseline, spread, deviation, level, density, ratio, float(suppressed))
+        self._learn(value)
+        return score, (baseline, spread, deviation, level, density, ratio)

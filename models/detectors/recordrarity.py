@@ -16,8 +16,9 @@ with two kinds of evidence that a distance from the median cannot see:
 
 Every evidence kind keeps its own running record over the last ``history``
 points (with a floor, so a very quiet history does not turn noise into
-records); the score is ``1 - exp(-max ratio)``; after an alarm-level score the
-output is held at 0 for ``rest`` points so one incident raises one warning.
+records); the score is ``1 - exp(-max ratio)``. Holding further alarms after
+one, so one incident raises one warning, is the decision step's job
+(``models.decision``).
 
 Compared with ``recorddev`` the baseline is longer (``window`` 4000 points,
 about two weeks at 5-minute sampling): a longer memory of what is normal
@@ -49,7 +50,6 @@ _EVIDENCE = (
     "point_rarity",
     "record_ratio",
     "channel",
-    "suppressed",
 )
 CHANNELS = ("point", "level", "density", "level_rarity", "point_rarity")
 """Evidence kinds, in the order of the ``channel`` evidence index (-1: none)."""
@@ -79,8 +79,6 @@ class RecordRarityDetector(RecordDetectorBase):
         level_len: int = 10,
         density_len: int = 12,
         history: int = 3000,
-        rest: int = 60,
-        alarm_level: float = 0.65,
         warmup: int = 100,
         z_cap: float = 6.0,
         z_floor: float = 1.0,
@@ -96,8 +94,6 @@ class RecordRarityDetector(RecordDetectorBase):
             "level_len": int(level_len),
             "density_len": int(density_len),
             "history": int(history),
-            "rest": int(rest),
-            "alarm_level": float(alarm_level),
             "warmup": int(warmup),
             "z_cap": float(z_cap),
             "z_floor": float(z_floor),
@@ -109,7 +105,6 @@ class RecordRarityDetector(RecordDetectorBase):
         self._capped: deque[float] = deque(maxlen=int(density_len))
         self._records = [SlidingMax(history) for _ in CHANNELS]
         self._seen = 0
-        self._last_alarm: int | None = None
 
     # -- scoring -----------------------------------------------------------------
 
@@ -118,7 +113,7 @@ class RecordRarityDetector(RecordDetectorBase):
         p = self.params
         if not math.isfinite(value):
             # A missing reading carries no evidence and must not poison the baseline.
-            return 0.0, (0.0,) * 8 + (-1.0, 0.0)
+            return 0.0, (0.0,) * 8 + (-1.0,)
         win = cast(_CountingWindow, self._window)  # from_state builds window_class
         n = len(win)
         score = 0.0
@@ -140,7 +135,7 @@ class RecordRarityDetector(RecordDetectorBase):
                         ratio, channel = r, k
                 record.push(ev)
             score = 1.0 - math.exp(-ratio)
-        score, suppressed = self._finish(value, score)
+        self._learn(value)
         return score, (
             baseline,
             spread,
@@ -151,5 +146,4 @@ class RecordRarityDetector(RecordDetectorBase):
             point_rarity,
             ratio,
             float(channel),
-            float(suppressed),
         )

@@ -1,0 +1,170 @@
+"""The sinks the ingest loops hand each stored batch to: score, warn, checkpoint.
+
+Each sink keeps its scoring state in memory between checkpoints; the ingest
+worker calls ``checkpoint`` right before it commits the offsets that state
+covers, and ``reset`` when that state can no longer be trusted (a failed
+batch, a rebalance), so the next batch reloads it from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from alerts.checkpoints import CheckpointRepository
+from alerts.service import WarningService
+from models.signals import Signal
+from store.schemas import Point, ReportRecord
+
+if TYPE_CHECKING:
+    from models.engine import ScoringEngine
+    from models.report_burst import BurstSignal, ReportBurstDetector
+
+Position = tuple[int, int]
+
+
+class DetectionSink:
+    """Readings: the scoring engine's signals become warnings; its state is checkpointed with its log.
+
+    ``log_id`` names the Kafka log the positions come from (``ingest.log_identity``).
+    A checkpoint saved against another log keeps what its detectors learned but
+    loses its position: offset 0 of a new log is a new reading, not a replay.
+    Without ``log_id`` every position is taken to belong to one everlasting log.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: ScoringEngine,
+        warnings: WarningService,
+        checkpoints: CheckpointRepository,
+        log_id: Callable[[], str] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.warnings = warnings
+        self.checkpoints = checkpoints
+        self._log_id = log_id
+        self._log: str | None = None  # looked up again after each reset: the broker may have restarted
+
+    def process(self, points: Sequence[Point], positions: Sequence[Position], *, now: datetime) -> None:
+        log = self._current_log()
+        unknown = {p.sensor_id for p in points if not self.engine.known(p.sensor_id)}
+        if unknown:
+            saved = self.checkpoints.load(unknown)
+            self.engine.restore(
+                {sid: rec if rec["log"] == log else {**rec, "position": None} for sid, rec in saved.items()}
+            )
+        signals = self.engine.score(points, positions)
+        self.warnings.apply_signals(signals, now=now, actor=f"detector:{self.engine.detector_name}")
+
+    def checkpoint(self, *, now: datetime) -> None:
+        log = self._current_log()
+        states = self.engine.dirty_states()
+        self.checkpoints.save({sid: {**rec, "log": log} for sid, rec in states.items()}, now=now)
+
+    def reset(self) -> None:
+        self.engine.forget_all()
+        self._log = None
+
+    def _current_log(self) -> str | None:
+        if self._log is None and self._log_id is not None:
+            self._log = self._log_id()
+        return self._log
+
+
+REPORTS_CHECKPOINT_PREFIX = "@reports/"  # '@' cannot start a sensor id, so it never collides
+
+
+class ReportSink:
+    """Report batches: burst detection per (area, category), bursts become warning signals.
+
+    Reports are keyed by area, so each partition holds whole areas: one
+    detector per partition, checkpointed under its own key, lets any number of
+    report consumers share the topic without overwriting each other's state.
+    """
+
+    def __init__(
+        self,
+        *,
+        detector_factory: Callable[[], ReportBurstDetector],
+        warnings: WarningService,
+        checkpoints: CheckpointRepository,
+    ) -> None:
+        self._factory = detector_factory
+        self.warnings = warnings
+        self.checkpoints = checkpoints
+        self._detectors: dict[int, ReportBurstDetector] = {}
+
+    def process(
+        self, reports: Sequence[ReportRecord], positions: Sequence[Position], *, now: datetime
+    ) -> None:
+        by_partition: dict[int, list[ReportRecord]] = defaultdict(list)
+        for report, (partition, _offset) in zip(reports, positions, strict=True):
+            # Reports outside every area are stored and listed, but fuse into no area's warning.
+            if not report.outside_areas:
+                by_partition[partition].append(report)
+        signals = []
+        for partition, placed in sorted(by_partition.items()):
+            detector = self._load(partition)
+            bursts = detector.observe_batch(
+                [(r.area, r.category, r.ts_ns / 1e9, r.report_id) for r in placed]
+            )
+            by_id = {r.report_id: r for r in placed}
+            # A burst of uncategorised chatter (noise complaints, late buses) is no hazard.
+            signals += [_burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
+        if signals:
+            self.warnings.apply_signals(signals, now=now, actor="detector:reportburst")
+
+    def checkpoint(self, *, now: datetime) -> None:
+        records: dict[str, dict[str, Any]] = {
+            f"{REPORTS_CHECKPOINT_PREFIX}{partition}": {
+                "detector": "reportburst",
+                "state": detector.get_state(),
+                "position": None,
+            }
+            for partition, detector in self._detectors.items()
+        }
+        self.checkpoints.save(records, now=now)
+
+    def reset(self) -> None:
+        self._detectors.clear()
+
+    def _load(self, partition: int) -> ReportBurstDetector:
+        detector = self._detectors.get(partition)
+        if detector is None:
+            key = f"{REPORTS_CHECKPOINT_PREFIX}{partition}"
+            saved = self.checkpoints.load([key]).get(key)
+            detector = self._factory()
+            if saved is not None:
+                detector = type(detector).from_state(saved["state"], taxonomy=detector.taxonomy)
+            self._detectors[partition] = detector
+        return detector
+
+
+def _burst_signal(burst: BurstSignal, reports: dict[str, ReportRecord]) -> Signal:
+    seen = [reports[i] for i in burst.report_ids if i in reports]
+    latest = max(seen, key=lambda r: r.ts_ns) if seen else None
+    evidence: dict[str, float | str] = {
+        "count": float(burst.count),
+        "expected": burst.expected,
+        "tail_probability": burst.tail_probability,
+        "sources": ",".join(sorted({r.source for r in seen})),
+    }
+    if latest is not None:
+        evidence["excerpt"] = latest.text[:200]
+    return Signal(
+        sensor_id="",
+        kind=f"report:{burst.category}",
+        area=burst.area,
+        hazard=burst.hazard,
+        ts_ns=int(burst.ts * 1e9),
+        value=float(burst.count),
+        score=burst.score,
+        detector="reportburst",
+        level=None,
+        evidence=evidence,
+        source="reports",
+        report_ids=tuple(burst.report_ids),
+    )

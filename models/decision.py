@@ -1,0 +1,178 @@
+"""The one step that turns detector scores into signals, point by point, so batching cannot matter.
+
+Detectors only score. Everything that decides "is this worth telling the
+EOC" lives here, as per-series state advanced one point at a time in the
+order the points arrived, and checkpointed with the detector state. A
+series cut into batches of any size therefore yields the same signals as
+the same series fed one point at a time, and a replay from a checkpoint
+yields the same signals again (the evidence table's unique key then keeps
+one copy).
+
+The rules, for each point in arrival order:
+
+* **Hold-off.** A score at or above ``hold_trigger`` starts a hold-off: the
+  next ``hold_points`` scores of the series are held at 0, so one incident
+  raises one anomaly signal, not one per reading. (This was the detectors'
+  ``rest``; it lives here so the benchmark and the service share it.)
+* **Anomaly.** A held score at or above ``threshold`` is a signal when the
+  value is also at least ``min_deviation`` (the kind's, in its unit) away
+  from the detector's baseline: unusual *and* big enough to matter.
+* **Warning lines, with hysteresis.** The series holds the highest line it
+  has crossed. Entering a line, or rising past a higher one, is a signal at
+  once. A held line is left only when the value falls back past it by
+  ``hysteresis`` of the gap to the neighbouring line, so a value hovering on
+  a line does not enter it again and again.
+* **Reminders.** While a value stays past a line, the series emits again at
+  most once per ``repeat_s`` seconds of event time (the highest timestamp
+  seen in the series, so late points never move the clock back). Every
+  signal, of either rule, restarts that interval.
+
+Detectors keep learning from flagged points: the record detectors' baseline
+is a median and IQR over thousands of points, which one flagged point moves
+by one rank, and a lasting shift is meant to become the new normal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Self
+
+from config.catalog import LEVELS, SensorKind, Thresholds
+from models.protocol import FloatArray
+
+NO_LINE = -1
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRule:
+    """The knobs of the decision step for one series (see the module docstring for the rules)."""
+
+    threshold: float = 0.9
+    hold_trigger: float = 0.65
+    hold_points: int = 60
+    min_deviation: float = 0.0
+    repeat_s: float = 900.0
+    hysteresis: float = 0.1
+    lines: tuple[float, ...] = ()  # blue..red, in the kind's or the sensor's direction
+    above: bool = True
+
+    @classmethod
+    def for_series(
+        cls, kind: SensorKind | None, thresholds: Thresholds | None, **knobs: float | int
+    ) -> DecisionRule:
+        """The rule of one sensor: the kind's minimum deviation and the sensor's (or kind's) lines."""
+        lines = tuple(float(getattr(thresholds, level)) for level in LEVELS) if thresholds else ()
+        return cls(
+            min_deviation=kind.min_deviation if kind else 0.0,
+            lines=lines,
+            above=thresholds is None or thresholds.direction == "above",
+            **knobs,  # type: ignore[arg-type]
+        )
+
+    def level_of(self, value: float) -> int:
+        """Index into ``LEVELS`` of the highest line ``value`` has crossed, or ``NO_LINE``."""
+        crossed = NO_LINE
+        for k, line in enumerate(self.lines):
+            if (value >= line) if self.above else (value <= line):
+                crossed = k
+        return crossed
+
+    def still_past(self, value: float, level: int) -> bool:
+        """Whether ``value`` stays within the hysteresis band of line ``level`` (not yet fallen back)."""
+        lines = self.lines
+        neighbour = lines[level - 1] if level > 0 else lines[1] if len(lines) > 1 else lines[0]
+        margin = self.hysteresis * abs(lines[level] - neighbour)
+        return value >= lines[level] - margin if self.above else value <= lines[level] + margin
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the step concluded about one point: its held score, and whether it is a signal."""
+
+    held_score: float
+    signal: bool
+    level: int  # line crossed by this point's value, or NO_LINE
+
+
+@dataclass(slots=True)
+class SeriesDecision:
+    """One series' decision state; plain data, so it checkpoints beside the detector's."""
+
+    seen: int = 0
+    last_trigger: int | None = None
+    held_level: int = NO_LINE
+    clock_s: float = -math.inf
+    last_signal_s: float | None = None
+
+    def decide(
+        self, rule: DecisionRule, ts_s: float, value: float, score: float, baseline: float
+    ) -> Decision:
+        """Advance by one point (in arrival order) and say whether it is a signal."""
+        if self.last_trigger is not None and self.seen - self.last_trigger < rule.hold_points:
+            held = 0.0
+        else:
+            held = score
+            if score >= rule.hold_trigger:
+                self.last_trigger = self.seen
+        self.seen += 1
+        self.clock_s = max(self.clock_s, ts_s)
+
+        level = rule.level_of(value)
+        rising = level > self.held_level
+        self.held_level = level if rising else self._fall_back(rule, value, level)
+        reminder = level != NO_LINE and (
+            self.last_signal_s is None or self.clock_s - self.last_signal_s >= rule.repeat_s
+        )
+        anomaly = held >= rule.threshold and (
+            not math.isfinite(baseline) or abs(value - baseline) >= rule.min_deviation
+        )
+        signal = rising or reminder or anomaly
+        if signal:
+            self.last_signal_s = self.clock_s
+        return Decision(held, signal, level)
+
+    def _fall_back(self, rule: DecisionRule, value: float, level: int) -> int:
+        """The held line after a value at or below it: kept while within the hysteresis band."""
+        held = self.held_level
+        while held > level and not rule.still_past(value, held):
+            held -= 1
+        return held
+
+    def get_state(self) -> dict[str, Any]:
+        state = asdict(self)
+        if math.isinf(self.clock_s):
+            state["clock_s"] = None  # JSON has no infinity
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        clock = state["clock_s"]
+        return cls(
+            seen=int(state["seen"]),
+            last_trigger=state["last_trigger"],
+            held_level=int(state["held_level"]),
+            clock_s=-math.inf if clock is None else float(clock),
+            last_signal_s=state["last_signal_s"],
+        )
+
+
+def decide_series(
+    state: SeriesDecision,
+    rule: DecisionRule,
+    ts_s: FloatArray,
+    values: FloatArray,
+    scores: FloatArray,
+    baselines: FloatArray,
+) -> list[Decision]:
+    """``SeriesDecision.decide`` over a run of one series' points, in the order given.
+
+    The benchmark calls this too (with a rule without lines), so the hold-off it
+    scores is the one the service ships.
+    """
+    return [
+        state.decide(rule, t, v, s, b)
+        for t, v, s, b in zip(
+            ts_s.tolist(), values.tolist(), scores.tolist(), baselines.tolist(), strict=True
+        )
+    ]
