@@ -11,7 +11,8 @@ one copy).
 The rules, for each point in arrival order:
 
 * **Hold-off.** A score at or above ``hold_trigger`` starts a hold-off: the
-  next ``hold_points`` scores of the series are held at 0, so one incident
+  series' scores are held at 0 until ``hold_points`` points, the triggering
+  one included, have passed, so one incident
   raises one anomaly signal, not one per reading. (This was the detectors'
   ``rest``; it lives here so the benchmark and the service share it.)
 * **Anomaly.** A held score at or above ``threshold`` is a signal when the

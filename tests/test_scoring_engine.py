@@ -36,9 +36,11 @@ def test_quiet_series_gives_no_signal() -> None:
     assert engine().score(points, positions(points)) == []
 
 
-def test_value_past_a_warning_line_gives_one_signal_with_the_line() -> None:
+def test_entering_and_rising_past_warning_lines_are_signals_with_the_line() -> None:
+    # 30 %LEL after 55 is below red but still past yellow: no new line, no reminder due yet.
     points = gas_series([*quiet(300), 12.0, 55.0, 30.0])
-    [signal] = engine().score(points, positions(points))
+    blue, signal = engine().score(points, positions(points))
+    assert (blue.level, blue.value, blue.evidence["warning_line"]) == ("blue", 12.0, 10.0)
     assert (signal.level, signal.value) == ("red", 55.0)
     assert (signal.hazard, signal.area) == ("gas_leak", "g-oldtown-05")
     assert signal.evidence["warning_line"] == 50.0
