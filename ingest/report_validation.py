@@ -2,20 +2,27 @@
 
 A report with neither an area nor coordinates cannot be placed on the map and
 is refused; one whose coordinates fall outside every area is kept and
-flagged, because a caller at the city's edge still matters.
+flagged, because a caller at the city's edge still matters. Text with control
+characters other than tab and newline is refused: PostgreSQL cannot store
+U+0000, and the others only garble a console or smuggle terminal escapes.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from config.areas import AreaIndex
 from config.taxonomy import Taxonomy
 from ingest.schemas import Rejection, Report
-from ingest.validation import UNASSIGNED_AREA, Invalid, TimeWindow, epoch_ns, parse_message
+from ingest.validation import Invalid, TimeWindow, epoch_ns, parse_message
 from store.schemas import ReportRecord
 
 FALLBACK_CATEGORY = "other"
+# Where a report whose coordinates fall outside every area is kept: flagged, not dropped.
+UNASSIGNED_AREA = "unassigned"
+# Unicode's control characters (C0, DEL, C1), less tab and newline.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class ReportValidator:
@@ -46,6 +53,14 @@ class ReportValidator:
                     field="text",
                     reason=f"longer than {self.max_text_chars} characters",
                     value=f"{len(r.text)} characters",
+                )
+            )
+        if control := _CONTROL.search(r.text):
+            problems.append(
+                Rejection(
+                    field="text",
+                    reason=f"control character U+{ord(control.group()):04X}; only tab and newline may appear",
+                    value=f"at character {control.start()}",
                 )
             )
         problems.extend(self.window.check(r.ts, now))

@@ -1,10 +1,10 @@
 """Turn raw message bytes into store points, or into the reason they were refused.
 
 Two layers: pydantic checks the shape (types, NaN, lengths), then the catalog
-checks the meaning (known kind, matching unit, physically possible value,
-timestamp inside the accepted window, a place to put it). Every refusal names
-the field and the value at fault, because an integrator fixing a gateway at
-night needs to know which field to look at.
+checks the meaning (a catalogued sensor, as catalogued: its kind, unit and
+area; a physically possible value; a timestamp inside the accepted window).
+Every refusal names the field and the value at fault, because an integrator
+fixing a gateway at night needs to know which field to look at.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from config.catalog import Catalog
 from ingest.schemas import Reading, Rejection
 from store.schemas import Point
 
-# Where a reading whose coordinates fall outside every area is kept: flagged, not dropped.
-UNASSIGNED_AREA = "unassigned"
-
 Message = TypeVar("Message", bound=BaseModel)
 Accepted = TypeVar("Accepted")
 
@@ -37,7 +34,10 @@ class Invalid:
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"{r.field}: {r.reason}" for r in self.rejections)
+        return "; ".join(
+            f"{r.field}: {r.reason}" + (f" ({r.value})" if r.value is not None else "")
+            for r in self.rejections
+        )
 
 
 def parse_message(
@@ -85,7 +85,12 @@ class TimeWindow:
 
 
 class ReadingValidator:
-    """Checks readings against the catalog and the accepted time window around ``now``."""
+    """Checks readings against the sensor catalog and the accepted time window around ``now``.
+
+    Only catalogued sensors are taken, and only as catalogued: anyone can post
+    to a sensor id, so a made-up gauge (or a real one claiming another kind,
+    unit or area) would otherwise be judged by warning lines it has no right to.
+    """
 
     def __init__(
         self,
@@ -97,7 +102,6 @@ class ReadingValidator:
     ) -> None:
         self.catalog = catalog
         self.areas = areas
-        self._located: dict[tuple[float, float], str | None] = {}
         # A plain dict: the catalog's own lookup goes through pydantic's private-attribute hook.
         self._sensors = {s.id: s for s in catalog.sensors}
         self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
@@ -108,14 +112,23 @@ class ReadingValidator:
     def check(self, r: Reading, now: datetime) -> Point | list[Rejection]:
         """Semantic checks on a well-formed reading; all problems are reported, not just the first."""
         problems: list[Rejection] = []
-        kind = self.catalog.kinds.get(r.kind)
         sensor = self._sensors.get(r.sensor_id)
+        if sensor is None:
+            problems.append(
+                Rejection(field="sensor_id", reason="not in the sensor catalog", value=r.sensor_id)
+            )
+        elif sensor.kind != r.kind:
+            problems.append(
+                Rejection(field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind)
+            )
+        kind_name = sensor.kind if sensor is not None else r.kind
+        kind = self.catalog.kinds.get(kind_name)
         if kind is None:
             problems.append(Rejection(field="kind", reason="unknown sensor kind", value=r.kind))
         else:
             if r.unit and r.unit != kind.unit:
                 problems.append(
-                    Rejection(field="unit", reason=f"expected {kind.unit!r} for {r.kind}", value=r.unit)
+                    Rejection(field="unit", reason=f"expected {kind.unit!r} for {kind_name}", value=r.unit)
                 )
             if not kind.valid_min <= r.value <= kind.valid_max:
                 problems.append(
@@ -125,42 +138,15 @@ class ReadingValidator:
                         value=repr(r.value),
                     )
                 )
-        if sensor is not None and sensor.kind != r.kind:
-            problems.append(
-                Rejection(field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind)
-            )
+        if sensor is not None and r.area is not None and r.area != sensor.area:
+            known = self.areas is None or r.area in self.areas
+            reason = f"sensor {r.sensor_id} is in {sensor.area}" if known else "unknown area"
+            problems.append(Rejection(field="area", reason=reason, value=r.area))
         ts_ns = epoch_ns(r.ts)
         problems.extend(self.window.check(r.ts, now, ts_ns=ts_ns))
-        area = self._area(r, sensor.area if sensor else None, problems)
-        if problems:
+        if problems or sensor is None:
             return problems
-        return Point(sensor_id=r.sensor_id, kind=r.kind, area=area, ts_ns=ts_ns, value=r.value)
-
-    def _area(self, r: Reading, catalog_area: str | None, problems: list[Rejection]) -> str:
-        """The message's own area, else the catalog's, else the one its coordinates fall in."""
-        if r.area is not None:
-            if self.areas is not None and r.area not in self.areas:
-                problems.append(Rejection(field="area", reason="unknown area", value=r.area))
-            return r.area
-        if catalog_area is not None:
-            return catalog_area
-        if r.lat is None or r.lon is None:
-            problems.append(
-                Rejection(field="area", reason="no area, no coordinates and not in the sensor catalog")
-            )
-            return UNASSIGNED_AREA
-        found = self._locate(r.lon, r.lat) if self.areas is not None else None
-        return found or UNASSIGNED_AREA
-
-    def _locate(self, lon: float, lat: float) -> str | None:
-        # Sensors do not move: the cache turns the polygon test into a dict lookup.
-        key = (lon, lat)
-        if key not in self._located:
-            if len(self._located) > 100_000:
-                self._located.clear()
-            assert self.areas is not None
-            self._located[key] = self.areas.assign(lon, lat)
-        return self._located[key]
+        return Point(sensor_id=sensor.id, kind=sensor.kind, area=sensor.area, ts_ns=ts_ns, value=r.value)
 
 
 def epoch_ns(ts: datetime) -> int:

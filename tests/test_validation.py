@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from config.areas import load_areas
-from ingest.validation import UNASSIGNED_AREA, Invalid, ReadingValidator
+from ingest.validation import Invalid, ReadingValidator
 from store.schemas import Point
 from tests.factories import CATALOG, NOW, reading
 
@@ -85,13 +85,24 @@ def test_timestamps_outside_the_window_are_refused_with_the_reason() -> None:
     assert isinstance(VALIDATOR.parse(reading("gas-oldtown-01", 1.0, NOW + timedelta(minutes=4)), NOW), Point)
 
 
-def test_unknown_sensor_is_placed_by_its_coordinates_or_flagged_outside() -> None:
-    inside = VALIDATOR.parse(reading("new-gas-1", 1.0, NOW, kind="gas", lat=30.5330, lon=114.2700), NOW)
-    assert isinstance(inside, Point) and inside.area.startswith("g-")
-    outside = VALIDATOR.parse(reading("new-gas-2", 1.0, NOW, kind="gas", lat=10.0, lon=10.0), NOW)
-    assert isinstance(outside, Point) and outside.area == UNASSIGNED_AREA
-    nowhere = VALIDATOR.parse(reading("new-gas-3", 1.0, NOW, kind="gas"), NOW)
-    assert fields_of(nowhere) == {"area"}
+def test_a_sensor_missing_from_the_catalog_is_refused_wherever_it_claims_to_be() -> None:
+    # Coordinates or an area would once place it; judged by its kind's lines, it could open warnings.
+    for extra in ({"lat": 30.5330, "lon": 114.2700}, {"area": "g-riverside-01"}, {}):
+        result = VALIDATOR.parse(reading("wl-fake-99", 3.0, NOW, kind="water_level", **extra), NOW)
+        assert isinstance(result, Invalid)
+        [rejection] = result.rejections
+        assert (rejection.field, rejection.value) == ("sensor_id", "wl-fake-99")
+
+
+def test_a_known_sensor_is_stored_as_catalogued_and_cannot_claim_another_area() -> None:
+    moved = VALIDATOR.parse(reading("gas-oldtown-01", 1.0, NOW, area="g-riverside-01"), NOW)
+    assert isinstance(moved, Invalid) and "g-oldtown-05" in moved.reason
+    [rejection] = moved.rejections
+    assert rejection.field == "area"
+    # Its own area, stated or not, and any coordinates: the catalog's area is what is stored.
+    for extra in ({"area": "g-oldtown-05"}, {"lat": 10.0, "lon": 10.0}):
+        point = VALIDATOR.parse(reading("gas-oldtown-01", 1.0, NOW, **extra), NOW)
+        assert isinstance(point, Point) and point.area == "g-oldtown-05"
 
 
 def test_every_problem_is_reported_not_just_the_first() -> None:
