@@ -52,3 +52,30 @@ class Report(BaseModel):
     lon: float | None = Field(default=None, ge=-180, le=180)
     area: str | None = Field(default=None, min_length=1, max_length=128, pattern=ID_PATTERN)
     media: list[HttpUrl] = Field(default_factory=list, max_length=10)
+
+
+class ItemRefused(BaseModel):
+    """One refused item of a batch, by its index, with every problem found in it."""
+
+    index: int
+    errors: list[Rejection]
+
+
+class BatchAnswer(BaseModel):
+    """What became of a batch: how many items were taken, why the others were not, how safe they are.
+
+    Accepted items are queued on the broker, not yet stored: ``durable`` says
+    whether the broker keeps them through a crash, ``detail`` says it in words.
+    """
+
+    accepted: int
+    rejected: list[ItemRefused]
+    status: Literal["queued", "refused"]
+    durable: bool
+    detail: str
+
+
+class RequestRefused(BaseModel):
+    """The whole request was refused (wrong media type, unreadable body, message bus down)."""
+
+    detail: str | list[Rejection]

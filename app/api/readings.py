@@ -1,25 +1,22 @@
-"""HTTP ingest: validate each reading fully, then produce the valid ones to Kafka.
+"""POST /v1/readings: the router ingest builds, given this app's services and clock.
 
-Validation happens here, before Kafka, so a client hears about a bad field
-in the response instead of from the dead-letter topic; the consumer checks
-again anyway, because Kafka has other producers.
+Validation happens before Kafka, so a client hears about a bad field in the
+response instead of from the dead-letter topic; the consumer checks again
+anyway, because Kafka has other producers.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi import Depends
 
-from app.api.batches import accept_batch, batch_items
 from app.api.deps import now, services
 from app.services import Services
+from ingest.http import batch_router
+from ingest.http_batches import BatchIngest, readings_ingest
 from ingest.schemas import Reading
-
-router = APIRouter(prefix="/v1", tags=["ingest"])
+from store.schemas import Point
 
 _EXAMPLE = {
     "readings": [
@@ -34,31 +31,15 @@ _EXAMPLE = {
 }
 
 
-@router.post(
-    "/readings",
-    status_code=202,
-    responses={422: {"description": "Some readings were refused; the others were accepted"}},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"example": _EXAMPLE}}}},
-)
-async def post_readings(
-    request: Request,
-    svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
-) -> JSONResponse:
-    """Accept a batch ``{"readings": [...]}``; a refused item never reaches Kafka.
+def _readings(svc: Annotated[Services, Depends(services)]) -> BatchIngest[Reading, Point]:
+    return readings_ingest(validator=svc.validator, producer=svc.producer, settings=svc.settings)
 
-    Valid items in a batch with refused ones are still accepted: the 422 body
-    counts them and lists each refused item by index and field.
-    """
-    items = batch_items(await request.body(), field="readings", max_items=svc.settings.max_batch_items)
-    return await run_in_threadpool(
-        accept_batch,
-        items,
-        field="readings",
-        model=Reading,
-        check=svc.validator.check,
-        key_of=lambda r, _: r.sensor_id,
-        now=at,
-        producer=svc.producer,
-        topic=svc.settings.topic_readings,
-    )
+
+router = batch_router(
+    "/v1/readings",
+    ingest=_readings,
+    now=now,
+    summary="Submit sensor readings from catalogued sensors",
+    example=_EXAMPLE,
+    tag="ingest",
+)

@@ -1,4 +1,4 @@
-"""Human reports over HTTP: submit a batch, and browse what came in."""
+"""Human reports over HTTP: submit a batch (the router ingest builds), and browse what came in."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from app.api.batches import accept_batch, batch_items
 from app.api.deps import now, services
 from app.services import Services
+from ingest.http import batch_router
+from ingest.http_batches import BatchIngest, reports_ingest
 from ingest.schemas import Report
-
-router = APIRouter(prefix="/v1/reports", tags=["reports"])
+from store.schemas import ReportRecord
 
 _EXAMPLE = {
     "reports": [
@@ -54,32 +52,24 @@ class ReportPage(BaseModel):
     offset: int
 
 
-@router.post(
-    "",
-    status_code=202,
-    responses={422: {"description": "Some reports were refused; the others were accepted"}},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"example": _EXAMPLE}}}},
-)
-async def post_reports(
-    request: Request, svc: Annotated[Services, Depends(services)], at: Annotated[datetime, Depends(now)]
-) -> JSONResponse:
-    """Accept ``{"reports": [...]}``; each refused item is named by index and field, the rest go on."""
-    items = batch_items(await request.body(), field="reports", max_items=svc.settings.max_batch_items)
-    # Keyed by area, so one area's reports stay in order on one partition.
-    return await run_in_threadpool(
-        accept_batch,
-        items,
-        field="reports",
-        model=Report,
-        check=svc.report_validator.check,
-        key_of=lambda _, record: record.area,
-        now=at,
-        producer=svc.producer,
-        topic=svc.settings.topic_reports,
+def _reports(svc: Annotated[Services, Depends(services)]) -> BatchIngest[Report, ReportRecord]:
+    return reports_ingest(validator=svc.report_validator, producer=svc.producer, settings=svc.settings)
+
+
+router = APIRouter()
+router.include_router(
+    batch_router(
+        "/v1/reports",
+        ingest=_reports,
+        now=now,
+        summary="Submit human reports (hotline, app, grid workers, volunteers, media)",
+        example=_EXAMPLE,
+        tag="reports",
     )
+)
 
 
-@router.get("", response_model=ReportPage)
+@router.get("/v1/reports", response_model=ReportPage, tags=["reports"])
 def list_reports(
     svc: Annotated[Services, Depends(services)],
     area: Annotated[str | None, Query(max_length=128)] = None,

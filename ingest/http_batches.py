@@ -1,0 +1,134 @@
+"""Batch ingest over HTTP, shared by readings and reports: parse, check each item, produce the good ones.
+
+Every item is judged on its own, so one bad item costs only itself: the
+answer counts the accepted items and names each refused one by index and
+field. Nothing here knows about HTTP status codes; ``ingest.http`` maps the
+outcome and the two exceptions below onto them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from config.settings import Settings
+from ingest.producer import ConfirmedProducer, DeliveryFailed
+from ingest.report_validation import ReportValidator
+from ingest.schemas import BatchAnswer, ItemRefused, Reading, Rejection, Report
+from ingest.validation import ReadingValidator, rejections_from
+from store.schemas import Point, ReportRecord
+
+Model = TypeVar("Model", bound=BaseModel)
+Checked = TypeVar("Checked")
+
+QUEUED_DURABLE = "queued on a replicated broker: will be stored"
+QUEUED_IN_MEMORY = (
+    "queued on the embedded broker (memory only): not yet stored; "
+    "a crash before the consumer stores it loses it"
+)
+
+
+class BodyRefused(Exception):
+    """The body as a whole is unusable (not JSON, no list, too many items): nothing was queued."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(f"{rejection.field}: {rejection.reason}")
+        self.rejection = rejection
+
+
+class BusUnavailable(Exception):
+    """The broker did not acknowledge the accepted items, so none of them may count as queued."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchIngest(Generic[Model, Checked]):
+    """One kind of batch (``{"readings": [...]}`` or ``{"reports": [...]}``) and where it goes."""
+
+    field: str
+    model: type[Model]
+    check: Callable[[Model, datetime], Checked | list[Rejection]]
+    # The Kafka key: it decides the partition, so it decides what stays in order.
+    key_of: Callable[[Model, Checked], str]
+    topic: str
+    producer: ConfirmedProducer
+    max_items: int
+    broker_durable: bool
+
+    def accept(self, raw: bytes, now: datetime) -> BatchAnswer:
+        """Queue every valid item; returns only once the broker acknowledged them all."""
+        accepted: list[tuple[bytes | None, bytes, None]] = []
+        rejected: list[ItemRefused] = []
+        for i, item in enumerate(self._items(raw)):
+            try:
+                parsed = self.model.model_validate(item)
+            except ValidationError as exc:
+                problems = rejections_from(exc, prefix=f"{self.field}[{i}].")
+            else:
+                checked = self.check(parsed, now)
+                if not isinstance(checked, list):
+                    key = self.key_of(parsed, checked).encode()
+                    accepted.append((key, parsed.model_dump_json().encode(), None))
+                    continue
+                problems = [r.model_copy(update={"field": f"{self.field}[{i}].{r.field}"}) for r in checked]
+            rejected.append(ItemRefused(index=i, errors=problems))
+        try:
+            self.producer.send_all(self.topic, accepted)
+        except DeliveryFailed as exc:
+            raise BusUnavailable(f"message bus unavailable: {exc}") from exc
+        queued = QUEUED_DURABLE if self.broker_durable else QUEUED_IN_MEMORY
+        return BatchAnswer(
+            accepted=len(accepted),
+            rejected=rejected,
+            status="queued" if accepted else "refused",
+            durable=self.broker_durable,
+            detail=queued if accepted else "nothing was accepted",
+        )
+
+    def _items(self, raw: bytes) -> list[Any]:
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BodyRefused(Rejection(field="body", reason=f"not JSON: {exc}")) from exc
+        items = doc.get(self.field) if isinstance(doc, dict) else None
+        if not isinstance(items, list) or not items:
+            raise BodyRefused(Rejection(field=self.field, reason="expected a non-empty list"))
+        if len(items) > self.max_items:
+            reason = f"at most {self.max_items} items per request"
+            raise BodyRefused(Rejection(field=self.field, reason=reason, value=f"{len(items)} items"))
+        return items
+
+
+def readings_ingest(
+    *, validator: ReadingValidator, producer: ConfirmedProducer, settings: Settings
+) -> BatchIngest[Reading, Point]:
+    return BatchIngest(
+        field="readings",
+        model=Reading,
+        check=validator.check,
+        key_of=lambda reading, _: reading.sensor_id,
+        topic=settings.topic_readings,
+        producer=producer,
+        max_items=settings.max_batch_items,
+        broker_durable=settings.broker_durable,
+    )
+
+
+def reports_ingest(
+    *, validator: ReportValidator, producer: ConfirmedProducer, settings: Settings
+) -> BatchIngest[Report, ReportRecord]:
+    return BatchIngest(
+        field="reports",
+        model=Report,
+        check=validator.check,
+        # By area, so one area's reports stay in order on one partition.
+        key_of=lambda _, record: record.area,
+        topic=settings.topic_reports,
+        producer=producer,
+        max_items=settings.max_batch_items,
+        broker_durable=settings.broker_durable,
+    )
