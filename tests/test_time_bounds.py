@@ -128,10 +128,11 @@ def fields(resp: object) -> set[str]:
         ({"since": "2026-01-01T08:00:00+08:00", "until": "2026-01-01T00:00:00"}, "until"),
     ],
 )
-def test_warnings_bounds_out_of_range_or_reversed_are_422_naming_the_parameter(
-    client: TestClient, params: dict[str, str], field: str
+@pytest.mark.parametrize("path", ["/v1/warnings", "/v1/reports"])
+def test_list_bounds_out_of_range_or_reversed_are_422_naming_the_parameter(
+    client: TestClient, path: str, params: dict[str, str], field: str
 ) -> None:
-    resp = client.get("/v1/warnings", params=params)
+    resp = client.get(path, params=params)
     assert resp.status_code == 422, resp.text
     assert field in fields(resp)
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from app.api.deps import now, services
+from app.api.deps import TimeBounds, now, services, time_bounds
 from app.services import Services
+from config.timeutil import from_ns, to_ns
 from ingest.http import batch_router
 from ingest.http_batches import BatchIngest, reports_ingest
 from ingest.schemas import Report
@@ -72,11 +73,10 @@ router.include_router(
 @router.get("/v1/reports", response_model=ReportPage, tags=["reports"])
 def list_reports(
     svc: Annotated[Services, Depends(services)],
+    bounds: Annotated[TimeBounds, Depends(time_bounds())],
     area: Annotated[str | None, Query(max_length=128)] = None,
     category: Annotated[str | None, Query(max_length=64)] = None,
     source: Annotated[str | None, Query(max_length=32)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> ReportPage:
@@ -86,13 +86,8 @@ def list_reports(
         source=source,
         limit=limit,
         offset=offset,
-        start_ns=int(since.timestamp() * 1e9) if since else None,
-        end_ns=int(until.timestamp() * 1e9) if until else None,
+        start_ns=to_ns(bounds.lower) if bounds.lower else None,
+        end_ns=to_ns(bounds.upper) if bounds.upper else None,
     )
-    items = [
-        ReportOut(
-            **{**asdict(r), "ts": datetime.fromtimestamp(r.ts_ns / 1e9, tz=UTC), "media": list(r.media)}
-        )
-        for r in records
-    ]
+    items = [ReportOut(**{**asdict(r), "ts": from_ns(r.ts_ns), "media": list(r.media)}) for r in records]
     return ReportPage(items=items, total=total, limit=limit, offset=offset)
