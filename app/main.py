@@ -26,7 +26,11 @@ def create_app(
     run_ingest: bool = False,
     extra_workers: dict[str, ExtraWorker] | None = None,
 ) -> FastAPI:
-    """``run_ingest`` also runs the consumer in this process (``citywarn run``)."""
+    """``run_ingest`` also runs the consumers in this process (``citywarn run``).
+
+    The workers are ``app.state.workers``: one that dies is named by /readyz,
+    and ``citywarn run`` stops serving and exits non-zero.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,12 +38,14 @@ def create_app(
         ensure_topics(settings)
         app.state.services = svc
         threads = BackgroundThreads()
+        app.state.workers = threads
+        app.state.consumers = {}
         if run_ingest:
-            app.state.ingest = build_ingest_worker(svc)
-            app.state.report_ingest = build_report_worker(svc)
-            threads.start("ingest", app.state.ingest.run)
-            threads.start("report-ingest", app.state.report_ingest.run)
-            threads.start("model-refit", model_refresher(svc, app.state.ingest).run)
+            readings, reports = build_ingest_worker(svc), build_report_worker(svc)
+            app.state.consumers = {"readings": readings, "reports": reports}
+            threads.start("ingest", readings.run)
+            threads.start("report-ingest", reports.run)
+            threads.start("model-refit", model_refresher(svc, readings).run)
         for name, make in (extra_workers or {}).items():
             threads.start(name, make(svc))
         try:

@@ -53,6 +53,15 @@ class BackgroundThreads:
         thread.start()
         self._threads.append(thread)
 
+    def states(self) -> dict[str, str]:
+        """Each worker's state: "running", "finished", or "dead: <error>"."""
+        return {
+            t.name: f"dead: {self.failures[t.name]}"
+            if t.name in self.failures
+            else ("running" if t.is_alive() else "finished")
+            for t in self._threads
+        }
+
     def stop(self, timeout_s: float = 30.0) -> None:
         self.stop_event.set()
         for thread in self._threads:

@@ -38,6 +38,10 @@ class MessageBus(Protocol):
 
     def seek(self, partition: TopicPartition) -> None: ...
 
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The offset of the next message ``consume`` returns, per partition."""
+        ...
+
     def committed(self, partitions: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]: ...
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[False]) -> list[TopicPartition]:

@@ -28,7 +28,7 @@ Failures never drop data:
 - a TRANSIENT failure of the store or the dead-letter producer pauses the
   partitions (staying in the group) and retries the same batch with
   exponential backoff and jitter, for as long as it takes;
-- a rebalance while a batch is being retried voids the batch: it may hold
+- a rebalance while a batch is being retried abandons the batch: it may hold
   messages of partitions that are no longer ours, and partitions assigned
   meanwhile were not paused, so ``poll`` may have read past messages nobody
   handled. The batch is dropped, the state covering earlier batches is
@@ -120,7 +120,7 @@ class _SetAside:
     reason: str
 
 
-class _BatchVoid(Exception):
+class _BatchAbandoned(Exception):
     """A rebalance (or shutdown) came while the batch in hand was being retried."""
 
 
@@ -227,9 +227,9 @@ class IngestWorker(Generic[Item]):
             refused += refused_by_store
             self._retrying(lambda: self._dead_letter(refused), generation, "dead-letter produce")
             if self._generation != generation:
-                raise _BatchVoid("rebalanced while the batch was retried")
-        except _BatchVoid as why:
-            self._void_batch(str(why))
+                raise _BatchAbandoned("rebalanced while the batch was retried")
+        except _BatchAbandoned as why:
+            self._abandon_batch(str(why))
             return
         positions = [(m.partition(), m.offset()) for m, _ in stored]
         try:
@@ -265,7 +265,7 @@ class IngestWorker(Generic[Item]):
         try:
             self._retrying(lambda: self.write([item for _, item in entries]), generation, "store write")
             return entries, []
-        except _BatchVoid:
+        except _BatchAbandoned:
             raise
         except Exception as exc:
             if classify(exc) is not Failure.REFUSED:
@@ -300,10 +300,10 @@ class IngestWorker(Generic[Item]):
         """Run ``step``, retrying TRANSIENT failures paused but alive in the group.
 
         Retries go on until the step succeeds; only a rebalance or shutdown
-        ends them, with ``_BatchVoid``. Other failures are raised as they are.
+        ends them, with ``_BatchAbandoned``. Other failures are raised as they are.
         """
 
-        def void(_state: RetryCallState) -> bool:
+        def abandon(_state: RetryCallState) -> bool:
             return self._stop.is_set() or self._generation != generation
 
         def log_retry(state: RetryCallState) -> None:
@@ -315,21 +315,21 @@ class IngestWorker(Generic[Item]):
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
             wait=wait_random_exponential(multiplier=0.2, max=self.max_backoff_s),
-            stop=void,
+            stop=abandon,
             sleep=lambda seconds: self._pause_for(seconds, generation),
             before_sleep=log_retry,
         )
         try:
             retrying(step)
         except RetryError as exc:
-            raise _BatchVoid(f"{what} stopped retrying: shutdown or rebalance") from exc
+            raise _BatchAbandoned(f"{what} stopped retrying: shutdown or rebalance") from exc
 
     def _pause_for(self, seconds: float, generation: int) -> None:
         """Wait without reading: paused partitions, while ``poll`` keeps us in the group.
 
         A rebalance ends the wait early: partitions assigned meanwhile are not
         paused, and what ``poll`` returns from them is dropped here, which is
-        safe only because the batch is then voided and the consumer seeks back.
+        safe only because the batch is then abandoned and the consumer seeks back.
         """
         self._consumer.pause(self._consumer.assignment())
         try:
@@ -340,12 +340,13 @@ class IngestWorker(Generic[Item]):
         finally:
             self._consumer.resume(self._consumer.assignment())
 
-    def _void_batch(self, why: str) -> None:
+    def _abandon_batch(self, why: str) -> None:
         """Drop the batch in hand; checkpoint what earlier batches covered; read on from there."""
         log.warning("%s: dropping the batch in hand, it is read again from the committed offsets", why)
         self.stats.abandoned += 1
-        if self._checkpoint():
-            self._seek_to_committed()
+        # Seek even if the checkpoint failed: what it did not commit is read again, never skipped.
+        self._checkpoint()
+        self._seek_to_committed()
 
     def _rewind(self, why: str) -> None:
         """Drop uncheckpointed state and go back to the committed offsets, after a backoff."""
@@ -390,10 +391,14 @@ class IngestWorker(Generic[Item]):
         return True
 
     def _measure_lag(self) -> None:
-        """Messages on our partitions not yet committed: high watermark minus committed offset.
+        """Messages on our partitions not yet committed: the log end minus the committed offset.
 
-        Runs on the worker's thread (the consumer is not shared), at most every
-        ``lag_interval_s``; readers see the last value, or None if it failed.
+        The log end is the high watermark, or our own position if that is
+        further: Tansu answers ListOffsets with the base offset of the last
+        record batch plus one (measured), which lags the true end by up to one
+        producer batch. Runs on the worker's thread (the consumer is not
+        shared), at most every ``lag_interval_s``; readers see the last value,
+        or None if it could not be measured.
         """
         if time.monotonic() - self._last_lag < self.lag_interval_s:
             return
@@ -401,11 +406,14 @@ class IngestWorker(Generic[Item]):
         owned = [TopicPartition(t, p) for t, p in sorted(self.owned)]
         try:
             total = 0
-            for tp in self._consumer.committed(owned, timeout=2) if owned else []:
-                low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(tp.topic, tp.partition), timeout=2
-                )
-                total += max(0, high - (tp.offset if tp.offset >= 0 else low))
+            if owned:
+                positions = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(owned)}
+                for tp in self._consumer.committed(owned, timeout=2):
+                    low, high = self._consumer.get_watermark_offsets(
+                        TopicPartition(tp.topic, tp.partition), timeout=2
+                    )
+                    end = max(high, positions.get((tp.topic, tp.partition), -1))
+                    total += max(0, end - (tp.offset if tp.offset >= 0 else low))
             self.lag = total
         except KafkaException as exc:
             log.debug("lag not measured: %s", exc)

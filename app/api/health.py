@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import services
+from app.api.deps import now, services
 from app.services import Services
+from app.workers import BackgroundThreads
+from ingest.consumer import IngestWorker
 
 router = APIRouter(tags=["health"])
 
@@ -19,11 +23,40 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
+BROKER_NOT_DURABLE = (
+    "the embedded broker keeps messages in memory only: an accepted message is queued, not stored, "
+    "until its consumer has written it, and a crash loses what is in flight"
+)
+
+
 @router.get("/readyz")
-def readyz(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
+def readyz(
+    request: Request,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+) -> JSONResponse:
+    """Ready only if every dependency answers and no background worker has died.
+
+    ``workers`` names each worker's state ("dead: <error>" for one that
+    stopped on an error); ``consumers`` gives per consumer the messages not
+    yet committed (``lag``) and the age of its last stored batch.
+    """
     checks = {"kafka": svc.producer.ping(), "store": svc.store.ping(), "database": _db_ok(svc)}
-    ready = all(checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    threads: BackgroundThreads | None = getattr(request.app.state, "workers", None)
+    workers = threads.states() if threads is not None else {}
+    consumers: dict[str, IngestWorker[Any]] = getattr(request.app.state, "consumers", {})
+    ready = all(checks.values()) and not any(state.startswith("dead") for state in workers.values())
+    body = {
+        "ready": ready,
+        "checks": checks,
+        "workers": workers,
+        "consumers": {name: asdict(worker.health(at)) for name, worker in consumers.items()},
+        "durability": {
+            "broker_durable": svc.settings.broker_durable,
+            **({} if svc.settings.broker_durable else {"warning": BROKER_NOT_DURABLE}),
+        },
+    }
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 def _db_ok(svc: Services) -> bool:
