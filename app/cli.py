@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from app.main import create_app
 from app.services import Services, build_services
 from app.training import train_kind_models
-from app.workers import build_ingest_worker, build_report_worker, model_refresher
+from app.workers import BackgroundThreads, build_ingest_worker, build_report_worker, model_refresher
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics
@@ -31,11 +31,17 @@ EMBEDDED_KAFKA = {"kafka_max_poll_interval_ms": 10_000, "kafka_session_timeout_m
 
 
 class _Server(uvicorn.Server):
-    """uvicorn, minus re-raising SIGINT/SIGTERM after its shutdown.
+    """uvicorn, minus re-raising SIGINT/SIGTERM after its shutdown, and stopping when a worker dies.
 
     uvicorn re-raises the captured signal once it has stopped, which would end
-    the process before ``run`` stops the embedded broker and returns 0.
+    the process before ``run`` stops the embedded broker and returns 0. A dead
+    background worker (``app.state.workers``) ends serving: an API whose ingest
+    is dead would accept readings that nothing stores.
     """
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        super().__init__(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        self.citywarn_app = app
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -46,9 +52,26 @@ class _Server(uvicorn.Server):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    async def on_tick(self, counter: int) -> bool:
+        if self.worker_failures() and not self.should_exit:
+            log.error("stopping: background worker(s) died: %s", self.worker_failures())
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+    def worker_failures(self) -> dict[str, str]:
+        threads: BackgroundThreads | None = getattr(self.citywarn_app.state, "workers", None)
+        return dict(threads.failures) if threads is not None else {}
+
 
 def _serve(app: FastAPI, host: str, port: int) -> None:
-    _Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run()
+    """Serve until a signal; exit non-zero if the app never started or a worker died."""
+    server = _Server(app, host, port)
+    server.run()
+    if not server.started:
+        log.error("the service did not start (see the errors above)")
+        raise SystemExit(3)
+    if server.worker_failures():
+        raise SystemExit(f"citywarn stopped because background worker(s) died: {server.worker_failures()}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -97,7 +120,10 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_speed: flo
     try:
         if broker is not None:
             log.info("embedded Tansu broker on %s (pid %s)", broker.bootstrap, broker.pid)
-            settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, **EMBEDDED_KAFKA})
+            # Tansu keeps its log in memory: what it accepted is queued, not yet durable.
+            settings = settings.model_copy(
+                update={"kafka_bootstrap": broker.bootstrap, "broker_durable": False, **EMBEDDED_KAFKA}
+            )
         extra = {"demo": _demo_worker(demo_speed)} if demo else None
         app = create_app(settings, run_ingest=True, extra_workers=extra)
         _serve(app, host, port)
@@ -131,32 +157,33 @@ def _demo_worker(speed: float) -> Callable[[Services], Callable[[threading.Event
 
 
 def ingest(settings: Settings) -> None:
-    """Run the readings and reports consumers until SIGINT or SIGTERM; batches in hand finish."""
+    """Run the consumers until SIGINT or SIGTERM, or until one dies; batches in hand finish.
+
+    A worker that dies stops the others and the process exits non-zero, so a
+    supervisor sees it instead of a process that runs on without ingest.
+    """
     svc = build_services(settings)
     ensure_topics(settings)
-    stop = threading.Event()
+    threads = BackgroundThreads(on_failure=lambda _name, _exc: threads.stop_event.set())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch", signum)
-        stop.set()
+        threads.stop_event.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     readings = build_ingest_worker(svc)
-    helpers = [
-        threading.Thread(target=build_report_worker(svc).run, args=(stop,), name="report-ingest"),
-        threading.Thread(
-            target=model_refresher(svc, readings).run, args=(stop,), name="model-refit", daemon=True
-        ),
-    ]
-    for thread in helpers:
-        thread.start()
     try:
-        readings.run(stop)
+        threads.start("ingest", readings.run)
+        threads.start("report-ingest", build_report_worker(svc).run)
+        threads.start("model-refit", model_refresher(svc, readings).run)
+        while not threads.stop_event.wait(1.0):
+            pass
     finally:
-        stop.set()
-        helpers[0].join(60)
+        threads.stop(60)
         svc.close()
+    if threads.failures:
+        raise SystemExit(f"citywarn ingest stopped because worker(s) died: {threads.failures}")
 
 
 if __name__ == "__main__":
