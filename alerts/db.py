@@ -5,6 +5,11 @@ and PostgreSQL. "One open warning per (hazard, area)" is enforced by the
 database, not by hope: ``open_key`` holds ``hazard|area`` while a warning is
 open and NULL once resolved, and a unique constraint on it lets any number
 of resolved warnings coexist (NULLs are distinct in both databases).
+
+The schema is created and changed only by the migrations in
+``alerts/migrations`` (which also cover the report and model tables of
+``store/``); these definitions are what the code reads and writes, and a test
+checks that the two agree.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+
+from alerts.migrations import upgrade_to_head
 
 metadata = sa.MetaData()
 
@@ -88,19 +95,25 @@ checkpoints = sa.Table(
 )
 
 
-def connect(url: str) -> sa.Engine:
-    """Engine for the state database, with the schema created if it is missing."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+def open_engine(url: str) -> sa.Engine:
+    """Engine for the state database, as it is: nothing is created or migrated."""
+    if not url.startswith("sqlite:///"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
-            cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-    else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return engine
+
+
+def connect(url: str) -> sa.Engine:
+    """Engine for the state database, with pending migrations applied first."""
+    engine = open_engine(url)
+    upgrade_to_head(engine)
     return engine

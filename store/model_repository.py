@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+# Created and changed by the state database's migrations (alerts/migrations), not from here.
 metadata = sa.MetaData()
 
 models_table = sa.Table(
@@ -42,7 +43,6 @@ class StoredModel:
 class ModelRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
 
     def save(
         self,

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from store.schemas import ReportRecord
 
+# Created and changed by the state database's migrations (alerts/migrations), not from here.
 metadata = sa.MetaData()
 
 reports = sa.Table(
@@ -41,7 +42,6 @@ reports = sa.Table(
 class ReportRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
 
     def save(self, records: Sequence[ReportRecord]) -> None:
         if not records:

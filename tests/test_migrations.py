@@ -1,0 +1,113 @@
+"""The state database under Alembic: the migrated schema is the code's, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from alerts import db
+from alerts.migrations import current_revision, head_revision, upgrade_to_head
+from app.cli import main
+from store import model_repository, reports
+
+STARTS_AT_ONCE = 4
+
+
+def all_tables() -> sa.MetaData:
+    """Every table the code reads and writes in the state database, in one MetaData."""
+    combined = sa.MetaData()
+    for metadata in (db.metadata, reports.metadata, model_repository.metadata):
+        for table in metadata.tables.values():
+            table.to_metadata(combined)
+    return combined
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.sqlite3"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[sa.Engine]:
+    engine = db.open_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def test_the_migrated_schema_is_the_code_s(engine: sa.Engine) -> None:
+    assert upgrade_to_head(engine)[-1] == head_revision()
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), all_tables()) == []
+
+
+def test_a_database_created_before_migrations_is_stamped_and_keeps_its_rows(engine: sa.Engine) -> None:
+    all_tables().create_all(engine)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(db.checkpoints).values(sensor_id="s-1", detector="d", state={}, updated_at=now)
+        )
+    assert current_revision(engine) is None
+
+    upgrade_to_head(engine)
+
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(db.checkpoints.c.sensor_id)).scalars().all() == ["s-1"]
+
+
+def test_concurrent_first_starts_all_succeed_and_leave_the_schema_at_head(url: str) -> None:
+    if url.startswith("postgresql"):
+        # Without the advisory lock the starts block each other in the catalog: fail, don't hang.
+        url = sa.make_url(url).update_query_dict({"options": "-c lock_timeout=20s"}).render_as_string(False)
+
+    def start(_: int) -> list[str]:
+        engine = db.open_engine(url)
+        try:
+            return upgrade_to_head(engine)
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(STARTS_AT_ONCE) as pool:
+        applied = list(pool.map(start, range(STARTS_AT_ONCE)))
+
+    # Exactly one start applied the history; the others waited for it and found nothing to do.
+    assert sorted(applied, key=len) == [[]] * (STARTS_AT_ONCE - 1) + [[head_revision()]]
+    engine = db.open_engine(url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_citywarn_migrate_twice_is_a_no_op(
+    url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITYWARN_DATABASE_URL", url)
+    main(["migrate"])
+    assert (
+        capsys.readouterr().out.strip() == f"state database at {head_revision()}; applied: {head_revision()}"
+    )
+    engine = db.open_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(db.checkpoints).values(
+                sensor_id="s-1", detector="d", state={}, updated_at=datetime.now(UTC)
+            )
+        )
+
+    main(["migrate"])
+
+    assert capsys.readouterr().out.strip() == f"state database at {head_revision()}; applied: nothing"
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.checkpoints)).scalar_one() == 1
+    engine.dispose()
