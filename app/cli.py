@@ -15,8 +15,10 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from alerts.migrations import head_revision
 from app.main import create_app
-from app.services import Services, build_services
+from app.preflight import checked_settings
+from app.services import Services, build_services, migrate_state_database
 from app.training import train_kind_models
 from app.workers import BackgroundThreads, build_ingest_worker, build_report_worker, model_refresher
 from config.settings import Settings
@@ -90,11 +92,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     _http_args(serve_p)
     sub.add_parser("ingest", help="the consumers only, against configured servers")
     sub.add_parser("train", help="fit the per-kind models now from the store's history")
+    sub.add_parser("check", help="validate the settings and the city's files, then exit (2 on errors)")
+    sub.add_parser("migrate", help="bring the state database to the latest schema, then exit")
     args = parser.parse_args(argv)
 
+    # Every command checks the configuration first: nothing has started if this exits.
+    settings, checked = checked_settings()
+    if args.command == "check":
+        print(checked.summary())
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
-    if args.command == "run":
+    if args.command == "migrate":
+        applied = migrate_state_database(settings)
+        print(f"state database at {head_revision()}; applied: {', '.join(applied) or 'nothing'}")
+    elif args.command == "run":
         run(settings, host=args.host, port=args.port, demo=args.demo, demo_speed=args.demo_speed)
     elif args.command == "serve":
         _serve(create_app(settings), args.host, args.port)

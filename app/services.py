@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from alerts import db
 from alerts.checkpoints import CheckpointRepository
+from alerts.migrations import upgrade_to_head
 from alerts.service import WarningService
 from config.areas import AreaIndex, load_areas
 from config.catalog import Catalog, load_catalog
@@ -48,7 +49,17 @@ class Services:
         self.engine.dispose()
 
 
+def migrate_state_database(settings: Settings) -> list[str]:
+    """Apply the state database's pending migrations; the revisions applied, oldest first."""
+    engine = db.open_engine(settings.database_url)
+    try:
+        return upgrade_to_head(engine)
+    finally:
+        engine.dispose()
+
+
 def build_services(settings: Settings) -> Services:
+    """Everything built from the settings; the state database is migrated to the latest schema first."""
     catalog = load_catalog(settings.catalog_path)
     playbooks = load_playbooks(settings.playbooks_path)
     engine = db.connect(settings.database_url)

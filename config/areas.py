@@ -199,14 +199,18 @@ def parse_areas(doc: dict[str, Any]) -> list[Area]:
     """Areas from a GeoJSON FeatureCollection of Polygon/MultiPolygon features."""
     if doc.get("type") != "FeatureCollection" or not isinstance(doc.get("features"), list):
         raise ValueError("areas must be a GeoJSON FeatureCollection")
-    areas: list[Area] = []
-    for n, feature in enumerate(doc["features"]):
-        geom = feature.get("geometry") or {}
-        if feature.get("type") != "Feature" or geom.get("type") not in ("Polygon", "MultiPolygon"):
-            raise ValueError(f"feature #{n} must be a Polygon or MultiPolygon Feature")
-        props = dict(feature.get("properties") or {})
-        areas.append(Area.model_validate({**props, "geometry": shape(geom)}))
-    return areas
+    return [parse_feature(n, feature) for n, feature in enumerate(doc["features"])]
+
+
+def parse_feature(n: int, feature: Any) -> Area:
+    """One area from feature number ``n``: its properties plus its geometry."""
+    if not isinstance(feature, dict) or feature.get("type") != "Feature":
+        raise ValueError(f"feature #{n} must be a GeoJSON Feature")
+    geom = feature.get("geometry") or {}
+    if geom.get("type") not in ("Polygon", "MultiPolygon"):
+        raise ValueError(f"feature #{n} must be a Polygon or MultiPolygon Feature")
+    props = dict(feature.get("properties") or {})
+    return Area.model_validate({**props, "geometry": shape(geom)})
 
 
 def load_areas(path: Path = AREAS_PATH) -> AreaIndex:

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 
-LEVELS: tuple[str, ...] = ("blue", "yellow", "orange", "red")
+from config.problems import Located, collect_or_raise
+
 Level = Literal["blue", "yellow", "orange", "red"]
+LEVELS: tuple[Level, ...] = ("blue", "yellow", "orange", "red")
 
 
 class Thresholds(BaseModel):
@@ -42,7 +44,7 @@ class Thresholds(BaseModel):
         for level in LEVELS:
             line = getattr(self, level)
             if (value >= line) if self.direction == "above" else (value <= line):
-                crossed = level  # type: ignore[assignment]
+                crossed = level
         return crossed
 
 
@@ -89,14 +91,8 @@ class Catalog(BaseModel):
         self._by_id = {s.id: s for s in self.sensors}
 
     @model_validator(mode="after")
-    def _sensors_known(self) -> Catalog:
-        seen: set[str] = set()
-        for s in self.sensors:
-            if s.kind not in self.kinds:
-                raise ValueError(f"sensor {s.id!r} has unknown kind {s.kind!r}")
-            if s.id in seen:
-                raise ValueError(f"sensor id {s.id!r} appears twice")
-            seen.add(s.id)
+    def _sensors_known(self, info: ValidationInfo) -> Catalog:
+        collect_or_raise(sensor_problems(self.kinds, self.sensors), info)
         return self
 
     def sensor(self, sensor_id: str) -> Sensor | None:
@@ -108,6 +104,20 @@ class Catalog(BaseModel):
             return sensor.thresholds
         k = self.kinds.get(kind)
         return k.thresholds if k else None
+
+
+def sensor_problems(kinds: dict[str, SensorKind], sensors: list[Sensor]) -> list[Located]:
+    """Sensors of an unknown kind, and sensor ids used twice."""
+    problems: list[Located] = []
+    first: dict[str, int] = {}
+    for n, s in enumerate(sensors, start=1):
+        if s.kind not in kinds:
+            problems.append((f"sensors[{s.id}].kind", f"{s.kind!r} is not a kind in kinds"))
+        if s.id in first:
+            problems.append((f"sensors[{s.id}].id", f"appears twice (items {first[s.id]} and {n})"))
+        else:
+            first[s.id] = n
+    return problems
 
 
 def load_catalog(path: Path) -> Catalog:

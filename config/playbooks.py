@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from config.catalog import LEVELS
+from config.catalog import LEVELS, Level
 
 
 class PlaybookAction(BaseModel):
@@ -19,11 +19,15 @@ class PlaybookAction(BaseModel):
 
 
 class Playbooks(BaseModel):
-    """``hazards[hazard][level]``: the actions, cumulative from blue upward."""
+    """``hazards[hazard][level]``: the actions, cumulative from blue upward.
+
+    Levels are the four colours only: a misspelt level would otherwise hold
+    actions that no warning ever recommends.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hazards: dict[str, dict[str, list[PlaybookAction]]]
+    hazards: dict[str, dict[Level, list[PlaybookAction]]]
 
     def actions_for(self, hazard: str, level: str) -> list[PlaybookAction]:
         """Every action at this level and below: a red flood still needs the orange steps."""

@@ -1,7 +1,9 @@
 """One settings object, built once at start-up and passed down.
 
 Nothing below ``app`` reads the environment: tests build a ``Settings`` with
-the values they need instead of patching variables.
+the values they need instead of patching variables. Every field carries a
+description: ``python -m config.settings_doc`` turns them into the README's
+table, so the documentation is generated from the one place that is read.
 """
 
 from __future__ import annotations
@@ -12,64 +14,123 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CITY_DIR = Path(__file__).parent / "city"
+ENV_PREFIX = "CITYWARN_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CITYWARN_", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__")
 
-    # Message bus. An empty bootstrap means "start the embedded Tansu broker".
-    kafka_bootstrap: str = ""
-    # False when the broker keeps its log in memory only (the embedded Tansu): then an
-    # accepted message is queued, not yet durable, until the consumer has stored it.
-    broker_durable: bool = True
-    topic_readings: str = "citywarn.readings"
-    topic_reports: str = "citywarn.reports"
-    topic_deadletter: str = "citywarn.deadletter"
-    consumer_group: str = "citywarn-ingest"
-    topic_partitions: int = Field(default=6, ge=1)
-    topic_replication: int = Field(default=1, ge=1)
-    # Kafka's defaults. The embedded Tansu broker delays a group join more the longer
-    # max.poll.interval.ms is (measured: 23 s at the default, 3 s at 10 s), so
-    # ``citywarn run`` and the tests shorten it.
-    kafka_max_poll_interval_ms: int = Field(default=300_000, ge=1000)
-    kafka_session_timeout_ms: int = Field(default=45_000, ge=1000)
+    # --- message bus
+    kafka_bootstrap: str = Field(
+        default="",
+        description="Kafka bootstrap servers, comma-separated. Empty: `citywarn run` starts the "
+        "embedded Tansu broker.",
+    )
+    broker_durable: bool = Field(
+        default=True,
+        description="False when the broker keeps its log in memory only (the embedded Tansu): an "
+        "accepted message is then queued, not yet durable, until the consumer has stored it.",
+    )
+    topic_readings: str = Field(default="citywarn.readings", description="Topic of sensor readings.")
+    topic_reports: str = Field(default="citywarn.reports", description="Topic of human reports.")
+    topic_deadletter: str = Field(
+        default="citywarn.deadletter", description="Topic for refused messages, with the reason."
+    )
+    consumer_group: str = Field(
+        default="citywarn-ingest", description="Consumer group of the ingest workers."
+    )
+    topic_partitions: int = Field(default=6, ge=1, description="Partitions of topics citywarn creates.")
+    topic_replication: int = Field(
+        default=1, ge=1, description="Replication factor of topics citywarn creates."
+    )
+    # The embedded Tansu broker delays a group join more the longer max.poll.interval.ms is
+    # (measured: 23 s at the default, 3 s at 10 s), so ``citywarn run`` and the tests shorten it.
+    kafka_max_poll_interval_ms: int = Field(
+        default=300_000,
+        ge=1000,
+        description="Kafka max.poll.interval.ms (Kafka's default; `citywarn run` uses 10 s on Tansu).",
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=45_000,
+        ge=1000,
+        description="Kafka session.timeout.ms (Kafka's default; `citywarn run` uses 6 s on Tansu).",
+    )
 
-    # Time-series store: "influxdb://host:port/database" or "file:///path/store.sqlite3".
-    store_url: str = "file://./var/store.sqlite3"
-    # Warning and delivery state: any SQLAlchemy URL (SQLite or PostgreSQL).
-    database_url: str = "sqlite:///./var/state.sqlite3"
+    # --- where data lives
+    store_url: str = Field(
+        default="file://./var/store.sqlite3",
+        description="Time-series store: `influxdb://host:port/database` or `file://PATH` (embedded SQLite).",
+    )
+    database_url: str = Field(
+        default="sqlite:///./var/state.sqlite3",
+        description="State database (warnings, checkpoints, reports, trained models): any SQLAlchemy URL, "
+        "SQLite or PostgreSQL.",
+    )
 
-    catalog_path: Path = CITY_DIR / "sensors.yaml"
-    playbooks_path: Path = CITY_DIR / "playbooks.yaml"
-    areas_path: Path = CITY_DIR / "areas.geojson"
+    # --- the city's own files
+    catalog_path: Path = Field(
+        default=CITY_DIR / "sensors.yaml", description="Sensor catalog: kinds, warning lines, sensors."
+    )
+    playbooks_path: Path = Field(
+        default=CITY_DIR / "playbooks.yaml", description="Control actions per hazard and warning level."
+    )
+    areas_path: Path = Field(
+        default=CITY_DIR / "areas.geojson", description="Districts and community grids (GeoJSON)."
+    )
+    taxonomy_path: Path = Field(
+        default=CITY_DIR / "taxonomy.yaml",
+        description="Report categories, the hazards they are evidence for, keywords and prior rates.",
+    )
 
-    # Ingest batching: how many messages to poll at once, and the longest wait.
-    batch_max_messages: int = Field(default=5000, ge=1, le=100_000)
-    batch_max_wait_s: float = Field(default=0.5, gt=0, le=30)
-    # How often detector state is saved and offsets committed: a crash replays at most this much.
-    checkpoint_interval_s: float = Field(default=5.0, gt=0, le=300)
-    # Accepted timestamp window around "now"; InfluxDB only stores 1677..2262.
-    max_future_skew_s: float = Field(default=300, ge=0)
-    max_past_age_s: float = Field(default=30 * 86400, ge=0)
+    # --- ingest
+    batch_max_messages: int = Field(
+        default=5000, ge=1, le=100_000, description="Most messages polled as one batch."
+    )
+    batch_max_wait_s: float = Field(default=0.5, gt=0, le=30, description="Longest wait to fill a batch.")
+    checkpoint_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="How often detector state is saved and offsets committed: a crash replays at most "
+        "this much.",
+    )
+    max_future_skew_s: float = Field(
+        default=300, ge=0, description="Newest accepted timestamp, ahead of now (InfluxDB stores 1677..2262)."
+    )
+    max_past_age_s: float = Field(
+        default=30 * 86400, ge=0, description="Oldest accepted timestamp, before now."
+    )
 
-    # Detection.
-    detector: str = "recordrarity"
-    signal_threshold: float = Field(default=0.9, gt=0, le=1)
+    # --- detection
+    detector: str = Field(default="recordrarity", description="Per-series detector, by registry name.")
+    signal_threshold: float = Field(
+        default=0.9, gt=0, le=1, description="Detector score from which a reading becomes a signal."
+    )
+    training_history_s: float = Field(
+        default=14 * 86400, gt=0, description="History a per-kind model fit reads."
+    )
+    refit_interval_s: float = Field(
+        default=86400, gt=0, description="How often the per-kind models are refitted."
+    )
 
-    # Per-kind multivariate models: how much history a fit reads, and how often it refits.
-    training_history_s: float = Field(default=14 * 86400, gt=0)
-    refit_interval_s: float = Field(default=86400, gt=0)
+    # --- reports and fusion
+    max_report_text_chars: int = Field(
+        default=2000, ge=1, le=100_000, description="Longest accepted report text."
+    )
+    burst_window_s: float = Field(
+        default=600, gt=0, le=86_400, description="Window of the report-burst test per (area, category)."
+    )
+    fusion_window_s: float = Field(
+        default=6 * 3600,
+        gt=0,
+        description="Signals for one hazard in an area or its neighbours within this time join one warning.",
+    )
 
-    # Reports.
-    taxonomy_path: Path = CITY_DIR / "taxonomy.yaml"
-    max_report_text_chars: int = Field(default=2000, ge=1, le=100_000)
-    burst_window_s: float = Field(default=600, gt=0, le=86_400)
-    # Signals for the same hazard in an area or its neighbours within this time join one warning.
-    fusion_window_s: float = Field(default=6 * 3600, gt=0)
-
-    # HTTP ingest bounds.
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    max_batch_items: int = Field(default=10_000, ge=1)
+    # --- HTTP ingest bounds
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest request body; 413 beyond."
+    )
+    max_batch_items: int = Field(default=10_000, ge=1, description="Most items in one POSTed batch.")
 
     @field_validator("store_url")
     @classmethod
@@ -77,3 +138,8 @@ class Settings(BaseSettings):
         if not v.startswith(("influxdb://", "file://")):
             raise ValueError("store_url must start with influxdb:// or file://")
         return v
+
+
+def env_var(field: str) -> str:
+    """The environment variable that sets a field."""
+    return f"{ENV_PREFIX}{field.upper()}"

@@ -29,7 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from config.problems import Located, collect_or_raise
 
 TAXONOMY_PATH = Path(__file__).parent / "city" / "taxonomy.yaml"
 FALLBACK_CATEGORY = "other"
@@ -151,14 +161,25 @@ class Taxonomy(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _keywords_unique(self) -> Taxonomy:
+    def _keywords_unique(self, info: ValidationInfo) -> Taxonomy:
         owner: dict[str, str] = {}
+        problems: list[Located] = []
         for cid, cat in self.categories.items():
             for k in (*cat.keywords.en, *cat.keywords.zh):
                 if k in owner and owner[k] != cid:
-                    raise ValueError(f"keyword {k!r} appears in both {owner[k]!r} and {cid!r}")
-                owner[k] = cid
+                    problems.append(
+                        (
+                            f"categories[{cid}].keywords",
+                            f"{k!r} is in both categories[{owner[k]}] and [{cid}]",
+                        )
+                    )
+                owner.setdefault(k, cid)
+        collect_or_raise(problems, info)
         return self
+
+    def hazards(self) -> set[str]:
+        """Every hazard some report category is evidence for: the city's list of hazards."""
+        return {c.hazard for c in self.categories.values()}
 
     def model_post_init(self, context: object) -> None:
         self._order = {cid: i for i, cid in enumerate(self.categories)}
