@@ -60,7 +60,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Messag
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, wait_random_exponential
 
 from ingest.bus import MessageBus
-from ingest.errors import Failure, classify, is_transient
+from ingest.errors import Failure, classify, is_transient, reason
 from ingest.producer import ConfirmedProducer
 from ingest.validation import Invalid
 
@@ -272,7 +272,7 @@ class IngestWorker(Generic[Item]):
                 raise
             if len(entries) == 1:
                 msg = entries[0][0]
-                return [], [_SetAside(msg, msg.value() or b"", f"store refused: {exc}")]
+                return [], [_SetAside(msg, msg.value() or b"", f"store refused: {reason(exc)}")]
         half = len(entries) // 2
         stored_left, refused_left = self._write_isolating(entries[:half], generation)
         stored_right, refused_right = self._write_isolating(entries[half:], generation)

@@ -50,3 +50,11 @@ def classify(exc: BaseException) -> Failure:
 
 def is_transient(exc: BaseException) -> bool:
     return classify(exc) is Failure.TRANSIENT
+
+
+def reason(exc: BaseException) -> str:
+    """What the server said, for a dead letter's ``reason`` header: without SQLAlchemy's echo of the
+    statement and its parameters, which repeat the refused item and may be long."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {exc.orig}".strip()
+    return str(exc)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer
 
@@ -28,11 +29,13 @@ from app.workers import build_ingest_worker
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker, free_port
 from ingest.consumer import IngestWorker
+from ingest.errors import Failure, classify
 from ingest.kafka import consumer_config, ensure_topics, producer_config
-from ingest.producer import ConfirmedProducer
+from ingest.producer import ConfirmedProducer, DeliveryFailed
 from ingest.validation import Invalid
 from models.report_burst import ReportBurstDetector
 from store.factory import open_store
+from store.port import StoreError, StoreRefused, StoreUnavailable
 from store.schemas import ReportRecord
 from tests.factories import CATALOG
 from tests.pipeline_harness import (
@@ -113,6 +116,24 @@ def private_influxd(root: Path, *, auth: bool = False) -> Iterator[PrivateInflux
         yield server
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        (StoreUnavailable("connection refused"), Failure.TRANSIENT),
+        (DeliveryFailed("1 message(s) not delivered"), Failure.TRANSIENT),
+        (sa.exc.OperationalError("INSERT", {}, ConnectionError("server closed")), Failure.TRANSIENT),
+        (StoreRefused("field type conflict"), Failure.REFUSED),
+        (sa.exc.DataError("INSERT", {}, ValueError("NUL")), Failure.REFUSED),
+        (sa.exc.IntegrityError("INSERT", {}, ValueError("not null")), Failure.REFUSED),
+        (StoreError("database not found"), Failure.FATAL),
+        (sa.exc.ProgrammingError("INSERT", {}, ValueError("relation does not exist")), Failure.FATAL),
+        (KeyError("sensor_id"), Failure.FATAL),
+    ],
+)
+def test_each_failure_is_retried_isolated_or_fatal(error: BaseException, failure: Failure) -> None:
+    assert classify(error) is failure
 
 
 def quiet_readings(*, minutes: int, sensors: int, end: datetime) -> list[dict[str, Any]]:
@@ -319,6 +340,8 @@ def test_a_report_postgresql_refuses_is_dead_lettered_and_the_rest_is_saved(
         assert "r-017" not in ids
         dead = read_topic(settings.kafka_bootstrap, settings.topic_deadletter, 1)
         assert [json.loads(m.value())["report_id"] for m in dead] == ["r-017"]
-        assert "NUL" in dict(dead[0].headers())["reason"].decode()
+        assert dict(dead[0].headers())["reason"].decode() == (
+            "store refused: DataError: PostgreSQL text fields cannot contain NUL (0x00) bytes"
+        )
     finally:
         svc.close()
