@@ -18,9 +18,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from store.schemas import Point, StoreError, StoreUnavailable
+from store.schemas import Point
 
-__all__ = ["StoreError", "StoreRefused", "StoreUnavailable", "TimeSeriesStore"]
+
+class StoreError(Exception):
+    """The store failed a call; the caller must not commit offsets."""
+
+
+class StoreUnavailable(StoreError):
+    """A transient failure worth retrying (connection refused, timeout, 5xx)."""
 
 
 class StoreRefused(StoreError):

@@ -16,14 +16,6 @@ class Point:
     value: float
 
 
-class StoreError(Exception):
-    """The store refused or could not be reached; the caller must not commit offsets."""
-
-
-class StoreUnavailable(StoreError):
-    """A transient failure worth retrying (connection refused, timeout, 5xx)."""
-
-
 @dataclass(frozen=True, slots=True)
 class ReportRecord:
     """One accepted human report; ``report_id`` is its identity, so a resend is stored once."""

@@ -20,8 +20,8 @@ from ingest.broker import EmbeddedBroker
 from ingest.consumer import BatchSink
 from ingest.kafka import ensure_topics, producer_config
 from ingest.producer import ConfirmedProducer
-from store.port import TimeSeriesStore
-from store.schemas import Point, StoreUnavailable
+from store.port import StoreUnavailable, TimeSeriesStore
+from store.schemas import Point
 from tests.factories import CATALOG
 from tests.pipeline_harness import (
     as_json,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from store.factory import open_store
-from store.port import TimeSeriesStore
-from store.schemas import Point, StoreError
+from store.port import StoreError, TimeSeriesStore
+from store.schemas import Point
 
 T0 = 1_790_000_000_000_000_000  # 2026-09-21, nanoseconds
 MINUTE = 60_000_000_000
