@@ -19,8 +19,13 @@ from alerts.migrations import head_revision
 from app.main import create_app
 from app.preflight import checked_settings
 from app.services import Services, build_services, migrate_state_database
-from app.training import train_kind_models
-from app.workers import BackgroundThreads, build_ingest_worker, build_report_worker, model_refresher
+from app.workers import (
+    BackgroundThreads,
+    build_ingest_worker,
+    build_report_worker,
+    model_refresher,
+    train_now,
+)
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics
@@ -112,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "train":
         svc = build_services(settings)
         try:
-            for model in train_kind_models(svc, now=datetime.now(UTC)).values():
+            for model in train_now(svc, now=datetime.now(UTC)).values():
                 print(json.dumps(model.describe()))
         finally:
             svc.close()

@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer
 
 from alerts.sinks import DetectionSink, ReportSink
 from app.services import Services
-from app.training import ModelRefresher, latest_kind_models
 from ingest.consumer import BatchSink, IngestWorker, Item
 from ingest.kafka import consumer_config
 from ingest.validation import Invalid
 from models.engine import ScoringEngine
+from models.multivariate import KindModel
 from models.report_burst import ReportBurstDetector
+from models.training import ModelRefresher, latest_kind_models, train_kind_models
 from store.schemas import Point, ReportRecord
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class BackgroundThreads:
 def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
     s = svc.settings
     engine = ScoringEngine(svc.catalog, detector=s.detector, signal_threshold=s.signal_threshold)
-    engine.set_kind_models(latest_kind_models(svc))
+    engine.set_kind_models(latest_kind_models(svc.models))
     sink = DetectionSink(engine=engine, warnings=svc.warnings, checkpoints=svc.checkpoints)
     return _worker(
         svc,
@@ -128,4 +129,18 @@ def _worker(
 def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefresher:
     """Refits the per-kind models of the engine inside this readings worker."""
     assert isinstance(worker.sink, DetectionSink)
-    return ModelRefresher(svc, worker.sink.engine, clock=lambda: datetime.now(UTC))
+    return ModelRefresher(
+        kinds=svc.catalog.kinds,
+        history=svc.store,
+        archive=svc.models,
+        window=timedelta(seconds=svc.settings.training_history_s),
+        interval_s=svc.settings.refit_interval_s,
+        engine=worker.sink.engine,
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+def train_now(svc: Services, *, now: datetime) -> dict[str, KindModel]:
+    """Fit the per-kind models from the store's history and archive them (``citywarn train``)."""
+    window = timedelta(seconds=svc.settings.training_history_s)
+    return train_kind_models(svc.catalog.kinds, history=svc.store, archive=svc.models, window=window, now=now)

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from app.services import Services, build_services
-from app.training import latest_kind_models, train_kind_models
+from app.workers import train_now
 from config.settings import Settings
+from models.training import latest_kind_models
 from store.schemas import Point
 
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
@@ -46,14 +47,14 @@ def test_kinds_with_history_get_a_versioned_model_and_others_are_skipped(svc: Se
     ]
     svc.store.write(points)
 
-    trained = train_kind_models(svc, now=NOW)
+    trained = train_now(svc, now=NOW)
     assert set(trained) == {"gas"}  # the other kinds have no history in this store
     [stored] = svc.models.list("gas")
     assert stored.version == trained["gas"].version
     assert stored.trained_to == NOW and stored.trained_from == NOW - timedelta(days=14)
     assert stored.description["n_samples"] == 1600
 
-    reloaded = latest_kind_models(svc)["gas"]
+    reloaded = latest_kind_models(svc.models)["gas"]
     ts = np.arange(100) * 300.0
     values = 1.5 + 0.2 * rng.standard_normal(100)
     assert np.array_equal(reloaded.score_series(ts, values), trained["gas"].score_series(ts, values))
