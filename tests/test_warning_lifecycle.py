@@ -141,16 +141,16 @@ def test_checkpoints_round_trip_and_overwrite(engine: sa.Engine) -> None:
     repo = CheckpointRepository(engine)
     repo.save(
         {
-            "s1": {"detector": "d", "state": {"x": [1.5, 2.0]}, "position": (2, 41)},
+            "s1": {"detector": "d", "state": {"x": [1.5, 2.0]}, "position": (2, 41), "log": "c/t1"},
             "s2": {"detector": "d", "state": {}, "position": None},
         },
         now=NOW,
     )
-    repo.save({"s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99)}}, now=NOW)
+    repo.save({"s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99), "log": "c/t2"}}, now=NOW)
     got = repo.load(["s1", "s2", "s3"])
     assert got == {
-        "s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99)},
-        "s2": {"detector": "d", "state": {}, "position": None},
+        "s1": {"detector": "d", "state": {"x": [3.0]}, "position": (2, 99), "log": "c/t2"},
+        "s2": {"detector": "d", "state": {}, "position": None, "log": None},
     }
 
 
