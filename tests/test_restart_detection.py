@@ -1,0 +1,186 @@
+"""`citywarn run` restarted in the same directory keeps scoring: a new broker log is not a replay.
+
+The embedded Tansu broker keeps its log in memory, so every start begins each
+partition again at offset 0. Detector checkpoints saved against the old log
+must not make the new readings look already learned.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ingest.broker import free_port
+
+GAS_SENSOR, GAS_AREA = "gas-oldtown-01", "g-oldtown-05"
+
+
+@contextmanager
+def citywarn_run(workdir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`citywarn run` with the embedded broker in ``workdir``, on a free port; killed if still running."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
+    citywarn = str(Path(sys.executable).parent / "citywarn")
+    log = (workdir / "run.log").open("ab")
+    proc = subprocess.Popen(
+        [citywarn, "run", "--port", str(port), *args],
+        cwd=workdir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+        log.close()
+
+
+def eventually(probe: Callable[[], Any], *, timeout_s: float, what: str, workdir: Path) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            found = probe()
+        except (httpx.HTTPError, sqlite3.Error):
+            found = None
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(
+        f"no {what} within {timeout_s}s; log tail:\n{(workdir / 'run.log').read_text()[-3000:]}"
+    )
+
+
+def warnings_of(base: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{base}/v1/warnings", params={"limit": 500}, timeout=5)
+    response.raise_for_status()
+    return list(response.json()["items"])
+
+
+def post_gas(base: str, values: list[float], end: datetime) -> None:
+    readings = [
+        {
+            "sensor_id": GAS_SENSOR,
+            "kind": "gas",
+            "value": v,
+            "unit": "%LEL",
+            "ts": (end - timedelta(seconds=30 * (len(values) - 1 - i))).isoformat(),
+        }
+        for i, v in enumerate(values)
+    ]
+    response = httpx.post(f"{base}/v1/readings", json={"readings": readings}, timeout=10)
+    assert response.status_code == 202, response.text
+
+
+def checkpointed_offset(workdir: Path) -> int | None:
+    with sqlite3.connect(workdir / "var" / "state.sqlite3") as conn:
+        row = conn.execute(
+            'SELECT "offset" FROM detector_checkpoints WHERE sensor_id = ?', (GAS_SENSOR,)
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+def test_a_red_line_reading_after_a_kill_and_restart_raises_a_warning(tmp_path: Path) -> None:
+    with citywarn_run(tmp_path) as (proc, base):
+        eventually(
+            lambda: httpx.get(f"{base}/healthz", timeout=2).is_success,
+            timeout_s=60,
+            what="API",
+            workdir=tmp_path,
+        )
+        quiet = [1.5 + 0.1 * (i % 3) for i in range(150)]
+        post_gas(base, quiet, datetime.now(UTC) - timedelta(minutes=5))
+        eventually(
+            lambda: (checkpointed_offset(tmp_path) or 0) >= 100,
+            timeout_s=60,
+            what="checkpoint",
+            workdir=tmp_path,
+        )
+        assert warnings_of(base) == []
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+    with citywarn_run(tmp_path) as (_proc, base):
+        eventually(
+            lambda: httpx.get(f"{base}/healthz", timeout=2).is_success,
+            timeout_s=60,
+            what="API",
+            workdir=tmp_path,
+        )
+        posted = time.monotonic()
+        post_gas(base, [60.0], datetime.now(UTC))
+        [warning] = eventually(
+            lambda: [w for w in warnings_of(base) if w["hazard"] == "gas_leak" and w["area"] == GAS_AREA],
+            timeout_s=30,
+            what="gas warning after the restart",
+            workdir=tmp_path,
+        )
+        assert warning["level"] == "red"
+        assert time.monotonic() - posted < 30
+
+
+def latest_sensor_evidence(base: str) -> str:
+    """The newest reading any warning quotes as evidence ('' when none): what the detectors last flagged."""
+    observed = [""]
+    for w in warnings_of(base):
+        detail = httpx.get(f"{base}/v1/warnings/{w['id']}", timeout=5).json()
+        observed += [e["observed_at"] for e in detail["evidence"] if e["source"] == "sensor"]
+    return max(observed)
+
+
+def newer_sensor_evidence(base: str, than: str) -> str | None:
+    newest = latest_sensor_evidence(base)
+    return newest if newest > than else None
+
+
+def day_committed(base: str, workdir: Path) -> bool:
+    """The demo day is sent and every consumer has checkpointed and committed all of it (lag 0)."""
+    if "replayed" not in (workdir / "run.log").read_text():
+        return False
+    consumers = httpx.get(f"{base}/readyz", timeout=5).json()["consumers"].values()
+    return bool(consumers) and all(c["lag"] == 0 for c in consumers)
+
+
+def test_a_second_demo_run_in_the_same_directory_warns_again(tmp_path: Path) -> None:
+    flagged_by_first_run = ""
+    for run in (1, 2):
+        with citywarn_run(tmp_path, "--demo", "--demo-speed", "20000") as (proc, base):
+            eventually(
+                lambda: httpx.get(f"{base}/healthz", timeout=2).is_success,
+                timeout_s=60,
+                what="API",
+                workdir=tmp_path,
+            )
+            # The day takes about 4 s at this speed. The second day is later than the first, so
+            # sensor evidence newer than anything the first run flagged comes from scoring it.
+            newest = eventually(
+                partial(newer_sensor_evidence, base, flagged_by_first_run),
+                timeout_s=90,
+                what=f"sensor evidence from demo run {run}",
+                workdir=tmp_path,
+            )
+            if run == 1:
+                eventually(
+                    partial(day_committed, base, tmp_path),
+                    timeout_s=60,
+                    what="the whole day consumed and committed",
+                    workdir=tmp_path,
+                )
+                flagged_by_first_run = latest_sensor_evidence(base)
+            assert newest
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
