@@ -13,6 +13,7 @@ from alerts.sinks import DetectionSink, ReportSink
 from app.services import Services
 from ingest.consumer import BatchSink, IngestWorker, Item
 from ingest.kafka import consumer_config
+from ingest.log_identity import topic_log_id
 from ingest.validation import Invalid
 from models.engine import ScoringEngine
 from models.multivariate import KindModel
@@ -73,7 +74,12 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
     s = svc.settings
     engine = ScoringEngine(svc.catalog, detector=s.detector, signal_threshold=s.signal_threshold)
     engine.set_kind_models(latest_kind_models(svc.models))
-    sink = DetectionSink(engine=engine, warnings=svc.warnings, checkpoints=svc.checkpoints)
+    sink = DetectionSink(
+        engine=engine,
+        warnings=svc.warnings,
+        checkpoints=svc.checkpoints,
+        log_id=lambda: topic_log_id(s.kafka_bootstrap, s.topic_readings),
+    )
     return _worker(
         svc,
         topic=s.topic_readings,
