@@ -4,7 +4,8 @@ Run: ``python -m bench.nab --data DIR --labels FILE --out RESULTS
 [--detector NAME[,NAME...]] [--json PATH] [--profiles FILE]``.
 
 Each ``DIR/<category>/<file>.csv`` is fed, in order, to a fresh detector
-through ``score_batch``; its scores go to
+through ``score_batch`` and the service's decision step (``models.decision``);
+its held scores go to
 ``RESULTS/<detector>/<category>/<detector>_<file>.csv`` (``timestamp,value,
 anomaly_score``, the layout NAB's own scorer reads, timestamps and values as
 in the input). Then the NAB score for every profile is printed (see
@@ -33,6 +34,7 @@ from bench.nab_scoring import (
     score_all_profiles,
 )
 from models import registry
+from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.protocol import FloatArray
 
 
@@ -58,13 +60,25 @@ def default_detector() -> str:
     return str(getattr(registry, "DEFAULT_DETECTOR", "windowedgaussian"))
 
 
-def score_file(detector_name: str, corpus_file: CorpusFile) -> tuple[FloatArray, float]:
-    """Scores of one file from a fresh detector, and the CPU seconds spent inside it."""
+def score_file(detector_name: str, corpus_file: CorpusFile, *, raw: bool = False) -> tuple[FloatArray, float]:
+    """Held (or ``raw``) scores of one file from a fresh detector, and the CPU seconds inside the detector."""
     detector = registry.detector_class(detector_name)()
     started = time.process_time()
     batch = detector.score_batch(corpus_file.ts_seconds, corpus_file.values)
     elapsed = time.process_time() - started
-    scores = np.asarray(batch.scores, dtype=np.float64)
+    if raw:
+        return np.asarray(batch.scores, dtype=np.float64), elapsed
+    # The service's decision step (hold-off after an alarm) with a rule without
+    # warning lines: NAB scores what the service would act on, not raw scores.
+    decisions = decide_series(
+        SeriesDecision(),
+        DecisionRule(),
+        corpus_file.ts_seconds,
+        corpus_file.values,
+        np.asarray(batch.scores, dtype=np.float64),
+        np.full(len(corpus_file.values), np.nan),
+    )
+    scores = np.array([d.held_score for d in decisions], dtype=np.float64)
     if scores.shape != corpus_file.values.shape:
         raise ValueError(f"{detector_name} returned {scores.shape} scores for {corpus_file.name}")
     return scores, elapsed
@@ -87,11 +101,13 @@ def write_results(path: Path, corpus_file: CorpusFile, scores: FloatArray) -> No
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_detector(detector_name: str, corpus: Sequence[CorpusFile], out_dir: Path) -> DetectorRun:
+def run_detector(
+    detector_name: str, corpus: Sequence[CorpusFile], out_dir: Path, *, raw: bool = False
+) -> DetectorRun:
     """Score every file with a fresh instance of ``detector_name`` and write the results files."""
     series, cpu = [], 0.0
     for corpus_file in corpus:
-        scores, elapsed = score_file(detector_name, corpus_file)
+        scores, elapsed = score_file(detector_name, corpus_file, raw=raw)
         cpu += elapsed
         write_results(results_path(out_dir, detector_name, corpus_file.name), corpus_file, scores)
         series.append(LabelledSeries(corpus_file.name, scores, corpus_file.windows))
@@ -138,6 +154,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="write scores and throughput as JSON here")
     parser.add_argument("--profiles", type=Path, help="profiles.json (default: DATA/../profiles.json)")
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="score the detector's own scores, without the service's decision step "
+        "(to reproduce published baselines such as Windowed Gaussian)",
+    )
     return parser.parse_args(argv)
 
 
@@ -147,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = load_corpus(args.data, args.labels)
     records = []
     for name in detector_names(args.detector):
-        run = run_detector(name, corpus, args.out)
+        run = run_detector(name, corpus, args.out, raw=args.raw)
         results = score_all_profiles(run.series, profiles)
         print_report(run, results)
         records.append(summary(run, results))

@@ -26,6 +26,7 @@ from bench.nab_scoring import (
     DEFAULT_PROFILES,
     NEVER_FIRE,
     STANDARD,
+    CorpusFile,
     LabelledSeries,
     best_threshold,
     load_corpus,
@@ -37,6 +38,7 @@ from bench.nab_scoring import (
     score_all_profiles,
     threshold_curve,
 )
+from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.detectors.windowed_gaussian import WindowedGaussianDetector
 
 N = 40
@@ -242,3 +244,28 @@ def test_windowed_gaussian_batch_equals_loop_and_resumes_across_slides() -> None
     rest = resumed.score_batch(ts[123:], values[123:]).scores
     np.testing.assert_array_equal(np.concatenate([first, rest]), batch)
     assert batch[150] == 1.0
+
+
+def test_benchmark_scores_what_the_service_decides() -> None:
+    """The harness passes detector scores through the service's decision step, hold-off included."""
+    rng = np.random.default_rng(11)
+    values = rng.normal(10.0, 1.0, 3000)
+    values[2000:2005] += 25.0
+    ts = np.arange(3000, dtype=np.float64) * 300.0
+    corpus_file = CorpusFile(
+        name="synthetic/spike.csv",
+        timestamp_text=tuple(str(t) for t in ts),
+        value_text=tuple(str(v) for v in values),
+        ts_seconds=ts,
+        values=values,
+        windows=(),
+    )
+    raw, _ = nab.score_file("recordrarity", corpus_file, raw=True)
+    held, _ = nab.score_file("recordrarity", corpus_file)
+    rule = DecisionRule()
+    expected = decide_series(SeriesDecision(), rule, ts, values, raw, np.full(len(values), np.nan))
+    assert held.tolist() == [d.held_score for d in expected]
+    first = int(np.argmax(raw >= rule.hold_trigger))
+    assert raw[2000:2005].max() >= rule.hold_trigger
+    assert np.all(held[first + 1 : first + rule.hold_points] == 0.0)
+    assert raw[first + 1 : first + rule.hold_points].max() > 0.0

@@ -53,7 +53,7 @@ def test_level_shift_is_detected_once_then_absorbed() -> None:
 
 
 def test_state_keeps_parameters() -> None:
-    det = RecordDeviationDetector(window=300, rest=30)
+    det = RecordDeviationDetector(window=300)
     clone = RecordDeviationDetector.from_state(json.loads(json.dumps(det.get_state())))
     assert clone.params == det.params
 
