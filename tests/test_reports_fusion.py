@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
 
+import yaml
+
 from app.services import Services, build_services
 from app.workers import build_ingest_worker, build_report_worker
 from config.areas import load_areas
@@ -83,6 +85,25 @@ def wait_for_commits(settings: Settings, topic: str, group: str, n: int) -> None
     )
 
 
+def with_road_gauges(tmp_path: Path, gauges: dict[str, str]) -> Path:
+    """The city's catalog plus road-water gauges (kind lines only) in the given grids.
+
+    Ingest takes readings from catalogued sensors only, so a test that needs a
+    gauge where the city has none registers it, as the city would.
+    """
+    doc = yaml.safe_load(Settings().catalog_path.read_text())
+    for sensor_id, grid in gauges.items():
+        area = AREAS.area(grid)
+        assert area is not None
+        inside = area.geometry.representative_point()
+        doc["sensors"].append(
+            {"id": sensor_id, "kind": "water_level", "area": grid, "lat": inside.y, "lon": inside.x}
+        )
+    path = tmp_path / "sensors.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return path
+
+
 def settings_for(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     return isolated_settings(
         bootstrap=broker.bootstrap,
@@ -135,8 +156,9 @@ def test_gauge_anomaly_and_flood_reports_in_one_grid_fuse_into_one_surer_warning
     broker: EmbeddedBroker,
     tmp_path: Path,
 ) -> None:
-    settings = settings_for(broker, tmp_path)
     gauge_only, reports_only, both = far_apart_grids(3)
+    catalog = with_road_gauges(tmp_path, {"test-wl-a": gauge_only, "test-wl-c": both})
+    settings = settings_for(broker, tmp_path).model_copy(update={"catalog_path": catalog})
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     readings: list[dict[str, object]] = []
     for sensor, area in (("test-wl-a", gauge_only), ("test-wl-c", both)):
