@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingest.broker import EmbeddedBroker
 from bench.servers import fresh_postgres_database, running_influxd
+from ingest.broker import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")

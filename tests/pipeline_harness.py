@@ -18,7 +18,6 @@ from confluent_kafka import Consumer, TopicPartition
 
 from app.services import Services, build_services
 from app.workers import build_ingest_worker
-from bench.isolation import as_json, isolated_settings  # noqa: F401  (helpers in flight import them here)
 from config.settings import Settings
 from demo.city import DemoScenario
 from ingest.consumer import IngestWorker

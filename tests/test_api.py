@@ -10,11 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from bench.isolation import isolated_settings
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from models.signals import Signal
 from store.schemas import Point
-from tests.pipeline_harness import isolated_settings, read_topic
+from tests.pipeline_harness import read_topic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

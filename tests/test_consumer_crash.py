@@ -10,12 +10,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench.isolation import as_json, isolated_settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
 from store.factory import open_store
 from tests.factories import CATALOG
-from tests.pipeline_harness import as_json, isolated_settings, store_url_for, wait_until
+from tests.pipeline_harness import store_url_for, wait_until
 
 READINGS_PER_SENSOR = 1500
 

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer
 from alerts.sinks import ReportSink
 from app.services import Services, build_services
 from app.workers import build_ingest_worker
+from bench.isolation import as_json, isolated_settings
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker, free_port
 from ingest.consumer import IngestWorker
@@ -38,13 +39,7 @@ from store.factory import open_store
 from store.port import StoreError, StoreRefused, StoreUnavailable
 from store.schemas import ReportRecord
 from tests.factories import CATALOG
-from tests.pipeline_harness import (
-    as_json,
-    committed_total,
-    isolated_settings,
-    read_topic,
-    wait_until,
-)
+from tests.pipeline_harness import committed_total, read_topic, wait_until
 
 _INFLUXD_CONFIG = """\
 reporting-disabled = true

@@ -11,11 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from bench.isolation import isolated_settings
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
-from tests.pipeline_harness import isolated_settings, read_topic, running_pipeline, wait_until
+from tests.pipeline_harness import read_topic, running_pipeline, wait_until
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

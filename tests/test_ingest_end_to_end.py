@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from bench.isolation import as_json, isolated_settings
 from demo.city import demo_readings, demo_scenario
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
 from tests.factories import CATALOG
 from tests.pipeline_harness import (
-    as_json,
     assert_warnings_match_scenario,
-    isolated_settings,
     read_topic,
     running_pipeline,
     store_url_for,

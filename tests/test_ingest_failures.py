@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from app.services import build_services
 from app.workers import build_ingest_worker
+from bench.isolation import as_json, isolated_settings
 from demo.city import demo_readings, demo_scenario
 from ingest.broker import EmbeddedBroker
 from ingest.consumer import BatchSink
@@ -23,13 +24,7 @@ from ingest.producer import ConfirmedProducer
 from store.port import StoreUnavailable, TimeSeriesStore
 from store.schemas import Point
 from tests.factories import CATALOG
-from tests.pipeline_harness import (
-    as_json,
-    assert_warnings_match_scenario,
-    committed_total,
-    isolated_settings,
-    wait_until,
-)
+from tests.pipeline_harness import assert_warnings_match_scenario, committed_total, wait_until
 
 END = datetime.now(UTC).replace(microsecond=0)
 

@@ -21,10 +21,11 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.services import Services
+from bench.isolation import as_json, isolated_settings
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker, free_port
 from ingest.kafka import ensure_topics
-from tests.pipeline_harness import as_json, isolated_settings, wait_until
+from tests.pipeline_harness import wait_until
 from tests.test_consumer_faults import private_influxd, produce, quiet_readings
 
 

@@ -15,12 +15,13 @@ import yaml
 
 from app.services import Services, build_services
 from app.workers import build_ingest_worker, build_report_worker
+from bench.isolation import isolated_settings
 from config.areas import load_areas
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics, producer_config
 from ingest.producer import ConfirmedProducer
-from tests.pipeline_harness import committed_total, isolated_settings, read_topic, wait_until
+from tests.pipeline_harness import committed_total, read_topic, wait_until
 
 AREAS = load_areas()
 # Local 08:30 (UTC+8) yesterday: a busy morning hour.

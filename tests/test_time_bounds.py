@@ -18,12 +18,12 @@ from fastapi.testclient import TestClient
 from alerts import db
 from alerts.service import WarningService
 from app.main import create_app
+from bench.isolation import isolated_settings
 from config.settings import Settings
 from config.timeutil import as_utc, from_ns, to_ns
 from ingest.broker import EmbeddedBroker
 from store.schemas import Point
 from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
-from tests.pipeline_harness import isolated_settings
 
 BEIJING = timezone(timedelta(hours=8))
 
