@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts import db
 
@@ -40,9 +39,7 @@ class CheckpointRepository:
             for key, rec in records.items()
         ]
         with self.engine.begin() as conn:
-            insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
-                db.checkpoints
-            )
+            insert = db.dialect_insert(conn, db.checkpoints)
             conn.execute(
                 insert.on_conflict_do_update(
                     index_elements=["sensor_id"],

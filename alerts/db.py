@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.migrations import upgrade_to_head
 
@@ -93,6 +94,11 @@ checkpoints = sa.Table(
     sa.Column("offset", sa.BigInteger),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+def dialect_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that knows ``ON CONFLICT``: both databases have it, but in their own dialect."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
 def open_engine(url: str) -> sa.Engine:

@@ -23,7 +23,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts import db
 from alerts.lifecycle import OPEN
@@ -247,9 +246,8 @@ class _SqlWriter:
             }
             for s in signals
         ]
-        insert = postgresql.insert if self.conn.dialect.name == "postgresql" else sqlite.insert
         # A replayed batch brings the same evidence again: keep the first copy.
-        self.conn.execute(insert(db.evidence).on_conflict_do_nothing(), rows)
+        self.conn.execute(db.dialect_insert(self.conn, db.evidence).on_conflict_do_nothing(), rows)
 
     def evidence_since(self, warning_id: str, *, since: datetime, limit: int) -> list[Evidence]:
         e = db.evidence.c

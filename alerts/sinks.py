@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from alerts.checkpoints import CheckpointRepository
 from alerts.service import WarningService
+from config.positions import Position
 from models.signals import Signal
 from store.schemas import Point, ReportRecord
 
 if TYPE_CHECKING:
     from models.engine import ScoringEngine
     from models.report_burst import BurstSignal, ReportBurstDetector
-
-Position = tuple[int, int]
 
 
 class DetectionSink:

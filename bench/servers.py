@@ -1,7 +1,8 @@
-"""Real servers for the tests: InfluxDB (Debian's influxd) and PostgreSQL databases.
+"""Real servers for the tests and benchmarks: InfluxDB (Debian's influxd) and PostgreSQL databases.
 
 Each influxd gets its own data, meta and WAL directories and free loopback
-ports, so tests never touch a server someone else runs.
+ports, so nobody touches a server someone else runs; fault tests may stop one
+and start it again on the same port and data.
 """
 
 from __future__ import annotations
@@ -36,46 +37,82 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   bind-address = "127.0.0.1:{http_port}"
   log-enabled = false
+  auth-enabled = {auth}
 [continuous_queries]
   enabled = false
 """
 
 
-@contextmanager
-def running_influxd(timeout_s: float = 30.0) -> Iterator[str]:
-    """Start a private influxd and yield its base URL (``http://127.0.0.1:PORT``)."""
-    binary = shutil.which("influxd")
-    if binary is None:
-        raise RuntimeError("influxd not found: install the Debian package 'influxdb'")
-    root = Path(tempfile.mkdtemp(prefix="citywarn-influx-"))
-    http_port = free_port()
-    config = root / "influxdb.conf"
-    config.write_text(_INFLUX_CONFIG.format(root=root, rpc_port=free_port(), http_port=http_port))
-    proc = subprocess.Popen(
-        [binary, "-config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "influxd.log").open("wb"),
-    )
-    url = f"http://127.0.0.1:{http_port}"
-    try:
+class PrivateInfluxd:
+    """An influxd of our own in ``root``; ``stop`` and ``start`` again keep its port and data."""
+
+    def __init__(self, root: Path, *, auth: bool = False) -> None:
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = root / "influxdb.conf"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            _INFLUX_CONFIG.format(
+                root=root, rpc_port=free_port(), http_port=self.port, auth=str(auth).lower()
+            )
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def store_url(self, database: str) -> str:
+        return f"influxdb://127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        binary = shutil.which("influxd")
+        if binary is None:
+            raise RuntimeError("influxd not found: install the Debian package 'influxdb'")
+        log = self.root / "influxd.log"
+        self._proc = subprocess.Popen(
+            [binary, "-config", str(self.config)], stdout=subprocess.DEVNULL, stderr=log.open("ab")
+        )
         deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if httpx.get(f"{url}/ping", timeout=1).status_code == 204:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log = (root / "influxd.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"influxd did not start: {log}")
+        while not self._answers():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"influxd did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
-        yield url
-    finally:
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
         proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout=15)
+
+    def _answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=1).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+
+@contextmanager
+def private_influxd(root: Path, *, auth: bool = False) -> Iterator[PrivateInfluxd]:
+    """A started ``PrivateInfluxd`` in ``root``, stopped on exit (``root`` is left to its owner)."""
+    server = PrivateInfluxd(root, auth=auth)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def running_influxd() -> Iterator[str]:
+    """A private influxd in a temporary directory; yields its base URL (``http://127.0.0.1:PORT``)."""
+    root = Path(tempfile.mkdtemp(prefix="citywarn-influx-"))
+    try:
+        with private_influxd(root) as server:
+            yield server.url
+    finally:
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -59,6 +59,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, wait_random_exponential
 
+from config.positions import Position
 from ingest.bus import MessageBus
 from ingest.errors import Failure, classify, is_transient, reason
 from ingest.producer import ConfirmedProducer
@@ -66,7 +67,6 @@ from ingest.validation import Invalid
 
 log = logging.getLogger(__name__)
 
-Position = tuple[int, int]
 Item = TypeVar("Item")
 ItemContra = TypeVar("ItemContra", contravariant=True)
 PartitionKey = tuple[str, int]

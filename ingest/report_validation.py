@@ -14,8 +14,9 @@ from datetime import datetime
 
 from config.areas import AreaIndex
 from config.taxonomy import Taxonomy
+from config.timeutil import to_ns
 from ingest.schemas import Rejection, Report
-from ingest.validation import Invalid, TimeWindow, epoch_ns, parse_message
+from ingest.validation import Invalid, TimeWindow, parse_message
 from store.schemas import ReportRecord
 
 FALLBACK_CATEGORY = "other"
@@ -85,7 +86,7 @@ class ReportValidator:
             category=category,
             category_inferred=inferred,
             text=r.text,
-            ts_ns=epoch_ns(r.ts),
+            ts_ns=to_ns(r.ts),
             area=area or UNASSIGNED_AREA,
             lat=r.lat,
             lon=r.lon,

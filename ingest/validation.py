@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from config.areas import AreaIndex
 from config.catalog import Catalog
+from config.timeutil import to_ns
 from ingest.schemas import Reading, Rejection
 from store.schemas import Point
 
@@ -75,8 +76,8 @@ class TimeWindow:
 
     def check(self, ts: datetime, now: datetime, *, ts_ns: int | None = None) -> list[Rejection]:
         """``ts_ns``, when the caller has it already, saves converting ``ts`` twice."""
-        ts_ns = epoch_ns(ts) if ts_ns is None else ts_ns
-        now_ns = epoch_ns(now)
+        ts_ns = to_ns(ts) if ts_ns is None else ts_ns
+        now_ns = to_ns(now)
         if ts_ns > now_ns + int(self.max_future_skew_s * 1e9):
             return [Rejection(field="ts", reason="too far in the future", value=ts.isoformat())]
         if ts_ns < now_ns - int(self.max_past_age_s * 1e9):
@@ -142,17 +143,8 @@ class ReadingValidator:
             known = self.areas is None or r.area in self.areas
             reason = f"sensor {r.sensor_id} is in {sensor.area}" if known else "unknown area"
             problems.append(Rejection(field="area", reason=reason, value=r.area))
-        ts_ns = epoch_ns(r.ts)
+        ts_ns = to_ns(r.ts)
         problems.extend(self.window.check(r.ts, now, ts_ns=ts_ns))
         if problems or sensor is None:
             return problems
         return Point(sensor_id=sensor.id, kind=sensor.kind, area=sensor.area, ts_ns=ts_ns, value=r.value)
-
-
-def epoch_ns(ts: datetime) -> int:
-    """Exact integer nanoseconds; float seconds would lose precision past 2**53."""
-    delta = ts - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")

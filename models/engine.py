@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from config.catalog import LEVELS, Catalog
+from config.positions import Position
 from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.features import history_needed
 from models.multivariate import KindModel
@@ -29,7 +30,6 @@ from models.protocol import FloatArray, StreamingDetector
 from models.registry import detector_class
 from models.signals import Observation, Signal
 
-Position = tuple[int, int]  # (partition, offset)
 CHECKPOINT_FORMAT = 2  # detector, context and decision state together; older checkpoints are ignored
 
 

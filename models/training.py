@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from config.timeutil import to_ns
 from models.features import window_features
 from models.multivariate import MIN_SAMPLES, KindModel, fit_kind_model
 
@@ -72,7 +73,7 @@ def train_kind_models(
     trained: dict[str, KindModel] = {}
     for kind in kinds:
         series: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for p in history.read_kind(kind, int(start.timestamp() * 1e9), int(end.timestamp() * 1e9)):
+        for p in history.read_kind(kind, to_ns(start), to_ns(end)):
             series[p.sensor_id].append((p.ts_ns, p.value))
         blocks = []
         for rows in series.values():

@@ -8,10 +8,12 @@ and read only by the service itself; nothing from outside is ever loaded here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+
+from config.timeutil import as_utc
 
 # Created and changed by the state database's migrations (alerts/migrations), not from here.
 metadata = sa.MetaData()
@@ -91,14 +93,10 @@ class ModelRepository:
             StoredModel(
                 version=r.version,
                 kind=r.kind,
-                trained_from=_utc(r.trained_from),
-                trained_to=_utc(r.trained_to),
+                trained_from=as_utc(r.trained_from),
+                trained_to=as_utc(r.trained_to),
                 description=r.description,
-                created_at=_utc(r.created_at),
+                created_at=as_utc(r.created_at),
             )
             for r in rows
         ]
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

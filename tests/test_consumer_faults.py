@@ -8,8 +8,6 @@ text column handed U+0000. Nothing here mocks Kafka, InfluxDB or PostgreSQL.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,8 +25,9 @@ from alerts.sinks import ReportSink
 from app.services import Services, build_services
 from app.workers import build_ingest_worker
 from bench.isolation import as_json, isolated_settings
+from bench.servers import private_influxd
 from config.settings import Settings
-from ingest.broker import EmbeddedBroker, free_port
+from ingest.broker import EmbeddedBroker
 from ingest.consumer import IngestWorker
 from ingest.errors import Failure, classify
 from ingest.kafka import consumer_config, ensure_topics, producer_config
@@ -40,77 +39,6 @@ from store.port import StoreError, StoreRefused, StoreUnavailable
 from store.schemas import ReportRecord
 from tests.factories import CATALOG
 from tests.pipeline_harness import committed_total, read_topic, wait_until
-
-_INFLUXD_CONFIG = """\
-reporting-disabled = true
-bind-address = "127.0.0.1:{rpc_port}"
-[meta]
-  dir = "{root}/meta"
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  auth-enabled = {auth}
-[continuous_queries]
-  enabled = false
-"""
-
-
-class PrivateInfluxd:
-    """An influxd this test alone may stop and start again, on the same port and data."""
-
-    def __init__(self, root: Path, *, auth: bool = False) -> None:
-        self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = root / "influxdb.conf"
-        self.config.write_text(
-            _INFLUXD_CONFIG.format(
-                root=root, rpc_port=free_port(), http_port=self.port, auth=str(auth).lower()
-            )
-        )
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def store_url(self, database: str) -> str:
-        return f"influxdb://127.0.0.1:{self.port}/{database}"
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        binary = shutil.which("influxd")
-        assert binary is not None, "influxd not installed"
-        self._proc = subprocess.Popen(
-            [binary, "-config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=(self.root / "influxd.log").open("ab"),
-        )
-        wait_until(self._answers, timeout_s=timeout_s, what="influxd to answer /ping")
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.terminate()
-            proc.wait(15)
-
-    def _answers(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/ping", timeout=1).status_code == 204
-        except httpx.HTTPError:
-            return False
-
-
-@contextmanager
-def private_influxd(root: Path, *, auth: bool = False) -> Iterator[PrivateInfluxd]:
-    root.mkdir(parents=True, exist_ok=True)
-    server = PrivateInfluxd(root, auth=auth)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(

@@ -22,11 +22,12 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.services import Services
 from bench.isolation import as_json, isolated_settings
+from bench.servers import private_influxd
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker, free_port
 from ingest.kafka import ensure_topics
 from tests.pipeline_harness import wait_until
-from tests.test_consumer_faults import private_influxd, produce, quiet_readings
+from tests.test_consumer_faults import produce, quiet_readings
 
 
 def _exploding_worker(_svc: Services) -> Any:

@@ -14,10 +14,10 @@ from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.schemas import Status, WarningDetail, WarningOut, WarningPage
 from app.api.deps import TimeBounds, now, services, time_bounds
 from app.services import Services
+from config.catalog import Level
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
 
-Level = Literal["blue", "yellow", "orange", "red"]
 updated_bounds = time_bounds(lower_doc="Updated at or after", upper_doc="Updated before")
 
 
