@@ -92,8 +92,12 @@ class BatchIngest(Generic[Model, Checked]):
     def _items(self, raw: bytes) -> list[Any]:
         try:
             doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BodyRefused(Rejection(field="body", reason=f"not JSON: {exc}")) from exc
+        except RecursionError as exc:
+            raise BodyRefused(
+                Rejection(field="body", reason="not JSON we accept: nested too deeply")
+            ) from exc
+        except ValueError as exc:  # bad JSON, bad UTF-8, or an integer past Python's 4,300-digit limit
+            raise BodyRefused(Rejection(field="body", reason=f"not JSON we accept: {exc}")) from exc
         items = doc.get(self.field) if isinstance(doc, dict) else None
         if not isinstance(items, list) or not items:
             raise BodyRefused(Rejection(field=self.field, reason="expected a non-empty list"))

@@ -121,6 +121,24 @@ def test_only_json_bodies_are_taken_so_a_web_page_cannot_post_readings(
     assert read_topic(settings.kafka_bootstrap, topic, 0, timeout_s=1) == []
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"readings": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b'{"readings": [{"value": ' + b"9" * 5000 + b"}]}", "digits"),
+        (b'{"readings": [', "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
+def test_bodies_json_cannot_hold_are_a_422_naming_the_body(
+    client: TestClient, body: bytes, reason: str
+) -> None:
+    resp = client.post("/v1/readings", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    [problem] = resp.json()["detail"]
+    assert problem["field"] == "body" and reason in problem["reason"]
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=UTF-8"])
 def test_json_with_or_without_a_utf8_charset_is_taken(client: TestClient, content_type: str) -> None:
     resp = client.post(
