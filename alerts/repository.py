@@ -20,13 +20,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 import sqlalchemy as sa
 
 from alerts import db
 from alerts.lifecycle import OPEN
-from alerts.schemas import Evidence, Status, WarningDetail, WarningEvent, WarningOut, WarningPage
+from alerts.schemas import (
+    Evidence,
+    Status,
+    WarningDetail,
+    WarningEvent,
+    WarningFilters,
+    WarningOut,
+    WarningPage,
+)
 from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
@@ -62,20 +70,7 @@ class WarningWriter(Protocol):
 class WarningRepository(Protocol):
     def writing(self) -> AbstractContextManager[WarningWriter]: ...
 
-    def page(
-        self,
-        *,
-        status: str | None,
-        level: str | None,
-        area: str | None,
-        hazard: str | None,
-        since: datetime | None,
-        until: datetime | None,
-        areas: Sequence[str] | None,
-        open_only: bool,
-        limit: int,
-        offset: int,
-    ) -> WarningPage: ...
+    def page(self, **filters: Unpack[WarningFilters]) -> WarningPage: ...
 
     def detail(self, warning_id: str, *, evidence_shown: int) -> WarningDetail | None: ...
 
@@ -100,25 +95,16 @@ class SqlWarningRepository:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield _SqlWriter(conn)
 
-    def page(
-        self,
-        *,
-        status: str | None = None,
-        level: str | None = None,
-        area: str | None = None,
-        hazard: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        areas: Sequence[str] | None = None,
-        open_only: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> WarningPage:
+    def page(self, **filters: Unpack[WarningFilters]) -> WarningPage:
+        f = filters
+        areas, since, until = f.get("areas"), f.get("since"), f.get("until")
+        status, level, area, hazard = f.get("status"), f.get("level"), f.get("area"), f.get("hazard")
+        limit, offset = f.get("limit", 50), f.get("offset", 0)
         w = db.warnings.c
         where: list[sa.ColumnElement[bool]] = []
         if areas is not None:
             where.append(w.area.in_(list(areas)))
-        if open_only:
+        if f.get("open_only", False):
             where.append(w.open_key.is_not(None))
         if status:
             where.append(w.status == status)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel
 
@@ -64,5 +65,20 @@ class WarningDetail(WarningOut):
 class WarningPage(BaseModel):
     items: list[WarningOut]
     total: int
+    limit: int
+    offset: int
+
+
+class WarningFilters(TypedDict, total=False):
+    """What a warning list may be narrowed by; every key optional (``limit`` 50, ``offset`` 0)."""
+
+    status: str | None
+    level: str | None
+    area: str | None
+    hazard: str | None
+    since: datetime | None
+    until: datetime | None
+    areas: Sequence[str] | None
+    open_only: bool
     limit: int
     offset: int

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 import sqlalchemy as sa
 from tenacity import retry, retry_if_exception, stop_after_attempt
@@ -26,7 +26,15 @@ from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.grouping import Grouping, by_hazard_and_area
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY, higher
 from alerts.repository import SqlWarningRepository, WarningRepository, WarningWriter
-from alerts.schemas import Evidence, Status, WarningDetail, WarningEvent, WarningOut, WarningPage
+from alerts.schemas import (
+    Evidence,
+    Status,
+    WarningDetail,
+    WarningEvent,
+    WarningFilters,
+    WarningOut,
+    WarningPage,
+)
 from config.areas import AreaIndex
 from config.catalog import Catalog
 from config.playbooks import Playbooks
@@ -242,32 +250,9 @@ class WarningService:
         """The latest signals behind warnings in these areas, newest first."""
         return self.repository.evidence_in(areas, since=since, limit=limit)
 
-    def list(
-        self,
-        *,
-        status: str | None = None,
-        level: str | None = None,
-        area: str | None = None,
-        hazard: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        areas: Sequence[str] | None = None,
-        open_only: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> WarningPage:
-        return self.repository.page(
-            status=status,
-            level=level,
-            area=area,
-            hazard=hazard,
-            since=since,
-            until=until,
-            areas=areas,
-            open_only=open_only,
-            limit=limit,
-            offset=offset,
-        )
+    def list(self, **filters: Unpack[WarningFilters]) -> WarningPage:
+        """A page of warnings, newest change first (50 from the start unless ``limit``/``offset``)."""
+        return self.repository.page(**filters)
 
     def get(self, warning_id: str) -> WarningDetail | None:
         return self.repository.detail(warning_id, evidence_shown=EVIDENCE_SHOWN)
