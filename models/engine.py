@@ -1,5 +1,9 @@
 """Scores observations series by series: detector, per-kind model, then the decision step.
 
+The per-kind model is the exception to "series by series": one call of it
+costs milliseconds whatever the rows, so it scores every series of a kind in a
+batch at once (each with its own context), which gives the same scores.
+
 Pure: observations in, signals out; the caller persists ``dirty_states()``
 beside the Kafka offsets they correspond to. Each series' checkpoint holds
 everything its next score depends on: the detector state, the last points the
@@ -41,6 +45,37 @@ class _Series:
     position: Position | None = None
 
 
+@dataclass(slots=True)
+class _NewPoints:
+    """The points of one series a batch brings that it has not learned yet, in arrival order."""
+
+    sensor_id: str
+    series: _Series
+    obs: list[Observation]
+    ts: FloatArray  # epoch seconds
+    values: FloatArray
+    multivariate: FloatArray | None = None  # the per-kind model's scores, when the kind has a model
+    model_version: str | None = None
+
+    @classmethod
+    def of(cls, sensor_id: str, series: _Series, obs: list[Observation]) -> _NewPoints:
+        ts = np.fromiter((o.ts_ns for o in obs), dtype=np.float64, count=len(obs)) / 1e9
+        values = np.fromiter((o.value for o in obs), dtype=np.float64, count=len(obs))
+        return cls(sensor_id, series, obs, ts, values)
+
+    @property
+    def kind(self) -> str:
+        return self.obs[0].kind
+
+    def with_context(self) -> tuple[FloatArray, FloatArray, int]:
+        """The series' remembered points followed by the new ones, and how many are remembered."""
+        context = self.series.context
+        past = len(context)
+        ts = np.concatenate([np.fromiter((p[0] for p in context), np.float64, past), self.ts])
+        values = np.concatenate([np.fromiter((p[1] for p in context), np.float64, past), self.values])
+        return ts, values, past
+
+
 class ScoringEngine:
     def __init__(
         self,
@@ -63,8 +98,15 @@ class ScoringEngine:
         self._kind_models: dict[str, KindModel] = {}
 
     def set_kind_models(self, models: dict[str, KindModel]) -> None:
-        """Swap in freshly trained per-kind models; series keep their context."""
+        """Swap in freshly trained per-kind models; series keep their context.
+
+        Safe from another thread: a batch scores with the models it started with.
+        """
         self._kind_models = dict(models)
+
+    def kind_models(self) -> dict[str, KindModel]:
+        """The per-kind models in use, by kind."""
+        return dict(self._kind_models)
 
     def known(self, sensor_id: str) -> bool:
         return sensor_id in self._series
@@ -125,7 +167,7 @@ class ScoringEngine:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, obs in enumerate(observations):
             groups[obs.sensor_id].append(i)
-        signals: list[Signal] = []
+        batch: list[_NewPoints] = []
         for sensor_id, idx in groups.items():
             series = self._series.get(sensor_id)
             if series is None:
@@ -135,8 +177,12 @@ class ScoringEngine:
                 if not idx:
                     continue
                 series.position = positions[idx[-1]]  # the highest offset, not the latest timestamp
-            signals += self._score_series(sensor_id, series, [observations[i] for i in idx])
+            batch.append(_NewPoints.of(sensor_id, series, [observations[i] for i in idx]))
             self._dirty.add(sensor_id)
+        self._score_kind_models(self._kind_models, batch)
+        signals: list[Signal] = []
+        for new in batch:
+            signals += self._score_series(new)
         return signals
 
     @staticmethod
@@ -145,28 +191,30 @@ class ScoringEngine:
             return idx
         return [i for i in idx if positions[i][0] != last[0] or positions[i][1] > last[1]]
 
-    def _multivariate(
-        self, series: _Series, kind: str, ts: FloatArray, values: FloatArray
-    ) -> FloatArray | None:
-        """Per-kind model scores for the points, computed with the series' preceding points."""
-        context = series.context
-        model = self._kind_models.get(kind)
-        scores = None
-        if model is not None:
-            past = len(context)
-            all_ts = np.concatenate([np.fromiter((p[0] for p in context), np.float64, past), ts])
-            all_values = np.concatenate([np.fromiter((p[1] for p in context), np.float64, past), values])
-            scores = model.score_series(all_ts, all_values)[past:]
-        context.extend(zip(ts.tolist(), values.tolist(), strict=True))
-        return scores
+    @staticmethod
+    def _score_kind_models(models: dict[str, KindModel], batch: list[_NewPoints]) -> None:
+        """Set the per-kind model scores of the new points, with one model call per kind.
 
-    def _score_series(self, sensor_id: str, series: _Series, obs: list[Observation]) -> list[Signal]:
-        ts = np.fromiter((o.ts_ns for o in obs), dtype=np.float64, count=len(obs)) / 1e9
-        values = np.fromiter((o.value for o in obs), dtype=np.float64, count=len(obs))
-        result = series.detector.score_batch(ts, values)
-        kind = obs[0].kind
-        multivariate = self._multivariate(series, kind, ts, values)
+        Each series' features are built with its preceding points (its context),
+        which then move on to include the new points.
+        """
+        by_kind: dict[str, list[_NewPoints]] = defaultdict(list)
+        for new in batch:
+            if new.kind in models:
+                by_kind[new.kind].append(new)
+        for kind, members in by_kind.items():
+            model = models[kind]
+            scores = model.score_streams([new.with_context() for new in members])
+            for new, series_scores in zip(members, scores, strict=True):
+                new.multivariate, new.model_version = series_scores, model.version
+        for new in batch:
+            new.series.context.extend(zip(new.ts.tolist(), new.values.tolist(), strict=True))
+
+    def _score_series(self, new: _NewPoints) -> list[Signal]:
+        sensor_id, kind, ts, values = new.sensor_id, new.kind, new.ts, new.values
+        result = new.series.detector.score_batch(ts, values)
         scores = result.scores
+        multivariate = new.multivariate
         if multivariate is not None:
             # The per-kind model speaks only when it is sure: it has no per-series memory.
             scores = np.maximum(
@@ -177,22 +225,22 @@ class ScoringEngine:
         rule = DecisionRule.for_series(
             kind_info, thresholds, threshold=self.signal_threshold, repeat_s=self.repeat_s
         )
-        baselines = result.evidence.get("baseline", np.full(len(obs), np.nan))
-        decisions = decide_series(series.decision, rule, ts, values, scores, baselines)
+        baselines = result.evidence.get("baseline", np.full(len(ts), np.nan))
+        decisions = decide_series(new.series.decision, rule, ts, values, scores, baselines)
         signals = []
         for i, decision in enumerate(decisions):
             if not decision.signal:
                 continue
-            o = obs[i]
+            o = new.obs[i]
             evidence: dict[str, float | str] = {
                 k: v for k, v in result.evidence_at(i).items() if np.isfinite(v)
             }
             level = LEVELS[decision.level] if decision.level >= 0 else None
             if level is not None and thresholds is not None:
                 evidence["warning_line"] = float(getattr(thresholds, level))
-            if multivariate is not None:
+            if multivariate is not None and new.model_version is not None:
                 evidence["multivariate"] = float(multivariate[i])
-                evidence["multivariate_model"] = self._kind_models[kind].version
+                evidence["multivariate_model"] = new.model_version
             signals.append(
                 Signal(
                     sensor_id=sensor_id,

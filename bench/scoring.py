@@ -1,0 +1,92 @@
+"""Scoring-engine throughput with a per-kind model loaded: how long one ingest batch takes to score.
+
+Run: ``python -m bench.scoring [--sensors 1000] [--points 60] [--batches 5]``. Every
+batch holds ``--points`` quiet readings of each of ``--sensors`` gas sensors,
+as a consumer would receive them (interleaved, one partition). The first batch
+only warms the series up (their context fills); the others are timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+from config.catalog import load_catalog
+from config.settings import Settings
+from models.engine import ScoringEngine
+from models.features import window_features
+from models.multivariate import KindModel, fit_kind_model
+from store.schemas import Point
+
+T0 = 1_790_000_000 * 10**9
+STEP = 300 * 10**9
+
+
+def gas_model() -> KindModel:
+    rng = np.random.default_rng(7)
+    history = [
+        window_features(np.arange(2000) * 300.0, 1.5 + 0.2 * rng.standard_normal(2000)) for _ in range(4)
+    ]
+    return fit_kind_model(
+        "gas",
+        np.vstack(history),
+        trained_from=datetime(2026, 1, 1, tzinfo=UTC),
+        trained_to=datetime(2026, 2, 1, tzinfo=UTC),
+    )
+
+
+def batch(n_sensors: int, n_points: int, first_step: int, rng: np.random.Generator) -> list[Point]:
+    values = 1.5 + 0.2 * rng.standard_normal((n_points, n_sensors))
+    return [
+        Point(f"gas-bench-{s:04d}", "gas", "g-oldtown-05", T0 + (first_step + i) * STEP, float(values[i, s]))
+        for i in range(n_points)
+        for s in range(n_sensors)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sensors", type=int, default=1000)
+    parser.add_argument("--points", type=int, default=60)
+    parser.add_argument("--batches", type=int, default=5, help="timed batches, after one warm-up batch")
+    parser.add_argument("--without-model", action="store_true", help="detector and decision step only")
+    args = parser.parse_args()
+
+    engine = ScoringEngine(
+        load_catalog(Settings().catalog_path), detector="recordrarity", signal_threshold=0.9
+    )
+    if not args.without_model:
+        engine.set_kind_models({"gas": gas_model()})
+    rng = np.random.default_rng(1)
+    offset = 0
+    timings = []
+    for b in range(args.batches + 1):
+        points = batch(args.sensors, args.points, b * args.points, rng)
+        positions = [(0, offset + i) for i in range(len(points))]
+        offset += len(points)
+        started = time.perf_counter()
+        engine.score(points, positions)
+        engine.dirty_states()
+        if b:
+            timings.append(time.perf_counter() - started)
+    per_batch = float(np.median(timings))
+    print(
+        json.dumps(
+            {
+                "sensors": args.sensors,
+                "points_per_sensor": args.points,
+                "timed_batches": args.batches,
+                "kind_model": not args.without_model,
+                "ms_per_batch": round(per_batch * 1000, 1),
+                "points_per_s": round(args.sensors * args.points / per_batch),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
