@@ -133,7 +133,10 @@ def _worker(
 
 
 def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefresher:
-    """Refits the per-kind models of the engine inside this readings worker."""
+    """Refits the per-kind models of this readings worker's engine, and swaps in fits archived elsewhere.
+
+    A ``citywarn train`` in another process is scored with within ``models.training.ARCHIVE_POLL_S``.
+    """
     assert isinstance(worker.sink, DetectionSink)
     return ModelRefresher(
         kinds=svc.catalog.kinds,

@@ -29,7 +29,8 @@ STEP = 300 * 10**9
 def gas_model() -> KindModel:
     rng = np.random.default_rng(7)
     history = [
-        window_features(np.arange(2000) * 300.0, 1.5 + 0.2 * rng.standard_normal(2000)) for _ in range(4)
+        window_features(300.0 * np.arange(2000, dtype=np.float64), 1.5 + 0.2 * rng.standard_normal(2000))
+        for _ in range(4)
     ]
     return fit_kind_model(
         "gas",

@@ -1,9 +1,11 @@
-"""Training the per-kind multivariate models from history, and refitting them on a schedule.
+"""Training the per-kind multivariate models from history, refitting on a schedule, and loading new fits.
 
 A fit reads each kind's recent history, turns every series into window
 features, fits, and archives the model with its version, training range and
 metrics; the running scoring engine then swaps it in. A kind without enough
-history is skipped and says so in the log.
+history is skipped and says so in the log. A fit saved elsewhere (``citywarn
+train``) is seen by polling the archive's newest version per kind, which reads
+no model bytes, so it can run every minute.
 
 The history and the archive come in as ports, so this module does no I/O of
 its own: ``app`` wires the time-series store and the model repository in, and
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -26,6 +29,8 @@ from models.features import window_features
 from models.multivariate import MIN_SAMPLES, KindModel, fit_kind_model
 
 log = logging.getLogger(__name__)
+
+ARCHIVE_POLL_S = 60.0  # how late a fit saved by another process may start scoring
 
 
 class StoredPoint(Protocol):
@@ -58,11 +63,15 @@ class ModelArchive(Protocol):
         now: datetime,
     ) -> None: ...
 
-    def latest_blobs(self) -> dict[str, bytes]: ...
+    def latest_versions(self) -> dict[str, str]: ...
+
+    def latest_blobs(self, kinds: Collection[str] | None = None) -> dict[str, bytes]: ...
 
 
 class TakesKindModels(Protocol):
     def set_kind_models(self, models: dict[str, KindModel]) -> None: ...
+
+    def kind_models(self) -> dict[str, KindModel]: ...
 
 
 def train_kind_models(
@@ -99,12 +108,13 @@ def train_kind_models(
     return trained
 
 
-def latest_kind_models(archive: ModelArchive) -> dict[str, KindModel]:
-    return {kind: KindModel.from_bytes(blob) for kind, blob in archive.latest_blobs().items()}
+def latest_kind_models(archive: ModelArchive, kinds: Collection[str] | None = None) -> dict[str, KindModel]:
+    """The newest archived model of each kind, or of ``kinds`` only."""
+    return {kind: KindModel.from_bytes(blob) for kind, blob in archive.latest_blobs(kinds).items()}
 
 
 class ModelRefresher:
-    """Refits every ``interval_s`` and hands the new models to the scoring engine."""
+    """Refits every ``interval_s``, and every ``poll_s`` swaps in fits another process archived."""
 
     def __init__(
         self,
@@ -116,27 +126,50 @@ class ModelRefresher:
         interval_s: float,
         engine: TakesKindModels,
         clock: Callable[[], datetime],
+        poll_s: float = ARCHIVE_POLL_S,
     ) -> None:
         self.kinds = list(kinds)
         self.history = history
         self.archive = archive
         self.window = window
         self.interval_s = interval_s
+        self.poll_s = poll_s
         self.engine = engine
         self.clock = clock
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(self.interval_s):
+        refit_at = time.monotonic() + self.interval_s
+        while not stop.wait(self.poll_s):
+            if time.monotonic() >= refit_at:
+                refit_at = time.monotonic() + self.interval_s
+                self.refit()
             try:
-                fresh = train_kind_models(
-                    self.kinds,
-                    history=self.history,
-                    archive=self.archive,
-                    window=self.window,
-                    now=self.clock(),
-                )
+                self.poll()
             except Exception:
-                log.exception("model refit failed; the previous models stay in use")
-                continue
-            if fresh:
-                self.engine.set_kind_models({**latest_kind_models(self.archive), **fresh})
+                log.exception("reading the model archive failed; the models in use stay")
+
+    def refit(self) -> None:
+        try:
+            fresh = train_kind_models(
+                self.kinds, history=self.history, archive=self.archive, window=self.window, now=self.clock()
+            )
+        except Exception:
+            log.exception("model refit failed; the previous models stay in use")
+            return
+        if fresh:
+            self.engine.set_kind_models({**self.engine.kind_models(), **fresh})
+
+    def poll(self) -> list[str]:
+        """Load the kinds whose newest archived version is not the one scoring; return them, sorted."""
+        in_use = self.engine.kind_models()
+        changed = [
+            kind
+            for kind, version in self.archive.latest_versions().items()
+            if kind not in in_use or in_use[kind].version != version
+        ]
+        if not changed:
+            return []
+        loaded = latest_kind_models(self.archive, changed)
+        self.engine.set_kind_models({**in_use, **loaded})
+        log.info("now scoring with %s", ", ".join(m.version for m in loaded.values()))
+        return sorted(loaded)

@@ -7,6 +7,7 @@ and read only by the service itself; nothing from outside is ever loaded here.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,17 +71,31 @@ class ModelRepository:
                 )
             )
 
-    def latest_blobs(self) -> dict[str, bytes]:
-        """The newest model of each kind."""
+    def latest_versions(self) -> dict[str, str]:
+        """The version of the newest model of each kind: cheap to poll, no model bytes are read."""
+        c = models_table.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._newest(c.kind, c.version).order_by(c.version)).all()
+        return {r.kind: r.version for r in rows}
+
+    def latest_blobs(self, kinds: Collection[str] | None = None) -> dict[str, bytes]:
+        """The newest model of each kind, or of ``kinds`` only."""
+        c = models_table.c
+        query = self._newest(c.kind, c.blob, c.version).order_by(c.version)
+        if kinds is not None:
+            query = query.where(c.kind.in_(list(kinds)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {r.kind: bytes(r.blob) for r in rows}
+
+    @staticmethod
+    def _newest(*columns: sa.ColumnElement[Any]) -> sa.Select[Any]:
+        """Rows of the newest ``created_at`` per kind; on a tie the caller's last row (by version) wins."""
         c = models_table.c
         newest = sa.select(c.kind, sa.func.max(c.created_at).label("created_at")).group_by(c.kind).subquery()
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(c.kind, c.blob).join(
-                    newest, sa.and_(c.kind == newest.c.kind, c.created_at == newest.c.created_at)
-                )
-            ).all()
-        return {r.kind: bytes(r.blob) for r in rows}
+        return sa.select(*columns).join(
+            newest, sa.and_(c.kind == newest.c.kind, c.created_at == newest.c.created_at)
+        )
 
     def list(self, kind: str | None = None, *, limit: int = 100) -> list[StoredModel]:
         c = models_table.c
