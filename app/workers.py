@@ -135,7 +135,7 @@ def _worker(
 def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefresher:
     """Refits the per-kind models of this readings worker's engine, and swaps in fits archived elsewhere.
 
-    A ``citywarn train`` in another process is scored with within ``models.training.ARCHIVE_POLL_S``.
+    A ``citywarn train`` in another process is scored with within ``CITYWARN_MODEL_POLL_S``.
     """
     assert isinstance(worker.sink, DetectionSink)
     return ModelRefresher(
@@ -144,6 +144,7 @@ def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefreshe
         archive=svc.models,
         window=timedelta(seconds=svc.settings.training_history_s),
         interval_s=svc.settings.refit_interval_s,
+        poll_s=svc.settings.model_poll_s,
         engine=worker.sink.engine,
         clock=lambda: datetime.now(UTC),
     )

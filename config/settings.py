@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     refit_interval_s: float = Field(
         default=86400, gt=0, description="How often the per-kind models are refitted."
     )
+    model_poll_s: float = Field(
+        default=60,
+        gt=0,
+        description="How often the model archive is checked for fits saved by another process "
+        "(`citywarn train`); a new fit is scored with within this time.",
+    )
 
     # --- reports and fusion
     max_report_text_chars: int = Field(
