@@ -1,16 +1,25 @@
 """Run citywarn detectors over the NAB corpus and score them with NAB's rules.
 
 Run: ``python -m bench.nab --data DIR --labels FILE --out RESULTS
-[--detector NAME[,NAME...]] [--json PATH] [--profiles FILE]``.
+[--detector NAME[,NAME...]] [--json PATH] [--profiles FILE] [--cv]``.
 
 Each ``DIR/<category>/<file>.csv`` is fed, in order, to a fresh detector
-through ``score_batch`` and the service's decision step (``models.decision``);
-its held scores go to
-``RESULTS/<detector>/<category>/<detector>_<file>.csv`` (``timestamp,value,
-anomaly_score``, the layout NAB's own scorer reads, timestamps and values as
-in the input). Then the NAB score for every profile is printed (see
-``bench.nab_scoring``) with the detector's throughput: points per second of
-CPU time spent inside the detector, i.e. per core.
+through ``score_batch``. Two figures per profile follow, first the one a city
+gets:
+
+* **at the service's settings**: the detections are exactly the points the
+  service would signal (``models.decision`` with the rule the scoring engine
+  builds for a series without kind, at ``Settings().signal_threshold``), with
+  no threshold search;
+* **optimised**: NAB's own figure, the threshold searched over the held scores
+  (after the service's hold-off, or the detector's own with ``--raw``) of the
+  very files scored, for comparison with published results.
+
+The held scores go to ``RESULTS/<detector>/<category>/<detector>_<file>.csv``
+(``timestamp,value,anomaly_score``, the layout NAB's own scorer reads,
+timestamps and values as in the input). ``--cv`` adds leave-one-category-out
+cross-validation of the decision constants (``bench.nab_cv``). Throughput is
+points per second of CPU time spent inside the detector, i.e. per core.
 """
 
 from __future__ import annotations
@@ -19,40 +28,62 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench.nab_cv import (
+    SIGNALLED,
+    Candidate,
+    CrossValidation,
+    build_table,
+    cross_validate,
+    held_scores,
+    signalled,
+    variants,
+)
 from bench.nab_scoring import (
+    STANDARD,
     CorpusFile,
+    CostMatrix,
     LabelledSeries,
     ProfileResult,
     load_corpus,
     load_profiles,
+    raw_score,
     score_all_profiles,
 )
+from config.settings import Settings
 from models import registry
-from models.decision import DecisionRule, SeriesDecision, decide_series
+from models.decision import DecisionRule
 from models.protocol import FloatArray
 
 
 @dataclass(frozen=True, slots=True)
 class DetectorRun:
-    """One detector's scores on the whole corpus and the CPU seconds it spent producing them."""
+    """One detector's own scores on every file, and the CPU seconds it spent producing them.
+
+    Kept before any decision step, so every rule (the service's, or each cross-validation
+    candidate) is applied to the same scores without running the detector again.
+    """
 
     detector: str
-    series: list[LabelledSeries]
+    corpus: Sequence[CorpusFile]
+    scores: list[FloatArray]
     cpu_seconds: float
 
     @property
     def points(self) -> int:
-        return sum(len(s.scores) for s in self.series)
+        return sum(len(s) for s in self.scores)
 
     @property
     def points_per_s(self) -> float:
         return self.points / self.cpu_seconds if self.cpu_seconds > 0 else float("inf")
+
+    def labelled(self, scores: Sequence[FloatArray]) -> list[LabelledSeries]:
+        return [LabelledSeries(f.name, s, f.windows) for f, s in zip(self.corpus, scores, strict=True)]
 
 
 def default_detector() -> str:
@@ -60,25 +91,18 @@ def default_detector() -> str:
     return str(getattr(registry, "DEFAULT_DETECTOR", "windowedgaussian"))
 
 
-def score_file(detector_name: str, corpus_file: CorpusFile, *, raw: bool = False) -> tuple[FloatArray, float]:
-    """Held (or ``raw``) scores of one file from a fresh detector, and the CPU seconds inside the detector."""
+def service_rule(settings: Settings) -> DecisionRule:
+    """The rule the scoring engine builds for a series without kind or warning lines, as NAB's are."""
+    return DecisionRule.for_series(None, None, threshold=settings.signal_threshold)
+
+
+def detector_scores(detector_name: str, corpus_file: CorpusFile) -> tuple[FloatArray, float]:
+    """The scores of one file from a fresh detector, and the CPU seconds inside the detector."""
     detector = registry.detector_class(detector_name)()
     started = time.process_time()
     batch = detector.score_batch(corpus_file.ts_seconds, corpus_file.values)
     elapsed = time.process_time() - started
-    if raw:
-        return np.asarray(batch.scores, dtype=np.float64), elapsed
-    # The service's decision step (hold-off after an alarm) with a rule without
-    # warning lines: NAB scores what the service would act on, not raw scores.
-    decisions = decide_series(
-        SeriesDecision(),
-        DecisionRule(),
-        corpus_file.ts_seconds,
-        corpus_file.values,
-        np.asarray(batch.scores, dtype=np.float64),
-        np.full(len(corpus_file.values), np.nan),
-    )
-    scores = np.array([d.held_score for d in decisions], dtype=np.float64)
+    scores = np.asarray(batch.scores, dtype=np.float64)
     if scores.shape != corpus_file.values.shape:
         raise ValueError(f"{detector_name} returned {scores.shape} scores for {corpus_file.name}")
     return scores, elapsed
@@ -101,36 +125,138 @@ def write_results(path: Path, corpus_file: CorpusFile, scores: FloatArray) -> No
     path.write_text("\n".join(lines) + "\n")
 
 
-def run_detector(
-    detector_name: str, corpus: Sequence[CorpusFile], out_dir: Path, *, raw: bool = False
-) -> DetectorRun:
-    """Score every file with a fresh instance of ``detector_name`` and write the results files."""
-    series, cpu = [], 0.0
+def run_detector(detector_name: str, corpus: Sequence[CorpusFile]) -> DetectorRun:
+    """Score every file with a fresh instance of ``detector_name``."""
+    scores, cpu = [], 0.0
     for corpus_file in corpus:
-        scores, elapsed = score_file(detector_name, corpus_file, raw=raw)
+        file_scores, elapsed = detector_scores(detector_name, corpus_file)
         cpu += elapsed
-        write_results(results_path(out_dir, detector_name, corpus_file.name), corpus_file, scores)
-        series.append(LabelledSeries(corpus_file.name, scores, corpus_file.windows))
-    return DetectorRun(detector_name, series, cpu)
+        scores.append(file_scores)
+    return DetectorRun(detector_name, corpus, scores, cpu)
 
 
-def summary(run: DetectorRun, results: dict[str, ProfileResult]) -> dict[str, object]:
-    """The ``--json`` record for one detector."""
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One detector's figures: at the service's settings, optimised, and optionally cross-validated."""
+
+    run: DetectorRun
+    rule: DecisionRule
+    at_default: dict[str, ProfileResult]
+    optimised: dict[str, ProfileResult]
+    cv: dict[str, CrossValidation]
+    # With --cv: the whole corpus at the signal threshold, hold-off trigger as the rule has it or tied to it.
+    at_signal_threshold: dict[str, float]
+
+
+def evaluate(
+    run: DetectorRun,
+    rule: DecisionRule,
+    profiles: Mapping[str, CostMatrix],
+    out_dir: Path,
+    *,
+    raw: bool,
+    cv: bool,
+) -> Evaluation:
+    """Score ``run`` at ``rule``, then optimised (writing the results files), then cross-validated."""
+    signals = run.labelled([signalled(f, s, rule) for f, s in zip(run.corpus, run.scores, strict=True)])
+    at_default = score_all_profiles(signals, profiles, threshold=SIGNALLED)
+    held = (
+        run.scores if raw else [held_scores(f, s, rule) for f, s in zip(run.corpus, run.scores, strict=True)]
+    )
+    for corpus_file, file_scores in zip(run.corpus, held, strict=True):
+        write_results(results_path(out_dir, run.detector, corpus_file.name), corpus_file, file_scores)
+    optimised = score_all_profiles(run.labelled(held), profiles)
+    validations: dict[str, CrossValidation] = {}
+    at_signal_threshold: dict[str, float] = {}
+    if cv:
+        candidates = variants(rule)
+        at_threshold = {
+            "trigger_default": Candidate(rule.threshold, rule.hold_trigger),
+            "trigger_is_threshold": Candidate(rule.threshold, rule.threshold),
+        }
+        union = tuple(dict.fromkeys([*at_threshold.values(), *(c for cs in candidates.values() for c in cs)]))
+        table = build_table(run.corpus, run.scores, union, rule)
+        default_raw = np.array([raw_score(s, STANDARD, SIGNALLED) for s in signals])
+        validations = {name: cross_validate(table, cands, default_raw) for name, cands in candidates.items()}
+        at_signal_threshold = {name: table.corpus_standard(c) for name, c in at_threshold.items()}
+    return Evaluation(run, rule, at_default, optimised, validations, at_signal_threshold)
+
+
+def cv_summary(cv: CrossValidation) -> dict[str, object]:
+    folds = [
+        {
+            "category": f.category,
+            "threshold": f.chosen.threshold,
+            "hold_trigger": f.chosen.hold_trigger,
+            "train_standard": round(f.train_standard, 4),
+            "standard": None if f.standard is None else round(f.standard, 4),
+            "raw": round(f.raw, 4),
+            "standard_at_default": None if f.at_default is None else round(f.at_default, 4),
+        }
+        for f in cv.folds
+    ]
     return {
-        "detector": run.detector,
-        "scores": {name: round(r.score, 4) for name, r in results.items()},
-        "points_per_s": round(run.points_per_s, 1),
+        "folds": folds,
+        "mean_standard": round(cv.mean_standard, 4),
+        "pooled_standard": round(cv.pooled_standard, 4),
+        "in_sample": {
+            "threshold": cv.in_sample.threshold,
+            "hold_trigger": cv.in_sample.hold_trigger,
+            "standard": round(cv.in_sample_standard, 4),
+        },
     }
 
 
-def print_report(run: DetectorRun, results: dict[str, ProfileResult]) -> None:
-    print(f"{run.detector}: {len(run.series)} files, {run.points} points")
-    for name, r in results.items():
+def summary(ev: Evaluation) -> dict[str, object]:
+    """The ``--json`` record for one detector; ``cv`` is the protocol choosing every constant."""
+    record: dict[str, object] = {
+        "detector": ev.run.detector,
+        "settings": {
+            "signal_threshold": ev.rule.threshold,
+            "hold_trigger": ev.rule.hold_trigger,
+            "hold_points": ev.rule.hold_points,
+        },
+        "scores_at_default": {name: round(r.score, 4) for name, r in ev.at_default.items()},
+        "scores": {name: round(r.score, 4) for name, r in ev.optimised.items()},
+        "points_per_s": round(ev.run.points_per_s, 1),
+    }
+    if ev.cv:
+        primary = next(iter(ev.cv))
+        record["cv"] = cv_summary(ev.cv[primary]) | {
+            "variant": primary,
+            "variants": {name: cv_summary(cv) for name, cv in ev.cv.items()},
+            "at_signal_threshold": {name: round(v, 4) for name, v in ev.at_signal_threshold.items()},
+        }
+    return record
+
+
+def print_report(ev: Evaluation) -> None:
+    run, rule = ev.run, ev.rule
+    print(f"{run.detector}: {len(run.corpus)} files, {run.points} points")
+    print(
+        f"  at the service's settings (signal threshold {rule.threshold:g}, hold-off {rule.hold_points}"
+        f" points from {rule.hold_trigger:g}; no search), then NAB's optimised threshold:"
+    )
+    for name, r in ev.at_default.items():
+        o = ev.optimised[name]
         print(
-            f"  {name:<20} score {r.score:7.2f}   threshold {r.threshold:.6g}"
-            f"   raw {r.raw:.3f} (null {r.null:.1f}, perfect {r.perfect:.1f})"
+            f"  {name:<20} score {r.score:7.2f}   optimised {o.score:7.2f} at threshold {o.threshold:.6g}"
+            f"   (null {r.null:.1f}, perfect {r.perfect:.1f})"
         )
     print(f"  points/s per core: {run.points_per_s:,.0f} ({run.cpu_seconds:.2f} s CPU in the detector)")
+    for variant, cv in ev.cv.items():
+        print(f"  leave one category out, standard profile, constants chosen on the others ({variant}):")
+        for f in cv.folds:
+            held_out = "   n/a" if f.standard is None else f"{f.standard:6.2f}"
+            default = "   n/a" if f.at_default is None else f"{f.at_default:6.2f}"
+            print(
+                f"    {f.category:<22} threshold {f.chosen.threshold:<4g} trigger {f.chosen.hold_trigger:<4g}"
+                f"  train {f.train_standard:6.2f}  held out {held_out} (raw {f.raw:7.3f})"
+                f"  at the service's settings {default}"
+            )
+        print(
+            f"    mean {cv.mean_standard:.2f} over categories with windows; pooled {cv.pooled_standard:.2f}"
+        )
 
 
 def detector_names(flags: Sequence[str] | None) -> list[str]:
@@ -157,8 +283,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--raw",
         action="store_true",
-        help="score the detector's own scores, without the service's decision step "
+        help="optimise over the detector's own scores, without the service's hold-off "
         "(to reproduce published baselines such as Windowed Gaussian)",
+    )
+    parser.add_argument(
+        "--cv",
+        action="store_true",
+        help="leave one category out: choose the threshold and hold-off trigger on the others, "
+        "score it at that choice",
     )
     return parser.parse_args(argv)
 
@@ -167,12 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     profiles = load_profiles(args.profiles or default_profiles_path(args.data))
     corpus = load_corpus(args.data, args.labels)
+    rule = service_rule(Settings())
     records = []
     for name in detector_names(args.detector):
-        run = run_detector(name, corpus, args.out, raw=args.raw)
-        results = score_all_profiles(run.series, profiles)
-        print_report(run, results)
-        records.append(summary(run, results))
+        ev = evaluate(run_detector(name, corpus), rule, profiles, args.out, raw=args.raw, cv=args.cv)
+        print_report(ev)
+        records.append(summary(ev))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = records[0] if len(records) == 1 else records

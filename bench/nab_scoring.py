@@ -23,7 +23,8 @@ candidate threshold with one sort instead of one pass per threshold:
   before any window it costs ``-fpWeight``.
 * A row is a detection when its anomaly score is ``>= threshold``. One
   threshold serves the whole corpus: the one maximising the summed raw score
-  over all files (candidates: every distinct score, plus "never fire").
+  over all files (candidates: every distinct score, plus "never fire"), or
+  one fixed in advance.
 * Normalised score = ``100 (raw - null) / (perfect - null)``: ``null`` never
   fires (every window a miss), ``perfect`` detects each window at its start
   and nothing else.
@@ -334,16 +335,28 @@ def best_threshold(files: Sequence[LabelledSeries], cost: CostMatrix) -> tuple[f
     return float(thresholds[k]), float(raw[k])
 
 
-def score_profile(files: Sequence[LabelledSeries], cost: CostMatrix) -> ProfileResult:
-    """Optimise the threshold for one profile and normalise the result."""
-    threshold, raw = best_threshold(files, cost)
+def score_profile(
+    files: Sequence[LabelledSeries], cost: CostMatrix, threshold: float | None = None
+) -> ProfileResult:
+    """Normalised result for one profile: at ``threshold`` if given, else at NAB's optimised one.
+
+    A fixed threshold is how an operating point chosen in advance (the service's settings)
+    is scored; the optimised one is what NAB publishes.
+    """
+    if threshold is None:
+        threshold, raw = best_threshold(files, cost)
+    else:
+        raw = sum(raw_score(f, cost, threshold) for f in files)
     null, perfect = null_score(files, cost), perfect_score(files, cost)
     return ProfileResult(threshold, raw, null, perfect, normalised(raw, null, perfect))
 
 
 def score_all_profiles(
-    files: Sequence[LabelledSeries], profiles: Mapping[str, CostMatrix] | None = None
+    files: Sequence[LabelledSeries],
+    profiles: Mapping[str, CostMatrix] | None = None,
+    *,
+    threshold: float | None = None,
 ) -> dict[str, ProfileResult]:
     """NAB results for every profile (by default standard, reward_low_FP_rate, reward_low_FN_rate)."""
     chosen = DEFAULT_PROFILES if profiles is None else profiles
-    return {name: score_profile(files, cost) for name, cost in chosen.items()}
+    return {name: score_profile(files, cost, threshold) for name, cost in chosen.items()}

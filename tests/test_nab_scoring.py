@@ -16,12 +16,23 @@ Costs are the standard profile: TP 1, FP 0.11, FN 1.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench import nab
+from bench.nab_cv import (
+    GRID,
+    SIGNALLED,
+    Candidate,
+    ScoreTable,
+    build_table,
+    cross_validate,
+    held_scores,
+    signalled,
+)
 from bench.nab_scoring import (
     DEFAULT_PROFILES,
     NEVER_FIRE,
@@ -36,8 +47,10 @@ from bench.nab_scoring import (
     probation_length,
     raw_score,
     score_all_profiles,
+    score_profile,
     threshold_curve,
 )
+from config.settings import Settings
 from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.detectors.windowed_gaussian import WindowedGaussianDetector
 
@@ -260,12 +273,189 @@ def test_benchmark_scores_what_the_service_decides() -> None:
         values=values,
         windows=(),
     )
-    raw, _ = nab.score_file("recordrarity", corpus_file, raw=True)
-    held, _ = nab.score_file("recordrarity", corpus_file)
+    raw, _ = nab.detector_scores("recordrarity", corpus_file)
     rule = DecisionRule()
+    held = held_scores(corpus_file, raw, rule)
     expected = decide_series(SeriesDecision(), rule, ts, values, raw, np.full(len(values), np.nan))
     assert held.tolist() == [d.held_score for d in expected]
     first = int(np.argmax(raw >= rule.hold_trigger))
     assert raw[2000:2005].max() >= rule.hold_trigger
     assert np.all(held[first + 1 : first + rule.hold_points] == 0.0)
     assert raw[first + 1 : first + rule.hold_points].max() > 0.0
+
+
+# --------------------------------------------------------------------------- one operating point
+
+
+def corpus_file(
+    scores: dict[int, float], n: int = N, windows: tuple[tuple[int, int], ...] = WINDOW
+) -> CorpusFile:
+    """A flat series (values carry no information: NAB rules have no warning lines) of ``n`` rows."""
+    ts = 1.4e9 + 300.0 * np.arange(n, dtype=np.float64)
+    return CorpusFile(
+        name="cat/file.csv",
+        timestamp_text=tuple(str(t) for t in ts),
+        value_text=("1.0",) * n,
+        ts_seconds=ts,
+        values=np.ones(n),
+        windows=windows,
+    )
+
+
+def test_score_at_a_fixed_threshold_does_no_search() -> None:
+    # two_files() at threshold 0.9: raw -0.109998 (hand totals above), not the optimum 1.309794:
+    # normalised 100 (-0.109998 + 2) / 4 = 47.25005.
+    result = score_profile(two_files(), STANDARD, threshold=0.9)
+    assert result.threshold == 0.9
+    assert result.raw == pytest.approx(-0.109998, abs=1e-6)
+    assert result.score == pytest.approx(47.25005, abs=1e-4)
+    assert score_all_profiles(two_files(), threshold=0.9)["standard"] == result
+
+
+def test_service_rule_is_the_one_the_engine_builds_for_a_series_without_kind() -> None:
+    rule = nab.service_rule(Settings(signal_threshold=0.8))
+    assert rule == replace(DecisionRule(), threshold=0.8)
+    assert rule.min_deviation == 0.0 and rule.lines == ()
+    assert nab.service_rule(Settings()).threshold == Settings().signal_threshold
+
+
+def test_default_settings_count_only_what_the_service_signals() -> None:
+    # Row 10 (window start) scores 0.7, row 11 scores 0.95. Today's rule (trigger 0.65, threshold 0.9):
+    # row 10 is no signal but starts the hold-off, so row 11 is held at 0: nothing is signalled, the
+    # window is missed (raw -1, normalised 0), although a searched threshold of 0.7 on the held scores
+    # would catch it at its start (100). With the trigger at the threshold, row 11 is signalled:
+    # p = -3/4, credit 0.966989, normalised 100 (0.966989 + 1) / 2 = 98.34945.
+    f = corpus_file({10: 0.7, 11: 0.95})
+    scores = np.zeros(N)
+    scores[10], scores[11] = 0.7, 0.95
+    today = DecisionRule(threshold=0.9, hold_trigger=0.65)
+    assert not signalled(f, scores, today).any()
+    held = LabelledSeries(f.name, held_scores(f, scores, today), f.windows)
+    assert score_profile([held], STANDARD).score == pytest.approx(100.0)
+    at_default = LabelledSeries(f.name, signalled(f, scores, today), f.windows)
+    assert score_profile([at_default], STANDARD, threshold=SIGNALLED).score == 0.0
+    tied = replace(today, hold_trigger=0.9)
+    assert np.flatnonzero(signalled(f, scores, tied)).tolist() == [11]
+    at_tied = LabelledSeries(f.name, signalled(f, scores, tied), f.windows)
+    assert score_profile([at_tied], STANDARD, threshold=SIGNALLED).score == pytest.approx(98.34945, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- cross-validation
+
+
+def test_table_scores_each_candidate_as_the_service_would_signal_it() -> None:
+    """The table holds off once per trigger, then thresholds: it must agree with the decision step."""
+    rng = np.random.default_rng(8)
+    n = 400
+    windows = ((100, 130), (250, 280))
+    files = [corpus_file({}, n=n, windows=windows) for _ in range(2)]
+    scores = [np.round(rng.random(n) ** 4, 2) for _ in files]  # mostly low, with ties
+    candidates = (Candidate(0.9, 0.65), Candidate(0.9, 0.9), Candidate(0.6, 0.6), Candidate(0.5, 0.7))
+    table = build_table(files, scores, candidates, DecisionRule(hold_points=20), STANDARD)
+    for k, c in enumerate(candidates):
+        rule = DecisionRule(threshold=c.threshold, hold_trigger=c.hold_trigger, hold_points=20)
+        for i, (f, s) in enumerate(zip(files, scores, strict=True)):
+            signals = LabelledSeries(f.name, signalled(f, s, rule), f.windows)
+            assert table.raw[k, i] == pytest.approx(raw_score(signals, STANDARD, SIGNALLED), abs=1e-12)
+    assert len(set(table.raw[:, 0].round(9))) > 1  # the candidates differ, so the check has teeth
+
+
+def hand_table() -> ScoreTable:
+    """One file per category; x, y, z hold one window each (null -1, perfect 1), n holds none.
+
+    A (threshold 0.9) catches x and y, misses z; B (0.7) is middling on x and y and catches z.
+    """
+    return ScoreTable(
+        candidates=(Candidate(0.9, 0.9), Candidate(0.7, 0.7)),
+        categories=("n", "x", "y", "z"),
+        raw=np.array([[-0.3, 1.0, 1.0, -1.0], [-0.5, 0.0, 0.0, 1.0]]),
+        null=np.array([0.0, -1.0, -1.0, -1.0]),
+        perfect=np.array([0.0, 1.0, 1.0, 1.0]),
+    )
+
+
+def test_each_fold_is_scored_at_the_choice_made_without_it() -> None:
+    # Fold x: train n, y, z: A -0.3 + 1 - 1 = -0.3 -> 100 (1.7 / 4) = 42.5; B -0.5 + 0 + 1 = 0.5 -> 62.5:
+    #   B chosen; x at B: raw 0 -> 100 (0 + 1) / 2 = 50. Fold y: the same.
+    # Fold z: train n, x, y: A 1.7 -> 92.5, B -0.5 -> 37.5: A chosen; z at A: raw -1 -> 0.
+    # Fold n: train x, y, z: A 1 -> 100 (1 + 3) / 6 = 66.67, B 1 -> tie, the higher threshold (A) wins;
+    #   n has no window, so its normalised score is undefined (None), raw -0.3.
+    # Mean over the folds with windows: (50 + 50 + 0) / 3; pooled: (-0.3 + 0 + 0 - 1) -> 100 (1.7 / 6).
+    table = hand_table()
+    at_default = np.array([0.0, -1.0, 1.0, -1.0])
+    cv = cross_validate(table, table.candidates, at_default)
+    folds = {f.category: f for f in cv.folds}
+    assert [f.category for f in cv.folds] == ["n", "x", "y", "z"]
+    assert folds["x"].chosen == folds["y"].chosen == Candidate(0.7, 0.7)
+    assert folds["z"].chosen == folds["n"].chosen == Candidate(0.9, 0.9)
+    assert folds["x"].train_standard == pytest.approx(62.5)
+    assert folds["x"].standard == pytest.approx(50.0)
+    assert folds["z"].standard == pytest.approx(0.0)
+    assert folds["n"].standard is None and folds["n"].raw == pytest.approx(-0.3)
+    assert folds["y"].at_default == pytest.approx(100.0)
+    assert cv.mean_standard == pytest.approx(100.0 / 3)
+    assert cv.pooled_standard == pytest.approx(100.0 * 1.7 / 6)
+    # On every file: A 0.7 -> 100 (0.7 + 3) / 6 = 61.67, B 0.5 -> 58.33: A.
+    assert cv.in_sample == Candidate(0.9, 0.9)
+    assert cv.in_sample_standard == pytest.approx(100.0 * 3.7 / 6)
+
+
+def test_a_restricted_candidate_set_is_chosen_from_only() -> None:
+    table = hand_table()
+    only_b = cross_validate(table, table.candidates[1:], np.zeros(4))
+    assert {f.chosen for f in only_b.folds} == {Candidate(0.7, 0.7)}
+    # x, y at B: 50 each; z at B: 100 (raw 1).
+    assert only_b.mean_standard == pytest.approx(200.0 / 3)
+
+
+def write_corpus(root: Path, layout: dict[str, int]) -> tuple[Path, Path]:
+    """``layout``: category -> number of files; each file 1,500 noisy rows, a level shift in its one
+    window (or none in a category named ``*NoAnomaly``)."""
+    rng = np.random.default_rng(21)
+    labels: dict[str, list[list[str]]] = {}
+    stamps = np.datetime64("2015-01-01T00:00") + np.arange(1500) * np.timedelta64(5, "m")
+    text = [str(t).replace("T", " ") + ":00" for t in stamps]
+    for category, count in layout.items():
+        (root / "data" / category).mkdir(parents=True)
+        for k in range(count):
+            values = rng.normal(50.0, 2.0, 1500)
+            name = f"{category}/f{k}.csv"
+            labels[name] = []
+            if not category.endswith("NoAnomaly"):
+                start = 600 + 150 * k
+                values[start + 20 : start + 40] += 25.0
+                labels[name] = [[text[start], text[start + 60]]]
+            rows = [f"{t},{v:.3f}" for t, v in zip(text, values, strict=True)]
+            (root / "data" / name).write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    (root / "labels.json").write_text(json.dumps(labels))
+    return root / "data", root / "labels.json"
+
+
+def test_cli_reports_default_settings_first_and_cross_validates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, labels = write_corpus(tmp_path, {"artA": 2, "artB": 2, "artNoAnomaly": 1})
+    report = tmp_path / "report.json"
+    argv = ["--data", str(data), "--labels", str(labels), "--out", str(tmp_path / "out")]
+    assert nab.main([*argv, "--detector", "recordrarity", "--json", str(report), "--cv"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("service's settings") < out.index("optimised")
+    summary = json.loads(report.read_text())
+    profiles = {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    assert set(summary["scores_at_default"]) == set(summary["scores"]) == profiles
+    assert summary["settings"]["signal_threshold"] == Settings().signal_threshold
+    cv = summary["cv"]
+    # The table's entry for the service's own rule is the figure scored from the service's signals.
+    assert cv["at_signal_threshold"]["trigger_default"] == summary["scores_at_default"]["standard"]
+    assert [f["category"] for f in cv["folds"]] == ["artA", "artB", "artNoAnomaly"]
+    assert cv["folds"][2]["standard"] is None
+    assert cv["mean_standard"] == pytest.approx(
+        (cv["folds"][0]["standard"] + cv["folds"][1]["standard"]) / 2, abs=1e-3
+    )
+    for fold in cv["folds"]:
+        assert fold["threshold"] in GRID
+        assert fold["hold_trigger"] <= fold["threshold"]
+    tied = cv["variants"]["trigger_is_threshold"]
+    assert all(f["hold_trigger"] == f["threshold"] for f in tied["folds"])
+    fixed = cv["variants"]["trigger_default"]
+    assert all(f["hold_trigger"] == DecisionRule().hold_trigger for f in fixed["folds"])
