@@ -1,13 +1,18 @@
-"""Session-wide real services: the Tansu broker, a private influxd, PostgreSQL."""
+"""Real services for the tests: the Tansu broker, a private influxd, PostgreSQL, and the state database on both."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from alerts import db
+from alerts.service import WarningService
 from bench.servers import fresh_postgres_database, running_influxd
 from ingest.broker import EmbeddedBroker
+from tests.factories import CATALOG, PLAYBOOKS
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +32,21 @@ def postgres_url() -> Iterator[str]:
     """A new, empty database on the real server for each test: no test sees another's rows."""
     with fresh_postgres_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """The state database, migrated, once on SQLite and once on the real PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/state.sqlite3"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = db.connect(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def service(engine: sa.Engine) -> WarningService:
+    """A warning service over ``engine`` with the bundled city's catalog and playbooks."""
+    return WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS)

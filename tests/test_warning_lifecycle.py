@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.service import WarningService
-from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.sqlite3"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = db.connect(url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def service(engine: sa.Engine) -> WarningService:
-    return WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS)
+from tests.factories import NOW, PLAYBOOKS, signal
 
 
 def test_a_signal_opens_one_warning_with_evidence_and_history(service: WarningService) -> None:

@@ -9,38 +9,19 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import sqlalchemy as sa
 
-from alerts import db
 from alerts.exceptions import InvalidTransition
 from alerts.service import WarningService
-from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
+from tests.factories import NOW, signal
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.sqlite3"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = db.connect(url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def service(engine: sa.Engine) -> WarningService:
-    return WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS)
 
 
 def all_at_once(calls: list[Callable[[], T]]) -> list[T | Exception]:
