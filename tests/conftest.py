@@ -1,4 +1,4 @@
-"""Real services for the tests: the Tansu broker, a private influxd, PostgreSQL, and the state database on both."""
+"""Real services for the tests: Tansu, a private influxd, PostgreSQL, and the state database on both."""
 
 from __future__ import annotations
 
