@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from alerts import db
 from alerts.service import WarningService
+from app.main import create_app
 from bench.servers import fresh_postgres_database, running_influxd
+from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from tests.factories import CATALOG, PLAYBOOKS
 
@@ -50,3 +53,10 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine
 def service(engine: sa.Engine) -> WarningService:
     """A warning service over ``engine`` with the bundled city's catalog and playbooks."""
     return WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app on the requesting module's ``settings`` fixture, started and stopped by its lifespan."""
+    with TestClient(create_app(settings)) as c:
+        yield c

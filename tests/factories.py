@@ -52,3 +52,15 @@ def reading(sensor_id: str, value: float, ts: datetime, **extra: Any) -> bytes:
         **extra,
     }
     return json.dumps(body).encode()
+
+
+def gas_reading(**overrides: object) -> dict[str, object]:
+    """One valid reading of a catalogued gas sensor, taken now, as a JSON object; any field overridden."""
+    return {
+        "sensor_id": "gas-oldtown-01",
+        "kind": "gas",
+        "value": 1.5,
+        "unit": "%LEL",
+        "ts": datetime.now(UTC).replace(microsecond=0).isoformat(),
+        **overrides,
+    }

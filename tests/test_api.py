@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
 from bench.isolation import isolated_settings
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from models.signals import Signal
 from store.schemas import Point
+from tests.factories import gas_reading as reading
 from tests.pipeline_harness import read_topic
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -29,23 +28,6 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         max_body_bytes=64 * 1024,
         max_batch_items=100,
     )
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
-
-
-def reading(**overrides: object) -> dict[str, object]:
-    return {
-        "sensor_id": "gas-oldtown-01",
-        "kind": "gas",
-        "value": 1.5,
-        "unit": "%LEL",
-        "ts": NOW.isoformat(),
-        **overrides,
-    }
 
 
 def test_health_and_readiness(client: TestClient) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
 from bench.isolation import isolated_settings
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
@@ -28,12 +26,6 @@ def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
         database_url=f"sqlite:///{tmp_path}/state.sqlite3",
         max_report_text_chars=500,
     )
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def report(**overrides: object) -> dict[str, object]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
+from tests.factories import gas_reading as reading
 from tests.pipeline_harness import read_topic, running_pipeline, wait_until
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -33,23 +33,6 @@ def settings_for(broker: EmbeddedBroker, tmp_path: Path, **extra: object) -> Set
 @pytest.fixture
 def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     return settings_for(broker, tmp_path)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as c:
-        yield c
-
-
-def reading(**overrides: object) -> dict[str, object]:
-    return {
-        "sensor_id": "gas-oldtown-01",
-        "kind": "gas",
-        "value": 1.5,
-        "unit": "%LEL",
-        "ts": NOW.isoformat(),
-        **overrides,
-    }
 
 
 def report(**overrides: object) -> dict[str, object]:
