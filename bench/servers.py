@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from ingest.broker import free_port
+from ingest.broker import free_port, stop_child
 
 POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -78,14 +78,8 @@ class PrivateInfluxd:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        if proc is not None:
+            stop_child(proc, timeout_s=15)
 
     def _answers(self) -> bool:
         try:

@@ -38,6 +38,18 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
             time.sleep(0.05)
 
 
+def stop_child(proc: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within ``timeout_s``; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout_s)
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it if we die, even by SIGKILL."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -79,14 +91,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_child(proc, timeout_s=10)
 
     @property
     def pid(self) -> int | None:
