@@ -19,13 +19,7 @@ from alerts.migrations import head_revision
 from app.main import create_app
 from app.preflight import checked_settings
 from app.services import Services, build_services, migrate_state_database
-from app.workers import (
-    BackgroundThreads,
-    build_ingest_worker,
-    build_report_worker,
-    model_refresher,
-    train_now,
-)
+from app.workers import BackgroundThreads, start_ingest, train_now
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics
@@ -188,11 +182,8 @@ def ingest(settings: Settings) -> None:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    readings = build_ingest_worker(svc)
     try:
-        threads.start("ingest", readings.run)
-        threads.start("report-ingest", build_report_worker(svc).run)
-        threads.start("model-refit", model_refresher(svc, readings).run)
+        start_ingest(threads, svc)
         while not threads.stop_event.wait(1.0):
             pass
     finally:

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from app.api import areas, health, readings, reports, sensors, warnings
 from app.limits import BodySizeLimit
 from app.services import Services, build_services
-from app.workers import BackgroundThreads, build_ingest_worker, build_report_worker, model_refresher
+from app.workers import BackgroundThreads, start_ingest
 from config.settings import Settings
 from ingest.kafka import ensure_topics
 
@@ -41,11 +41,7 @@ def create_app(
         app.state.workers = threads
         app.state.consumers = {}
         if run_ingest:
-            readings, reports = build_ingest_worker(svc), build_report_worker(svc)
-            app.state.consumers = {"readings": readings, "reports": reports}
-            threads.start("ingest", readings.run)
-            threads.start("report-ingest", reports.run)
-            threads.start("model-refit", model_refresher(svc, readings).run)
+            app.state.consumers = start_ingest(threads, svc)
         for name, make in (extra_workers or {}).items():
             threads.start(name, make(svc))
         try:

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from confluent_kafka import Consumer
 
@@ -148,6 +149,15 @@ def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefreshe
         engine=worker.sink.engine,
         clock=lambda: datetime.now(UTC),
     )
+
+
+def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
+    """Start the readings and reports consumers and the model refresher; returns the consumers by name."""
+    readings, reports = build_ingest_worker(svc), build_report_worker(svc)
+    threads.start("ingest", readings.run)
+    threads.start("report-ingest", reports.run)
+    threads.start("model-refit", model_refresher(svc, readings).run)
+    return {"readings": readings, "reports": reports}
 
 
 def train_now(svc: Services, *, now: datetime) -> dict[str, KindModel]:
