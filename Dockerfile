@@ -1,7 +1,8 @@
 # citywarn API (and, with another command, the consumer) for production-like use.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    NUMBA_CACHE_DIR=/srv/citywarn/var/numba
 WORKDIR /srv/citywarn
 
 COPY pyproject.toml README.md ./
@@ -12,8 +13,10 @@ COPY models ./models
 COPY alerts ./alerts
 COPY config ./config
 COPY bench ./bench
+# The detector's kernel is compiled once here (seconds), so a container starts ready to score.
 RUN pip install . && useradd --system --uid 10001 --home-dir /srv/citywarn citywarn \
-    && mkdir -p /srv/citywarn/var && chown citywarn /srv/citywarn/var
+    && python -c "from models.detectors.record_ensemble import RecordEnsembleDetector as D; D.warm_up()" \
+    && mkdir -p /srv/citywarn/var && chown -R citywarn /srv/citywarn/var
 
 USER citywarn
 EXPOSE 8000

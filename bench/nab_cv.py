@@ -1,23 +1,24 @@
-"""Leave-one-category-out cross-validation of the decision step's constants on NAB.
+"""Leave-one-category-out cross-validation of the signal threshold on NAB.
 
 NAB's optimised score picks the threshold on the very files it scores: it says
 how well a detector *can* do, not what a city gets from settings fixed in
-advance. Here each development category is held out in turn; the decision
-step's tuned constants (the signal threshold and the hold-off trigger) are
-chosen from a small grid on the other categories, and the held-out category is
-scored at that fixed choice (standard profile).
+advance. Here each development category is held out in turn; the signal
+threshold (the one tuned constant of the decision step) is chosen from
+``GRID`` on the other categories, and the held-out category is scored at that
+fixed choice (standard profile).
 
-Only the decision step differs between candidates, so the detector scores each
-file once, and the hold-off runs once per file and trigger: NAB series have no
-kind, hence no warning lines and no minimum deviation, so a point is a signal
-exactly when its held score reaches the threshold (a test pins this against
-``models.decision``).
+Only the threshold differs between candidates, so the detector scores each
+file once. NAB series have no kind, hence no warning lines and no minimum
+deviation, so a point is a signal exactly when its score reaches the
+threshold outside the hold-off of the previous signal (or breaks through it);
+``signals_at`` computes
+that directly, and a test pins it against ``models.decision``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -32,29 +33,14 @@ from bench.nab_scoring import (
     perfect_score,
     raw_score,
 )
-from models.decision import DecisionRule, SeriesDecision, decide_series
+from models.decision import DecisionRule, SeriesDecision, decide_series, strength
 from models.protocol import FloatArray
 
-# Highest first, so a tie in training score goes to the higher threshold (fewer signals).
-GRID: tuple[float, ...] = (0.99, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5)
+# Every threshold the optimised figure tries, highest first so a tie goes to fewer signals.
+FINE: tuple[float, ...] = tuple(round(0.995 - 0.0025 * k, 4) for k in range(199))
+# The coarser grid cross-validation chooses from: a choice finer than 0.01 would be fitted noise.
+GRID: tuple[float, ...] = tuple(t for t in FINE if round(t * 100, 6).is_integer())
 SIGNALLED = 1.0  # score of a signalled row in ``signalled``; the threshold that counts exactly those rows
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """One choice of the decision step's tuned constants."""
-
-    threshold: float
-    hold_trigger: float
-
-
-def variants(rule: DecisionRule) -> dict[str, tuple[Candidate, ...]]:
-    """The candidate sets compared: trigger chosen too (at most the threshold), tied to it, or ``rule``'s."""
-    return {
-        "trigger_chosen": tuple(Candidate(t, g) for t in GRID for g in GRID if g <= t),
-        "trigger_is_threshold": tuple(Candidate(t, t) for t in GRID),
-        "trigger_default": tuple(Candidate(t, rule.hold_trigger) for t in GRID),
-    }
 
 
 def _decide(corpus_file: CorpusFile, scores: FloatArray, rule: DecisionRule) -> tuple[FloatArray, FloatArray]:
@@ -70,7 +56,7 @@ def _decide(corpus_file: CorpusFile, scores: FloatArray, rule: DecisionRule) -> 
 
 
 def held_scores(corpus_file: CorpusFile, scores: FloatArray, rule: DecisionRule) -> FloatArray:
-    """The detector's scores after ``rule``'s hold-off: what NAB's threshold search runs over."""
+    """The detector's scores with the hold-off after each of ``rule``'s signals set to 0."""
     return _decide(corpus_file, scores, rule)[0]
 
 
@@ -79,13 +65,25 @@ def signalled(corpus_file: CorpusFile, scores: FloatArray, rule: DecisionRule) -
     return _decide(corpus_file, scores, rule)[1]
 
 
+def signals_at(scores: FloatArray, threshold: float, rule: DecisionRule) -> FloatArray:
+    """What ``signalled`` gives for a series without kind, in O(points at or above the threshold)."""
+    out = np.zeros(len(scores))
+    last, held_strength = -rule.hold_points, 0.0
+    for i in np.flatnonzero(scores >= threshold).tolist():
+        s = strength(float(scores[i]))
+        if i - last >= rule.hold_points or s >= rule.escalation * held_strength:
+            out[i] = SIGNALLED
+            last, held_strength = i, s
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ScoreTable:
-    """Raw NAB score of every file at every candidate, with each file's null and perfect scores."""
+    """Raw NAB score of every file at every threshold, with each file's null and perfect scores."""
 
-    candidates: tuple[Candidate, ...]
+    thresholds: tuple[float, ...]
     categories: tuple[str, ...]  # one per file
-    raw: FloatArray  # (candidates, files)
+    raw: FloatArray  # (thresholds, files)
     null: FloatArray
     perfect: FloatArray
 
@@ -94,10 +92,15 @@ class ScoreTable:
         null, perfect = float(self.null[files].sum()), float(self.perfect[files].sum())
         return None if null == perfect else normalised(float(raw[files].sum()), null, perfect)
 
-    def corpus_standard(self, candidate: Candidate) -> float:
-        """The normalised score of every file at ``candidate`` (0 when no file holds a window)."""
-        raw = self.raw[self.candidates.index(candidate)]
+    def corpus_score(self, threshold: float) -> float:
+        """The normalised score of every file at ``threshold`` (0 when no file holds a window)."""
+        raw = self.raw[self.thresholds.index(threshold)]
         return self.score(raw, np.ones(len(self.categories), dtype=bool)) or 0.0
+
+    def best(self, thresholds: Sequence[float], files: npt.NDArray[np.bool_]) -> float:
+        """The threshold among ``thresholds`` scoring best on ``files``; ties go to the earlier."""
+        scores = [self.score(self.raw[self.thresholds.index(t)], files) for t in thresholds]
+        return thresholds[int(np.argmax([-np.inf if s is None else s for s in scores]))]
 
 
 def category_of(corpus_file: CorpusFile) -> str:
@@ -107,30 +110,25 @@ def category_of(corpus_file: CorpusFile) -> str:
 def build_table(
     corpus: Sequence[CorpusFile],
     scores: Sequence[FloatArray],
-    candidates: Sequence[Candidate],
+    thresholds: Sequence[float],
     rule: DecisionRule,
     cost: CostMatrix = STANDARD,
 ) -> ScoreTable:
-    """Score every file at every candidate; ``rule`` supplies the constants not searched (hold points)."""
-    held = {
-        (i, trigger): held_scores(f, s, replace(rule, hold_trigger=trigger))
-        for trigger in {c.hold_trigger for c in candidates}
-        for i, (f, s) in enumerate(zip(corpus, scores, strict=True))
-    }
+    """Score every file at every threshold; ``rule`` supplies the hold-off."""
     raw = np.array(
         [
             [
-                raw_score(LabelledSeries(f.name, held[i, c.hold_trigger], f.windows), cost, c.threshold)
-                for i, f in enumerate(corpus)
+                raw_score(LabelledSeries(f.name, signals_at(s, t, rule), f.windows), cost, SIGNALLED)
+                for f, s in zip(corpus, scores, strict=True)
             ]
-            for c in candidates
+            for t in thresholds
         ]
     )
     series = [LabelledSeries(f.name, s, f.windows) for f, s in zip(corpus, scores, strict=True)]
     return ScoreTable(
-        candidates=tuple(candidates),
+        thresholds=tuple(thresholds),
         categories=tuple(category_of(f) for f in corpus),
-        raw=raw.reshape(len(candidates), len(corpus)),
+        raw=raw.reshape(len(thresholds), len(corpus)),
         null=np.array([null_score([s], cost) for s in series]),
         perfect=np.array([perfect_score([s], cost) for s in series]),
     )
@@ -138,12 +136,12 @@ def build_table(
 
 @dataclass(frozen=True, slots=True)
 class Fold:
-    """One held-out category: the choice made without it, and its scores."""
+    """One held-out category: the threshold chosen without it, and its scores."""
 
     category: str
-    chosen: Candidate
-    train_standard: float  # the chosen candidate's score on the other categories
-    standard: float | None  # at the chosen candidate; None when the category holds no window
+    threshold: float
+    train_standard: float  # the chosen threshold's score on the other categories
+    standard: float | None  # at the chosen threshold; None when the category holds no window
     raw: float
     at_default: float | None  # the same category at the service's settings
 
@@ -153,38 +151,34 @@ class CrossValidation:
     folds: tuple[Fold, ...]
     mean_standard: float  # over the folds that hold a window
     pooled_standard: float  # every file scored at its fold's choice, normalised together
-    in_sample: Candidate  # chosen on every file, as NAB's optimised figure is
+    in_sample: float  # the threshold chosen on every file, as NAB's optimised figure is
     in_sample_standard: float
 
 
-def _choose(table: ScoreTable, candidates: Sequence[Candidate], files: npt.NDArray[np.bool_]) -> int:
-    """Index of the candidate scoring best on ``files``; ties go to the earlier (higher threshold)."""
-    scores = [table.score(table.raw[table.candidates.index(c)], files) for c in candidates]
-    return int(np.argmax([-np.inf if s is None else s for s in scores]))
-
-
 def cross_validate(
-    table: ScoreTable, candidates: Sequence[Candidate], at_default: FloatArray
+    table: ScoreTable, at_default: FloatArray, thresholds: Sequence[float] | None = None
 ) -> CrossValidation:
-    """Leave each category out, choose among ``candidates`` on the rest, score it at that choice.
+    """Leave each category out, choose a threshold on the rest, score it at that choice.
 
-    ``at_default`` is each file's raw score at the service's settings, reported beside each fold.
-    A category without anomaly windows (NAB's artificialNoAnomaly) has no normalised score of its
-    own; its false positives still count in the pooled score.
+    ``thresholds`` (default: all of the table's) are the candidates. ``at_default`` is each
+    file's raw score at the service's settings, reported beside each fold. A category without
+    anomaly windows (NAB's artificialNoAnomaly) has no normalised score of its own; its false
+    positives still count in the pooled score.
     """
+    candidates = tuple(thresholds or table.thresholds)
     categories = np.array(table.categories)
     every = np.ones(len(categories), dtype=bool)
     pooled = np.zeros(len(categories))
     folds = []
     for category in sorted(set(table.categories)):
         test = categories == category
-        chosen = candidates[_choose(table, candidates, ~test)]
-        row = table.raw[table.candidates.index(chosen)]
+        chosen = table.best(candidates, ~test)
+        row = table.raw[table.thresholds.index(chosen)]
         pooled[test] = row[test]
         folds.append(
             Fold(
                 category=category,
-                chosen=chosen,
+                threshold=chosen,
                 train_standard=table.score(row, ~test) or 0.0,
                 standard=table.score(row, test),
                 raw=float(row[test].sum()),
@@ -192,11 +186,11 @@ def cross_validate(
             )
         )
     defined = [f.standard for f in folds if f.standard is not None]
-    in_sample = candidates[_choose(table, candidates, every)]
+    in_sample = table.best(candidates, every)
     return CrossValidation(
         folds=tuple(folds),
         mean_standard=float(np.mean(defined)) if defined else float("nan"),
         pooled_standard=table.score(pooled, every) or 0.0,
         in_sample=in_sample,
-        in_sample_standard=table.corpus_standard(in_sample),
+        in_sample_standard=table.corpus_score(in_sample),
     )

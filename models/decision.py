@@ -10,14 +10,18 @@ one copy).
 
 The rules, for each point in arrival order:
 
-* **Hold-off.** A score at or above ``hold_trigger`` starts a hold-off: the
-  series' scores are held at 0 until ``hold_points`` points, the triggering
-  one included, have passed, so one incident
-  raises one anomaly signal, not one per reading. (This was the detectors'
-  ``rest``; it lives here so the benchmark and the service share it.)
-* **Anomaly.** A held score at or above ``threshold`` is a signal when the
-  value is also at least ``min_deviation`` (the kind's, in its unit) away
-  from the detector's baseline: unusual *and* big enough to matter.
+* **Anomaly.** A score at or above ``threshold`` is a signal when the value
+  is also at least ``min_deviation`` (the kind's, in its unit) away from the
+  detector's baseline: unusual *and* big enough to matter.
+* **Hold-off.** An anomaly signal, and only that, starts a hold-off: the
+  series' scores are held at 0 until ``hold_points`` points, the signalling
+  one included, have passed, so one incident raises one anomaly signal, not
+  one per reading. A score that is no signal (below the threshold, or too
+  small a deviation) holds nothing, so it can never hide a later anomaly.
+  Nor can a weak signal hide a much stronger one: a score whose strength
+  (``-log(1 - score)``, the detector's evidence over its record) is at least
+  ``escalation`` times the strength that started the hold-off breaks through
+  it and starts a new one.
 * **Warning lines, with hysteresis.** The series holds the highest line it
   has crossed. Entering a line, or rising past a higher one, is a signal at
   once. A held line is left only when the value falls back past it by
@@ -45,13 +49,21 @@ from models.protocol import FloatArray
 NO_LINE = -1
 
 
+def strength(score: float) -> float:
+    """``-log(1 - score)``: for the record detectors, the evidence over its recent record."""
+    return -math.log1p(-min(score, MAX_SCORE))
+
+
+MAX_SCORE = 1.0 - 1e-12  # a score of 1 would have infinite strength
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRule:
     """The knobs of the decision step for one series (see the module docstring for the rules)."""
 
     threshold: float = 0.9
-    hold_trigger: float = 0.65
     hold_points: int = 60
+    escalation: float = 2.0
     min_deviation: float = 0.0
     repeat_s: float = 900.0
     hysteresis: float = 0.1
@@ -101,7 +113,8 @@ class SeriesDecision:
     """One series' decision state; plain data, so it checkpoints beside the detector's."""
 
     seen: int = 0
-    last_trigger: int | None = None
+    last_anomaly: int | None = None
+    anomaly_strength: float = 0.0
     held_level: int = NO_LINE
     clock_s: float = -math.inf
     last_signal_s: float | None = None
@@ -110,13 +123,12 @@ class SeriesDecision:
         self, rule: DecisionRule, ts_s: float, value: float, score: float, baseline: float
     ) -> Decision:
         """Advance by one point (in arrival order) and say whether it is a signal."""
-        if self.last_trigger is not None and self.seen - self.last_trigger < rule.hold_points:
-            held = 0.0
-        else:
-            held = score
-            if score >= rule.hold_trigger:
-                self.last_trigger = self.seen
-        self.seen += 1
+        holding = (
+            self.last_anomaly is not None
+            and self.seen - self.last_anomaly < rule.hold_points
+            and strength(score) < rule.escalation * self.anomaly_strength
+        )
+        held = 0.0 if holding else score
         self.clock_s = max(self.clock_s, ts_s)
 
         level = rule.level_of(value)
@@ -128,6 +140,9 @@ class SeriesDecision:
         anomaly = held >= rule.threshold and (
             not math.isfinite(baseline) or abs(value - baseline) >= rule.min_deviation
         )
+        if anomaly:
+            self.last_anomaly, self.anomaly_strength = self.seen, strength(score)
+        self.seen += 1
         signal = rising or reminder or anomaly
         if signal:
             self.last_signal_s = self.clock_s
@@ -151,7 +166,8 @@ class SeriesDecision:
         clock = state["clock_s"]
         return cls(
             seen=int(state["seen"]),
-            last_trigger=state["last_trigger"],
+            last_anomaly=state["last_anomaly"],
+            anomaly_strength=float(state["anomaly_strength"]),
             held_level=int(state["held_level"]),
             clock_s=-math.inf if clock is None else float(clock),
             last_signal_s=state["last_signal_s"],

@@ -34,7 +34,7 @@ from models.protocol import FloatArray, StreamingDetector
 from models.registry import detector_class
 from models.signals import Observation, Signal
 
-CHECKPOINT_FORMAT = 2  # detector, context and decision state together; older checkpoints are ignored
+CHECKPOINT_FORMAT = 3  # detector, context and decision state together; older checkpoints are ignored
 
 
 @dataclass(slots=True)
@@ -92,6 +92,9 @@ class ScoringEngine:
         self.signal_threshold = signal_threshold
         self.repeat_s = repeat_s
         self._make = make_detector or detector_class(detector)
+        warm_up = getattr(self._make, "warm_up", None)
+        if callable(warm_up):
+            warm_up()  # a compiled detector compiles here, at start-up, not in the first batch
         self._series: dict[str, _Series] = {}
         self._dirty: set[str] = set()
         self.multivariate_threshold = multivariate_threshold

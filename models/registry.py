@@ -32,4 +32,4 @@ def _load_builtin() -> None:
     import models.detectors  # noqa: F401
 
 
-DEFAULT_DETECTOR = "recordrarity"
+DEFAULT_DETECTOR = "recordensemble"

@@ -6,6 +6,8 @@ import json
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.decision import NO_LINE, DecisionRule, SeriesDecision, decide_series
 
@@ -20,18 +22,55 @@ def run(rule: DecisionRule, points: list[tuple[float, float, float, float]]) -> 
 
 
 def test_an_alarm_holds_the_next_scores_at_zero_for_the_hold_off() -> None:
-    rule = DecisionRule(hold_points=3, hold_trigger=0.65, threshold=0.9)
+    rule = DecisionRule(hold_points=3, threshold=0.9)
     out = run(rule, [(float(t), 1.0, s, NAN) for t, s in enumerate([0.95, 0.99, 0.97, 0.96, 0.95])])
-    # Three points counting the trigger: two held; the fourth triggers again.
+    # Three points counting the signal: two held (0.99 is not twice as strong as 0.95); the fourth
+    # signals again.
     assert [held for held, _, _ in out] == [0.95, 0.0, 0.0, 0.96, 0.0]
     assert [signal for _, signal, _ in out] == [True, False, False, True, False]
 
 
-def test_a_score_between_trigger_and_threshold_starts_a_hold_off_without_signalling() -> None:
+def test_a_score_below_the_threshold_holds_nothing() -> None:
     out = run(
-        DecisionRule(hold_points=2), [(0.0, 1.0, 0.7, NAN), (1.0, 1.0, 0.99, NAN), (2.0, 1.0, 0.99, NAN)]
+        DecisionRule(hold_points=60, threshold=0.9),
+        [(0.0, 1.0, 0.85, NAN), (1.0, 1.0, 0.95, NAN), (2.0, 1.0, 0.99, NAN)],
     )
-    assert [signal for _, signal, _ in out] == [False, False, True]
+    assert [signal for _, signal, _ in out] == [False, True, False]
+
+
+def test_a_wobble_too_small_to_matter_does_not_hide_the_gas_anomaly_after_it() -> None:
+    """The review's case: a 2.6 %LEL wobble scored high but is below the 5 %LEL minimum deviation;
+    a 9 %LEL anomaly ten points later must still be signalled."""
+    rule = DecisionRule(threshold=0.66, min_deviation=5.0, hold_points=60)
+    points = [(60.0 * i, 1.0, 0.05, 1.0) for i in range(20)]
+    points[5] = (300.0, 3.6, 0.97, 1.0)
+    points[15] = (900.0, 10.0, 0.8, 1.0)
+    out = run(rule, points)
+    assert [i for i, (_, signal, _) in enumerate(out) if signal] == [15]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    scores=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=80),
+    threshold=st.floats(0.05, 0.99),
+    hold=st.integers(1, 100),
+)
+def test_a_sub_threshold_score_never_hides_a_later_anomaly(
+    scores: list[float], threshold: float, hold: int
+) -> None:
+    """Whatever scored below the threshold before it, the first score at or above it is a signal."""
+    rule = DecisionRule(threshold=threshold, hold_points=hold)
+    below = [min(s, threshold * 0.999) for s in scores]
+    out = run(rule, [(float(i), 1.0, s, NAN) for i, s in enumerate([*below, max(threshold, 0.999)])])
+    assert [i for i, (_, signal, _) in enumerate(out) if signal] == [len(below)]
+
+
+def test_a_much_stronger_anomaly_breaks_through_the_hold_off() -> None:
+    # Strengths -log(1 - s): 0.7 -> 1.20; 0.75 -> 1.39 (held); 0.95 -> 3.00 >= 2 x 1.20: a new signal,
+    # which now holds the next: 0.96 -> 3.22 < 6.0.
+    rule = DecisionRule(threshold=0.66, hold_points=60)
+    out = run(rule, [(float(i), 1.0, s, NAN) for i, s in enumerate([0.7, 0.75, 0.95, 0.96])])
+    assert [signal for _, signal, _ in out] == [True, False, True, False]
 
 
 def test_an_anomaly_smaller_than_the_minimum_deviation_is_not_a_signal() -> None:

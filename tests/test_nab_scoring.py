@@ -26,12 +26,12 @@ from bench import nab
 from bench.nab_cv import (
     GRID,
     SIGNALLED,
-    Candidate,
     ScoreTable,
     build_table,
     cross_validate,
     held_scores,
     signalled,
+    signals_at,
 )
 from bench.nab_scoring import (
     DEFAULT_PROFILES,
@@ -51,7 +51,7 @@ from bench.nab_scoring import (
     threshold_curve,
 )
 from config.settings import Settings
-from models.decision import DecisionRule, SeriesDecision, decide_series
+from models.decision import DecisionRule, SeriesDecision, decide_series, strength
 from models.detectors.windowed_gaussian import WindowedGaussianDetector
 
 N = 40
@@ -259,6 +259,10 @@ def test_windowed_gaussian_batch_equals_loop_and_resumes_across_slides() -> None
     assert batch[150] == 1.0
 
 
+def strengths(scores: np.ndarray) -> np.ndarray:
+    return np.array([strength(float(s)) for s in scores])
+
+
 def test_benchmark_scores_what_the_service_decides() -> None:
     """The harness passes detector scores through the service's decision step, hold-off included."""
     rng = np.random.default_rng(11)
@@ -273,15 +277,19 @@ def test_benchmark_scores_what_the_service_decides() -> None:
         values=values,
         windows=(),
     )
-    raw, _ = nab.detector_scores("recordrarity", corpus_file)
-    rule = DecisionRule()
+    raw, _ = nab.detector_scores(nab.default_detector(), corpus_file)
+    rule = nab.service_rule(Settings())
     held = held_scores(corpus_file, raw, rule)
     expected = decide_series(SeriesDecision(), rule, ts, values, raw, np.full(len(values), np.nan))
     assert held.tolist() == [d.held_score for d in expected]
-    first = int(np.argmax(raw >= rule.hold_trigger))
-    assert raw[2000:2005].max() >= rule.hold_trigger
-    assert np.all(held[first + 1 : first + rule.hold_points] == 0.0)
-    assert raw[first + 1 : first + rule.hold_points].max() > 0.0
+    assert raw[2000:2005].max() >= rule.threshold
+    first = 2000 + int(np.argmax(held[2000:] >= rule.threshold))
+    assert first < 2005
+    # Held at 0 after the signal, but for a point twice as strong (the break-through).
+    after = slice(first + 1, first + rule.hold_points)
+    assert np.count_nonzero(raw[after]) > np.count_nonzero(held[after])
+    kept = np.flatnonzero(held[after])
+    assert np.all(strengths(raw[after][kept]) >= rule.escalation * strength(raw[first]))
 
 
 # --------------------------------------------------------------------------- one operating point
@@ -320,44 +328,43 @@ def test_service_rule_is_the_one_the_engine_builds_for_a_series_without_kind() -
 
 
 def test_default_settings_count_only_what_the_service_signals() -> None:
-    # Row 10 (window start) scores 0.7, row 11 scores 0.95. Today's rule (trigger 0.65, threshold 0.9):
-    # row 10 is no signal but starts the hold-off, so row 11 is held at 0: nothing is signalled, the
-    # window is missed (raw -1, normalised 0), although a searched threshold of 0.7 on the held scores
-    # would catch it at its start (100). With the trigger at the threshold, row 11 is signalled:
-    # p = -3/4, credit 0.966989, normalised 100 (0.966989 + 1) / 2 = 98.34945.
+    # Row 10 (window start) scores 0.7, row 11 scores 0.95. At threshold 0.9, row 10 is no signal and
+    # holds nothing, so row 11 is signalled: p = -3/4, credit 0.966989, normalised
+    # 100 (0.966989 + 1) / 2 = 98.34945. A searched threshold of 0.7 would catch row 10 (100): the
+    # optimised figure, not what the service at 0.9 does.
     f = corpus_file({10: 0.7, 11: 0.95})
     scores = np.zeros(N)
     scores[10], scores[11] = 0.7, 0.95
-    today = DecisionRule(threshold=0.9, hold_trigger=0.65)
-    assert not signalled(f, scores, today).any()
-    held = LabelledSeries(f.name, held_scores(f, scores, today), f.windows)
-    assert score_profile([held], STANDARD).score == pytest.approx(100.0)
-    at_default = LabelledSeries(f.name, signalled(f, scores, today), f.windows)
-    assert score_profile([at_default], STANDARD, threshold=SIGNALLED).score == 0.0
-    tied = replace(today, hold_trigger=0.9)
-    assert np.flatnonzero(signalled(f, scores, tied)).tolist() == [11]
-    at_tied = LabelledSeries(f.name, signalled(f, scores, tied), f.windows)
-    assert score_profile([at_tied], STANDARD, threshold=SIGNALLED).score == pytest.approx(98.34945, abs=1e-4)
+    rule = DecisionRule(threshold=0.9)
+    assert np.flatnonzero(signalled(f, scores, rule)).tolist() == [11]
+    at_default = LabelledSeries(f.name, signalled(f, scores, rule), f.windows)
+    assert score_profile([at_default], STANDARD, threshold=SIGNALLED).score == pytest.approx(
+        98.34945, abs=1e-4
+    )
+    raw_scores = LabelledSeries(f.name, scores, f.windows)
+    assert score_profile([raw_scores], STANDARD).score == pytest.approx(100.0)
 
 
 # --------------------------------------------------------------------------- cross-validation
 
 
-def test_table_scores_each_candidate_as_the_service_would_signal_it() -> None:
-    """The table holds off once per trigger, then thresholds: it must agree with the decision step."""
+def test_table_scores_each_threshold_as_the_service_would_signal_it() -> None:
+    """The table's fast path (``signals_at``) must agree with the decision step, break-through included."""
     rng = np.random.default_rng(8)
     n = 400
     windows = ((100, 130), (250, 280))
     files = [corpus_file({}, n=n, windows=windows) for _ in range(2)]
-    scores = [np.round(rng.random(n) ** 4, 2) for _ in files]  # mostly low, with ties
-    candidates = (Candidate(0.9, 0.65), Candidate(0.9, 0.9), Candidate(0.6, 0.6), Candidate(0.5, 0.7))
-    table = build_table(files, scores, candidates, DecisionRule(hold_points=20), STANDARD)
-    for k, c in enumerate(candidates):
-        rule = DecisionRule(threshold=c.threshold, hold_trigger=c.hold_trigger, hold_points=20)
+    scores = [np.round(rng.random(n) ** 4, 3) for _ in files]  # mostly low, with ties
+    thresholds = (0.9, 0.66, 0.6, 0.5)
+    base = DecisionRule(hold_points=20)
+    table = build_table(files, scores, thresholds, base, STANDARD)
+    for k, t in enumerate(thresholds):
+        rule = replace(base, threshold=t)
         for i, (f, s) in enumerate(zip(files, scores, strict=True)):
+            np.testing.assert_array_equal(signals_at(s, t, rule), signalled(f, s, rule))
             signals = LabelledSeries(f.name, signalled(f, s, rule), f.windows)
             assert table.raw[k, i] == pytest.approx(raw_score(signals, STANDARD, SIGNALLED), abs=1e-12)
-    assert len(set(table.raw[:, 0].round(9))) > 1  # the candidates differ, so the check has teeth
+    assert len(set(table.raw[:, 0].round(9))) > 1  # the thresholds differ, so the check has teeth
 
 
 def hand_table() -> ScoreTable:
@@ -366,7 +373,7 @@ def hand_table() -> ScoreTable:
     A (threshold 0.9) catches x and y, misses z; B (0.7) is middling on x and y and catches z.
     """
     return ScoreTable(
-        candidates=(Candidate(0.9, 0.9), Candidate(0.7, 0.7)),
+        thresholds=(0.9, 0.7),
         categories=("n", "x", "y", "z"),
         raw=np.array([[-0.3, 1.0, 1.0, -1.0], [-0.5, 0.0, 0.0, 1.0]]),
         null=np.array([0.0, -1.0, -1.0, -1.0]),
@@ -383,11 +390,11 @@ def test_each_fold_is_scored_at_the_choice_made_without_it() -> None:
     # Mean over the folds with windows: (50 + 50 + 0) / 3; pooled: (-0.3 + 0 + 0 - 1) -> 100 (1.7 / 6).
     table = hand_table()
     at_default = np.array([0.0, -1.0, 1.0, -1.0])
-    cv = cross_validate(table, table.candidates, at_default)
+    cv = cross_validate(table, at_default)
     folds = {f.category: f for f in cv.folds}
     assert [f.category for f in cv.folds] == ["n", "x", "y", "z"]
-    assert folds["x"].chosen == folds["y"].chosen == Candidate(0.7, 0.7)
-    assert folds["z"].chosen == folds["n"].chosen == Candidate(0.9, 0.9)
+    assert folds["x"].threshold == folds["y"].threshold == 0.7
+    assert folds["z"].threshold == folds["n"].threshold == 0.9
     assert folds["x"].train_standard == pytest.approx(62.5)
     assert folds["x"].standard == pytest.approx(50.0)
     assert folds["z"].standard == pytest.approx(0.0)
@@ -396,14 +403,14 @@ def test_each_fold_is_scored_at_the_choice_made_without_it() -> None:
     assert cv.mean_standard == pytest.approx(100.0 / 3)
     assert cv.pooled_standard == pytest.approx(100.0 * 1.7 / 6)
     # On every file: A 0.7 -> 100 (0.7 + 3) / 6 = 61.67, B 0.5 -> 58.33: A.
-    assert cv.in_sample == Candidate(0.9, 0.9)
+    assert cv.in_sample == 0.9
     assert cv.in_sample_standard == pytest.approx(100.0 * 3.7 / 6)
 
 
 def test_a_restricted_candidate_set_is_chosen_from_only() -> None:
     table = hand_table()
-    only_b = cross_validate(table, table.candidates[1:], np.zeros(4))
-    assert {f.chosen for f in only_b.folds} == {Candidate(0.7, 0.7)}
+    only_b = cross_validate(table, np.zeros(4), thresholds=(0.7,))
+    assert {f.threshold for f in only_b.folds} == {0.7}
     # x, y at B: 50 each; z at B: 100 (raw 1).
     assert only_b.mean_standard == pytest.approx(200.0 / 3)
 
@@ -437,7 +444,7 @@ def test_cli_reports_default_settings_first_and_cross_validates(
     data, labels = write_corpus(tmp_path, {"artA": 2, "artB": 2, "artNoAnomaly": 1})
     report = tmp_path / "report.json"
     argv = ["--data", str(data), "--labels", str(labels), "--out", str(tmp_path / "out")]
-    assert nab.main([*argv, "--detector", "recordrarity", "--json", str(report), "--cv"]) == 0
+    assert nab.main([*argv, "--json", str(report), "--cv"]) == 0
     out = capsys.readouterr().out
     assert out.index("service's settings") < out.index("optimised")
     summary = json.loads(report.read_text())
@@ -445,8 +452,7 @@ def test_cli_reports_default_settings_first_and_cross_validates(
     assert set(summary["scores_at_default"]) == set(summary["scores"]) == profiles
     assert summary["settings"]["signal_threshold"] == Settings().signal_threshold
     cv = summary["cv"]
-    # The table's entry for the service's own rule is the figure scored from the service's signals.
-    assert cv["at_signal_threshold"]["trigger_default"] == summary["scores_at_default"]["standard"]
+    assert summary["detector"] == Settings().detector
     assert [f["category"] for f in cv["folds"]] == ["artA", "artB", "artNoAnomaly"]
     assert cv["folds"][2]["standard"] is None
     assert cv["mean_standard"] == pytest.approx(
@@ -454,8 +460,7 @@ def test_cli_reports_default_settings_first_and_cross_validates(
     )
     for fold in cv["folds"]:
         assert fold["threshold"] in GRID
-        assert fold["hold_trigger"] <= fold["threshold"]
-    tied = cv["variants"]["trigger_is_threshold"]
-    assert all(f["hold_trigger"] == f["threshold"] for f in tied["folds"])
-    fixed = cv["variants"]["trigger_default"]
-    assert all(f["hold_trigger"] == DecisionRule().hold_trigger for f in fixed["folds"])
+    # A fold at the service's threshold scores its category as the service does.
+    for fold in cv["folds"]:
+        if fold["threshold"] == Settings().signal_threshold and fold["standard"] is not None:
+            assert fold["standard"] == fold["standard_at_default"]

@@ -100,11 +100,3 @@ def test_evidence_is_finite_even_during_warmup() -> None:
     out = RecordRarityDetector().score_batch(ts, values)
     for key, arr in out.evidence.items():
         assert np.all(np.isfinite(arr)), key
-
-
-def test_is_the_default_of_the_registry_and_the_service() -> None:
-    from config.settings import Settings
-    from models.registry import DEFAULT_DETECTOR, detector_class
-
-    assert DEFAULT_DETECTOR == "recordrarity" == Settings().detector
-    assert detector_class(DEFAULT_DETECTOR).name == "recordrarity"
