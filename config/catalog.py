@@ -17,6 +17,9 @@ from config.problems import Located, collect_or_raise
 
 Level = Literal["blue", "yellow", "orange", "red"]
 LEVELS: tuple[Level, ...] = ("blue", "yellow", "orange", "red")
+# How much harm an anomaly of the kind can do before anyone could act: ranks warnings raised by
+# anomalies alone (alerts.levels). The city states why for each kind in sensors.yaml.
+Criticality = Literal["low", "normal", "high"]
 
 
 class Thresholds(BaseModel):
@@ -58,6 +61,7 @@ class SensorKind(BaseModel):
     thresholds: Thresholds | None = None
     # Smallest departure from the usual value worth a warning, in ``unit``.
     min_deviation: float = Field(default=0.0, ge=0)
+    criticality: Criticality = "normal"
     description: str = ""
 
     @model_validator(mode="after")
