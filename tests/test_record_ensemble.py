@@ -96,6 +96,23 @@ def test_a_missing_daily_peak_is_seen_by_the_seasonal_channel() -> None:
     assert out.evidence["seasonal"][first] > 5
 
 
+def test_the_seasonal_baseline_is_per_day_whatever_the_sampling_rate() -> None:
+    """At one reading a minute (30 per half-hour slot), the slot's baseline is still the last days'
+    means, so an evening that stays at its afternoon level stands out on the seasonal channel."""
+    per_day = 1440
+    n = per_day * 9
+    t = np.arange(n)
+    evening = ((t % per_day) >= 1080) & ((t % per_day) < 1260)  # 18:00-21:00 is busy every day
+    values = np.where(evening, 50.0, 10.0) + np.random.default_rng(4).normal(0, 0.5, n)
+    day = per_day * 8
+    values[day + 1260 : day + 1300] = 50 + np.random.default_rng(5).normal(0, 0.5, 40)  # stays busy
+    ts = 1.4e9 - 1.4e9 % 86400 + 60.0 * t  # midnight UTC at row 0
+    out = RecordEnsembleDetector().score_batch(ts, values)
+    late = slice(day + 1260, day + 1300)
+    assert out.evidence["seasonal"][late].max() > 10
+    assert out.scores[late].max() >= THRESHOLD
+
+
 def test_an_abrupt_drop_inside_the_usual_range_is_seen_by_the_jump_channel() -> None:
     """A slow daily swing between 60 and 100; a sudden fall from 95 to 65 stays inside that range."""
     n = DAY * 10

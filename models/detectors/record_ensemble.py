@@ -17,9 +17,10 @@ others miss:
 * ``level_rarity`` and ``point_rarity``: how seldom the recent level, or the
   value, occurs in the window at all, as log-odds (a value *between* the usual
   states of a two-state series is close to the median yet never seen).
-* ``seasonal``: distance from the median of the same slot of the day
-  (``bins`` slots) over the last ``days`` days, over the median such distance
-  (a rush hour without traffic, a night with a daytime load).
+* ``seasonal``: distance from the median, over the last ``days`` days, of
+  each day's mean in the same slot of the day (``bins`` slots), over the
+  median such distance (a rush hour without traffic, a night with a daytime
+  load), from the first completed day on.
 * ``jump``: the step from the previous value over the median step (an abrupt
   change that stays inside the usual range, such as a machine cooling fast).
 
@@ -27,11 +28,12 @@ The channels are an ensemble: any one that sets a clear record signals,
 because the kinds of anomaly they see are different. Requiring two to agree
 was measured and cost more detections than false alarms it saved.
 
-Records do not fade after an anomaly: a point raises its channel's record by
-at most ``clip`` times the record it was scored against, so the second fault
-of a pumping station stands out as the first did, while a lasting change of
-regime still becomes the new normal within a few points (the record can grow
-by half each point).
+Records do not fade after an anomaly: a run of record-setting points (an
+incident) raises its channel's record by at most ``clip`` times the record
+before the run, so the second fault of a pumping station stands out as the
+first did, while a run longer than ``level_len`` points counts as a new
+regime and may raise it again, so a lasting change becomes the new normal
+within a few dozen points.
 
 Constants and why: ``window`` 4000 and ``history`` 3000 points are about two
 weeks and ten days at five-minute sampling, long enough that "record" means
@@ -40,9 +42,10 @@ and ``density_len`` 12 are about an hour, the shortest change an EOC acts on;
 ``warmup`` 100 points before any evidence and twice that before any score;
 floors of 1 robust sd (and 6 log-odds, a 1-in-400 value, for rarity) keep a
 very quiet history from turning noise into records; ``bins`` 48 (half hours)
-and ``days`` 7 make the seasonal median a week of the same half hour.
-``clip`` 1.5 was chosen by leave-one-category-out cross-validation on NAB
-among 1.05, 1.2 and 1.5 (``bench.nab --cv``; README, Detection).
+and ``days`` 7 make the seasonal median a week of the same half hour (days
+in UTC: a city's own offset only moves which slot is which).
+``clip`` 2 was chosen by the leave-one-category-out cross-validation mean on
+NAB among 1.2, 1.5, 2 and 3 (``bench.nab --cv``; README, Detection).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class RecordEnsembleDetector:
         z_floor: float = 1.0,
         bandwidth: float = 0.05,
         rarity_floor: float = 6.0,
-        clip: float = 1.5,
+        clip: float = 2.0,
     ) -> None:
         if not window >= level_len >= 1 or density_len < 1 or warmup < 4 or history < 1:
             raise ValueError("need window >= level_len >= 1, density_len >= 1, warmup >= 4, history >= 1")
@@ -129,9 +132,11 @@ class RecordEnsembleDetector:
         self._cap_ring = np.zeros(p["density_len"])
         self._rec_values = np.zeros((k.N_CHANNELS, p["history"] + 1))
         self._rec_index = np.zeros((k.N_CHANNELS, p["history"] + 1), dtype=np.int64)
-        self._rec_meta = np.zeros((k.N_CHANNELS, 3), dtype=np.int64)
+        self._rec_meta = np.zeros((k.N_CHANNELS, 4), dtype=np.int64)  # head, length, count, run
+        self._rec_base = np.zeros(k.N_CHANNELS)  # each record before its current run
         self._season = np.zeros((p["bins"], p["days"]))
-        self._season_meta = np.zeros((p["bins"], 2), dtype=np.int64)
+        self._season_meta = np.zeros((p["bins"], 3), dtype=np.int64)  # ring start, days kept, day
+        self._season_acc = np.zeros((p["bins"], 2))  # the current day's sum and count
         self._res_ring = np.zeros(p["residuals"])
         self._res_srt = np.zeros(p["residuals"])
 
@@ -168,8 +173,10 @@ class RecordEnsembleDetector:
             self._rec_values,
             self._rec_index,
             self._rec_meta,
+            self._rec_base,
             self._season,
             self._season_meta,
+            self._season_acc,
             self._res_ring,
             self._res_srt,
             scores,
@@ -203,14 +210,18 @@ class RecordEnsembleDetector:
                 _ring(self._season[b], self._season_meta[b, 1], self._season_meta[b, 0])
                 for b in range(self.params["bins"])
             ],
+            "season_day": self._season_meta[:, 2].tolist(),
+            "season_today": self._season_acc.tolist(),
         }
 
     def _record_state(self, channel: int) -> dict[str, Any]:
-        head, length, count = (int(x) for x in self._rec_meta[channel])
+        head, length, count, run = (int(x) for x in self._rec_meta[channel])
         cap = self._rec_values.shape[1]
         slots = [(head + j) % cap for j in range(length)]
         return {
             "count": count,
+            "run": run,
+            "base": float(self._rec_base[channel]),
             "index": [int(self._rec_index[channel, s]) for s in slots],
             "values": [float(self._rec_values[channel, s]) for s in slots],
         }
@@ -232,10 +243,13 @@ class RecordEnsembleDetector:
             n = len(rec["values"])
             det._rec_values[ch, :n] = rec["values"]
             det._rec_index[ch, :n] = rec["index"]
-            det._rec_meta[ch] = (0, n, rec["count"])
+            det._rec_meta[ch] = (0, n, rec["count"], rec["run"])
+            det._rec_base[ch] = rec["base"]
         for b, slot in enumerate(state["season"]):
             det._season[b, : len(slot)] = slot
-            det._season_meta[b] = (0, len(slot))
+            det._season_meta[b, :2] = (0, len(slot))
+        det._season_meta[:, 2] = state["season_day"]
+        det._season_acc[:] = state["season_today"]
         return det
 
 

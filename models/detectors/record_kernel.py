@@ -13,9 +13,12 @@ bit-for-bit. The structures:
   sorted (exact quantiles and counts by binary search, O(size) memmove per
   update);
 * a *sliding maximum* per evidence channel: a monotone deque stored as a ring
-  of (point number, value) pairs;
-* a *seasonal table*: for each of ``bins`` slots of the day, the last ``days``
-  values seen in that slot.
+  of (point number, value) pairs, with the length of the channel's current
+  run of records and the record before that run;
+* a *seasonal table*: for each of ``bins`` slots of the day, the mean value
+  in that slot on each of the last ``days`` days, and the running sum and
+  count of the current day's values in it (whatever the sampling rate, one
+  number per slot and day).
 
 Nothing here allocates per point except the tiny sorts of at most
 ``max(level_len, days)`` values.
@@ -169,8 +172,10 @@ def score_points(
     rec_values: FloatArray,
     rec_index: np.ndarray,
     rec_meta: np.ndarray,
+    rec_base: FloatArray,
     season: FloatArray,
     season_meta: np.ndarray,
+    season_acc: FloatArray,
     res_ring: FloatArray,
     res_srt: FloatArray,
     scores: FloatArray,
@@ -195,8 +200,22 @@ def score_points(
             continue  # a missing reading carries no evidence and must not poison the baseline
         n = counters[C_WIN_N]
         # Same slot of the day: its median over the last ``days`` days, and how far v is from it.
-        phase = ts[i] - math.floor(ts[i] / day_s) * day_s
+        day = math.floor(ts[i] / day_s)
+        phase = ts[i] - day * day_s
         slot = min(bins - 1, int(phase / day_s * bins))
+        if season_meta[slot, 2] != day and season_acc[slot, 1] > 0:
+            # The slot's last day is over: keep its mean, start the new day's.
+            mean = season_acc[slot, 0] / season_acc[slot, 1]
+            kept, start = season_meta[slot, 1], season_meta[slot, 0]
+            if kept == days:
+                season[slot, start] = mean
+                season_meta[slot, 0] = (start + 1) % days
+            else:
+                season[slot, kept] = mean
+                season_meta[slot, 1] = kept + 1
+            season_acc[slot, 0] = 0.0
+            season_acc[slot, 1] = 0.0
+        season_meta[slot, 2] = day
         in_slot = season_meta[slot, 1]
         slot_median = _median_of(season[slot, :in_slot]) if in_slot > 0 else 0.0
 
@@ -231,7 +250,7 @@ def score_points(
             ev[4] = log_n - math.log(_count_between(win_srt, n, v - h, v + h) + 1)
             res_n = counters[C_RES_N]
             ev[5] = 0.0
-            if in_slot >= 3 and res_n >= warmup // 2:
+            if in_slot > 0 and res_n >= warmup // 2:
                 ev[5] = abs(v - slot_median) / max(_quantile(res_srt, res_n, 0.5), floor)
             jump_n = counters[C_JUMP_N]
             ev[6] = 0.0
@@ -247,8 +266,14 @@ def score_points(
                     r = x / record
                     if r > ratio:
                         ratio, channel = r, k
-                    # An anomaly raises the record by at most ``clip``, so the next one still stands out.
-                    x = min(x, clip * record)
+                    # A run of record-setting points (an incident) raises the record by at most
+                    # ``clip`` over what it was before the run, so the next incident still stands out;
+                    # a run longer than ``level_len`` is a new regime, and may raise it again.
+                    run = rec_meta[k, 3]
+                    if r <= 1.0 or run % level_len == 0:
+                        rec_base[k] = record
+                    rec_meta[k, 3] = run + 1 if r > 1.0 else 0
+                    x = min(x, clip * rec_base[k])
                 _record_push(rec_values, rec_index, rec_meta, k, history, x)
             scores[i] = 1.0 - math.exp(-ratio)
             evidence[0, i] = baseline
@@ -262,16 +287,11 @@ def score_points(
             evidence[8, i] = ev[6]
             evidence[E_RATIO, i] = ratio
             evidence[E_CHANNEL, i] = channel
-        # Learn: the seasonal residual, the slot, the jump, the value.
+        # Learn: the seasonal residual, the slot's day, the jump, the value.
         if in_slot > 0:
             _window_push(res_ring, res_srt, counters, C_RES_N, C_RES_HEAD, abs(v - slot_median))
-        if in_slot == days:
-            start = season_meta[slot, 0]
-            season[slot, start] = v
-            season_meta[slot, 0] = (start + 1) % days
-        else:
-            season[slot, in_slot] = v
-            season_meta[slot, 1] = in_slot + 1
+        season_acc[slot, 0] += v
+        season_acc[slot, 1] += 1.0
         if counters[C_HAS_PREV] == 1:
             _window_push(jump_ring, jump_srt, counters, C_JUMP_N, C_JUMP_HEAD, abs(v - prev[0]))
         prev[0] = v
