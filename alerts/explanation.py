@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from alerts.certainty import Corroboration
-from alerts.levels import rank
+from alerts.levels import Assessment, rank
 from alerts.schemas import Evidence
 
 SHOWN_SENSORS = 4
@@ -23,16 +23,41 @@ def explanation(
     area: str,
     evidence: list[Evidence],
     corroboration: Corroboration,
+    assessment: Assessment,
     units: dict[str, str],
 ) -> str:
-    """One paragraph an operator can read aloud: which sensors, which reports, how sure."""
+    """One paragraph an operator can read aloud: which sensors, which reports, why this colour, how sure."""
     parts = [_sensors_part(evidence, units), _reports_part(evidence)]
     said = "; ".join(p for p in parts if p)
+    detectors = ""
+    if corroboration.detectors > len(corroboration.sensors):
+        detectors = f" ({corroboration.detectors} detectors agreeing)"
     return (
         f"{level.capitalize()} {hazard.replace('_', ' ')} risk in {area}: {said}. "
+        f"{level_reason(level, assessment)} "
         f"Certainty {corroboration.certainty.lower()} ({corroboration.confidence:.0%}) from "
-        f"{len(corroboration.sensors)} sensor(s) and {corroboration.reports} report(s)."
+        f"{len(corroboration.sensors)} sensor(s){detectors} and {corroboration.reports} report(s)."
     )
+
+
+def level_reason(level: str, a: Assessment) -> str:
+    """Why the warning has its colour: the line crossed, or how strong and agreed its anomalies are."""
+    if rank(level) > rank(a.level):
+        return f"{level.capitalize()} is kept from earlier evidence (the recent evidence alone is {a.level})."
+    if a.basis == "line":
+        return f"{level.capitalize()} is the highest warning line crossed ({a.sensor_id})."
+    if a.basis == "reports":
+        return "Blue: from people's reports alone, with no sensor past a line or unusual."
+    kind = a.kind.replace("_", " ")
+    agree = f"{a.sensors} sensors agree (a colour per doubling)" if a.sensors > 1 else "1 sensor shows it"
+    text = (
+        f"{level.capitalize()} from anomalies alone: the strongest, at {a.sensor_id}, is "
+        f"{a.times_needed:.1f}x the evidence a signal needs; {kind} is of {a.criticality} criticality "
+        f"(a colour per {a.step_factor:g}x); {agree}."
+    )
+    if a.capped:
+        text += " Anomalies of one sensor stay below red until a second sensor or reports corroborate them."
+    return text
 
 
 def _sensors_part(evidence: list[Evidence], units: dict[str, str]) -> str:

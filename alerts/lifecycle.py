@@ -9,9 +9,7 @@ it was when it was closed.
 from __future__ import annotations
 
 from alerts.exceptions import InvalidTransition
-from alerts.levels import higher
 from alerts.schemas import Status
-from models.signals import Signal
 
 OPEN: frozenset[Status] = frozenset({"active", "acknowledged"})
 
@@ -25,12 +23,3 @@ def check_transition(warning_id: str, current: Status, target: Status) -> None:
     """Raise ``InvalidTransition`` unless a warning in ``current`` may become ``target``."""
     if current not in ALLOWED_FROM.get(target, frozenset()):
         raise InvalidTransition(f"warning {warning_id} is {current}; cannot become {target}")
-
-
-def level_of(signals: list[Signal]) -> str:
-    """The highest line any signal crossed; a statistical anomaly alone is blue."""
-    level = "blue"
-    for s in signals:
-        if s.level is not None:
-            level = higher(level, s.level)
-    return level

@@ -24,7 +24,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt
 from alerts import certainty, explanation, lifecycle, recommendations
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.grouping import Grouping, by_hazard_and_area
-from alerts.levels import CAP_SEVERITY, CAP_URGENCY, higher
+from alerts.levels import CAP_SEVERITY, CAP_URGENCY, LevelRule, higher
 from alerts.repository import SqlWarningRepository, WarningRepository, WarningWriter
 from alerts.schemas import (
     Evidence,
@@ -35,9 +35,11 @@ from alerts.schemas import (
     WarningOut,
     WarningPage,
 )
+from alerts.witnesses import as_evidence
 from config.areas import AreaIndex
 from config.catalog import Catalog
 from config.playbooks import Playbooks
+from config.settings import Settings
 from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
@@ -65,12 +67,18 @@ class WarningService:
         areas: AreaIndex | None = None,
         fusion_window: timedelta = timedelta(hours=6),
         repository: WarningRepository | None = None,
+        signal_threshold: float = Settings.model_fields["signal_threshold"].default,
     ) -> None:
         self.repository: WarningRepository = repository or SqlWarningRepository(engine)
         self.playbooks = playbooks
         self.fusion_window = fusion_window
         self.grouping = Grouping(areas, fusion_window)
         self._units = {name: k.unit for name, k in catalog.kinds.items()}
+        # Ranks anomaly-only warnings against the threshold the scoring engine signals at.
+        self.levels = LevelRule(
+            signal_threshold=signal_threshold,
+            criticality={name: k.criticality for name, k in catalog.kinds.items()},
+        )
 
     # ---- signals in -------------------------------------------------------------------
 
@@ -98,7 +106,7 @@ class WarningService:
         self, tx: WarningWriter, key: tuple[str, str], group: list[Signal], *, now: datetime, actor: str
     ) -> WarningOut:
         hazard, area = key
-        level = lifecycle.level_of(group)
+        level = self.levels.assess([as_evidence(s) for s in group]).level
         warning = WarningOut(
             id=str(uuid.uuid4()),
             hazard=hazard,
@@ -152,7 +160,8 @@ class WarningService:
         """
         last_signal = max(warning.last_signal_at, from_ns(max(s.ts_ns for s in group)))
         evidence = tx.evidence_since(warning.id, since=last_signal - self.fusion_window, limit=EVIDENCE_FUSED)
-        level = higher(warning.level, lifecycle.level_of(group))
+        assessed = self.levels.assess(evidence)
+        level = higher(warning.level, assessed.level)
         backing = certainty.corroborate(evidence)
         why = explanation.explanation(
             level=level,
@@ -160,6 +169,7 @@ class WarningService:
             area=warning.area,
             evidence=evidence,
             corroboration=backing,
+            assessment=assessed,
             units=self._units,
         )
         values: dict[str, Any] = {

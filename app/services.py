@@ -78,6 +78,7 @@ def build_services(settings: Settings) -> Services:
             playbooks=playbooks,
             areas=areas,
             fusion_window=timedelta(seconds=settings.fusion_window_s),
+            signal_threshold=settings.signal_threshold,
         ),
         checkpoints=CheckpointRepository(engine),
         validator=ReadingValidator(

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from alerts.checkpoints import CheckpointRepository
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.service import WarningService
+from config.settings import Settings
 from tests.factories import NOW, PLAYBOOKS, signal
 
 
@@ -52,7 +53,8 @@ def test_a_higher_level_escalates_and_is_recorded(service: WarningService) -> No
 
 
 def test_statistical_signal_alone_is_a_blue_possibility(service: WarningService) -> None:
-    [wid] = service.apply_signals([signal(level=None)], now=NOW, actor="a")
+    # A bare signal: scored just at the threshold (stronger anomalies rank higher: test_anomaly_levels).
+    [wid] = service.apply_signals([signal(level=None, score=Settings().signal_threshold)], now=NOW, actor="a")
     w = service.get(wid)
     assert w is not None and (w.level, w.certainty) == ("blue", "Possible")
 
