@@ -228,7 +228,10 @@ class ScoringEngine:
         rule = DecisionRule.for_series(
             kind_info, thresholds, threshold=self.signal_threshold, repeat_s=self.repeat_s
         )
-        baselines = result.evidence.get("baseline", np.full(len(ts), np.nan))
+        # The minimum deviation is measured from what was expected at that moment (a detector
+        # that knows the time of day says so as ``expected``), else from its baseline.
+        nan = np.full(len(ts), np.nan)
+        baselines = result.evidence.get("expected", result.evidence.get("baseline", nan))
         decisions = decide_series(new.series.decision, rule, ts, values, scores, baselines)
         signals = []
         for i, decision in enumerate(decisions):

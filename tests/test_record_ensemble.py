@@ -15,6 +15,7 @@ from config.settings import Settings
 from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.detectors.record_ensemble import RecordEnsembleDetector
 from models.detectors.record_kernel import CHANNELS
+from models.engine import ScoringEngine
 from models.registry import DEFAULT_DETECTOR, detector_class
 
 THRESHOLD = Settings().signal_threshold
@@ -155,3 +156,54 @@ def test_state_round_trips_through_json_mid_day() -> None:
 def test_rejects_nonsense_parameters(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RecordEnsembleDetector(**kwargs)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- in the scoring engine
+
+
+def _substation(days: int, *, seed: int = 6) -> np.ndarray:
+    """Substation load (%): an evening peak 20 points above the night, well past the kind's 15 %
+    minimum deviation from the median, with 1.5 % noise."""
+    t = np.arange(days * DAY)
+    evening = np.cos(2 * np.pi * ((t % DAY) / DAY - 19 / 24))
+    return 50 + 20 * evening + np.random.default_rng(seed).normal(0, 1.5, len(t))
+
+
+def _engine_signals(values: np.ndarray) -> list[int]:
+    """Indices the engine signals for a power-load sensor of the demo city, at default settings."""
+    from store.schemas import Point
+    from tests.factories import CATALOG
+
+    start_ns = int(1.4e9 - 1.4e9 % 86400) * 10**9
+    points = [
+        Point("pl-oldtown-01", "power_load", "g-oldtown-06", start_ns + i * int(STEP_S) * 10**9, float(v))
+        for i, v in enumerate(values)
+    ]
+    engine = ScoringEngine(CATALOG, detector=Settings().detector, signal_threshold=THRESHOLD)
+    first_ns = {p.ts_ns: i for i, p in enumerate(points)}
+    return [first_ns[s.ts_ns] for s in engine.score(points, [(0, i) for i in range(len(points))])]
+
+
+def test_a_daily_cycle_is_learned_not_warned() -> None:
+    """A series' statistics raise nothing before its first day is complete (a daily peak cannot be
+    told from an anomaly before), and afterwards the minimum deviation is measured from what is
+    usual at that hour: a week of an ordinary evening peak raises no signal at all."""
+    assert _engine_signals(_substation(8)) == []
+
+
+def test_an_unusual_load_at_night_is_signalled() -> None:
+    values = _substation(8)
+    night = 6 * DAY + 36  # 03:00 on day 7: load at its evening height, 40 % above the usual night
+    values[night : night + 12] += 40
+    signalled = _engine_signals(values)
+    assert signalled and night <= signalled[0] < night + 12
+
+
+def test_a_young_series_raises_no_anomaly_until_it_has_a_day() -> None:
+    values = _noise(DAY + 100)
+    values[250] += 30  # a huge spike, before the first day is complete
+    values[DAY + 50] += 30  # the same on the second day
+    ts = 1.4e9 - 1.4e9 % 86400 + STEP_S * np.arange(len(values))  # from midnight UTC
+    scores = RecordEnsembleDetector().score_batch(ts, values).scores
+    assert np.all(scores[:DAY] == 0.0)
+    assert scores[DAY + 50] >= THRESHOLD

@@ -24,6 +24,14 @@ others miss:
 * ``jump``: the step from the previous value over the median step (an abrupt
   change that stays inside the usual range, such as a machine cooling fast).
 
+A series raises nothing until each time of day has been seen on an earlier
+day (its slot holds a completed day): before that a daily peak cannot be
+told from an anomaly, and on the demo city's normal data those first-day
+peaks were nearly every false signal. The ``expected`` evidence is the
+slot's usual value once known (else the window median): the decision step
+measures a kind's minimum deviation from it, so an ordinary evening peak is
+no deviation at all, and a night at evening load is.
+
 The channels are an ensemble: any one that sets a clear record signals,
 because the kinds of anomaly they see are different. Requiring two to agree
 was measured and cost more detections than false alarms it saved.

@@ -68,8 +68,9 @@ EVIDENCE = (
     "jump",
     "record_ratio",
     "channel",
+    "expected",
 )
-E_RATIO, E_CHANNEL = 9, 10
+E_RATIO, E_CHANNEL, E_EXPECTED = 9, 10, 11
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -275,7 +276,7 @@ def score_points(
                     rec_meta[k, 3] = run + 1 if r > 1.0 else 0
                     x = min(x, clip * rec_base[k])
                 _record_push(rec_values, rec_index, rec_meta, k, history, x)
-            scores[i] = 1.0 - math.exp(-ratio)
+            scores[i] = 1.0 - math.exp(-ratio) if in_slot > 0 else 0.0
             evidence[0, i] = baseline
             evidence[1, i] = spread
             evidence[2, i] = deviation
@@ -287,6 +288,8 @@ def score_points(
             evidence[8, i] = ev[6]
             evidence[E_RATIO, i] = ratio
             evidence[E_CHANNEL, i] = channel
+            # What this reading was expected to be: the slot's usual value once a day is known.
+            evidence[E_EXPECTED, i] = slot_median if in_slot > 0 else baseline
         # Learn: the seasonal residual, the slot's day, the jump, the value.
         if in_slot > 0:
             _window_push(res_ring, res_srt, counters, C_RES_N, C_RES_HEAD, abs(v - slot_median))
