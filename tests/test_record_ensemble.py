@@ -207,3 +207,18 @@ def test_a_young_series_raises_no_anomaly_until_it_has_a_day() -> None:
     scores = RecordEnsembleDetector().score_batch(ts, values).scores
     assert np.all(scores[:DAY] == 0.0)
     assert scores[DAY + 50] >= THRESHOLD
+
+
+def test_read_only_input_uses_the_one_compiled_kernel() -> None:
+    """A second array type would compile a second kernel, seconds inside a batch (the benchmark's
+    corpus arrays are read-only)."""
+    from models.detectors import record_kernel
+
+    values = _noise(300)
+    ts = _ts(300)
+    RecordEnsembleDetector().score_batch(ts, values)
+    compiled = len(record_kernel.score_points.signatures)
+    values.flags.writeable = False
+    ts.flags.writeable = False
+    RecordEnsembleDetector().score_batch(ts, values)
+    assert len(record_kernel.score_points.signatures) == compiled == 1

@@ -160,8 +160,9 @@ class RecordEnsembleDetector:
     # -- scoring -----------------------------------------------------------------
 
     def score_batch(self, ts: FloatArray, values: FloatArray) -> BatchScores:
-        ts_arr = np.ascontiguousarray(ts, dtype=np.float64)
-        vals = np.ascontiguousarray(values, dtype=np.float64)
+        # One array type for the kernel: a read-only input would be a second compilation.
+        ts_arr = np.require(ts, np.float64, ["C", "W"])
+        vals = np.require(values, np.float64, ["C", "W"])
         if ts_arr.shape != vals.shape or vals.ndim != 1:
             raise ValueError("ts and values must be 1-d arrays of the same length")
         scores = np.empty(len(vals))
