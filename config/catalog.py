@@ -20,6 +20,12 @@ LEVELS: tuple[Level, ...] = ("blue", "yellow", "orange", "red")
 # How much harm an anomaly of the kind can do before anyone could act: ranks warnings raised by
 # anomalies alone (alerts.levels). The city states why for each kind in sensors.yaml.
 Criticality = Literal["low", "normal", "high"]
+# The hazard of a sensor's own health (silent, stuck, impossible values): a warning for the
+# maintenance team, one per sensor, kept apart from the hazard the sensor watches.
+SENSOR_FAULT = "sensor_fault"
+# A value must be seen repeated at least this many reporting intervals before it can count as stuck:
+# fewer readings in a row are just a quiet moment.
+MIN_STUCK_INTERVALS = 3
 
 
 class Thresholds(BaseModel):
@@ -63,11 +69,23 @@ class SensorKind(BaseModel):
     min_deviation: float = Field(default=0.0, ge=0)
     criticality: Criticality = "normal"
     description: str = ""
+    # Sensor health (models.sensor_health). How often a sensor of the kind reports, in seconds
+    # (a sensor may say otherwise); None: its silence is not watched.
+    expected_interval_s: float | None = Field(default=None, gt=0)
+    # How long a value may stay exactly the same before the sensor counts as stuck; None: never.
+    stuck_after_s: float | None = Field(default=None, gt=0)
+    # Values a healthy sensor of the kind may hold for days, at its floor (a dry rain gauge's 0).
+    steady_at: tuple[float, ...] = ()
+    # Consecutive readings outside valid_min..valid_max that make a fault: one is a glitch.
+    out_of_range_run: int = Field(default=3, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _range(self) -> SensorKind:
         if self.valid_min >= self.valid_max:
             raise ValueError("valid_min must be below valid_max")
+        outside = [v for v in self.steady_at if not self.valid_min <= v <= self.valid_max]
+        if outside:
+            raise ValueError(f"steady_at {outside} lies outside valid_min..valid_max")
         return self
 
 
@@ -82,6 +100,8 @@ class Sensor(BaseModel):
     lon: float = Field(ge=-180, le=180)
     # A gauge's own warning lines (e.g. a river's) override its kind's.
     thresholds: Thresholds | None = None
+    # A sensor reporting on its own schedule (a battery gauge every 15 minutes) overrides its kind's.
+    expected_interval_s: float | None = Field(default=None, gt=0)
 
 
 class Catalog(BaseModel):
@@ -109,19 +129,46 @@ class Catalog(BaseModel):
         k = self.kinds.get(kind)
         return k.thresholds if k else None
 
+    def expected_interval_s(self, sensor_id: str) -> float | None:
+        """How often the sensor should report: its own interval, else its kind's (None: not watched)."""
+        sensor = self._by_id.get(sensor_id)
+        if sensor is None:
+            return None
+        if sensor.expected_interval_s is not None:
+            return sensor.expected_interval_s
+        kind = self.kinds.get(sensor.kind)
+        return kind.expected_interval_s if kind else None
+
 
 def sensor_problems(kinds: dict[str, SensorKind], sensors: list[Sensor]) -> list[Located]:
-    """Sensors of an unknown kind, and sensor ids used twice."""
+    """Sensors of an unknown kind, sensor ids used twice, and health rules that contradict each other."""
     problems: list[Located] = []
     first: dict[str, int] = {}
+    for kind_id, kind in kinds.items():
+        problems += _stuck_problems(f"kinds[{kind_id}]", kind, kind.expected_interval_s)
     for n, s in enumerate(sensors, start=1):
         if s.kind not in kinds:
             problems.append((f"sensors[{s.id}].kind", f"{s.kind!r} is not a kind in kinds"))
+        elif s.expected_interval_s is not None:
+            problems += _stuck_problems(f"sensors[{s.id}]", kinds[s.kind], s.expected_interval_s)
         if s.id in first:
             problems.append((f"sensors[{s.id}].id", f"appears twice (items {first[s.id]} and {n})"))
         else:
             first[s.id] = n
     return problems
+
+
+def _stuck_problems(where: str, kind: SensorKind, interval_s: float | None) -> list[Located]:
+    """A stuck value must be judged over several reports, or every quiet moment would be a fault."""
+    if kind.stuck_after_s is None or interval_s is None:
+        return []
+    if kind.stuck_after_s < MIN_STUCK_INTERVALS * interval_s:
+        message = (
+            f"{interval_s:g} s leaves less than {MIN_STUCK_INTERVALS} reports within the kind's "
+            f"stuck_after_s ({kind.stuck_after_s:g} s)"
+        )
+        return [(f"{where}.expected_interval_s", message)]
+    return []
 
 
 def load_catalog(path: Path) -> Catalog:

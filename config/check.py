@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.areas import Area, AreaIndex, parse_feature
-from config.catalog import Catalog
+from config.catalog import SENSOR_FAULT, Catalog
 from config.playbooks import Playbooks
 from config.problems import Located
 from config.settings import Settings, env_var
@@ -254,6 +254,12 @@ def _references(city: City, settings: Settings) -> list[Problem]:
             problems.append(
                 Problem(sensors_file, where, f"{kind.hazard!r} has no playbook in {playbooks_name}")
             )
+    if city.catalog.kinds:
+        # Every kind's sensors can fail (an impossible value needs no rule beyond the valid range).
+        raised.add(SENSOR_FAULT)
+        if SENSOR_FAULT not in city.playbooks.hazards:
+            message = f"sensor health raises {SENSOR_FAULT!r}, which has no playbook in {playbooks_name}"
+            problems.append(Problem(sensors_file, "kinds", message))
     for category_id, category in city.taxonomy.categories.items():
         if category_id == FALLBACK_CATEGORY:
             continue

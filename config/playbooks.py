@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import string
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from config.catalog import LEVELS, Level
+from config.catalog import LEVELS, SENSOR_FAULT, Level
+
+# What a sensor_fault action may name, filled in for each faulty sensor (alerts.sensor_faults):
+# "Inspect sensor {sensor} at {place}; last good reading {last_good}". Other hazards' warnings are
+# about an area, not one thing in it, so their actions are plain text.
+SENSOR_FAULT_FIELDS = frozenset({"sensor", "place", "last_good"})
 
 
 class PlaybookAction(BaseModel):
@@ -28,6 +34,23 @@ class Playbooks(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hazards: dict[str, dict[Level, list[PlaybookAction]]]
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> Playbooks:
+        """A misspelt ``{field}`` would reach the maintenance team as it stands."""
+        for hazard, by_level in self.hazards.items():
+            allowed = SENSOR_FAULT_FIELDS if hazard == SENSOR_FAULT else frozenset()
+            for level, actions in by_level.items():
+                for a in actions:
+                    try:
+                        named = {f for _, f, _, _ in string.Formatter().parse(a.action) if f is not None}
+                    except ValueError as exc:
+                        raise ValueError(f"{hazard}.{level}: {a.action!r}: {exc}") from None
+                    unknown = sorted(named - allowed)
+                    if unknown:
+                        may = ", ".join(sorted(allowed)) or "none"
+                        raise ValueError(f"{hazard}.{level}: {a.action!r} names {unknown}; allowed: {may}")
+        return self
 
     def actions_for(self, hazard: str, level: str) -> list[PlaybookAction]:
         """Every action at this level and below: a red flood still needs the orange steps."""
