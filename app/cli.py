@@ -146,6 +146,7 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_speed: flo
 def _demo_worker(speed: float) -> Callable[[Services], Callable[[threading.Event], object]]:
     def make(svc: Services) -> Callable[[threading.Event], object]:
         from demo.city import demo_readings, demo_reports
+        from demo.live import stream_live
 
         def work(stop: threading.Event) -> None:
             end = datetime.now(UTC)
@@ -160,6 +161,9 @@ def _demo_worker(speed: float) -> Callable[[Services], Callable[[threading.Event
             ]
             log.info("demo: replaying the demo city's day, %d messages", len(events))
             replay(svc.producer, events, speed=speed, stop=stop)
+            # Then keep every sensor reporting: a demo city that falls quiet would be all sensor faults.
+            live_topic = topics.topic_readings
+            stream_live(svc.producer, topic=live_topic, catalog=svc.catalog, day_end=end, stop=stop)
 
         return work
 

@@ -425,3 +425,44 @@ def demo_reports(*, end: datetime, seed: int = 7, areas: AreaIndex | None = None
             "text": text, "ts": _iso(ts), "lat": lat, "lon": lon, "area": grid,
         })  # fmt: skip
     return reports
+
+
+# --- after the day --------------------------------------------------------
+
+
+def demo_live_readings(
+    at: datetime,
+    *,
+    tick: int,
+    day_end: datetime,
+    seed: int = 7,
+    catalog: Catalog,
+    areas: AreaIndex | None = None,
+) -> list[dict[str, object]]:
+    """One reading per catalog sensor at ``at``, the ``tick``-th after the day that ended at ``day_end``.
+
+    The city holds the state the day ended in (the river high, the rain
+    easing, the leak over), with each sensor's own levels and daily cycle and
+    fresh noise at every tick: a live stream that keeps every sensor
+    reporting, and moving, after the scenario. The tick-th reading is the last
+    of a series of ``tick + 1`` at the day's end state, so its levels are the
+    sensor's own and only its noise is new.
+    """
+    if tick < 0:
+        raise ValueError("tick must be 0 or more")
+    areas = areas or _bundled_areas()
+    day_end = _utc_end(day_end)
+    at = at.astimezone(UTC).replace(microsecond=0)
+    scenario = demo_scenario(end=day_end, catalog=catalog, areas=areas)
+    anomaly_of = {s: a.name for a in scenario.anomalies for s in a.sensor_ids}
+    rel_h = np.zeros(tick + 1)
+    hour = np.full(tick + 1, (at.timestamp() / 3600.0 + LOCAL_UTC_OFFSET_H) % 24.0)
+    out: list[dict[str, object]] = []
+    for s in catalog.sensors:
+        in_flood = _district(s.area, areas) == FLOOD_DISTRICT
+        value = _series(s, catalog, rel_h, hour, seed, in_flood, anomaly_of.get(s.id))[-1]
+        out.append({
+            "sensor_id": s.id, "kind": s.kind, "unit": catalog.kinds[s.kind].unit, "value": float(value),
+            "ts": _iso(at), "lat": s.lat, "lon": s.lon, "area": s.area,
+        })  # fmt: skip
+    return out
