@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from alerts import db
+from config.timeutil import as_utc
 
 
 class CheckpointRepository:
@@ -50,6 +51,17 @@ class CheckpointRepository:
                 ),
                 rows,
             )
+
+    def last_saved(self) -> dict[str, datetime]:
+        """When each key's state was last saved, without reading any state: cheap enough to poll.
+
+        A sensor's checkpoint is saved only when it brought new points, so this is
+        when its latest data was scored (to within a checkpoint interval).
+        """
+        c = db.checkpoints.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.sensor_id, c.updated_at)).all()
+        return {r.sensor_id: as_utc(r.updated_at) for r in rows}
 
     def load(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         ids = list(keys)

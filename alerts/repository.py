@@ -44,13 +44,13 @@ _DATETIMES = ("first_signal_at", "last_signal_at", "created_at", "updated_at", "
 class WarningWriter(Protocol):
     """One transaction's view: warnings read here stay locked until it ends."""
 
-    def open_warning(self, hazard: str, area: str) -> WarningOut | None: ...
+    def open_warning(self, hazard: str, area: str, subject: str | None = None) -> WarningOut | None: ...
 
     def latest_open_of(self, keys: Sequence[tuple[str, str]], *, since: datetime) -> WarningOut | None: ...
 
     def locked(self, warning_id: str) -> WarningOut | None: ...
 
-    def insert(self, warning: WarningOut) -> None: ...
+    def insert(self, warning: WarningOut, subject: str | None = None) -> None: ...
 
     def update(self, warning_id: str, values: dict[str, Any]) -> None: ...
 
@@ -77,9 +77,13 @@ class WarningRepository(Protocol):
     def evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int) -> list[Evidence]: ...
 
 
-def _open_key(hazard: str, area: str) -> str:
-    """Set while a warning is open, NULL once resolved; unique, so one open warning per (hazard, area)."""
-    return f"{hazard}|{area}"
+def _open_key(hazard: str, area: str, subject: str | None = None) -> str:
+    """Set while a warning is open, NULL once resolved; unique, so one open warning per (hazard, area).
+
+    A warning about one thing (``subject``: a sensor, for ``sensor_fault``) is one per subject instead;
+    '@' starts no area id, so the two kinds of key never meet.
+    """
+    return f"{hazard}|{area}" if subject is None else f"{hazard}|@{subject}"
 
 
 class SqlWarningRepository:
@@ -174,9 +178,9 @@ class _SqlWriter:
         row = self.conn.execute(query.with_for_update()).first()
         return None if row is None else _warning(row)
 
-    def open_warning(self, hazard: str, area: str) -> WarningOut | None:
+    def open_warning(self, hazard: str, area: str, subject: str | None = None) -> WarningOut | None:
         return self._one_locked(
-            sa.select(db.warnings).where(db.warnings.c.open_key == _open_key(hazard, area))
+            sa.select(db.warnings).where(db.warnings.c.open_key == _open_key(hazard, area, subject))
         )
 
     def latest_open_of(self, keys: Sequence[tuple[str, str]], *, since: datetime) -> WarningOut | None:
@@ -191,10 +195,10 @@ class _SqlWriter:
     def locked(self, warning_id: str) -> WarningOut | None:
         return self._one_locked(sa.select(db.warnings).where(db.warnings.c.id == warning_id))
 
-    def insert(self, warning: WarningOut) -> None:
+    def insert(self, warning: WarningOut, subject: str | None = None) -> None:
         values = _utc_values(warning.model_dump())
         if warning.status in OPEN:
-            values["open_key"] = _open_key(warning.hazard, warning.area)
+            values["open_key"] = _open_key(warning.hazard, warning.area, subject)
         self.conn.execute(db.warnings.insert().values(**values))
 
     def update(self, warning_id: str, values: dict[str, Any]) -> None:

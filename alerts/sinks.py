@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from alerts.checkpoints import CheckpointRepository
+from alerts.sensor_faults import SensorFaultDesk
 from alerts.service import WarningService
 from config.positions import Position
 from models.signals import Signal
@@ -31,6 +32,7 @@ class DetectionSink:
     A checkpoint saved against another log keeps what its detectors learned but
     loses its position: offset 0 of a new log is a new reading, not a replay.
     Without ``log_id`` every position is taken to belong to one everlasting log.
+    Sensor faults the engine finds go to ``faults``, apart from the hazards' warnings.
     """
 
     def __init__(
@@ -40,9 +42,11 @@ class DetectionSink:
         warnings: WarningService,
         checkpoints: CheckpointRepository,
         log_id: Callable[[], str] | None = None,
+        faults: SensorFaultDesk | None = None,
     ) -> None:
         self.engine = engine
         self.warnings = warnings
+        self.faults = faults
         self.checkpoints = checkpoints
         self._log_id = log_id
         self._log: str | None = None  # looked up again after each reset: the broker may have restarted
@@ -57,6 +61,9 @@ class DetectionSink:
             )
         signals = self.engine.score(points, positions)
         self.warnings.apply_signals(signals, now=now, actor=f"detector:{self.engine.detector_name}")
+        health = self.engine.take_health_events()
+        if self.faults is not None:
+            self.faults.apply(health, now=now)
 
     def checkpoint(self, *, now: datetime) -> None:
         log = self._current_log()

@@ -1,4 +1,5 @@
-"""Background workers owned by the app's lifespan: the ingest loop and the demo replay."""
+"""Background workers owned by the app's lifespan: the ingest loops, the model refresher, the silence
+check, and the demo replay."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
 from app.services import Services
+from app.silence import SilenceWatch
 from ingest.consumer import BatchSink, IngestWorker, Item
 from ingest.kafka import consumer_config
 from ingest.log_identity import topic_log_id
@@ -80,6 +83,7 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
         warnings=svc.warnings,
         checkpoints=svc.checkpoints,
         log_id=lambda: topic_log_id(s.kafka_bootstrap, s.topic_readings),
+        faults=fault_desk(svc),
     )
     return _worker(
         svc,
@@ -151,12 +155,36 @@ def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefreshe
     )
 
 
+def fault_desk(svc: Services) -> SensorFaultDesk:
+    """Where sensor faults become warnings, one per sensor (``alerts.sensor_faults``)."""
+    return SensorFaultDesk(svc.warnings.repository, catalog=svc.catalog, playbooks=svc.playbooks)
+
+
+def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
+    """The silence check, judging only while this process's readings consumer is caught up.
+
+    Caught up: its lag is known and within one batch. Otherwise readings may be
+    waiting in the log, and their sensors are not silent.
+    """
+    s = svc.settings
+    return SilenceWatch(
+        catalog=svc.catalog,
+        checkpoints=svc.checkpoints,
+        faults=fault_desk(svc),
+        clock=lambda: datetime.now(UTC),
+        slack_s=s.checkpoint_interval_s,
+        caught_up=lambda: worker.lag is not None and worker.lag <= s.batch_max_messages,
+    )
+
+
 def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
-    """Start the readings and reports consumers and the model refresher; returns the consumers by name."""
+    """Start the readings and reports consumers, the model refresher and the silence check; returns the
+    consumers by name."""
     readings, reports = build_ingest_worker(svc), build_report_worker(svc)
     threads.start("ingest", readings.run)
     threads.start("report-ingest", reports.run)
     threads.start("model-refit", model_refresher(svc, readings).run)
+    threads.start("sensor-silence", silence_watch(svc, readings).run)
     return {"readings": readings, "reports": reports}
 
 

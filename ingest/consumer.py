@@ -3,7 +3,9 @@
 The delivery guarantee lives here, so the order matters and is numbered:
 
 1. poll a batch from the consumer group;
-2. validate every message; refused ones are set aside with the reason;
+2. validate every message; refused ones are set aside with the reason
+   (a reading refused only for an impossible value still goes to the sink in
+   4, unstored, as evidence of its sensor's health);
 3. write the accepted items (readings to the store, reports to the state
    database); only the store's "yes" lets us go on. Items the store refuses
    (``ingest.errors``: REFUSED) are found by splitting the batch in halves
@@ -205,6 +207,7 @@ class IngestWorker(Generic[Item]):
         generation = self._generation
         accepted: list[tuple[Message, Item]] = []
         refused: list[_SetAside] = []
+        observed: list[tuple[Message, Item]] = []  # refused, not stored, but the sink judges them
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -214,6 +217,8 @@ class IngestWorker(Generic[Item]):
             parsed = self.parse(msg.value() or b"", now)
             if isinstance(parsed, Invalid):
                 refused.append(_SetAside(msg, parsed.raw, parsed.reason))
+                if parsed.observed is not None:
+                    observed.append((msg, parsed.observed))  # type: ignore[arg-type]
             else:
                 accepted.append((msg, parsed))
         try:
@@ -231,9 +236,10 @@ class IngestWorker(Generic[Item]):
         except _BatchAbandoned as why:
             self._abandon_batch(str(why))
             return
-        positions = [(m.partition(), m.offset()) for m, _ in stored]
+        handed = stored + observed
+        positions = [(m.partition(), m.offset()) for m, _ in handed]
         try:
-            self.sink.process([item for _, item in stored], positions, now=now)  # type: ignore[arg-type]
+            self.sink.process([item for _, item in handed], positions, now=now)  # type: ignore[arg-type]
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -28,10 +28,16 @@ Accepted = TypeVar("Accepted")
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
-    """A refused message: the reasons, and the original bytes for the dead-letter topic."""
+    """A refused message: the reasons, and the original bytes for the dead-letter topic.
+
+    ``observed`` is set when a catalogued sensor sent an impossible value and
+    nothing else was wrong: the reading is refused, yet it says something about
+    the sensor's health, so the consumer hands it to the sink too.
+    """
 
     rejections: list[Rejection]
     raw: bytes
+    observed: Point | None = None
 
     @property
     def reason(self) -> str:
@@ -108,7 +114,22 @@ class ReadingValidator:
         self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
 
     def parse(self, raw: bytes, now: datetime) -> Point | Invalid:
-        return parse_message(raw, now, model=Reading, check=self.check)
+        try:
+            reading = Reading.model_validate_json(raw)
+        except ValidationError as exc:
+            return Invalid(rejections_from(exc), raw)
+        checked = self.check(reading, now)
+        if not isinstance(checked, list):
+            return checked
+        # Only the value is impossible: refused, yet evidence of the sensor's health.
+        only_value = {r.field for r in checked} == {"value"}
+        return Invalid(checked, raw, observed=self._as_catalogued(reading) if only_value else None)
+
+    def _as_catalogued(self, r: Reading) -> Point | None:
+        sensor = self._sensors.get(r.sensor_id)
+        if sensor is None:
+            return None
+        return Point(sensor.id, sensor.kind, sensor.area, ts_ns=to_ns(r.ts), value=r.value)
 
     def check(self, r: Reading, now: datetime) -> Point | list[Rejection]:
         """Semantic checks on a well-formed reading; all problems are reported, not just the first."""

@@ -14,6 +14,11 @@ already learned and scores the rest exactly as the uninterrupted stream did.
 Points of a series are taken in arrival order (partition, then offset), not
 in timestamp order: arrival order is the same however the stream is cut into
 batches, so the signals are too (a late point is scored when it arrives).
+
+Every point also goes through the series' health check (``models.sensor_health``),
+in the same order and checkpointed with the rest. Readings outside the kind's
+valid range (dead-lettered by ingest, and handed here only for that) are
+judged for health and never scored: no detector learns an impossible value.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from models.features import history_needed
 from models.multivariate import KindModel
 from models.protocol import FloatArray, StreamingDetector
 from models.registry import detector_class
+from models.sensor_health import HealthEvent, HealthRule, SeriesHealth
 from models.signals import Observation, Signal
 
 CHECKPOINT_FORMAT = 3  # detector, context and decision state together; older checkpoints are ignored
@@ -43,6 +49,7 @@ class _Series:
     decision: SeriesDecision = field(default_factory=SeriesDecision)
     context: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=history_needed()))
     position: Position | None = None
+    health: SeriesHealth = field(default_factory=SeriesHealth)
 
 
 @dataclass(slots=True)
@@ -97,6 +104,8 @@ class ScoringEngine:
             warm_up()  # a compiled detector compiles here, at start-up, not in the first batch
         self._series: dict[str, _Series] = {}
         self._dirty: set[str] = set()
+        self._health_events: list[HealthEvent] = []
+        self._health_rules = {name: HealthRule.for_kind(k) for name, k in catalog.kinds.items()}
         self.multivariate_threshold = multivariate_threshold
         self._kind_models: dict[str, KindModel] = {}
 
@@ -131,11 +140,18 @@ class ScoringEngine:
                 decision=SeriesDecision.from_state(state["decision"]),
                 context=deque((tuple(p) for p in state["context"]), maxlen=history_needed()),  # type: ignore[misc]
                 position=None if position is None else (int(position[0]), int(position[1])),
+                health=SeriesHealth.from_state(state.get("health")),
             )
 
     def forget_all(self) -> None:
         self._series.clear()
         self._dirty.clear()
+        self._health_events.clear()
+
+    def take_health_events(self) -> list[HealthEvent]:
+        """Sensor faults begun or ended in the batches scored since the last call, in arrival order."""
+        events, self._health_events = self._health_events, []
+        return events
 
     def dirty_states(self) -> dict[str, dict[str, Any]]:
         """States changed since the last call, ready to checkpoint.
@@ -152,6 +168,7 @@ class ScoringEngine:
                     "detector": series.detector.get_state(),
                     "decision": series.decision.get_state(),
                     "context": [list(p) for p in series.context],
+                    "health": series.health.get_state(),
                 },
                 "position": series.position,
             }
@@ -166,6 +183,7 @@ class ScoringEngine:
         """Score a batch; every point the decision step flags is a signal, in arrival order per series.
 
         Without ``positions`` the observations are taken in the order given.
+        Health changes are kept for ``take_health_events``.
         """
         groups: dict[str, list[int]] = defaultdict(list)
         for i, obs in enumerate(observations):
@@ -180,13 +198,41 @@ class ScoringEngine:
                 if not idx:
                     continue
                 series.position = positions[idx[-1]]  # the highest offset, not the latest timestamp
-            batch.append(_NewPoints.of(sensor_id, series, [observations[i] for i in idx]))
+            scored = self._judge_health(sensor_id, series, [observations[i] for i in idx])
+            if scored:
+                batch.append(_NewPoints.of(sensor_id, series, scored))
             self._dirty.add(sensor_id)
         self._score_kind_models(self._kind_models, batch)
         signals: list[Signal] = []
         for new in batch:
             signals += self._score_series(new)
         return signals
+
+    def _judge_health(self, sensor_id: str, series: _Series, obs: list[Observation]) -> list[Observation]:
+        """Advance the series' health over its new points; returns those worth scoring (in range)."""
+        rule = self._health_rules.get(obs[0].kind, HealthRule())
+        health = series.health
+        for o in obs:
+            before_ns, before_value = health.last_good_ns, health.last_good_value
+            change = health.observe(rule, o.ts_ns, o.value)
+            if change is None:
+                continue
+            # A stuck sensor's last good reading is where the stuck value began; otherwise the one before.
+            flat = change.fault == "flatline"
+            self._health_events.append(
+                HealthEvent(
+                    sensor_id=sensor_id,
+                    kind=o.kind,
+                    area=o.area,
+                    ts_ns=o.ts_ns,
+                    value=float(o.value),
+                    fault=change.fault,
+                    detail=change.detail,
+                    last_good_ns=health.last_good_ns if flat else before_ns,
+                    last_good_value=health.last_good_value if flat else before_value,
+                )
+            )
+        return [o for o in obs if rule.in_range(o.value)]
 
     @staticmethod
     def _unlearned(last: Position | None, idx: list[int], positions: Sequence[Position]) -> list[int]:
