@@ -222,3 +222,16 @@ def test_read_only_input_uses_the_one_compiled_kernel() -> None:
     ts.flags.writeable = False
     RecordEnsembleDetector().score_batch(ts, values)
     assert len(record_kernel.score_points.signatures) == compiled == 1
+
+
+def test_a_channel_scores_only_once_its_record_has_its_own_history() -> None:
+    """The seasonal channel has evidence only from the second day; compared then with an empty
+    record it would call the first ordinary deviations records (white noise at one reading a
+    minute signalled about 50 readings into its second day)."""
+    n = 1440 + 100
+    ts = 1.4e9 - 1.4e9 % 86400 + 60.0 * np.arange(n)
+    for seed in range(5):
+        values = 20 + np.random.default_rng(seed).normal(0, 1, n)
+        out = RecordEnsembleDetector().score_batch(ts, values)
+        early = np.flatnonzero(out.scores[1440:1540] >= THRESHOLD) + 1440
+        assert not [i for i in early if CHANNELS[int(out.evidence["channel"][i])] == "seasonal"], seed

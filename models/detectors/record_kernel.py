@@ -191,6 +191,7 @@ def score_points(
     clip, day_s = p_float[P_CLIP], p_float[P_DAY_S]
     size = win_ring.shape[0]
     ev = np.zeros(N_CHANNELS)
+    valid = np.ones(N_CHANNELS, dtype=np.bool_)
     recent = np.empty(level_len)
     for i in range(values.shape[0]):
         v = values[i]
@@ -251,19 +252,23 @@ def score_points(
             ev[4] = log_n - math.log(_count_between(win_srt, n, v - h, v + h) + 1)
             res_n = counters[C_RES_N]
             ev[5] = 0.0
-            if in_slot > 0 and res_n >= warmup // 2:
+            valid[5] = in_slot > 0 and res_n >= warmup // 2
+            if valid[5]:
                 ev[5] = abs(v - slot_median) / max(_quantile(res_srt, res_n, 0.5), floor)
             jump_n = counters[C_JUMP_N]
             ev[6] = 0.0
-            if counters[C_HAS_PREV] == 1 and jump_n >= warmup // 2:
+            valid[6] = counters[C_HAS_PREV] == 1 and jump_n >= warmup // 2
+            if valid[6]:
                 ev[6] = abs(v - prev[0]) / max(_quantile(jump_srt, jump_n, 0.5), floor)
-            calibrated = counters[C_SEEN] >= 2 * warmup
             ratio, channel = 0.0, -1
             for k in range(N_CHANNELS):
+                if not valid[k]:
+                    continue  # no evidence yet: its record waits for real evidence
                 floor_k = rarity_floor if k == 3 or k == 4 else z_floor  # the rarities are log-odds
                 record = max(_record(rec_values, rec_meta, k), floor_k)
                 x = ev[k]
-                if calibrated:
+                # A channel scores once its record spans ``warmup`` points of its own evidence.
+                if rec_meta[k, 2] >= warmup:
                     r = x / record
                     if r > ratio:
                         ratio, channel = r, k
