@@ -4,12 +4,20 @@ A warning opens ``active``; an operator may acknowledge it (someone is on it)
 and resolve it (it is over). Resolved is final: new signals for the same
 hazard and area open a new warning, so a closed incident's history stays as
 it was when it was closed.
+
+citywarn resolves a warning itself when evidence for its hazard and area
+comes after more than the fusion window of quiet (``alerts.grouping``): that
+evidence is a new incident, and it opens a warning of its own.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from alerts.exceptions import InvalidTransition
 from alerts.schemas import Status
+
+AUTOMATIC = "citywarn"  # the actor of transitions nobody asked for
 
 OPEN: frozenset[Status] = frozenset({"active", "acknowledged"})
 
@@ -23,3 +31,14 @@ def check_transition(warning_id: str, current: Status, target: Status) -> None:
     """Raise ``InvalidTransition`` unless a warning in ``current`` may become ``target``."""
     if current not in ALLOWED_FROM.get(target, frozenset()):
         raise InvalidTransition(f"warning {warning_id} is {current}; cannot become {target}")
+
+
+def quiet_note(
+    *, window: timedelta, last_signal: datetime, new_signal: datetime, successor: str, opened: bool
+) -> str:
+    """Why citywarn resolved a warning: how long it was quiet, and where the new evidence went."""
+    went = "opened" if opened else "joined"
+    return (
+        f"quiet for longer than the fusion window ({window.total_seconds() / 3600:g} h): last signal "
+        f"{last_signal.isoformat()}, new evidence {new_signal.isoformat()} {went} warning {successor}"
+    )

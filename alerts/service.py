@@ -9,11 +9,17 @@ All writes for one batch of signals happen in one transaction, so a crash
 leaves either all of a batch's effect or none; every transition is recorded
 in the warning's events with the actor that caused it. Time comes in as
 ``now``: nothing here reads the clock.
+
+What happens to a warning depends on its signals' event times, never on how
+they were batched: each (hazard, area)'s signals are handled in time order,
+one incident (``grouping.incidents``) at a time, and a warning's level is the
+highest that any new signal's own window of evidence earns (``_earned``).
 """
 
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Unpack
@@ -23,7 +29,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt
 
 from alerts import certainty, explanation, lifecycle, recommendations
 from alerts.exceptions import InvalidTransition, WarningNotFound
-from alerts.grouping import Grouping, by_hazard_and_area
+from alerts.grouping import Grouping, by_hazard_and_area, incidents
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY, LevelRule, higher
 from alerts.repository import SqlWarningRepository, WarningRepository, WarningWriter
 from alerts.schemas import (
@@ -44,7 +50,8 @@ from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
 EVIDENCE_SHOWN = 200
-EVIDENCE_FUSED = 500  # the most recent evidence rows that certainty and explanation are derived from
+EVIDENCE_FUSED = 500  # the most recent evidence rows of a window that level, certainty and explanation read
+EVIDENCE_SCANNED = 20_000  # the most rows read to assess the windows of one incident's new signals
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # PostgreSQL: serialization failure, deadlock detected
 
@@ -83,7 +90,7 @@ class WarningService:
     # ---- signals in -------------------------------------------------------------------
 
     def apply_signals(self, signals: Sequence[Signal], *, now: datetime, actor: str) -> list[str]:
-        """Open or update one warning per (hazard, area); returns the ids touched."""
+        """Open or update the warnings these signals are evidence of; returns the ids they went to."""
         if not signals:
             return []
         return self._apply_once(by_hazard_and_area(signals), now=as_utc(now), actor=actor)
@@ -95,18 +102,64 @@ class WarningService:
         touched = []
         with self.repository.writing() as tx:
             for key, group in groups.items():
-                joined = self.grouping.warning_for(tx, key, group)
-                warning = joined or self._open(tx, key, group, now=now, actor=actor)
-                tx.add_evidence(warning.id, group)
-                self._refresh(tx, warning, group, opened=joined is None, now=now, actor=actor)
-                touched.append(warning.id)
+                for run in incidents(group, self.fusion_window):
+                    touched.append(self._apply_incident(tx, key, run, now=now, actor=actor))
         return touched
+
+    def _apply_incident(
+        self, tx: WarningWriter, key: tuple[str, str], run: list[Signal], *, now: datetime, actor: str
+    ) -> str:
+        """One incident's time-ordered signals: join or open a warning, ending a quiet one first."""
+        joining = self.grouping.warning_for(tx, key, run)
+        ended = joining.ended
+        if ended is not None:
+            # First, so its (hazard, area) slot is free for the warning this evidence opens.
+            lifecycle.check_transition(ended.id, ended.status, "resolved")
+            if not tx.change_status(ended.id, from_status=ended.status, to_status="resolved", now=now):
+                raise InvalidTransition(f"warning {ended.id} changed while ending")
+        warning = joining.warning or self._open(tx, key, run, now=now, actor=actor)
+        if ended is not None:
+            note = lifecycle.quiet_note(
+                window=self.fusion_window,
+                last_signal=ended.last_signal_at,
+                new_signal=from_ns(run[0].ts_ns),
+                successor=warning.id,
+                opened=joining.warning is None,
+            )
+            quiet = WarningEvent(
+                at=now,
+                actor=lifecycle.AUTOMATIC,
+                action="resolved",
+                from_status=ended.status,
+                to_status="resolved",
+                from_level=ended.level,
+                to_level=ended.level,
+                note=note,
+            )
+            tx.record(ended.id, quiet)
+        tx.add_evidence(warning.id, run)
+        self._refresh(tx, warning, run, opened=joining.warning is None, now=now, actor=actor)
+        return warning.id
+
+    def _earned(self, evidence: Sequence[Evidence], run: Sequence[Signal]) -> str:
+        """The highest level any new signal's own window (evidence in [its time - window, its time])
+        earns: what the same signals earn however they were batched."""
+        ordered = sorted(evidence, key=lambda e: e.observed_at)
+        times = [e.observed_at for e in ordered]
+        best = "blue"
+        for at in sorted({from_ns(s.ts_ns) for s in run}):
+            hi = bisect_right(times, at)
+            lo = max(bisect_left(times, at - self.fusion_window), hi - EVIDENCE_FUSED)
+            best = higher(best, self.levels.assess(ordered[lo:hi]).level)
+        return best
 
     def _open(
         self, tx: WarningWriter, key: tuple[str, str], group: list[Signal], *, now: datetime, actor: str
     ) -> WarningOut:
         hazard, area = key
-        level = self.levels.assess([as_evidence(s) for s in group]).level
+        # The evidence as stored: one row per sensor and time, the first given (``add_evidence``).
+        stored = {(s.sensor_id, s.ts_ns): s for s in reversed(group)}
+        level = self._earned([as_evidence(s) for s in stored.values()], group)
         warning = WarningOut(
             id=str(uuid.uuid4()),
             hazard=hazard,
@@ -152,16 +205,21 @@ class WarningService:
         now: datetime,
         actor: str,
     ) -> None:
-        """Re-derive level, certainty and explanation from all of the warning's recent evidence.
+        """Re-derive level, certainty and explanation from the warning's evidence, ``group`` (time-ordered)
+        already stored with it.
 
-        ``warning`` was read locked in this transaction, so the level it holds is the latest
-        committed one and the level written here can only be higher: never lower than a level
-        a concurrent batch raised.
+        The level is the highest of the warning's own, what any new signal's window earns and what
+        the latest window earns; certainty and explanation read the latest window (the fusion window
+        before the last signal). ``warning`` was read locked in this transaction, so the level it
+        holds is the latest committed one and the level written here can only be higher: never
+        lower than a level a concurrent batch raised.
         """
-        last_signal = max(warning.last_signal_at, from_ns(max(s.ts_ns for s in group)))
-        evidence = tx.evidence_since(warning.id, since=last_signal - self.fusion_window, limit=EVIDENCE_FUSED)
+        first_new, last_new = from_ns(group[0].ts_ns), from_ns(group[-1].ts_ns)
+        last_signal = max(warning.last_signal_at, last_new)
+        scanned = tx.evidence_since(warning.id, since=first_new - self.fusion_window, limit=EVIDENCE_SCANNED)
+        evidence = [e for e in scanned if e.observed_at >= last_signal - self.fusion_window][:EVIDENCE_FUSED]
         assessed = self.levels.assess(evidence)
-        level = higher(warning.level, assessed.level)
+        level = higher(higher(warning.level, assessed.level), self._earned(scanned, group))
         backing = certainty.corroborate(evidence)
         why = explanation.explanation(
             level=level,
@@ -180,6 +238,7 @@ class WarningService:
             "confidence": backing.confidence,
             "headline": explanation.headline(level=level, hazard=warning.hazard, area=warning.area),
             "explanation": why,
+            "first_signal_at": min(warning.first_signal_at, first_new),
             "last_signal_at": last_signal,
             "updated_at": now,
             "signal_count": tx.evidence_count(warning.id),
