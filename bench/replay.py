@@ -16,9 +16,9 @@ the first 15 % of rows, are not, as NAB does not), the windows where a
 warning was opened (its first signal inside the window), and the warnings
 opened outside every window: after probation they are false warnings, inside
 it they are shown apart. Also the warnings' levels, and the windows in which
-any signal joined a warning: an open warning takes every later signal of its
-(hazard, area), so a warning opened early leaves later windows without a
-warning of their own however clearly they were seen.
+any signal joined a warning: signals within the fusion window of an open
+warning's last signal join it, so a window seen within six hours of an
+earlier incident is counted here rather than as warned.
 
 Everything but the catalog and areas stays at the service's defaults, except
 ``CITYWARN_MAX_PAST_AGE_S`` when a file spans more than it allows: then it

@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     fusion_window_s: float = Field(
         default=6 * 3600,
         gt=0,
-        description="Signals for one hazard in an area or its neighbours within this time join one warning.",
+        description="Signals for one hazard in an area or its neighbours within this time join one "
+        "warning; evidence later than this after a warning's last signal resolves it and opens a new one.",
     )
 
     # --- HTTP ingest bounds
