@@ -12,10 +12,12 @@ evidence is a new incident, and it opens a warning of its own.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 
 from alerts.exceptions import InvalidTransition
-from alerts.schemas import Status
+from alerts.levels import CAP_SEVERITY, CAP_URGENCY
+from alerts.schemas import Status, WarningOut
 
 AUTOMATIC = "citywarn"  # the actor of transitions nobody asked for
 
@@ -41,4 +43,31 @@ def quiet_note(
     return (
         f"quiet for longer than the fusion window ({window.total_seconds() / 3600:g} h): last signal "
         f"{last_signal.isoformat()}, new evidence {new_signal.isoformat()} {went} warning {successor}"
+    )
+
+
+def new_warning(
+    hazard: str, area: str, level: str, *, first: datetime, last: datetime, now: datetime
+) -> WarningOut:
+    """A warning as it opens: active, at ``level``, before its evidence, certainty and advice are derived."""
+    return WarningOut(
+        id=str(uuid.uuid4()),
+        hazard=hazard,
+        area=area,
+        status="active",
+        level=level,
+        severity=CAP_SEVERITY[level],
+        urgency=CAP_URGENCY[level],
+        certainty="Possible",
+        confidence=0.0,
+        exercise=False,
+        headline="",
+        explanation="",
+        recommendations=[],
+        signal_count=0,
+        first_signal_at=first,
+        last_signal_at=last,
+        created_at=now,
+        updated_at=now,
+        resolved_at=None,
     )

@@ -18,7 +18,6 @@ also produce.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -27,7 +26,6 @@ import sqlalchemy as sa
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from alerts import lifecycle, recommendations
-from alerts.levels import CAP_SEVERITY, CAP_URGENCY
 from alerts.repository import WarningRepository, WarningWriter
 from alerts.schemas import WarningEvent, WarningOut
 from config.catalog import SENSOR_FAULT, Catalog
@@ -112,27 +110,7 @@ class SensorFaultDesk:
         kind = self.catalog.kinds.get(e.kind)
         level = "yellow" if kind is not None and kind.criticality == "high" else "blue"
         at = from_ns(e.ts_ns)
-        warning = WarningOut(
-            id=str(uuid.uuid4()),
-            hazard=SENSOR_FAULT,
-            area=e.area,
-            status="active",
-            level=level,
-            severity=CAP_SEVERITY[level],
-            urgency=CAP_URGENCY[level],
-            certainty="Possible",
-            confidence=0.0,
-            exercise=False,
-            headline="",
-            explanation="",
-            recommendations=[],
-            signal_count=0,
-            first_signal_at=at,
-            last_signal_at=at,
-            created_at=now,
-            updated_at=now,
-            resolved_at=None,
-        )
+        warning = lifecycle.new_warning(SENSOR_FAULT, e.area, level, first=at, last=at, now=now)
         tx.insert(warning, subject=e.sensor_id)
         note = f"{e.sensor_id} {e.fault}: {e.detail}"
         tx.record(

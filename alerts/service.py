@@ -18,7 +18,6 @@ highest that any new signal's own window of evidence earns (``_earned``).
 
 from __future__ import annotations
 
-import uuid
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -160,26 +159,13 @@ class WarningService:
         # The evidence as stored: one row per sensor and time, the first given (``add_evidence``).
         stored = {(s.sensor_id, s.ts_ns): s for s in reversed(group)}
         level = self._earned([as_evidence(s) for s in stored.values()], group)
-        warning = WarningOut(
-            id=str(uuid.uuid4()),
-            hazard=hazard,
-            area=area,
-            status="active",
-            level=level,
-            severity=CAP_SEVERITY[level],
-            urgency=CAP_URGENCY[level],
-            certainty="Possible",
-            confidence=0.0,
-            exercise=False,
-            headline="",
-            explanation="",
-            recommendations=[],
-            signal_count=0,
-            first_signal_at=from_ns(min(s.ts_ns for s in group)),
-            last_signal_at=from_ns(max(s.ts_ns for s in group)),
-            created_at=now,
-            updated_at=now,
-            resolved_at=None,
+        warning = lifecycle.new_warning(
+            hazard,
+            area,
+            level,
+            first=from_ns(min(s.ts_ns for s in group)),
+            last=from_ns(max(s.ts_ns for s in group)),
+            now=now,
         )
         tx.insert(warning)
         opened = WarningEvent(
