@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from alerts.exceptions import InvalidTransition
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY
-from alerts.schemas import Status, WarningOut
+from alerts.schemas import Status, WarningEvent, WarningOut
 
 AUTOMATIC = "citywarn"  # the actor of transitions nobody asked for
 
@@ -70,4 +70,34 @@ def new_warning(
         created_at=now,
         updated_at=now,
         resolved_at=None,
+    )
+
+
+def opened_event(level: str, *, at: datetime, actor: str, note: str) -> WarningEvent:
+    """The history's first line: the warning opened, active, at ``level``."""
+    return WarningEvent(
+        at=at,
+        actor=actor,
+        action="opened",
+        from_status=None,
+        to_status="active",
+        from_level=None,
+        to_level=level,
+        note=note,
+    )
+
+
+def status_event(
+    warning: WarningOut, to_status: str, *, action: str, at: datetime, actor: str, note: str
+) -> WarningEvent:
+    """A history line that moves ``warning`` to ``to_status`` (or keeps it) at the level it has."""
+    return WarningEvent(
+        at=at,
+        actor=actor,
+        action=action,
+        from_status=warning.status,
+        to_status=to_status,
+        from_level=warning.level,
+        to_level=warning.level,
+        note=note,
     )

@@ -27,7 +27,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from alerts import lifecycle, recommendations
 from alerts.repository import WarningRepository, WarningWriter
-from alerts.schemas import WarningEvent, WarningOut
+from alerts.schemas import WarningOut
 from config.catalog import SENSOR_FAULT, Catalog
 from config.playbooks import Playbooks
 from config.timeutil import as_utc, from_ns
@@ -103,7 +103,12 @@ class SensorFaultDesk:
         tx.update(warning.id, values)
         if not opened:
             note = f"{fault}: {e.detail}"
-            tx.record(warning.id, _event(warning, now, actor, "fault", warning.status, note))
+            tx.record(
+                warning.id,
+                lifecycle.status_event(
+                    warning, warning.status, action="fault", at=now, actor=actor, note=note
+                ),
+            )
         return warning.id
 
     def _open(self, tx: WarningWriter, e: HealthEvent, now: datetime, actor: str) -> WarningOut:
@@ -113,19 +118,7 @@ class SensorFaultDesk:
         warning = lifecycle.new_warning(SENSOR_FAULT, e.area, level, first=at, last=at, now=now)
         tx.insert(warning, subject=e.sensor_id)
         note = f"{e.sensor_id} {e.fault}: {e.detail}"
-        tx.record(
-            warning.id,
-            WarningEvent(
-                at=now,
-                actor=actor,
-                action="opened",
-                from_status=None,
-                to_status="active",
-                from_level=None,
-                to_level=level,
-                note=note,
-            ),
-        )
+        tx.record(warning.id, lifecycle.opened_event(level, at=now, actor=actor, note=note))
         return warning
 
     def _clear(self, tx: WarningWriter, e: HealthEvent, now: datetime, actor: str) -> str | None:
@@ -138,7 +131,10 @@ class SensorFaultDesk:
             return None
         tx.update(warning.id, {"signal_count": tx.evidence_count(warning.id)})
         note = f"{e.detail} at {from_ns(e.ts_ns).isoformat()}"
-        tx.record(warning.id, _event(warning, now, actor, "resolved", "resolved", note))
+        tx.record(
+            warning.id,
+            lifecycle.status_event(warning, "resolved", action="resolved", at=now, actor=actor, note=note),
+        )
         return warning.id
 
     # ---- words --------------------------------------------------------------------------
@@ -201,17 +197,4 @@ def _evidence(e: HealthEvent) -> Signal:
         score=1.0 if e.fault else 0.0,
         detector=DETECTOR,
         evidence=details,
-    )
-
-
-def _event(warning: WarningOut, now: datetime, actor: str, action: str, to: str, note: str) -> WarningEvent:
-    return WarningEvent(
-        at=now,
-        actor=actor,
-        action=action,
-        from_status=warning.status,
-        to_status=to,
-        from_level=warning.level,
-        to_level=warning.level,
-        note=note,
     )

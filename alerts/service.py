@@ -125,15 +125,8 @@ class WarningService:
                 successor=warning.id,
                 opened=joining.warning is None,
             )
-            quiet = WarningEvent(
-                at=now,
-                actor=lifecycle.AUTOMATIC,
-                action="resolved",
-                from_status=ended.status,
-                to_status="resolved",
-                from_level=ended.level,
-                to_level=ended.level,
-                note=note,
+            quiet = lifecycle.status_event(
+                ended, "resolved", action="resolved", at=now, actor=lifecycle.AUTOMATIC, note=note
             )
             tx.record(ended.id, quiet)
         tx.add_evidence(warning.id, run)
@@ -168,16 +161,7 @@ class WarningService:
             now=now,
         )
         tx.insert(warning)
-        opened = WarningEvent(
-            at=now,
-            actor=actor,
-            action="opened",
-            from_status=None,
-            to_status="active",
-            from_level=None,
-            to_level=level,
-            note=f"{len(group)} signal(s)",
-        )
+        opened = lifecycle.opened_event(level, at=now, actor=actor, note=f"{len(group)} signal(s)")
         tx.record(warning.id, opened)
         return warning
 
@@ -284,16 +268,7 @@ class WarningService:
             # a second, concurrent transition fail even where a store cannot lock.
             if not tx.change_status(warning_id, from_status=current.status, to_status=target, now=now):
                 raise InvalidTransition(f"warning {warning_id} changed while becoming {target}")
-            changed = WarningEvent(
-                at=now,
-                actor=actor,
-                action=target,
-                from_status=current.status,
-                to_status=target,
-                from_level=current.level,
-                to_level=current.level,
-                note=note,
-            )
+            changed = lifecycle.status_event(current, target, action=target, at=now, actor=actor, note=note)
             tx.record(warning_id, changed)
         detail = self.get(warning_id)
         assert detail is not None
