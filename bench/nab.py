@@ -22,7 +22,7 @@ The scores, held at 0 after each signal at the service's settings, go to
 timestamps and values as in the input). ``--cv`` adds leave-one-category-out
 cross-validation of the signal threshold (``bench.nab_cv``). Throughput is
 points per second of CPU time spent inside the detector, i.e. per core, after
-one small warm-up series (a compiled detector compiles, or loads its cached
+the detector's own warm-up (a compiled detector compiles, or loads its cached
 machine code, there, as the service does once at start-up).
 """
 
@@ -65,8 +65,6 @@ from config.settings import Settings
 from models import registry
 from models.decision import DecisionRule
 from models.protocol import FloatArray
-
-WARM_UP_POINTS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +132,10 @@ def write_results(path: Path, corpus_file: CorpusFile, scores: FloatArray) -> No
 
 
 def warm_up(detector_name: str) -> None:
-    """Score a short series once, so compiling is not counted as detecting."""
-    ts = np.arange(WARM_UP_POINTS, dtype=np.float64) * 300.0
-    registry.detector_class(detector_name)().score_batch(ts, np.sin(ts / 3600.0))
+    """Compile a compiled detector as the scoring engine does at start-up, not inside the timing."""
+    warm = getattr(registry.detector_class(detector_name), "warm_up", None)
+    if callable(warm):
+        warm()
 
 
 def run_detector(detector_name: str, corpus: Sequence[CorpusFile]) -> DetectorRun:
