@@ -75,6 +75,8 @@ events = sa.Table(
     sa.Column("warning_id", sa.String(36), sa.ForeignKey("warnings.id"), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
+    # The role of the API key whose label is ``actor``; NULL when the service itself acted.
+    sa.Column("actor_role", sa.String(16)),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("from_status", sa.String(16)),
     sa.Column("to_status", sa.String(16), nullable=False),

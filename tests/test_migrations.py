@@ -9,13 +9,23 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
-from alerts import db
-from alerts.migrations import current_revision, head_revision, upgrade_to_head
+from alerts import db, migrations
+from alerts.migrations import (
+    INITIAL_REVISION,
+    PRE_MIGRATION_TABLES,
+    current_revision,
+    head_revision,
+    history,
+    upgrade_to_head,
+)
+from app.auth import tables as key_tables
 from app.cli import main
-from store import model_repository, reports
+from store import model_repository, reports, sensor_registry
 
 STARTS_AT_ONCE = 4
 
@@ -23,7 +33,13 @@ STARTS_AT_ONCE = 4
 def all_tables() -> sa.MetaData:
     """Every table the code reads and writes in the state database, in one MetaData."""
     combined = sa.MetaData()
-    for metadata in (db.metadata, reports.metadata, model_repository.metadata):
+    for metadata in (
+        db.metadata,
+        reports.metadata,
+        model_repository.metadata,
+        key_tables.metadata,
+        sensor_registry.metadata,
+    ):
         for table in metadata.tables.values():
             table.to_metadata(combined)
     return combined
@@ -49,8 +65,20 @@ def test_the_migrated_schema_is_the_code_s(engine: sa.Engine) -> None:
         assert compare_metadata(MigrationContext.configure(conn), all_tables()) == []
 
 
+def _build_as_before_migrations(engine: sa.Engine) -> None:
+    """The initial revision's tables, with no ``alembic_version``: what ``create_all`` used to leave."""
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, INITIAL_REVISION)
+        conn.execute(sa.text("DROP TABLE alembic_version"))
+    with engine.connect() as conn:
+        assert set(sa.inspect(conn).get_table_names()) == PRE_MIGRATION_TABLES
+
+
 def test_a_database_created_before_migrations_is_stamped_and_keeps_its_rows(engine: sa.Engine) -> None:
-    all_tables().create_all(engine)
+    _build_as_before_migrations(engine)
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
@@ -81,7 +109,7 @@ def test_concurrent_first_starts_all_succeed_and_leave_the_schema_at_head(url: s
         applied = list(pool.map(start, range(STARTS_AT_ONCE)))
 
     # Exactly one start applied the history; the others waited for it and found nothing to do.
-    assert sorted(applied, key=len) == [[]] * (STARTS_AT_ONCE - 1) + [[head_revision()]]
+    assert sorted(applied, key=len) == [[]] * (STARTS_AT_ONCE - 1) + [history()]
     engine = db.open_engine(url)
     try:
         assert current_revision(engine) == head_revision()
@@ -95,7 +123,8 @@ def test_citywarn_migrate_twice_is_a_no_op(
     monkeypatch.setenv("CITYWARN_DATABASE_URL", url)
     main(["migrate"])
     assert (
-        capsys.readouterr().out.strip() == f"state database at {head_revision()}; applied: {head_revision()}"
+        capsys.readouterr().out.strip()
+        == f"state database at {head_revision()}; applied: {', '.join(history())}"
     )
     engine = db.open_engine(url)
     with engine.begin() as conn:

@@ -56,6 +56,12 @@ def head_revision() -> str:
     return head
 
 
+def history() -> list[str]:
+    """Every revision, oldest first: what a fresh database applies."""
+    script = ScriptDirectory(str(Path(__file__).parent))
+    return [rev.revision for rev in reversed(list(script.iterate_revisions("head", "base")))]
+
+
 def current_revision(engine: sa.Engine) -> str | None:
     """The revision the database is at; None before the first migration."""
     with engine.connect() as conn:
