@@ -15,6 +15,7 @@ from app.main import create_app
 from bench.servers import fresh_postgres_database, running_influxd
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
+from tests.auth_helpers import admin_client
 from tests.factories import CATALOG, PLAYBOOKS
 
 
@@ -57,6 +58,9 @@ def service(engine: sa.Engine) -> WarningService:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    """The app on the requesting module's ``settings`` fixture, started and stopped by its lifespan."""
-    with TestClient(create_app(settings)) as c:
+    """The app on the requesting module's ``settings`` fixture, started and stopped by its lifespan.
+
+    Every request carries an admin key (``tests.auth_helpers``); pass ``headers=`` to send another.
+    """
+    with admin_client(create_app(settings)) as c:
         yield c
