@@ -8,12 +8,15 @@ storm.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 
 from config.problems import Located, collect_or_raise
+
+if TYPE_CHECKING:
+    from config.areas import AreaIndex
 
 Level = Literal["blue", "yellow", "orange", "red"]
 LEVELS: tuple[Level, ...] = ("blue", "yellow", "orange", "red")
@@ -119,6 +122,13 @@ class Catalog(BaseModel):
         collect_or_raise(sensor_problems(self.kinds, self.sensors), info)
         return self
 
+    def current(self) -> Catalog:
+        """A file catalog is its own view and never changes (``config.live_catalog.CatalogView``)."""
+        return self
+
+    def refresh(self) -> Catalog:
+        return self
+
     def sensor(self, sensor_id: str) -> Sensor | None:
         return self._by_id.get(sensor_id)
 
@@ -147,10 +157,9 @@ def sensor_problems(kinds: dict[str, SensorKind], sensors: list[Sensor]) -> list
     for kind_id, kind in kinds.items():
         problems += _stuck_problems(f"kinds[{kind_id}]", kind, kind.expected_interval_s)
     for n, s in enumerate(sensors, start=1):
-        if s.kind not in kinds:
-            problems.append((f"sensors[{s.id}].kind", f"{s.kind!r} is not a kind in kinds"))
-        elif s.expected_interval_s is not None:
-            problems += _stuck_problems(f"sensors[{s.id}]", kinds[s.kind], s.expected_interval_s)
+        problems += [
+            (f"sensors[{s.id}].{field}", message) for field, message in sensor_kind_problems(kinds, s)
+        ]
         if s.id in first:
             problems.append((f"sensors[{s.id}].id", f"appears twice (items {first[s.id]} and {n})"))
         else:
@@ -158,17 +167,49 @@ def sensor_problems(kinds: dict[str, SensorKind], sensors: list[Sensor]) -> list
     return problems
 
 
+def registration_problems(kinds: dict[str, SensorKind], areas: AreaIndex, sensor: Sensor) -> list[Located]:
+    """What the catalog file's checks (load and ``citywarn check``) would say of this one sensor, by field.
+
+    For a sensor registered over the API, which must meet the same rules as one written in the file.
+    """
+    return sensor_kind_problems(kinds, sensor) + placement_problems(sensor, areas)
+
+
+def placement_problems(sensor: Sensor, areas: AreaIndex) -> list[Located]:
+    """A known area, and a location inside it (or inside one of its grids, for a district), by field."""
+    if sensor.area not in areas:
+        return [("area", f"{sensor.area!r} is not an area")]
+    found = areas.assign(sensor.lon, sensor.lat)
+    if found == sensor.area or (found is not None and areas.parent_of(found) == sensor.area):
+        return []
+    place = f"in {found!r}" if found else "outside every area"
+    message = f"({sensor.lon}, {sensor.lat}) lies {place}, not in its area {sensor.area!r}"
+    return [("lat", message), ("lon", message)]
+
+
+def sensor_kind_problems(kinds: dict[str, SensorKind], s: Sensor) -> list[Located]:
+    """One sensor's problems with the kinds (unknown, or an interval too long), by bare field name."""
+    if s.kind not in kinds:
+        return [("kind", f"{s.kind!r} is not a kind in kinds")]
+    stuck = _stuck_problem(kinds[s.kind], s.expected_interval_s)
+    return [("expected_interval_s", stuck)] if stuck else []
+
+
 def _stuck_problems(where: str, kind: SensorKind, interval_s: float | None) -> list[Located]:
+    stuck = _stuck_problem(kind, interval_s)
+    return [(f"{where}.expected_interval_s", stuck)] if stuck else []
+
+
+def _stuck_problem(kind: SensorKind, interval_s: float | None) -> str | None:
     """A stuck value must be judged over several reports, or every quiet moment would be a fault."""
     if kind.stuck_after_s is None or interval_s is None:
-        return []
+        return None
     if kind.stuck_after_s < MIN_STUCK_INTERVALS * interval_s:
-        message = (
+        return (
             f"{interval_s:g} s leaves less than {MIN_STUCK_INTERVALS} reports within the kind's "
             f"stuck_after_s ({kind.stuck_after_s:g} s)"
         )
-        return [(f"{where}.expected_interval_s", message)]
-    return []
+    return None
 
 
 def load_catalog(path: Path) -> Catalog:

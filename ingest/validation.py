@@ -17,7 +17,8 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from config.areas import AreaIndex
-from config.catalog import Catalog
+from config.catalog import Catalog, Sensor
+from config.live_catalog import CatalogView
 from config.timeutil import to_ns
 from ingest.schemas import Reading, Rejection
 from store.schemas import Point
@@ -97,11 +98,17 @@ class ReadingValidator:
     Only catalogued sensors are taken, and only as catalogued: anyone can post
     to a sensor id, so a made-up gauge (or a real one claiming another kind,
     unit or area) would otherwise be judged by warning lines it has no right to.
+
+    The catalog is a view (``config.live_catalog``): sensors registered over the
+    API count as catalogued from the moment the view has them. A sensor id the
+    view does not know makes it look for changes once per ``now`` (one batch)
+    before the reading is refused, so a reading sent after its sensor was
+    registered by another process is taken even if this one has not polled yet.
     """
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: CatalogView,
         *,
         areas: AreaIndex | None = None,
         max_future_skew_s: float,
@@ -109,9 +116,28 @@ class ReadingValidator:
     ) -> None:
         self.catalog = catalog
         self.areas = areas
-        # A plain dict: the catalog's own lookup goes through pydantic's private-attribute hook.
-        self._sensors = {s.id: s for s in catalog.sensors}
+        # A plain dict per catalog snapshot: the catalog's own lookup goes through pydantic's
+        # private-attribute hook. Kept as one tuple, so a thread never pairs a snapshot with another's dict.
+        self._known: tuple[Catalog, dict[str, Sensor]] = self._index(catalog.current())
+        self._missed_at: datetime | None = None
         self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
+
+    @staticmethod
+    def _index(catalog: Catalog) -> tuple[Catalog, dict[str, Sensor]]:
+        return catalog, {s.id: s for s in catalog.sensors}
+
+    def _lookup(self, sensor_id: str, now: datetime) -> tuple[Catalog, Sensor | None]:
+        """The current catalog and the sensor in it; an unknown id looks for changes once per ``now``."""
+        catalog = self.catalog.current()
+        known = self._known if self._known[0] is catalog else self._index(catalog)
+        sensor = known[1].get(sensor_id)
+        if sensor is None and self._missed_at != now:
+            self._missed_at = now
+            catalog = self.catalog.refresh()
+            known = self._known if self._known[0] is catalog else self._index(catalog)
+            sensor = known[1].get(sensor_id)
+        self._known = known
+        return known[0], sensor
 
     def parse(self, raw: bytes, now: datetime) -> Point | Invalid:
         try:
@@ -123,10 +149,10 @@ class ReadingValidator:
             return checked
         # Only the value is impossible: refused, yet evidence of the sensor's health.
         only_value = {r.field for r in checked} == {"value"}
-        return Invalid(checked, raw, observed=self._as_catalogued(reading) if only_value else None)
+        return Invalid(checked, raw, observed=self._as_catalogued(reading, now) if only_value else None)
 
-    def _as_catalogued(self, r: Reading) -> Point | None:
-        sensor = self._sensors.get(r.sensor_id)
+    def _as_catalogued(self, r: Reading, now: datetime) -> Point | None:
+        _, sensor = self._lookup(r.sensor_id, now)
         if sensor is None:
             return None
         return Point(sensor.id, sensor.kind, sensor.area, ts_ns=to_ns(r.ts), value=r.value)
@@ -134,7 +160,7 @@ class ReadingValidator:
     def check(self, r: Reading, now: datetime) -> Point | list[Rejection]:
         """Semantic checks on a well-formed reading; all problems are reported, not just the first."""
         problems: list[Rejection] = []
-        sensor = self._sensors.get(r.sensor_id)
+        catalog, sensor = self._lookup(r.sensor_id, now)
         if sensor is None:
             problems.append(
                 Rejection(field="sensor_id", reason="not in the sensor catalog", value=r.sensor_id)
@@ -144,7 +170,7 @@ class ReadingValidator:
                 Rejection(field="kind", reason=f"sensor {r.sensor_id} is a {sensor.kind}", value=r.kind)
             )
         kind_name = sensor.kind if sensor is not None else r.kind
-        kind = self.catalog.kinds.get(kind_name)
+        kind = catalog.kinds.get(kind_name)
         if kind is None:
             problems.append(Rejection(field="kind", reason="unknown sensor kind", value=r.kind))
         else:
