@@ -129,15 +129,17 @@ class ReadingValidator:
     def _lookup(self, sensor_id: str, now: datetime) -> tuple[Catalog, Sensor | None]:
         """The current catalog and the sensor in it; an unknown id looks for changes once per ``now``."""
         catalog = self.catalog.current()
-        known = self._known if self._known[0] is catalog else self._index(catalog)
+        known = self._known
+        if known[0] is not catalog:
+            known = self._known = self._index(catalog)
         sensor = known[1].get(sensor_id)
         if sensor is None and self._missed_at != now:
             self._missed_at = now
             catalog = self.catalog.refresh()
-            known = self._known if self._known[0] is catalog else self._index(catalog)
+            if known[0] is not catalog:
+                known = self._known = self._index(catalog)
             sensor = known[1].get(sensor_id)
-        self._known = known
-        return known[0], sensor
+        return catalog, sensor
 
     def parse(self, raw: bytes, now: datetime) -> Point | Invalid:
         try:
