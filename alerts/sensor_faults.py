@@ -28,7 +28,8 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt
 from alerts import lifecycle, recommendations
 from alerts.repository import WarningRepository, WarningWriter
 from alerts.schemas import WarningOut
-from config.catalog import SENSOR_FAULT, Catalog
+from config.catalog import SENSOR_FAULT
+from config.live_catalog import CatalogView
 from config.playbooks import Playbooks
 from config.timeutil import as_utc, from_ns
 from models.sensor_health import HealthEvent
@@ -44,7 +45,7 @@ _WHAT = {"silent": "has sent nothing", "flatline": "is stuck", "out_of_range": "
 class SensorFaultDesk:
     """Opens, updates and resolves the ``sensor_fault`` warnings, one per sensor."""
 
-    def __init__(self, repository: WarningRepository, *, catalog: Catalog, playbooks: Playbooks) -> None:
+    def __init__(self, repository: WarningRepository, *, catalog: CatalogView, playbooks: Playbooks) -> None:
         self.repository = repository
         self.catalog = catalog
         self.playbooks = playbooks
@@ -112,7 +113,7 @@ class SensorFaultDesk:
         return warning.id
 
     def _open(self, tx: WarningWriter, e: HealthEvent, now: datetime, actor: str) -> WarningOut:
-        kind = self.catalog.kinds.get(e.kind)
+        kind = self.catalog.current().kinds.get(e.kind)
         level = "yellow" if kind is not None and kind.criticality == "high" else "blue"
         at = from_ns(e.ts_ns)
         warning = lifecycle.new_warning(SENSOR_FAULT, e.area, level, first=at, last=at, now=now)
@@ -140,11 +141,11 @@ class SensorFaultDesk:
     # ---- words --------------------------------------------------------------------------
 
     def _label(self, sensor_id: str) -> str:
-        sensor = self.catalog.sensor(sensor_id)
+        sensor = self.catalog.current().sensor(sensor_id)
         return f"{sensor_id} ({sensor.name})" if sensor is not None and sensor.name else sensor_id
 
     def _unit(self, kind: str) -> str:
-        k = self.catalog.kinds.get(kind)
+        k = self.catalog.current().kinds.get(kind)
         return f" {k.unit}" if k is not None else ""
 
     def _last_good(self, e: HealthEvent) -> str:
@@ -157,7 +158,7 @@ class SensorFaultDesk:
         return f"Sensor fault: {self._label(e.sensor_id)} in {e.area} {_WHAT[str(e.fault)]}"
 
     def _explain(self, e: HealthEvent) -> str:
-        kind = self.catalog.kinds.get(e.kind)
+        kind = self.catalog.current().kinds.get(e.kind)
         watches = f", which watches {kind.hazard}" if kind is not None else ""
         return (
             f"{e.kind} sensor {self._label(e.sensor_id)} in {e.area}{watches}, "
@@ -176,7 +177,7 @@ class SensorFaultDesk:
         return {"sensor": e.sensor_id, "place": place, "last_good": self._last_good(e)}
 
     def _location(self, sensor_id: str) -> dict[str, Any] | None:
-        sensor = self.catalog.sensor(sensor_id)
+        sensor = self.catalog.current().sensor(sensor_id)
         if sensor is None:
             return None
         return {"sensor_id": sensor.id, "name": sensor.name, "lat": sensor.lat, "lon": sensor.lon}

@@ -12,7 +12,8 @@ from alerts.checkpoints import CheckpointRepository
 from alerts.migrations import upgrade_to_head
 from alerts.service import WarningService
 from config.areas import AreaIndex, load_areas
-from config.catalog import Catalog, load_catalog
+from config.catalog import Catalog, load_catalog, registration_problems
+from config.live_catalog import LiveCatalog
 from config.playbooks import Playbooks, load_playbooks
 from config.settings import Settings
 from config.taxonomy import Taxonomy, load_taxonomy
@@ -24,12 +25,17 @@ from store.factory import open_store
 from store.model_repository import ModelRepository
 from store.port import TimeSeriesStore
 from store.reports import ReportRepository
+from store.sensor_registry import SensorRegistry
 
 
 @dataclass
 class Services:
     settings: Settings
+    # The catalog file as loaded: its kinds, and the sensors only the file defines.
     catalog: Catalog
+    # The sensors known now: the file's and those registered over the API (``config.live_catalog``).
+    live_catalog: LiveCatalog
+    registry: SensorRegistry
     areas: AreaIndex
     playbooks: Playbooks
     store: TimeSeriesStore
@@ -65,9 +71,17 @@ def build_services(settings: Settings) -> Services:
     engine = db.connect(settings.database_url)
     areas = load_areas(settings.areas_path)
     taxonomy = load_taxonomy(settings.taxonomy_path)
+    registry = SensorRegistry(
+        engine,
+        reserved={s.id for s in catalog.sensors},
+        check=lambda sensor: registration_problems(catalog.kinds, areas, sensor),
+    )
+    live_catalog = LiveCatalog(catalog, source=registry)
     return Services(
         settings=settings,
         catalog=catalog,
+        live_catalog=live_catalog,
+        registry=registry,
         areas=areas,
         playbooks=playbooks,
         store=open_store(settings.store_url),
@@ -82,7 +96,7 @@ def build_services(settings: Settings) -> Services:
         ),
         checkpoints=CheckpointRepository(engine),
         validator=ReadingValidator(
-            catalog,
+            live_catalog,
             areas=areas,
             max_future_skew_s=settings.max_future_skew_s,
             max_past_age_s=settings.max_past_age_s,

@@ -11,9 +11,12 @@ make it call sensors silent; a database outage skips rounds and is retried.
 Judged against the wall clock: a sensor is silent once nothing of it was
 scored for ``SILENCE_FACTOR`` times its expected interval (plus one
 checkpoint interval, how late that time is recorded). Only catalogued
-sensors that have reported at least once are judged: a sensor just
-installed is not missing. While our own consumer is behind (``caught_up``
-false), nothing is judged: a stalled pipeline is not a silent city.
+sensors (in the file, or registered over the API: ``config.live_catalog``)
+that have reported at least once are judged: a sensor just installed is not
+missing. A registered sensor deleted while silent is judged no more, and its
+open warning is left for an operator to resolve. While our own consumer is
+behind (``caught_up`` false), nothing is judged: a stalled pipeline is not a
+silent city.
 
 Which silences were raised is checkpointed (key ``@silence``), so a restart
 neither forgets a silence nor raises it again, and the evidence's time is
@@ -32,6 +35,7 @@ from typing import Any
 from alerts.checkpoints import CheckpointRepository
 from alerts.sensor_faults import SensorFaultDesk
 from config.catalog import Catalog
+from config.live_catalog import CatalogView
 from config.timeutil import to_ns
 from ingest.errors import is_transient
 from models.sensor_health import SILENCE_FACTOR, HealthEvent, overdue
@@ -48,7 +52,7 @@ class SilenceWatch:
     def __init__(
         self,
         *,
-        catalog: Catalog,
+        catalog: CatalogView,
         checkpoints: CheckpointRepository,
         faults: SensorFaultDesk,
         clock: Callable[[], datetime],
@@ -82,11 +86,12 @@ class SilenceWatch:
             log.info("silence check skipped: the readings consumer is behind")
             return []
         now = self.clock()
+        catalog = self.catalog.current()  # the file's sensors and those registered now
         raised = self._load_raised()
         began: dict[str, datetime] = {}
         ended: dict[str, datetime] = {}
         for sensor_id, seen in self.checkpoints.last_saved().items():
-            interval = self.catalog.expected_interval_s(sensor_id)
+            interval = catalog.expected_interval_s(sensor_id)
             if interval is None:
                 continue  # not a catalogued sensor (or silence not watched for it)
             late = overdue(
@@ -99,9 +104,9 @@ class SilenceWatch:
         if not began and not ended:
             return []
         states = self.checkpoints.load([*began, *ended])
-        events = [self._silent(sid, seen, states.get(sid)) for sid, seen in sorted(began.items())]
+        events = [self._silent(catalog, sid, seen, states.get(sid)) for sid, seen in sorted(began.items())]
         events += [
-            self._back(sid, seen, states.get(sid))
+            self._back(catalog, sid, seen, states.get(sid))
             for sid, seen in sorted(ended.items())
             if not _engine_fault(states.get(sid))
         ]
@@ -121,10 +126,12 @@ class SilenceWatch:
             self._raised = dict(saved["state"].get("raised", {})) if saved else {}
         return self._raised
 
-    def _silent(self, sensor_id: str, seen: datetime, saved: dict[str, Any] | None) -> HealthEvent:
-        sensor = self.catalog.sensor(sensor_id)
+    def _silent(
+        self, catalog: Catalog, sensor_id: str, seen: datetime, saved: dict[str, Any] | None
+    ) -> HealthEvent:
+        sensor = catalog.sensor(sensor_id)
         assert sensor is not None  # only catalogued sensors have an interval
-        interval = self.catalog.expected_interval_s(sensor_id) or 0.0
+        interval = catalog.expected_interval_s(sensor_id) or 0.0
         health = _health(saved)
         last_ns, last_value = health.get("last_good_ns"), health.get("last_good_value")
         minutes = SILENCE_FACTOR * interval / 60
@@ -144,8 +151,10 @@ class SilenceWatch:
             last_good_value=float(last_value) if last_value is not None else None,
         )
 
-    def _back(self, sensor_id: str, seen: datetime, saved: dict[str, Any] | None) -> HealthEvent:
-        sensor = self.catalog.sensor(sensor_id)
+    def _back(
+        self, catalog: Catalog, sensor_id: str, seen: datetime, saved: dict[str, Any] | None
+    ) -> HealthEvent:
+        sensor = catalog.sensor(sensor_id)
         assert sensor is not None
         value = _health(saved).get("last_good_value")
         return HealthEvent(

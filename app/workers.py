@@ -76,7 +76,7 @@ class BackgroundThreads:
 
 def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
     s = svc.settings
-    engine = ScoringEngine(svc.catalog, detector=s.detector, signal_threshold=s.signal_threshold)
+    engine = ScoringEngine(svc.live_catalog, detector=s.detector, signal_threshold=s.signal_threshold)
     engine.set_kind_models(latest_kind_models(svc.models))
     sink = DetectionSink(
         engine=engine,
@@ -157,7 +157,7 @@ def model_refresher(svc: Services, worker: IngestWorker[Point]) -> ModelRefreshe
 
 def fault_desk(svc: Services) -> SensorFaultDesk:
     """Where sensor faults become warnings, one per sensor (``alerts.sensor_faults``)."""
-    return SensorFaultDesk(svc.warnings.repository, catalog=svc.catalog, playbooks=svc.playbooks)
+    return SensorFaultDesk(svc.warnings.repository, catalog=svc.live_catalog, playbooks=svc.playbooks)
 
 
 def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
@@ -168,7 +168,7 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
     """
     s = svc.settings
     return SilenceWatch(
-        catalog=svc.catalog,
+        catalog=svc.live_catalog,
         checkpoints=svc.checkpoints,
         faults=fault_desk(svc),
         clock=lambda: datetime.now(UTC),

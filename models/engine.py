@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from config.catalog import LEVELS, Catalog
+from config.live_catalog import CatalogView
 from config.positions import Position
 from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.features import history_needed
@@ -86,7 +87,7 @@ class _NewPoints:
 class ScoringEngine:
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: CatalogView,
         *,
         detector: str,
         signal_threshold: float,
@@ -105,7 +106,8 @@ class ScoringEngine:
         self._series: dict[str, _Series] = {}
         self._dirty: set[str] = set()
         self._health_events: list[HealthEvent] = []
-        self._health_rules = {name: HealthRule.for_kind(k) for name, k in catalog.kinds.items()}
+        # Kinds come from the catalog file alone: a registered sensor is of a kind the file defines.
+        self._health_rules = {name: HealthRule.for_kind(k) for name, k in catalog.current().kinds.items()}
         self.multivariate_threshold = multivariate_threshold
         self._kind_models: dict[str, KindModel] = {}
 
@@ -203,9 +205,10 @@ class ScoringEngine:
                 batch.append(_NewPoints.of(sensor_id, series, scored))
             self._dirty.add(sensor_id)
         self._score_kind_models(self._kind_models, batch)
+        catalog = self.catalog.current()  # one catalog for the whole batch (sensors may be registered)
         signals: list[Signal] = []
         for new in batch:
-            signals += self._score_series(new)
+            signals += self._score_series(new, catalog)
         return signals
 
     def _judge_health(self, sensor_id: str, series: _Series, obs: list[Observation]) -> list[Observation]:
@@ -259,7 +262,7 @@ class ScoringEngine:
         for new in batch:
             new.series.context.extend(zip(new.ts.tolist(), new.values.tolist(), strict=True))
 
-    def _score_series(self, new: _NewPoints) -> list[Signal]:
+    def _score_series(self, new: _NewPoints, catalog: Catalog) -> list[Signal]:
         sensor_id, kind, ts, values = new.sensor_id, new.kind, new.ts, new.values
         result = new.series.detector.score_batch(ts, values)
         scores = result.scores
@@ -269,8 +272,8 @@ class ScoringEngine:
             scores = np.maximum(
                 scores, np.where(multivariate >= self.multivariate_threshold, multivariate, 0.0)
             )
-        kind_info = self.catalog.kinds.get(kind)
-        thresholds = self.catalog.thresholds_for(sensor_id, kind)
+        kind_info = catalog.kinds.get(kind)
+        thresholds = catalog.thresholds_for(sensor_id, kind)
         rule = DecisionRule.for_series(
             kind_info, thresholds, threshold=self.signal_threshold, repeat_s=self.repeat_s
         )

@@ -9,13 +9,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from alerts.checkpoints import CheckpointRepository
+from alerts.repository import SqlWarningRepository
+from alerts.sensor_faults import SensorFaultDesk
+from alerts.service import WarningService
+from app.silence import SilenceWatch
 from config.areas import load_areas
 from config.catalog import Sensor, registration_problems
 from config.live_catalog import LiveCatalog
 from ingest.validation import Invalid, ReadingValidator
+from models.engine import ScoringEngine
 from store.schemas import Point
 from store.sensor_registry import InvalidSensor, SensorConflict, SensorNotFound, SensorRegistry
-from tests.factories import CATALOG
+from tests.factories import CATALOG, PLAYBOOKS
 
 AREAS = load_areas()
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
@@ -82,7 +88,9 @@ def test_a_sensor_in_the_grids_district_is_placed_too() -> None:
         ({"expected_interval_s": 10_000}, {"expected_interval_s"}, "stuck_after_s"),
     ],
 )
-def test_registration_problems_name_the_field(overrides: dict[str, Any], fields: set[str], words: str) -> None:
+def test_registration_problems_name_the_field(
+    overrides: dict[str, Any], fields: set[str], words: str
+) -> None:
     problems = registration_problems(CATALOG.kinds, AREAS, new_gas(**overrides))
     assert {field for field, _ in problems} == fields
     assert all(words in reason for _, reason in problems)
@@ -190,7 +198,7 @@ def test_concurrent_writers_neither_lose_changes_nor_share_a_revision(engine: sa
                 same_id_wins.append(f"w{n}")
             except SensorConflict:
                 pass
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:  # reported by the main thread
             errors.append(exc)
 
     workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
@@ -242,7 +250,9 @@ def test_another_process_sees_a_change_after_its_next_poll(engine: sa.Engine) ->
     assert other.current().sensor("gas-oldtown-new") is None
 
 
-def test_a_poll_between_changes_costs_one_query_and_reads_the_rows_only_on_a_change(engine: sa.Engine) -> None:
+def test_a_poll_between_changes_costs_one_query_and_reads_the_rows_only_on_a_change(
+    engine: sa.Engine,
+) -> None:
     calls: list[str] = []
 
     class Counting:
@@ -353,3 +363,45 @@ def test_an_unknown_sensor_is_looked_up_once_per_batch_before_it_is_refused(engi
     for _ in range(100):
         assert isinstance(validator.parse(_reading("made-up", next_batch), next_batch), Invalid)
     assert len(polls) == 1
+
+
+# ---- scoring, silence and sensor faults know a registered sensor ---------------------------------
+
+
+def test_the_scoring_engine_judges_a_registered_sensor_by_its_own_warning_lines(engine: sa.Engine) -> None:
+    registry = registry_on(engine)
+    live = LiveCatalog(CATALOG, source=registry)
+    scoring = ScoringEngine(live, detector="recorddev", signal_threshold=0.9)
+    own = {"blue": 5.0, "yellow": 8.0, "orange": 20.0, "red": 40.0}
+    registry.add(new_gas(thresholds=own), actor="a", now=NOW)
+    live.refresh()
+    t0 = int(NOW.timestamp()) * 10**9
+    points = [Point("gas-oldtown-new", "gas", "g-oldtown-05", t0 + i * 300 * 10**9, 1.5) for i in range(300)]
+    points.append(Point("gas-oldtown-new", "gas", "g-oldtown-05", t0 + 300 * 300 * 10**9, 9.0))
+    [signal] = scoring.score(points, [(0, i) for i in range(len(points))])
+    # 9 %LEL is below the gas kind's blue line (10) but past this sensor's yellow one.
+    assert (signal.sensor_id, signal.level, signal.evidence["warning_line"]) == (
+        "gas-oldtown-new",
+        "yellow",
+        8.0,
+    )
+
+
+def test_the_silence_check_and_the_fault_desk_know_a_registered_sensor(engine: sa.Engine) -> None:
+    registry = registry_on(engine)
+    live = LiveCatalog(CATALOG, source=registry)
+    registry.add(new_gas(expected_interval_s=600), actor="a", now=NOW)
+    live.refresh()
+    checkpoints = CheckpointRepository(engine)
+    checkpoints.save({"gas-oldtown-new": {"detector": "recorddev", "state": {}, "position": None}}, now=NOW)
+    desk = SensorFaultDesk(SqlWarningRepository(engine), catalog=live, playbooks=PLAYBOOKS)
+    clock = [NOW + timedelta(minutes=29)]
+    watch = SilenceWatch(
+        catalog=live, checkpoints=checkpoints, faults=desk, clock=lambda: clock[0], slack_s=5.0
+    )
+    assert watch.check() == []  # three of its own 10-minute intervals have not passed
+    clock[0] = NOW + timedelta(minutes=31)
+    [silent] = watch.check()
+    assert (silent.sensor_id, silent.fault, silent.area) == ("gas-oldtown-new", "silent", "g-oldtown-05")
+    [warning] = WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS).list(hazard="sensor_fault").items
+    assert "Temporary detector, market hall" in warning.headline
