@@ -88,12 +88,21 @@ def opened_event(level: str, *, at: datetime, actor: str, note: str) -> WarningE
 
 
 def status_event(
-    warning: WarningOut, to_status: str, *, action: str, at: datetime, actor: str, note: str
+    warning: WarningOut,
+    to_status: str,
+    *,
+    action: str,
+    at: datetime,
+    actor: str,
+    note: str,
+    actor_role: str | None = None,
 ) -> WarningEvent:
-    """A history line that moves ``warning`` to ``to_status`` (or keeps it) at the level it has."""
+    """A history line that moves ``warning`` to ``to_status`` (or keeps it) at the level it has;
+    ``actor_role`` is the role of the API key that asked, None when citywarn itself acts."""
     return WarningEvent(
         at=at,
         actor=actor,
+        actor_role=actor_role,
         action=action,
         from_status=warning.status,
         to_status=to_status,

@@ -25,8 +25,12 @@ class Evidence(BaseModel):
 
 
 class WarningEvent(BaseModel):
+    """One line of a warning's history. ``actor`` is the label of the API key that made the change,
+    with the key's role; for the service's own changes it names the service and the role is None."""
+
     at: datetime
     actor: str
+    actor_role: str | None = None
     action: str
     from_status: str | None
     to_status: str

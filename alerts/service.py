@@ -250,14 +250,24 @@ class WarningService:
 
     # ---- operators --------------------------------------------------------------------
 
-    def acknowledge(self, warning_id: str, *, now: datetime, actor: str, note: str = "") -> WarningDetail:
-        return self._transition(warning_id, "acknowledged", now=as_utc(now), actor=actor, note=note)
+    def acknowledge(
+        self, warning_id: str, *, now: datetime, actor: str, actor_role: str | None = None, note: str = ""
+    ) -> WarningDetail:
+        """``actor`` and ``actor_role``: the label and role of the API key that asked."""
+        return self._transition(
+            warning_id, "acknowledged", now=as_utc(now), actor=actor, actor_role=actor_role, note=note
+        )
 
-    def resolve(self, warning_id: str, *, now: datetime, actor: str, note: str = "") -> WarningDetail:
-        return self._transition(warning_id, "resolved", now=as_utc(now), actor=actor, note=note)
+    def resolve(
+        self, warning_id: str, *, now: datetime, actor: str, actor_role: str | None = None, note: str = ""
+    ) -> WarningDetail:
+        """``actor`` and ``actor_role``: the label and role of the API key that asked."""
+        return self._transition(
+            warning_id, "resolved", now=as_utc(now), actor=actor, actor_role=actor_role, note=note
+        )
 
     def _transition(
-        self, warning_id: str, target: Status, *, now: datetime, actor: str, note: str
+        self, warning_id: str, target: Status, *, now: datetime, actor: str, actor_role: str | None, note: str
     ) -> WarningDetail:
         with self.repository.writing() as tx:
             current = tx.locked(warning_id)
@@ -268,7 +278,9 @@ class WarningService:
             # a second, concurrent transition fail even where a store cannot lock.
             if not tx.change_status(warning_id, from_status=current.status, to_status=target, now=now):
                 raise InvalidTransition(f"warning {warning_id} changed while becoming {target}")
-            changed = lifecycle.status_event(current, target, action=target, at=now, actor=actor, note=note)
+            changed = lifecycle.status_event(
+                current, target, action=target, at=now, actor=actor, actor_role=actor_role, note=note
+            )
             tx.record(warning_id, changed)
         detail = self.get(warning_id)
         assert detail is not None

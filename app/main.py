@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import areas, health, readings, reports, sensors, warnings
+from app.api import areas, health, keys, readings, reports, sensors, warnings
+from app.auth.audit import AuditLog
 from app.limits import BodySizeLimit
 from app.services import Services, build_services
 from app.workers import BackgroundThreads, start_ingest
@@ -55,8 +56,12 @@ def create_app(
         version="0.1.0",
         summary="Real-time risk sensing and early warning for a city EOC",
         lifespan=lifespan,
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, readings, reports, warnings, sensors, areas):
+    app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
+    for module in (health, readings, reports, warnings, sensors, areas, keys):
         app.include_router(module.router)
     return app

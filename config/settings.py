@@ -144,6 +144,18 @@ class Settings(BaseSettings):
     )
     max_batch_items: int = Field(default=10_000, ge=1, description="Most items in one POSTed batch.")
 
+    # --- access
+    api_docs: bool = Field(
+        default=True,
+        description="Serve the API's documentation (`/docs`, `/redoc`) and its OpenAPI document "
+        "(`/openapi.json`) without a key. False: none of the three is served.",
+    )
+    demo_key_file: Path = Field(
+        default=Path("citywarn-demo.key"),
+        description="Where `citywarn run --demo` writes the admin key it makes (mode 0600; relative "
+        "to the working directory).",
+    )
+
     @field_validator("store_url")
     @classmethod
     def _known_store_scheme(cls, v: str) -> str:

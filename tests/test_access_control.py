@@ -13,10 +13,13 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
 from alerts import db
+from alerts.service import WarningService
 from app.auth.deps import require
 from app.auth.keys import KeyStore
 from app.auth.roles import Permission, Principal, Role
 from tests.auth_helpers import bearer
+from tests.factories import NOW as FIXED
+from tests.factories import signal
 
 NOW = datetime.now(UTC)
 
@@ -129,3 +132,17 @@ def test_a_limiter_refusal_is_answered_before_the_401(tiny: tuple[TestClient, Ke
     resp = client.post("/act")
     assert (resp.status_code, resp.headers["Retry-After"]) == (429, "7")
     assert client.post("/act", headers=bearer(make(keys, Role.OPERATOR)[1])).status_code == 200
+
+
+# ---- the actor is the key ---------------------------------------------------------------------
+
+
+def test_the_service_records_the_keys_label_and_role_and_none_for_its_own(service: WarningService) -> None:
+    [wid] = service.apply_signals([signal()], now=FIXED, actor="detector:t")
+    service.acknowledge(wid, now=FIXED, actor="duty desk", actor_role="operator", note="crew sent")
+    w = service.get(wid)
+    assert w is not None
+    assert [(e.action, e.actor, e.actor_role, e.note) for e in w.events] == [
+        ("opened", "detector:t", None, "1 signal(s)"),
+        ("acknowledged", "duty desk", "operator", "crew sent"),
+    ]

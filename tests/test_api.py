@@ -167,9 +167,16 @@ def test_warnings_list_detail_and_transitions(client: TestClient) -> None:
     detail = client.get(f"/v1/warnings/{wid}").json()
     assert detail["evidence"][0]["value"] == 61.0
     assert detail["severity"] == "Extreme" and detail["recommendations"]
-    ack = client.post(f"/v1/warnings/{wid}/acknowledge", json={"actor": "duty officer wang"})
+    # The actor is the key (the client fixture's admin key), never the body's say.
+    assert (
+        client.post(f"/v1/warnings/{wid}/acknowledge", json={"actor": "duty officer wang"}).status_code == 422
+    )
+    ack = client.post(f"/v1/warnings/{wid}/acknowledge", json={"note": "crew sent"})
     assert ack.status_code == 200 and ack.json()["status"] == "acknowledged"
-    assert client.post(f"/v1/warnings/{wid}/acknowledge", json={"actor": "x"}).status_code == 409
-    assert client.post(f"/v1/warnings/{wid}/resolve", json={"actor": ""}).status_code == 422
+    assert (ack.json()["events"][-1]["actor"], ack.json()["events"][-1]["actor_role"]) == (
+        "test admin",
+        "admin",
+    )
+    assert client.post(f"/v1/warnings/{wid}/acknowledge").status_code == 409
     assert client.get("/v1/warnings/nope").status_code == 404
     assert client.get("/docs").status_code == 200

@@ -15,6 +15,7 @@ from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
+from tests.auth_helpers import admin_client
 from tests.factories import gas_reading as reading
 from tests.pipeline_harness import read_topic, running_pipeline, wait_until
 
@@ -165,7 +166,7 @@ def test_the_202_says_whether_the_readings_are_durable_yet(
     broker: EmbeddedBroker, tmp_path: Path, durable: bool, detail: str
 ) -> None:
     settings = settings_for(broker, tmp_path, broker_durable=durable)
-    with TestClient(create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         for path, item in (("/v1/readings", reading()), ("/v1/reports", report())):
             field = path.rsplit("/", 1)[1]
             resp = client.post(path, json={field: [item]})

@@ -23,6 +23,7 @@ from config.settings import Settings
 from config.timeutil import as_utc, from_ns, to_ns
 from ingest.broker import EmbeddedBroker
 from store.schemas import Point
+from tests.auth_helpers import admin_client
 from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
 
 BEIJING = timezone(timedelta(hours=8))
@@ -86,7 +87,7 @@ def client(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[TestClient]:
         store_url=f"file://{tmp_path}/store.sqlite3",
         database_url=f"sqlite:///{tmp_path}/state.sqlite3",
     )
-    with TestClient(create_app(settings)) as c:
+    with admin_client(create_app(settings)) as c:
         svc = c.app.state.services  # type: ignore[attr-defined]
         svc.warnings.apply_signals(
             [signal(area="g-oldtown-05", ts=API_NOW)], now=API_NOW, actor="detector:test"

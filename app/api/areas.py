@@ -11,11 +11,13 @@ from shapely.geometry import mapping
 
 from alerts.levels import rank
 from app.api.deps import now, services, time_bound
+from app.auth.deps import require
+from app.auth.roles import Permission
 from app.services import Services
 from config.areas import Area
 from config.timeutil import EARLIEST, to_ns
 
-router = APIRouter(prefix="/v1/areas", tags=["areas"])
+router = APIRouter(prefix="/v1/areas", tags=["areas"], dependencies=[Depends(require(Permission.READ))])
 
 RISK_LOOKBACK = timedelta(hours=6)
 risk_since = time_bound("since", doc="Signals and reports at or after (default: 6 h ago)")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import APIRouter, Depends
 
 from app.api.deps import now, services
+from app.auth.deps import require
+from app.auth.roles import Permission
 from app.services import Services
 from ingest.http import batch_router
 from ingest.http_batches import BatchIngest, readings_ingest
@@ -35,11 +37,14 @@ def _readings(svc: Annotated[Services, Depends(services)]) -> BatchIngest[Readin
     return readings_ingest(validator=svc.validator, producer=svc.producer, settings=svc.settings)
 
 
-router = batch_router(
-    "/v1/readings",
-    ingest=_readings,
-    now=now,
-    summary="Submit sensor readings from catalogued sensors",
-    example=_EXAMPLE,
-    tag="ingest",
+router = APIRouter(dependencies=[Depends(require(Permission.INGEST))])
+router.include_router(
+    batch_router(
+        "/v1/readings",
+        ingest=_readings,
+        now=now,
+        summary="Submit sensor readings from catalogued sensors",
+        example=_EXAMPLE,
+        tag="ingest",
+    )
 )

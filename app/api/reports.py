@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from app.api.deps import TimeBounds, now, services, time_bounds
+from app.auth.deps import require
+from app.auth.roles import Permission
 from app.services import Services
 from config.timeutil import from_ns, to_ns
 from ingest.http import batch_router
@@ -66,11 +68,17 @@ router.include_router(
         summary="Submit human reports (hotline, app, grid workers, volunteers, media)",
         example=_EXAMPLE,
         tag="reports",
-    )
+    ),
+    dependencies=[Depends(require(Permission.INGEST))],
 )
 
 
-@router.get("/v1/reports", response_model=ReportPage, tags=["reports"])
+@router.get(
+    "/v1/reports",
+    response_model=ReportPage,
+    tags=["reports"],
+    dependencies=[Depends(require(Permission.READ))],
+)
 def list_reports(
     svc: Annotated[Services, Depends(services)],
     bounds: Annotated[TimeBounds, Depends(time_bounds())],

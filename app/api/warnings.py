@@ -6,22 +6,26 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
 from shapely.geometry import mapping
 
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.schemas import Status, WarningDetail, WarningOut, WarningPage
 from app.api.deps import TimeBounds, now, services, time_bounds
+from app.auth.deps import require
+from app.auth.roles import Permission, Principal
 from app.services import Services
 from config.catalog import Level
 
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
+read_warnings = Depends(require(Permission.READ_WARNINGS))
+Actor = Annotated[Principal, Depends(require(Permission.ACT))]
 
 updated_bounds = time_bounds(lower_doc="Updated at or after", upper_doc="Updated before")
 
 
-@router.get("", response_model=None, responses={200: {"model": WarningPage}})
+@router.get("", response_model=None, responses={200: {"model": WarningPage}}, dependencies=[read_warnings])
 def list_warnings(
     svc: Annotated[Services, Depends(services)],
     bounds: Annotated[TimeBounds, Depends(updated_bounds)],
@@ -63,7 +67,7 @@ def _feature(w: WarningOut, svc: Services) -> dict[str, Any]:
     }
 
 
-@router.get("/{warning_id}", response_model=WarningDetail)
+@router.get("/{warning_id}", response_model=WarningDetail, dependencies=[read_warnings])
 def get_warning(warning_id: str, svc: Annotated[Services, Depends(services)]) -> WarningDetail:
     detail = svc.warnings.get(warning_id)
     if detail is None:
@@ -72,36 +76,50 @@ def get_warning(warning_id: str, svc: Annotated[Services, Depends(services)]) ->
 
 
 class TransitionIn(BaseModel):
-    actor: str = Field(min_length=1, max_length=128, description="operator name or id")
+    """What a caller may add to a transition: a note. Who made it is the API key's label, never the body's
+    say, so a body naming an actor (or anything else) is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
     note: str = Field(default="", max_length=2000)
+
+
+TransitionBody = Annotated[TransitionIn | None, Body()]
 
 
 @router.post("/{warning_id}/acknowledge", response_model=WarningDetail)
 def acknowledge(
     warning_id: str,
-    body: TransitionIn,
+    who: Actor,
     svc: Annotated[Services, Depends(services)],
     at: Annotated[datetime, Depends(now)],
+    body: TransitionBody = None,
 ) -> WarningDetail:
-    return _transition(svc.warnings.acknowledge, warning_id, body, at)
+    return _transition(svc.warnings.acknowledge, warning_id, who, body, at)
 
 
 @router.post("/{warning_id}/resolve", response_model=WarningDetail)
 def resolve(
     warning_id: str,
-    body: TransitionIn,
+    who: Actor,
     svc: Annotated[Services, Depends(services)],
     at: Annotated[datetime, Depends(now)],
+    body: TransitionBody = None,
 ) -> WarningDetail:
-    return _transition(svc.warnings.resolve, warning_id, body, at)
+    return _transition(svc.warnings.resolve, warning_id, who, body, at)
 
 
 def _transition(
-    change: Callable[..., WarningDetail], warning_id: str, body: TransitionIn, at: datetime
+    change: Callable[..., WarningDetail],
+    warning_id: str,
+    who: Principal,
+    body: TransitionIn | None,
+    at: datetime,
 ) -> WarningDetail:
     """One place that maps the lifecycle's errors to HTTP: 404 unknown, 409 not allowed now."""
+    note = body.note if body is not None else ""
     try:
-        return change(warning_id, now=at, actor=body.actor, note=body.note)
+        return change(warning_id, now=at, actor=who.label, actor_role=who.role.value, note=note)
     except WarningNotFound:
         raise HTTPException(404, detail=f"no warning {warning_id}") from None
     except InvalidTransition as exc:
