@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated
+from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, HTTPException
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
 from alerts import db
+from alerts.lifecycle import new_warning
 from alerts.service import WarningService
 from app.auth.deps import require
 from app.auth.keys import KeyStore
-from app.auth.roles import Permission, Principal, Role
-from tests.auth_helpers import bearer
+from app.auth.roles import GRANTS, Permission, Principal, Role
+from app.main import create_app
+from bench.isolation import isolated_settings
+from ingest.broker import EmbeddedBroker
+from tests.auth_helpers import bearer, new_key
 from tests.factories import NOW as FIXED
-from tests.factories import signal
+from tests.factories import gas_reading, signal
+from tests.test_http_ingest import report as report_message
 
 NOW = datetime.now(UTC)
 
@@ -146,3 +154,173 @@ def test_the_service_records_the_keys_label_and_role_and_none_for_its_own(servic
         ("opened", "detector:t", None, "1 signal(s)"),
         ("acknowledged", "duty desk", "operator", "crew sent"),
     ]
+
+
+# ---- every route, every kind of caller -----------------------------------------------------------
+
+Request = tuple[str, dict[str, Any]]  # path, and keyword arguments of TestClient.request
+
+
+@dataclass(frozen=True)
+class RouteCase:
+    """What a route needs (None: open to anyone) and how a permitted call is made and answered."""
+
+    permission: Permission | None
+    ok: int
+    request: Callable[[TestClient], Request]
+
+
+def _get(path: str, **kw: Any) -> Callable[[TestClient], Request]:
+    return lambda _client: (path, kw)
+
+
+def _fresh_warning(action: str) -> Callable[[TestClient], Request]:
+    """A new open warning for each call, so every permitted caller's transition is allowed."""
+
+    def make(client: TestClient) -> Request:
+        svc = client.app.state.services  # type: ignore[attr-defined]
+        now = datetime.now(UTC)
+        warning = new_warning(
+            "flood", f"g-test-{uuid.uuid4().hex[:8]}", "yellow", first=now, last=now, now=now
+        )
+        with svc.warnings.repository.writing() as tx:
+            tx.insert(warning)
+        return f"/v1/warnings/{warning.id}/{action}", {"json": {"note": "checked"}}
+
+    return make
+
+
+def _fresh_key(client: TestClient) -> Request:
+    return f"/v1/keys/{new_key(client.app, Role.VIEWER, 'to revoke').split('_')[1]}", {}  # type: ignore[arg-type]
+
+
+def _existing_warning(client: TestClient) -> Request:
+    return f"/v1/warnings/{client.app.state.first_warning}", {}  # type: ignore[attr-defined]
+
+
+ROUTES: dict[tuple[str, str], RouteCase] = {
+    ("GET", "/healthz"): RouteCase(None, 200, _get("/healthz")),
+    ("GET", "/readyz"): RouteCase(None, 200, _get("/readyz")),
+    ("GET", "/openapi.json"): RouteCase(None, 200, _get("/openapi.json")),
+    ("GET", "/docs"): RouteCase(None, 200, _get("/docs")),
+    ("GET", "/docs/oauth2-redirect"): RouteCase(None, 200, _get("/docs/oauth2-redirect")),
+    ("GET", "/redoc"): RouteCase(None, 200, _get("/redoc")),
+    ("POST", "/v1/readings"): RouteCase(
+        Permission.INGEST, 202, lambda _c: ("/v1/readings", {"json": {"readings": [gas_reading()]}})
+    ),
+    ("POST", "/v1/reports"): RouteCase(
+        Permission.INGEST,
+        202,
+        lambda _c: ("/v1/reports", {"json": {"reports": [report_message()]}}),
+    ),
+    ("GET", "/v1/reports"): RouteCase(Permission.READ, 200, _get("/v1/reports")),
+    ("GET", "/v1/warnings"): RouteCase(Permission.READ_WARNINGS, 200, _get("/v1/warnings")),
+    ("GET", "/v1/warnings/{warning_id}"): RouteCase(Permission.READ_WARNINGS, 200, _existing_warning),
+    ("POST", "/v1/warnings/{warning_id}/acknowledge"): RouteCase(
+        Permission.ACT, 200, _fresh_warning("acknowledge")
+    ),
+    ("POST", "/v1/warnings/{warning_id}/resolve"): RouteCase(Permission.ACT, 200, _fresh_warning("resolve")),
+    ("GET", "/v1/sensors"): RouteCase(Permission.READ, 200, _get("/v1/sensors")),
+    ("GET", "/v1/sensors/{sensor_id}/series"): RouteCase(
+        Permission.READ, 200, _get("/v1/sensors/gas-oldtown-01/series")
+    ),
+    ("GET", "/v1/areas"): RouteCase(Permission.READ, 200, _get("/v1/areas")),
+    ("GET", "/v1/areas/{area_id}/risk"): RouteCase(Permission.READ, 200, _get("/v1/areas/g-oldtown-05/risk")),
+    ("POST", "/v1/keys"): RouteCase(
+        Permission.ADMINISTER, 201, lambda _c: ("/v1/keys", {"json": {"role": "viewer", "label": "new"}})
+    ),
+    ("GET", "/v1/keys"): RouteCase(Permission.ADMINISTER, 200, _get("/v1/keys")),
+    ("DELETE", "/v1/keys/{key_id}"): RouteCase(Permission.ADMINISTER, 200, _fresh_key),
+}
+
+REFUSED_CALLERS = [
+    "no key",
+    "not bearer",
+    "malformed",
+    "unknown id",
+    "right id, wrong secret",
+    "expired",
+    "revoked",
+]
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path) the app answers, as its router sees them (HEAD goes with GET)."""
+    return {
+        (method, str(r.path))
+        for r in iter_route_contexts(app.routes)
+        for method in (r.methods or set())
+        if method != "HEAD"
+    }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_client(
+    request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path
+) -> Iterator[TestClient]:
+    """The whole app, with no key of its own, on either state database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/state.sqlite3"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/store.sqlite3", database_url=url
+    )
+    with TestClient(create_app(settings)) as client:
+        svc = client.app.state.services  # type: ignore[attr-defined]
+        [wid] = svc.warnings.apply_signals([signal(ts=datetime.now(UTC))], now=datetime.now(UTC), actor="t")
+        client.app.state.first_warning = wid  # type: ignore[attr-defined]
+        yield client
+
+
+def callers(client: TestClient) -> dict[str, dict[str, str]]:
+    """The headers of every kind of caller: the refused ones, then one key per role."""
+    app: FastAPI = client.app  # type: ignore[assignment]
+    keys = KeyStore(app.state.services.engine)
+    admin = new_key(app, Role.ADMIN)
+    key_id = admin.split("_")[1]
+    revoked = new_key(app, Role.ADMIN, "revoked")
+    keys.revoke(revoked.split("_")[1], at=datetime.now(UTC))
+    expired = new_key(
+        app, Role.ADMIN, "expired", expires=timedelta(hours=1), now=datetime.now(UTC) - timedelta(hours=2)
+    )
+    refused = {
+        "no key": {},
+        "not bearer": {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        "malformed": bearer("not-a-key"),
+        "unknown id": bearer(f"cwk_{'0' * 12}_{'A' * 43}"),
+        "right id, wrong secret": bearer(f"cwk_{key_id}_{'A' * 43}"),
+        "expired": bearer(expired),
+        "revoked": bearer(revoked),
+    }
+    assert list(refused) == REFUSED_CALLERS
+    return {**refused, **{role.value: bearer(new_key(app, role)) for role in Role}}
+
+
+def expected(case: RouteCase, caller: str) -> int:
+    if case.permission is None:
+        return case.ok
+    if caller in REFUSED_CALLERS:
+        return 401
+    return case.ok if case.permission in GRANTS[Role(caller)] else 403
+
+
+def test_the_table_names_every_route_of_the_app(app_client: TestClient) -> None:
+    """A route added without an entry here fails: each route must say who may call it."""
+    assert app_routes(app_client.app) == set(ROUTES)  # type: ignore[arg-type]
+
+
+def test_every_route_answers_every_caller_as_its_permission_says(app_client: TestClient) -> None:
+    got: dict[tuple[str, str, str], int] = {}
+    want: dict[tuple[str, str, str], int] = {}
+    challenges: dict[tuple[str, str, str], str | None] = {}
+    for caller, headers in callers(app_client).items():
+        for (method, template), case in ROUTES.items():
+            path, kw = case.request(app_client)
+            resp = app_client.request(method, path, headers=headers, **kw)
+            got[(method, template, caller)] = resp.status_code
+            want[(method, template, caller)] = expected(case, caller)
+            if resp.status_code == 401:
+                challenges[(method, template, caller)] = resp.headers.get("WWW-Authenticate")
+    assert got == want
+    assert challenges and all(c is not None and c.startswith("Bearer") for c in challenges.values())

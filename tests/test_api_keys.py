@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from app.auth.keys import AuthFailure, KeyNotFound, KeyStore, parse_token, valid_label
 from app.auth.roles import Principal, Role
 from app.auth.tables import api_keys
+from app.main import create_app
+from bench.isolation import isolated_settings
+from config.settings import Settings
+from ingest.broker import EmbeddedBroker
+from tests.auth_helpers import bearer
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
@@ -99,3 +107,81 @@ def test_labels_are_one_to_a_hundred_printable_characters(keys: KeyStore, label:
 @pytest.mark.parametrize("label", ["a", "x" * 100, "江滩街道 值班员", "ops team (night)"])
 def test_printable_labels_are_taken(label: str) -> None:
     assert valid_label(label)
+
+
+# ---- /v1/keys and the docs switch, over HTTP ------------------------------------------------------
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    return isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+    )
+
+
+def test_an_admin_makes_a_key_that_works_at_once_and_is_shown_once(client: TestClient) -> None:
+    made = client.post("/v1/keys", json={"role": "viewer", "label": "wall screen", "expires_days": 30})
+    assert made.status_code == 201
+    body = made.json()
+    assert (body["role"], body["label"], body["state"], body["revoked_at"]) == (
+        "viewer",
+        "wall screen",
+        "active",
+        None,
+    )
+    assert body["created_by"] == f"test admin ({client.headers['Authorization'].split('_')[1]})"
+    expires = datetime.fromisoformat(body["expires_at"]) - datetime.fromisoformat(body["created_at"])
+    assert expires == timedelta(days=30)
+    assert client.get("/v1/warnings", headers=bearer(body["token"])).status_code == 200
+    assert client.get("/v1/keys", headers=bearer(body["token"])).status_code == 403
+    listed = client.get("/v1/keys").json()
+    assert {k["id"] for k in listed} >= {body["id"]}
+    shown = json.dumps(listed)
+    assert body["token"].split("_", 2)[2] not in shown and "secret" not in shown and "hash" not in shown
+    assert all("token" not in k for k in listed)
+
+
+def test_revoking_over_http_stops_the_key_and_is_idempotent(client: TestClient) -> None:
+    body = client.post("/v1/keys", json={"role": "operator", "label": "night shift"}).json()
+    first = client.delete(f"/v1/keys/{body['id']}")
+    assert first.status_code == 200 and first.json()["state"] == "revoked"
+    assert client.get("/v1/warnings", headers=bearer(body["token"])).status_code == 401
+    again = client.delete(f"/v1/keys/{body['id']}")
+    assert again.status_code == 200 and again.json()["revoked_at"] == first.json()["revoked_at"]
+    assert client.delete("/v1/keys/0123456789ab").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"role": "root", "label": "x"},
+        {"role": "viewer", "label": ""},
+        {"role": "viewer", "label": "a\u0000b"},
+        {"role": "viewer", "label": "x" * 101},
+        {"role": "viewer", "label": "x", "expires_days": 0},
+        {"role": "viewer", "label": "x", "secret": "mine"},
+        {"role": "viewer"},
+    ],
+)
+def test_a_bad_key_request_is_422(client: TestClient, body: dict[str, object]) -> None:
+    assert client.post("/v1/keys", json=body).status_code == 422
+
+
+def test_the_docs_and_the_openapi_document_can_be_closed(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as open_app:
+        assert open_app.get("/openapi.json").status_code == 200
+        spec = open_app.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": spec["components"]["securitySchemes"]["apiKey"]["description"],
+    }
+    assert spec["paths"]["/v1/warnings"]["get"]["security"] == [{"apiKey": []}]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+    closed = settings.model_copy(update={"api_docs": False})
+    with TestClient(create_app(closed)) as closed_app:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert closed_app.get(path).status_code == 404
+        assert closed_app.get("/healthz").status_code == 200

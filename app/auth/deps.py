@@ -69,7 +69,6 @@ def require(permission: Permission) -> Callable[..., Principal]:
             )
         return found
 
-    dependency.permission = permission  # type: ignore[attr-defined]  # read by the access-control test
     return dependency
 
 
