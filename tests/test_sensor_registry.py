@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from alerts.checkpoints import CheckpointRepository
 from alerts.repository import SqlWarningRepository
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.service import WarningService
+from app.auth.roles import Role
+from app.main import create_app
 from app.silence import SilenceWatch
+from bench.isolation import isolated_settings
 from config.areas import load_areas
 from config.catalog import Sensor, registration_problems
 from config.live_catalog import LiveCatalog
+from config.settings import Settings
+from ingest.broker import EmbeddedBroker
 from ingest.validation import Invalid, ReadingValidator
 from models.engine import ScoringEngine
 from store.schemas import Point
 from store.sensor_registry import InvalidSensor, SensorConflict, SensorNotFound, SensorRegistry
+from tests.auth_helpers import admin_client, bearer, new_key
 from tests.factories import CATALOG, PLAYBOOKS
+from tests.pipeline_harness import running_pipeline, wait_until
 
 AREAS = load_areas()
 NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
@@ -405,3 +416,185 @@ def test_the_silence_check_and_the_fault_desk_know_a_registered_sensor(engine: s
     assert (silent.sensor_id, silent.fault, silent.area) == ("gas-oldtown-new", "silent", "g-oldtown-05")
     [warning] = WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS).list(hazard="sensor_fault").items
     assert "Temporary detector, market hall" in warning.headline
+
+
+# ---- over the API -----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path) -> Settings:
+    database = (
+        f"sqlite:///{tmp_path}/state.sqlite3"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    return isolated_settings(
+        bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/store.sqlite3", database_url=database
+    )
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[TestClient]:
+    """The API alone, as ``citywarn serve`` runs it (no consumer in this process), with an admin key."""
+    with admin_client(create_app(settings)) as c:
+        yield c
+
+
+def reading_now(sensor_id: str = "gas-oldtown-new", value: float = 1.5) -> dict[str, Any]:
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    return {"sensor_id": sensor_id, "kind": "gas", "value": value, "unit": "%LEL", "ts": at.isoformat()}
+
+
+def error_fields(resp: httpx.Response) -> set[str]:
+    """The fields a 422 names, in FastAPI's shape or as problem details' ``errors``."""
+    body = resp.json()
+    items = body.get("errors") or body.get("detail") or []
+    fields = set()
+    for e in items:
+        if "field" in e:
+            fields.add(str(e["field"]).removeprefix("body."))
+        elif "loc" in e:
+            fields.add(".".join(str(p) for p in e["loc"][1:]))
+        elif "pointer" in e:
+            fields.add(str(e["pointer"]).lstrip("/").replace("/", "."))
+    return fields
+
+
+def test_a_sensor_registered_over_the_api_reports_through_a_separate_ingest_process(
+    api: TestClient, settings: Settings
+) -> None:
+    """``citywarn serve`` takes the registration and the reading; ``citywarn ingest`` (its own services,
+    own live catalog) stores it: the reading refused before the registration is accepted after it."""
+    with running_pipeline(settings) as (ingest, worker):
+        before = api.post("/v1/readings", json={"readings": [reading_now()]})
+        assert before.status_code == 422 and "readings[0].sensor_id" in {
+            e["field"] for e in before.json()["rejected"][0]["errors"]
+        }
+
+        made = api.post("/v1/sensors", json=NEW_GAS)
+        assert made.status_code == 201, made.text
+        body = made.json()
+        assert (body["source"], body["unit"], body["hazard"]) == ("registry", "%LEL", "gas_leak")
+        assert body["updated_by"] == "test admin" and body["revision"] == 1
+
+        accepted = api.post("/v1/readings", json={"readings": [reading_now(value=2.5)]})
+        assert accepted.status_code == 202, accepted.text
+        wait_until(
+            lambda: ingest.store.count("gas-oldtown-new") == 1, timeout_s=60, what="the stored reading"
+        )
+        [point] = ingest.store.read("gas-oldtown-new", 0, 2**62)
+        assert (point.kind, point.area, point.value) == ("gas", "g-oldtown-05", 2.5)
+        assert worker.stats.dead_lettered == 0
+
+        assert api.delete("/v1/sensors/gas-oldtown-new").status_code == 204
+        after = api.post("/v1/readings", json={"readings": [reading_now(value=3.5)]})
+        assert after.status_code == 422
+
+
+def test_the_list_shows_where_each_sensor_comes_from(api: TestClient) -> None:
+    assert api.post("/v1/sensors", json={**NEW_GAS, "expected_interval_s": 600}).status_code == 201
+    listed = {s["id"]: s for s in api.get("/v1/sensors").json()}
+    assert len(listed) == len(CATALOG.sensors) + 1
+    assert listed["gas-oldtown-01"]["source"] == "catalog"
+    assert listed["gas-oldtown-new"]["source"] == "registry"
+    assert listed["gas-oldtown-new"]["expected_interval_s"] == 600
+    only_gas_here = api.get("/v1/sensors", params={"area": "g-oldtown-05", "kind": "gas"}).json()
+    file_gas_here = {s.id for s in CATALOG.sensors if (s.area, s.kind) == ("g-oldtown-05", "gas")}
+    assert {s["id"] for s in only_gas_here} == file_gas_here | {"gas-oldtown-new"}
+    one = api.get("/v1/sensors/gas-oldtown-new")
+    assert one.status_code == 200 and one.json()["source"] == "registry"
+    assert api.get("/v1/sensors/gas-oldtown-new/series").status_code == 200
+    assert api.get("/v1/sensors/nobody").status_code == 404
+
+
+def test_patch_changes_only_the_fields_sent_and_records_the_key(api: TestClient) -> None:
+    api.post("/v1/sensors", json={**NEW_GAS, "thresholds": {"blue": 5, "yellow": 8, "orange": 20, "red": 40}})
+    operator_key = new_key(api.app, Role.ADMIN, "night admin")  # type: ignore[arg-type]
+    changed = api.patch(
+        "/v1/sensors/gas-oldtown-new", json={"name": "Market hall, east door"}, headers=bearer(operator_key)
+    )
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert body["name"] == "Market hall, east door" and body["thresholds"]["red"] == 40
+    assert (body["updated_by"], body["revision"]) == ("night admin", 2)
+    cleared = api.patch("/v1/sensors/gas-oldtown-new", json={"thresholds": None})
+    assert cleared.status_code == 200 and cleared.json()["thresholds"] is None
+    assert api.get("/v1/sensors/gas-oldtown-new").json()["name"] == "Market hall, east door"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "lava"}, "kind"),
+        ({"area": "atlantis"}, "area"),
+        ({"area": "g-riverside-01"}, "lat"),  # its point lies in another grid
+        ({"lat": 95.0}, "lat"),
+        ({"expected_interval_s": 10_000}, "expected_interval_s"),  # gas is stuck after 6 h: too few reports
+        ({"expected_interval_s": 0}, "expected_interval_s"),
+        ({"thresholds": {"blue": 9, "yellow": 8, "orange": 20, "red": 40}}, "thresholds"),
+        ({"id": "a/b"}, "id"),
+        ({"id": "@silence"}, "id"),
+        ({"id": "x" * 129}, "id"),
+        ({"name": "bad\u0000name"}, "name"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_an_invalid_registration_is_422_naming_the_field(
+    api: TestClient, body: dict[str, Any], field: str
+) -> None:
+    resp = api.post("/v1/sensors", json={**NEW_GAS, **body})
+    assert resp.status_code == 422, resp.text
+    assert field in error_fields(resp)
+    assert all(s["id"] != "gas-oldtown-new" for s in api.get("/v1/sensors").json())
+
+
+# FastAPI's own 422 handler echoes the input, and NaN cannot be written as JSON (a ValueError in the
+# app); the problem-details handler of issue 9 item 4 does not echo it. Any other failure fails here.
+@pytest.mark.xfail(raises=ValueError, strict=False, reason="until 422s stop echoing a NaN input")
+def test_nan_and_infinity_are_refused(api: TestClient) -> None:
+    for raw in ("NaN", "Infinity"):
+        text = (
+            '{"id": "gas-oldtown-new", "kind": "gas", "area": "g-oldtown-05", '
+            f'"lat": {NEW_GAS["lat"]}, "lon": {NEW_GAS["lon"]}, "expected_interval_s": {raw}}}'
+        )
+        resp = api.post("/v1/sensors", content=text, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 422 and "expected_interval_s" in error_fields(resp)
+
+
+def test_conflicts_and_unknown_ids(api: TestClient) -> None:
+    file_sensor = api.post("/v1/sensors", json={**NEW_GAS, "id": "gas-oldtown-01"})
+    assert file_sensor.status_code == 409 and "catalog file" in str(file_sensor.json())
+    assert api.post("/v1/sensors", json=NEW_GAS).status_code == 201
+    assert api.post("/v1/sensors", json=NEW_GAS).status_code == 409
+    for resp in (
+        api.patch("/v1/sensors/gas-oldtown-01", json={"name": "x"}),
+        api.delete("/v1/sensors/gas-oldtown-01"),
+    ):
+        assert resp.status_code == 409 and "catalog file" in str(resp.json())
+    assert api.patch("/v1/sensors/nobody", json={"name": "x"}).status_code == 404
+    assert api.delete("/v1/sensors/nobody").status_code == 404
+    assert api.patch("/v1/sensors/gas-oldtown-new", json={"id": "other"}).status_code == 422
+    assert api.patch("/v1/sensors/gas-oldtown-new", json={"kind": None}).status_code == 422
+    assert api.delete("/v1/sensors/gas-oldtown-new").status_code == 204
+    assert api.delete("/v1/sensors/gas-oldtown-new").status_code == 404
+    assert api.post("/v1/sensors", json=NEW_GAS).status_code == 201  # registered again
+
+
+def test_reading_needs_a_read_key_and_changing_an_admin_key(api: TestClient) -> None:
+    viewer = bearer(new_key(api.app, Role.VIEWER))  # type: ignore[arg-type]
+    operator = bearer(new_key(api.app, Role.OPERATOR))  # type: ignore[arg-type]
+    ingest = bearer(new_key(api.app, Role.INGEST))  # type: ignore[arg-type]
+    nobody = {"Authorization": ""}
+    assert api.get("/v1/sensors", headers=viewer).status_code == 200
+    assert api.get("/v1/sensors", headers=ingest).status_code == 403
+    assert api.get("/v1/sensors", headers=nobody).status_code == 401
+    assert api.get("/v1/sensors/gas-oldtown-01/series", headers=nobody).status_code == 401
+    assert api.get("/v1/sensors/gas-oldtown-01", headers=nobody).status_code == 401
+    for headers, status in ((nobody, 401), (viewer, 403), (operator, 403)):
+        assert api.post("/v1/sensors", json=NEW_GAS, headers=headers).status_code == status
+        assert (
+            api.patch("/v1/sensors/gas-oldtown-new", json={"name": "x"}, headers=headers).status_code
+            == status
+        )
+        assert api.delete("/v1/sensors/gas-oldtown-new", headers=headers).status_code == status
+    assert all(s["id"] != "gas-oldtown-new" for s in api.get("/v1/sensors").json())
