@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.api import areas, health, keys, readings, reports, sensors, warnings
 from app.auth.audit import AuditLog
 from app.limits import BodySizeLimit
+from app.rate_limits import build_rate_limiter
 from app.services import Services, build_services
 from app.workers import BackgroundThreads, start_ingest
 from config.settings import Settings
@@ -64,4 +65,5 @@ def create_app(
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
     for module in (health, readings, reports, warnings, sensors, areas, keys):
         app.include_router(module.router)
+    app.state.rate_limiter = build_rate_limiter(settings)  # app.auth.deps.require counts; None: off
     return app

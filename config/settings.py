@@ -9,7 +9,10 @@ table, so the documentation is generated from the one place that is read.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import limits
+import limits.storage
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -155,6 +158,62 @@ class Settings(BaseSettings):
         description="Where `citywarn run --demo` writes the admin key it makes (mode 0600; relative "
         "to the working directory).",
     )
+
+    # --- rate limits (`limits` notation: "20/second; 600/minute", every limit in it applies)
+    rate_limits_enabled: bool = Field(
+        default=True,
+        description="Answer 429 past the rate limits below. False only behind a gateway that limits "
+        "clients itself, or for a bulk load through the API.",
+    )
+    rate_limit_ingest: str = Field(
+        default="20/second; 600/minute",
+        description="Per ingest key (one per gateway), for POST /v1/readings and /v1/reports. A batch "
+        "holds up to max_batch_items readings, so a batching gateway needs a few requests a minute; "
+        "this also lets one post each reading of a few hundred sensors on its own, and drain a backlog "
+        "after an outage at 20 batches a second.",
+    )
+    rate_limit_api: str = Field(
+        default="30/second; 900/minute",
+        description="Per key, for every other secured route (reads, acknowledgements, keys), counted "
+        "apart from ingest so a flood of readings never uses up an operator's allowance: a console "
+        "polling ten views every few seconds, a page load's burst of 30, a few consoles sharing a key.",
+    )
+    rate_limit_anonymous: str = Field(
+        default="5/second; 60/minute",
+        description="Per client address, for failed authentications (no key, or a refused one); a "
+        "valid key is never counted here. Enough for a person fixing a key by hand, not for a "
+        "script guessing. Behind a reverse proxy, run uvicorn with --forwarded-allow-ips so the "
+        "address is the client's, not the proxy's.",
+    )
+    rate_limit_storage_uri: str = Field(
+        default="memory://",
+        description="Where the counts live. `memory://`: in this process, so each API process has its "
+        "own allowance. A Redis URI (`redis://host:6379/0`, needs the `redis` extra) shares one "
+        "allowance per key among every process using it. If it cannot be reached, requests pass "
+        "unlimited and a warning is logged.",
+    )
+
+    @field_validator("rate_limit_ingest", "rate_limit_api", "rate_limit_anonymous")
+    @classmethod
+    def _rate_limit(cls, v: str) -> str:
+        try:
+            items = limits.parse_many(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a rate limit; write it as '20/second; 600/minute'") from None
+        if any(item.amount < 1 for item in items):
+            raise ValueError(f"every limit in {v!r} must allow at least 1 request")
+        return v
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _moving_window_storage(cls, v: str) -> str:
+        scheme = urlsplit(v).scheme
+        storage = None if scheme.startswith("async+") else limits.storage.SCHEMES.get(scheme)
+        if storage is None:
+            raise ValueError(f"{v!r} is not a storage for rate limits; use memory:// or redis://host:port")
+        if not hasattr(storage, "acquire_entry"):
+            raise ValueError(f"{v!r} cannot keep a moving window; use memory:// or redis://host:port")
+        return v
 
     @field_validator("store_url")
     @classmethod
