@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from alerts.migrations import head_revision
+from app.auth import commands as key_commands
 from app.main import create_app
 from app.preflight import checked_settings
 from app.services import Services, build_services, migrate_state_database
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub.add_parser("train", help="fit the per-kind models now from the store's history")
     sub.add_parser("check", help="validate the settings and the city's files, then exit (2 on errors)")
     sub.add_parser("migrate", help="bring the state database to the latest schema, then exit")
+    key_commands.add_parser(sub)
     args = parser.parse_args(argv)
 
     # Every command checks the configuration first: nothing has started if this exits.
@@ -104,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "migrate":
         applied = migrate_state_database(settings)
         print(f"state database at {head_revision()}; applied: {', '.join(applied) or 'nothing'}")
+    elif args.command == "keys":
+        key_commands.run(args, settings)
     elif args.command == "run":
         run(settings, host=args.host, port=args.port, demo=args.demo, demo_speed=args.demo_speed)
     elif args.command == "serve":
@@ -134,7 +138,15 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_speed: flo
             settings = settings.model_copy(
                 update={"kafka_bootstrap": broker.bootstrap, "broker_durable": False, **EMBEDDED_KAFKA}
             )
-        extra = {"demo": _demo_worker(demo_speed)} if demo else None
+        extra = None
+        if demo:
+            extra = {"demo": _demo_worker(demo_speed)}
+            token, path = key_commands.make_demo_key(settings)
+            print(f"demo admin key, also in {path} (mode 0600):\n{token}", flush=True)
+            print(
+                f'try: curl -H "Authorization: Bearer $(cat {path})" http://{host}:{port}/v1/warnings',
+                flush=True,
+            )
         app = create_app(settings, run_ingest=True, extra_workers=extra)
         _serve(app, host, port)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from app import cli
+from app.auth.commands import make_demo_key
 from app.auth.keys import AuthFailure, KeyNotFound, KeyStore, parse_token, valid_label
 from app.auth.roles import Principal, Role
 from app.auth.tables import api_keys
@@ -185,3 +188,88 @@ def test_the_docs_and_the_openapi_document_can_be_closed(settings: Settings) -> 
         for path in ("/docs", "/redoc", "/openapi.json"):
             assert closed_app.get(path).status_code == 404
         assert closed_app.get("/healthz").status_code == 200
+
+
+# ---- the citywarn keys commands -------------------------------------------------------------------
+
+
+@pytest.fixture
+def state_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path}/state.sqlite3"
+    monkeypatch.setenv("CITYWARN_DATABASE_URL", url)
+    return url
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    cli.main(list(argv))
+    return capsys.readouterr().out.splitlines()
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(
+    state_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run_cli(capsys, "keys", "create", "--role", "operator", "--label", "duty desk", "--expires", "7")
+    token = out[-1]
+    assert parse_token(token) is not None and token == token.strip()
+    text = "\n".join(out[:-1])
+    assert "operator" in text and "duty desk" in text and parse_token(token)[0] in text  # type: ignore[index]
+    engine = sa.create_engine(state_db)
+    try:
+        found = KeyStore(engine).authenticate(token, now=datetime.now(UTC))
+        assert isinstance(found, Principal) and (found.label, found.role) == ("duty desk", Role.OPERATOR)
+        [record] = KeyStore(engine).list()
+        assert record.expires_at is not None
+        assert record.expires_at - record.created_at == timedelta(days=7)
+    finally:
+        engine.dispose()
+
+
+def test_keys_list_and_revoke(state_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    token = run_cli(capsys, "keys", "create", "--role", "viewer", "--label", "wall screen")[-1]
+    key_id = token.split("_")[1]
+    listed = "\n".join(run_cli(capsys, "keys", "list"))
+    assert key_id in listed and "wall screen" in listed and "active" in listed
+    assert token.split("_", 2)[2] not in listed
+    assert key_id in "\n".join(run_cli(capsys, "keys", "revoke", key_id))
+    assert "revoked" in "\n".join(line for line in run_cli(capsys, "keys", "list") if key_id in line)
+
+
+def test_revoking_an_unknown_key_fails_with_a_clear_message(
+    state_db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["keys", "revoke", "0123456789ab"])
+    assert exited.value.code not in (0, None)
+    assert "no key 0123456789ab" in str(exited.value.code)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["keys", "create", "--role", "root", "--label", "x"],
+        ["keys", "create", "--role", "viewer", "--label", "bad\tlabel"],
+        ["keys", "create", "--role", "viewer", "--label", "x", "--expires", "0"],
+    ],
+)
+def test_keys_create_refuses_bad_arguments(state_db: str, argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code not in (0, None)
+
+
+def test_the_demo_key_is_an_admin_key_in_a_private_file_and_replaces_the_last_one(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3", demo_key_file=tmp_path / "demo.key"
+    )
+    first, path = make_demo_key(settings)
+    second, _ = make_demo_key(settings)
+    assert path.read_text() == second + "\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    engine = sa.create_engine(settings.database_url)
+    try:
+        keys, now = KeyStore(engine), datetime.now(UTC)
+        assert keys.authenticate(first, now=now) is AuthFailure.REVOKED
+        found = keys.authenticate(second, now=now)
+        assert isinstance(found, Principal) and (found.role, found.label) == (Role.ADMIN, "demo admin")
+    finally:
+        engine.dispose()

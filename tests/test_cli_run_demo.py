@@ -1,18 +1,58 @@
-"""`citywarn run --demo`, as the README starts it: warnings within 90 s, clean stop."""
+"""`citywarn run --demo`, as the README starts it: warnings within 90 s to its admin key, keys made by
+`citywarn keys create` beside it, clean stop."""
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from ingest.broker import free_port
+
+
+def new_key(role: str, label: str, *, cwd: Path, env: dict[str, str]) -> str:
+    """A key made as an operator would, beside the demo: the last line of `citywarn keys create`."""
+    citywarn = str(Path(sys.executable).parent / "citywarn")
+    out = subprocess.run(
+        [citywarn, "keys", "create", "--role", role, "--label", label],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return out.stdout.splitlines()[-1]
+
+
+def check_keys(base: str, warnings: list[dict[str, Any]], *, cwd: Path, env: dict[str, str]) -> None:
+    """No key: 401; a viewer may not acknowledge; an operator may, and is named in the history."""
+    anonymous = httpx.get(f"{base}/v1/warnings", timeout=5)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    wid = next(w["id"] for w in warnings if w["status"] == "active")
+    ack = f"{base}/v1/warnings/{wid}/acknowledge"
+    viewer = new_key("viewer", "wall screen", cwd=cwd, env=env)
+    assert httpx.post(ack, headers={"Authorization": f"Bearer {viewer}"}, timeout=5).status_code == 403
+    operator = new_key("operator", "duty officer wang", cwd=cwd, env=env)
+    done = httpx.post(
+        ack, json={"note": "crew sent"}, headers={"Authorization": f"Bearer {operator}"}, timeout=5
+    )
+    assert done.status_code == 200, done.text
+    last = done.json()["events"][-1]
+    assert (last["action"], last["actor"], last["actor_role"]) == (
+        "acknowledged",
+        "duty officer wang",
+        "operator",
+    )
 
 
 def children_of(pid: int) -> list[int]:
@@ -35,15 +75,21 @@ def test_run_demo_serves_warnings_and_stops_cleanly(tmp_path: Path, stop_signal:
         stderr=subprocess.STDOUT,
     )
     started = time.monotonic()
+    base = f"http://127.0.0.1:{port}"
+    key_file = tmp_path / "citywarn-demo.key"
     try:
-        warnings: list[dict[str, object]] = []
+        warnings: list[dict[str, Any]] = []
         while time.monotonic() - started < 90 and not warnings:
             time.sleep(1)
             try:
-                warnings = httpx.get(f"http://127.0.0.1:{port}/v1/warnings", timeout=5).json()["items"]
-            except httpx.HTTPError:
+                admin = {"Authorization": f"Bearer {key_file.read_text().strip()}"}
+                warnings = httpx.get(f"{base}/v1/warnings", headers=admin, timeout=5).json()["items"]
+            except (httpx.HTTPError, OSError, KeyError):
                 continue
         assert warnings, f"no warning within 90 s; log tail:\n{log.read_text()[-3000:]}"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert key_file.read_text().strip() in log.read_text()  # printed too
+        check_keys(base, warnings, cwd=tmp_path, env=env)
         broker_pids = children_of(proc.pid)
         assert broker_pids, "the embedded broker should run as a child process"
     finally:
