@@ -7,17 +7,25 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import redis
 from fastapi import HTTPException
+from fastapi.testclient import TestClient
+from httpx import Response
 from pydantic import ValidationError
 
+from app.auth.roles import Role
 from app.cli import main
+from app.main import create_app
 from app.rate_limits import RateLimiter, build_rate_limiter
+from bench.isolation import isolated_settings
 from config.settings import Settings
-from ingest.broker import free_port
+from ingest.broker import EmbeddedBroker, free_port
+from tests.auth_helpers import bearer, new_key
+from tests.factories import gas_reading
 
 
 def limiter(storage_uri: str = "memory://", **limits: str) -> RateLimiter:
@@ -184,3 +192,105 @@ def test_an_unreachable_storage_lets_requests_through_and_says_so(caplog: pytest
     warnings = [r for r in caplog.records if r.name == "app.rate_limits"]
     assert len(warnings) == 1, "one warning per outage, not one per request"
     assert "not limited" in warnings[0].getMessage()
+
+
+# --- through the app: create_app with real settings, keys in the state database, Kafka behind ingest
+
+
+@pytest.fixture
+def app_client(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[TestClient]:
+    """The whole app with low limits and no key of its own; every request comes from one address."""
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        rate_limit_ingest="3/hour",
+        rate_limit_api="20/hour",
+        rate_limit_anonymous="3/hour",
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def key(client: TestClient, role: Role, label: str) -> dict[str, str]:
+    return bearer(new_key(client.app, role, label))  # type: ignore[arg-type]
+
+
+def post_reading(client: TestClient, headers: dict[str, str]) -> Response:
+    return client.post("/v1/readings", json={"readings": [gas_reading()]}, headers=headers)
+
+
+def a_report() -> dict[str, object]:
+    ts = datetime.now(UTC).replace(microsecond=0).isoformat()
+    return {
+        "report_id": "r-1",
+        "source": "app",
+        "category": "waterlogging",
+        "text": "water on the road",
+        "ts": ts,
+        "area": "g-riverside-05",
+    }
+
+
+def assert_too_many(resp: Response, within_s: int) -> None:
+    assert resp.status_code == 429, resp.text
+    assert 1 <= int(resp.headers["Retry-After"]) <= within_s
+
+
+def test_an_ingest_flood_gets_429_while_an_operators_reads_keep_answering(app_client: TestClient) -> None:
+    gateway = key(app_client, Role.INGEST, "gateway north")
+    operator = key(app_client, Role.OPERATOR, "duty officer")
+    posted = []
+    for _ in range(10):
+        posted.append(post_reading(app_client, gateway))
+        assert app_client.get("/v1/warnings", headers=operator).status_code == 200
+    assert [r.status_code for r in posted[:3]] == [202] * 3
+    for refused in posted[3:]:
+        assert_too_many(refused, 3600)
+    # Reports are ingest too, and share the key's allowance.
+    assert_too_many(app_client.post("/v1/reports", json={"reports": [a_report()]}, headers=gateway), 3600)
+
+
+def test_one_ingest_keys_flood_leaves_another_ingest_key_alone(app_client: TestClient) -> None:
+    north, south = (
+        key(app_client, Role.INGEST, "gateway north"),
+        key(app_client, Role.INGEST, "gateway south"),
+    )
+    for _ in range(3):
+        assert post_reading(app_client, north).status_code == 202
+    assert_too_many(post_reading(app_client, north), 3600)
+    assert [post_reading(app_client, south).status_code for _ in range(3)] == [202] * 3
+
+
+def test_an_operator_past_the_api_limit_is_refused_and_ingest_goes_on(app_client: TestClient) -> None:
+    operator = key(app_client, Role.OPERATOR, "console script")
+    gateway = key(app_client, Role.INGEST, "gateway north")
+    assert {app_client.get("/v1/warnings", headers=operator).status_code for _ in range(20)} == {200}
+    assert_too_many(app_client.get("/v1/warnings", headers=operator), 3600)
+    assert post_reading(app_client, gateway).status_code == 202
+
+
+def test_failed_authentications_from_one_address_get_429_and_valid_keys_do_not(
+    app_client: TestClient,
+) -> None:
+    operator = key(app_client, Role.OPERATOR, "duty officer")
+    wrong = bearer("cwk_nosuchkey_" + "x" * 43)
+    attempts = [app_client.get("/v1/warnings"), app_client.get("/v1/warnings", headers=wrong)]
+    attempts.append(app_client.get("/v1/warnings", headers=wrong))
+    assert [r.status_code for r in attempts] == [401] * 3
+    assert_too_many(app_client.get("/v1/warnings", headers=wrong), 3600)
+    assert_too_many(app_client.get("/v1/warnings"), 3600)
+    assert app_client.get("/v1/warnings", headers=operator).status_code == 200
+
+
+def test_limits_turned_off_let_a_flood_through(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        rate_limits_enabled=False,
+        rate_limit_ingest="1/hour",
+    )
+    with TestClient(create_app(settings)) as client:
+        gateway = key(client, Role.INGEST, "bulk load")
+        assert [post_reading(client, gateway).status_code for _ in range(3)] == [202] * 3
