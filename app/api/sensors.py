@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import TimeBounds, now, services, time_bounds
@@ -48,11 +49,10 @@ Interval = Annotated[
 ]
 PathId = Annotated[str, Path(min_length=1, max_length=128)]
 
-_ADMIN_ANSWERS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No registered sensor has this id"},
-    409: {"description": "The id is the catalog file's (change it there), or already registered"},
-    422: {"description": "A field is invalid, or the kind, area or location does not fit the city files"},
-}
+Answers = dict[int | str, dict[str, Any]]
+_NOT_REGISTERED: Answers = {404: {"description": "No registered sensor has this id"}}
+_FILE_SENSOR: Answers = {409: {"description": "The sensor is the catalog file's: change it there"}}
+_TAKEN: Answers = {409: {"description": "The id is the catalog file's, or registered already"}}
 
 
 class SensorOut(Sensor):
@@ -138,8 +138,18 @@ def _registered_out(svc: Services, found: RegisteredSensor) -> RegisteredSensorO
     )
 
 
-def _invalid(exc: InvalidSensor) -> HTTPException:
-    return HTTPException(422, detail=[{"field": field, "reason": reason} for field, reason in exc.problems])
+def _invalid(exc: InvalidSensor) -> RequestValidationError:
+    """A 422 naming each body field at fault, shaped like FastAPI's own so one handler words every 422."""
+    return RequestValidationError(
+        [
+            {"loc": ("body", *field.split(".")), "msg": reason, "type": "value_error"}
+            for field, reason in exc.problems
+        ]
+    )
+
+
+def _refused_query(name: str, reason: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("query", name), "msg": reason, "type": "value_error"}])
 
 
 @router.get("", response_model=list[SensorOut], dependencies=[read])
@@ -157,7 +167,7 @@ def list_sensors(
     ]
 
 
-@router.post("", status_code=201, response_model=RegisteredSensorOut, responses=_ADMIN_ANSWERS)
+@router.post("", status_code=201, response_model=RegisteredSensorOut, responses=_TAKEN)
 def register_sensor(
     body: SensorIn,
     svc: Annotated[Services, Depends(services)],
@@ -189,7 +199,9 @@ def get_sensor(sensor_id: PathId, svc: Annotated[Services, Depends(services)]) -
     return _out(svc, catalog, sensor)
 
 
-@router.patch("/{sensor_id}", response_model=RegisteredSensorOut, responses=_ADMIN_ANSWERS)
+@router.patch(
+    "/{sensor_id}", response_model=RegisteredSensorOut, responses={**_NOT_REGISTERED, **_FILE_SENSOR}
+)
 def change_sensor(
     sensor_id: PathId,
     body: SensorPatch,
@@ -210,7 +222,9 @@ def change_sensor(
     return _registered_out(svc, found)
 
 
-@router.delete("/{sensor_id}", status_code=204, response_class=Response, responses=_ADMIN_ANSWERS)
+@router.delete(
+    "/{sensor_id}", status_code=204, response_class=Response, responses={**_NOT_REGISTERED, **_FILE_SENSOR}
+)
 def delete_sensor(
     sensor_id: PathId,
     svc: Annotated[Services, Depends(services)],
@@ -243,9 +257,9 @@ def series(
     end = bounds.upper or at
     start = bounds.lower or max(EARLIEST, end - timedelta(hours=24))
     if start >= end:
-        raise HTTPException(422, detail=[{"field": "start", "reason": "must be before end"}])
+        raise _refused_query("start", "must be before end")
     if end - start > MAX_RANGE:
-        raise HTTPException(422, detail=[{"field": "start", "reason": "range longer than 31 days"}])
+        raise _refused_query("start", "range longer than 31 days")
     points = svc.store.read(sensor_id, to_ns(start), to_ns(end), limit=limit + 1)
     return Series(
         sensor_id=sensor_id,
