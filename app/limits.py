@@ -1,14 +1,29 @@
-"""Request body limit as ASGI middleware: Starlette itself sets none.
+"""Limits on what a request may hold, as ASGI middleware, before any route reads it.
 
-It counts the bytes as they stream in, so a client that lies in (or omits)
-Content-Length is stopped all the same, before the body is buffered.
+``BodySizeLimit``: Starlette sets no limit on a body's size. It counts the
+bytes as they stream in, so a client that lies in (or omits) Content-Length
+is stopped all the same, before the body is buffered.
+
+``InputLimits``: U+0000 in a query or path (PostgreSQL cannot store or even
+compare it), and, for a JSON body, the bounds of ``app.json_limits`` and
+UTF-8 (RFC 8259), all checked on the raw bytes before a parser builds the
+structure. Only requests that reach an operation are checked, so a wrong
+path or method still answers 404 or 405. A route that reads its body by hand
+(the ingest batches) judges NaN and U+0000 itself, item by item, so that one
+bad item costs only itself; its body is checked only for what keeps the
+parser safe (depth, number length).
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.problems import INVALID_REQUEST, FieldError, problem_document
+from app.json_limits import JsonLimits
 
 
 class BodyTooLarge(Exception):
@@ -26,7 +41,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         seen = 0
         started = False
@@ -50,18 +65,120 @@ class BodySizeLimit:
             await self.app(scope, counted_receive, tracked_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        await send_problem(
+            send,
+            problem_document(
+                413,
+                f"the request body is larger than {self.max_bytes} bytes",
+                instance=scope.get("path", ""),
+                extensions={"max_bytes": self.max_bytes},
+            ),
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+class InputLimits:
+    def __init__(self, app: ASGIApp, *, max_json_depth: int, max_json_number_chars: int) -> None:
+        self.app = app
+        self.json = JsonLimits(max_depth=max_json_depth, max_number_chars=max_json_number_chars)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = _operation(scope) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        if errors := _nul_in_url(scope):
+            await _refuse(scope, send, 422, errors)
+            return
+        if not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        raw = await _read_body(receive)
+        if raw:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                reason = f"the body is not UTF-8 (RFC 8259): {exc.reason} at byte {exc.start}"
+                await send_problem(send, problem_document(400, reason, instance=scope["path"]))
+                return
+            parsed_by_fastapi = getattr(route, "body_field", None) is not None
+            if found := self.json.check(raw, values=parsed_by_fastapi):
+                field = "body" + (
+                    found.path if found.path.startswith("[") or not found.path else f".{found.path}"
+                )
+                await _refuse(scope, send, 422, [FieldError(field=field, reason=found.reason)])
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _operation(scope: Scope) -> BaseRoute | None:
+    """The route that will answer this request, if one matches its path and method."""
+    router = getattr(scope.get("app"), "router", None)
+    routes: list[BaseRoute] = getattr(router, "routes", [])
+    return next((route for route in routes if route.matches(scope)[0] is Match.FULL), None)
+
+
+def _nul_in_url(scope: Scope) -> list[FieldError]:
+    errors = []
+    if "\x00" in scope.get("path", ""):
+        errors.append(FieldError(field="path", reason="holds U+0000"))
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                errors.append(FieldError(field=f"query.{name.replace(chr(0), '')}", reason="holds U+0000"))
+    return errors
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media_type = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or (
+                media_type.startswith(b"application/") and media_type.endswith(b"+json")
+            )
+    return False
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _refuse(scope: Scope, send: Send, status: int, errors: list[FieldError]) -> None:
+    detail = errors[0].field + ": " + errors[0].reason if len(errors) == 1 else f"{len(errors)} problems"
+    doc = problem_document(status, detail, instance=scope["path"], type_=INVALID_REQUEST, errors=errors)
+    await send_problem(send, doc)
+
+
+async def send_problem(send: Send, doc: dict[str, object]) -> None:
+    body = json.dumps(doc).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": doc["status"],
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import areas, health, keys, readings, reports, sensors, warnings
+from app.api.openapi import install_openapi
+from app.api.problems import install_problem_handlers
 from app.auth.audit import AuditLog
-from app.limits import BodySizeLimit
+from app.limits import BodySizeLimit, InputLimits
 from app.rate_limits import build_rate_limiter
 from app.services import Services, build_services
 from app.workers import BackgroundThreads, start_ingest
@@ -61,7 +63,14 @@ def create_app(
         redoc_url="/redoc" if settings.api_docs else None,
         openapi_url="/openapi.json" if settings.api_docs else None,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_problem_handlers(app)
+    install_openapi(app)
+    app.add_middleware(
+        InputLimits,
+        max_json_depth=settings.max_json_depth,
+        max_json_number_chars=settings.max_json_number_chars,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # counts before InputLimits reads
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
     for module in (health, readings, reports, warnings, sensors, areas, keys):
         app.include_router(module.router)

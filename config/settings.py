@@ -146,6 +146,20 @@ class Settings(BaseSettings):
         default=4 * 1024 * 1024, ge=1024, description="Largest request body; 413 beyond."
     )
     max_batch_items: int = Field(default=10_000, ge=1, description="Most items in one POSTed batch.")
+    max_json_depth: int = Field(
+        default=32,
+        ge=4,
+        le=512,
+        description="Deepest nesting of arrays and objects in a JSON body; 422 naming the field beyond "
+        "(checked on the raw bytes, before parsing).",
+    )
+    max_json_number_chars: int = Field(
+        default=100,
+        ge=24,
+        le=4000,
+        description="Longest number literal in a JSON body, in characters; 422 naming the field beyond "
+        "(Python cannot read integers past 4,300 digits, and reads long ones slowly).",
+    )
 
     # --- access
     api_docs: bool = Field(

@@ -9,6 +9,9 @@ nanoseconds far from the epoch. Every layer converts here, the same way.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -39,3 +42,14 @@ def storable(ts: datetime) -> bool:
         return EARLIEST <= as_utc(ts) <= LATEST
     except OverflowError:
         return False
+
+
+def check_storable(ts: datetime) -> datetime:
+    """A pydantic validator: an instant the stores cannot hold is a field error, not a 500 further in."""
+    if not storable(ts):
+        raise ValueError(f"outside {EARLIEST.isoformat()}..{LATEST.isoformat()}, the range the stores hold")
+    return ts
+
+
+# A datetime field that refuses years such as 1 or 9999 where it is parsed, naming the field.
+StorableDatetime = Annotated[datetime, AfterValidator(check_storable)]

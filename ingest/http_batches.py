@@ -26,6 +26,9 @@ from store.schemas import Point, ReportRecord
 Model = TypeVar("Model", bound=BaseModel)
 Checked = TypeVar("Checked")
 
+# Each batch kind's field in the body, and the model of one item in it.
+ITEM_MODELS: dict[str, type[BaseModel]] = {"readings": Reading, "reports": Report}
+
 QUEUED_DURABLE = "queued on a replicated broker: will be stored"
 QUEUED_IN_MEMORY = (
     "queued on the embedded broker (memory only): not yet stored; "
@@ -33,8 +36,12 @@ QUEUED_IN_MEMORY = (
 )
 
 
+class BodyUnreadable(Exception):
+    """The body is not JSON (or not UTF-8): nothing was queued."""
+
+
 class BodyRefused(Exception):
-    """The body as a whole is unusable (not JSON, no list, too many items): nothing was queued."""
+    """The body is JSON but unusable as a whole (no list, too many items): nothing was queued."""
 
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(f"{rejection.field}: {rejection.reason}")
@@ -91,13 +98,17 @@ class BatchIngest(Generic[Model, Checked]):
 
     def _items(self, raw: bytes) -> list[Any]:
         try:
-            doc = json.loads(raw)
+            doc = json.loads(raw.decode("utf-8"))
         except RecursionError as exc:
-            raise BodyRefused(
-                Rejection(field="body", reason="not JSON we accept: nested too deeply")
+            raise BodyRefused(Rejection(field="body", reason="nested too deeply")) from exc
+        except UnicodeDecodeError as exc:
+            raise BodyUnreadable(
+                f"the body is not UTF-8 (RFC 8259): {exc.reason} at byte {exc.start}"
             ) from exc
-        except ValueError as exc:  # bad JSON, bad UTF-8, or an integer past Python's 4,300-digit limit
-            raise BodyRefused(Rejection(field="body", reason=f"not JSON we accept: {exc}")) from exc
+        except json.JSONDecodeError as exc:
+            raise BodyUnreadable(f"the body is not valid JSON: {exc}") from exc
+        except ValueError as exc:  # an integer past Python's 4,300-digit limit
+            raise BodyRefused(Rejection(field="body", reason=f"a number too long to read: {exc}")) from exc
         items = doc.get(self.field) if isinstance(doc, dict) else None
         if not isinstance(items, list) or not items:
             raise BodyRefused(Rejection(field=self.field, reason="expected a non-empty list"))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+
+from config.timeutil import check_storable
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
+# With an offset, and inside what the stores hold (years such as 1 or 9999 are refused by field).
+Timestamp = Annotated[AwareDatetime, AfterValidator(check_storable)]
 
 
 class Reading(BaseModel):
@@ -19,7 +23,7 @@ class Reading(BaseModel):
     kind: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     value: float
     unit: str = Field(default="", max_length=32)
-    ts: AwareDatetime
+    ts: Timestamp
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     area: str | None = Field(default=None, min_length=1, max_length=128, pattern=ID_PATTERN)
@@ -47,7 +51,7 @@ class Report(BaseModel):
     # The configured limit (Settings.max_report_text_chars) is checked after parsing;
     # this bound only stops absurd payloads early.
     text: str = Field(min_length=1, max_length=100_000)
-    ts: AwareDatetime
+    ts: Timestamp
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     area: str | None = Field(default=None, min_length=1, max_length=128, pattern=ID_PATTERN)
@@ -75,7 +79,13 @@ class BatchAnswer(BaseModel):
     detail: str
 
 
-class RequestRefused(BaseModel):
-    """The whole request was refused (wrong media type, unreadable body, message bus down)."""
+class BatchRefusal(BaseModel):
+    """The members a 422 problem document adds when items of a batch were refused.
 
-    detail: str | list[Rejection]
+    The items not named in ``rejected`` were accepted and queued all the same;
+    ``durable`` says whether the broker keeps them through a crash.
+    """
+
+    accepted: int = Field(default=0, description="Items accepted and queued")
+    rejected: list[ItemRefused] = Field(default_factory=list, description="Each refused item, by index")
+    durable: bool | None = Field(default=None, description="Whether the broker keeps accepted items")

@@ -50,15 +50,15 @@ def test_post_readings_produces_valid_batch_to_kafka(client: TestClient, setting
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        ({"value": "high"}, "readings[1].value"),
-        ({"value": None}, "readings[1].value"),
-        ({"value": 250.0}, "readings[1].value"),
-        ({"kind": "lava"}, "readings[1].kind"),
-        ({"unit": "ppm"}, "readings[1].unit"),
-        ({"ts": (NOW + timedelta(days=2)).isoformat()}, "readings[1].ts"),
-        ({"ts": "2026-11-29T08:00:00"}, "readings[1].ts"),
-        ({"area": "atlantis"}, "readings[1].area"),
-        ({"sensor_id": ""}, "readings[1].sensor_id"),
+        ({"value": "high"}, "body.readings[1].value"),
+        ({"value": None}, "body.readings[1].value"),
+        ({"value": 250.0}, "body.readings[1].value"),
+        ({"kind": "lava"}, "body.readings[1].kind"),
+        ({"unit": "ppm"}, "body.readings[1].unit"),
+        ({"ts": (NOW + timedelta(days=2)).isoformat()}, "body.readings[1].ts"),
+        ({"ts": "2026-11-29T08:00:00"}, "body.readings[1].ts"),
+        ({"area": "atlantis"}, "body.readings[1].area"),
+        ({"sensor_id": ""}, "body.readings[1].sensor_id"),
     ],
 )
 def test_a_bad_item_gets_422_naming_its_field_and_only_it_is_refused(
@@ -93,19 +93,21 @@ def test_missing_field_and_nan_are_refused(client: TestClient) -> None:
         headers={"content-type": "application/json"},
     )
     assert resp.status_code == 422
-    assert resp.json()["rejected"][0]["errors"][0]["field"] == "readings[0].value"
+    assert resp.json()["rejected"][0]["errors"][0]["field"] == "body.readings[0].value"
     resp = client.post("/v1/readings", json={"readings": [no_value]})
-    assert resp.json()["rejected"][0]["errors"][0]["field"] == "readings[0].value"
+    assert resp.json()["rejected"][0]["errors"][0]["field"] == "body.readings[0].value"
 
 
 def test_malformed_or_oversized_bodies_are_refused(client: TestClient) -> None:
     not_json = client.post("/v1/readings", content=b"{not json", headers={"content-type": "application/json"})
-    assert not_json.status_code == 422
+    assert not_json.status_code == 400
     assert client.post("/v1/readings", json={"readings": []}).status_code == 422
     assert client.post("/v1/readings", json={"readings": [reading()] * 101}).status_code == 422
     big = b'{"readings": [' + b"1," * 40_000 + b"1]}"
     resp = client.post("/v1/readings", content=big)
     assert resp.status_code == 413
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert (resp.json()["status"], resp.json()["instance"]) == (413, "/v1/readings")
 
 
 def test_sensors_and_series_come_from_catalog_and_store(client: TestClient) -> None:

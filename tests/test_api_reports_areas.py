@@ -43,13 +43,13 @@ def report(**overrides: object) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        ({"area": None}, "reports[1].area"),
-        ({"category": "volcano"}, "reports[1].category"),
-        ({"text": "x" * 501}, "reports[1].text"),
-        ({"area": None, "lat": 91.0, "lon": 114.3}, "reports[1].lat"),
-        ({"area": None, "lat": 30.55}, "reports[1].lon"),
-        ({"source": "pigeon"}, "reports[1].source"),
-        ({"area": "atlantis"}, "reports[1].area"),
+        ({"area": None}, "body.reports[1].area"),
+        ({"category": "volcano"}, "body.reports[1].category"),
+        ({"text": "x" * 501}, "body.reports[1].text"),
+        ({"area": None, "lat": 91.0, "lon": 114.3}, "body.reports[1].lat"),
+        ({"area": None, "lat": 30.55}, "body.reports[1].lon"),
+        ({"source": "pigeon"}, "body.reports[1].source"),
+        ({"area": "atlantis"}, "body.reports[1].area"),
     ],
 )
 def test_bad_report_gets_422_naming_the_field_and_the_rest_is_kept(

@@ -13,6 +13,7 @@ from app.main import create_app
 from bench.isolation import isolated_settings
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
+from ingest.http import BATCH_PARTLY_REFUSED
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
 from tests.auth_helpers import admin_client
@@ -56,11 +57,13 @@ def test_a_made_up_sensor_is_refused_by_name_and_the_rest_is_accepted(
     batch = [reading(), fake, reading(value=2.0, ts=(NOW - timedelta(minutes=1)).isoformat())]
     resp = client.post("/v1/readings", json={"readings": batch})
     assert resp.status_code == 422
+    assert resp.headers["content-type"] == "application/problem+json"
     body = resp.json()
-    assert body["accepted"] == 2
+    assert (body["type"], body["status"], body["instance"]) == (BATCH_PARTLY_REFUSED, 422, "/v1/readings")
+    assert body["accepted"] == 2 and body["durable"] is True
     [refused] = body["rejected"]
     assert refused["index"] == 1
-    [error] = [e for e in refused["errors"] if e["field"] == "readings[1].sensor_id"]
+    [error] = [e for e in refused["errors"] if e["field"] == "body.readings[1].sensor_id"]
     assert "wl-fake-99" in (error["value"] or "") and "catalog" in error["reason"]
     msgs = read_topic(settings.kafka_bootstrap, settings.topic_readings, 2)
     assert sorted(m.key() for m in msgs) == [b"gas-oldtown-01"] * 2
@@ -69,9 +72,9 @@ def test_a_made_up_sensor_is_refused_by_name_and_the_rest_is_accepted(
 @pytest.mark.parametrize(
     ("bad", "field"),
     [
-        ({"kind": "water_level", "unit": "m", "value": 1.0}, "readings[0].kind"),
-        ({"unit": "ppm"}, "readings[0].unit"),
-        ({"area": "g-riverside-01"}, "readings[0].area"),
+        ({"kind": "water_level", "unit": "m", "value": 1.0}, "body.readings[0].kind"),
+        ({"unit": "ppm"}, "body.readings[0].unit"),
+        ({"area": "g-riverside-01"}, "body.readings[0].area"),
     ],
 )
 def test_a_reading_contradicting_its_sensors_catalog_entry_is_refused(
@@ -100,27 +103,53 @@ def test_only_json_bodies_are_taken_so_a_web_page_cannot_post_readings(
         headers = {"content-type": content_type} if content_type else {}
         resp = client.post(path, content=body, headers=headers)
         assert resp.status_code == 415, content_type
+        assert resp.headers["content-type"] == "application/problem+json"
         assert "application/json" in resp.json()["detail"]
     topic = settings.topic_readings if field == "readings" else settings.topic_reports
     assert read_topic(settings.kafka_bootstrap, topic, 0, timeout_s=1) == []
 
 
 @pytest.mark.parametrize(
-    ("body", "reason"),
+    ("body", "field", "reason"),
     [
-        (b'{"readings": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
-        (b'{"readings": [{"value": ' + b"9" * 5000 + b"}]}", "digits"),
-        (b'{"readings": [', "not JSON"),
-        (b"\xff\xfe", "not JSON"),
+        (b'{"readings": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "body.readings[0]", "nested deeper"),
+        (b'{"readings": [{"value": ' + b"9" * 5000 + b"}]}", "body.readings[0].value", "number literal"),
     ],
 )
-def test_bodies_json_cannot_hold_are_a_422_naming_the_body(
-    client: TestClient, body: bytes, reason: str
+def test_bodies_past_the_parser_limits_are_a_422_naming_the_field(
+    client: TestClient, settings: Settings, body: bytes, field: str, reason: str
 ) -> None:
     resp = client.post("/v1/readings", content=body, headers={"content-type": "application/json"})
     assert resp.status_code == 422, resp.text
-    [problem] = resp.json()["detail"]
-    assert problem["field"] == "body" and reason in problem["reason"]
+    [problem] = resp.json()["errors"]
+    assert problem["field"].startswith(field) and reason in problem["reason"]
+    assert read_topic(settings.kafka_bootstrap, settings.topic_readings, 0, timeout_s=1) == []
+
+
+def test_nan_or_u0000_in_one_item_refuses_only_that_item(client: TestClient, settings: Settings) -> None:
+    good = json.dumps(reading()).encode()
+    items = [
+        good,
+        b'{"sensor_id": "gas\\u0000", "kind": "gas", "value": 1, "ts": "%s"}' % NOW.isoformat().encode(),
+    ]
+    items.append(json.dumps(reading(value=2.0)).encode().replace(b"2.0", b"NaN"))
+    body = b'{"readings": [' + b", ".join(items) + b"]}"
+    resp = client.post("/v1/readings", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    problem = resp.json()
+    assert problem["accepted"] == 1
+    fields = {e["field"] for r in problem["rejected"] for e in r["errors"]}
+    assert fields == {"body.readings[1].sensor_id", "body.readings[2].value"}
+    assert len(read_topic(settings.kafka_bootstrap, settings.topic_readings, 1)) == 1
+
+
+@pytest.mark.parametrize("body", [b'{"readings": [', b"\xff\xfe", b'{"readings": [1,]}'])
+def test_a_body_that_is_not_json_is_a_400(client: TestClient, body: bytes) -> None:
+    resp = client.post("/v1/readings", content=body, headers={"content-type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    problem = resp.json()
+    assert problem["status"] == 400 and ("JSON" in problem["detail"] or "UTF-8" in problem["detail"])
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=UTF-8"])
@@ -151,7 +180,9 @@ def test_reports_with_control_characters_are_refused_naming_the_field(
     assert [r["index"] for r in refused] == list(range(1, len(controls) + 1))
     for r, char in zip(refused, controls, strict=True):
         [error] = r["errors"]
-        assert error["field"] == f"reports[{r['index']}].text" and f"U+{ord(char):04X}" in error["reason"]
+        assert (
+            error["field"] == f"body.reports[{r['index']}].text" and f"U+{ord(char):04X}" in error["reason"]
+        )
     assert len(read_topic(settings.kafka_bootstrap, settings.topic_reports, 2)) == 2
 
 
@@ -180,15 +211,24 @@ def test_the_202_says_whether_the_readings_are_durable_yet(
 def test_the_openapi_schema_documents_every_ingest_answer(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
-    for path in ("/v1/readings", "/v1/reports"):
+    for path, item in (("/v1/readings", "Reading"), ("/v1/reports", "Report")):
         post = spec["paths"][path]["post"]
-        assert set(post["responses"]) >= {"202", "415", "422", "503"}
+        assert set(post["responses"]) >= {"202", "400", "401", "403", "413", "415", "422", "429", "500"}
+        assert "503" in post["responses"]
         accepted = post["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
         props = schemas[accepted.rsplit("/", 1)[1]]["properties"]
         assert {"accepted", "rejected", "status", "durable", "detail"} <= set(props)
-        for code in ("415", "422", "503"):
-            assert post["responses"][code]["content"]["application/json"]["schema"]
-        assert list(post["requestBody"]["content"]) == ["application/json"]
+        for code in ("400", "415", "503"):
+            assert post["responses"][code]["content"] == {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            }
+        refusal = post["responses"]["422"]["content"]["application/problem+json"]["schema"]["allOf"]
+        assert {"$ref": "#/components/schemas/BatchRefusal"} in refusal
+        body = post["requestBody"]["content"]["application/json"]["schema"]
+        field = path.rsplit("/", 1)[1]
+        assert body["required"] == [field] and body["properties"][field]["minItems"] == 1
+        assert body["properties"][field]["items"] == {"$ref": f"#/components/schemas/{item}"}
+        assert "ts" in schemas[item]["required"]
 
 
 def test_a_made_up_sensor_on_kafka_is_dead_lettered_with_the_reason(
