@@ -399,7 +399,7 @@ def replay(
         try:
             service.start()
             timing["start"] = time.monotonic() - started
-            with httpx.Client(base_url=service.url, timeout=120) as client:
+            with httpx.Client(base_url=service.url, timeout=120, headers=service.headers) as client:
                 posted = post_all(client, p)
                 timing["post"] = posted.seconds
                 mark = time.monotonic()

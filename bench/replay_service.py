@@ -36,10 +36,12 @@ class RunningService:
         self.env = dict(env)
         self.exit_code: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self.headers: dict[str, str] = {}  # an admin key's, once started
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Start ``citywarn run`` and wait until it is ready and its readings consumer owns partitions."""
         clean = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
+        self.headers = {"Authorization": f"Bearer {self._admin_key({**clean, **self.env})}"}
         self._proc = subprocess.Popen(
             [_citywarn(), "run", "--port", str(self.port)],
             cwd=self.root,
@@ -54,6 +56,20 @@ class RunningService:
             if time.monotonic() > deadline:
                 raise ServiceFailed(f"citywarn run not ready after {timeout_s:.0f} s\n{self.log_tail()}")
             time.sleep(0.5)
+
+    def _admin_key(self, env: Mapping[str, str]) -> str:
+        """An admin key for the replay's posts and reads, made on the service's database as a user would."""
+        made = subprocess.run(
+            [_citywarn(), "keys", "create", "--role", "admin", "--label", "bench.replay"],
+            cwd=self.root,
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if made.returncode != 0:
+            raise ServiceFailed(f"citywarn keys create exited with {made.returncode}\n{made.stderr[-3000:]}")
+        return made.stdout.splitlines()[-1]
 
     def readiness(self) -> dict[str, Any]:
         """/readyz's body (also when it answers 503, which names what is wrong)."""

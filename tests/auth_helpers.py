@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -39,3 +42,18 @@ def admin_client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as client:
         client.headers.update(bearer(new_key(app, Role.ADMIN, "test admin")))
         yield client
+
+
+def cli_key(role: str, label: str, *, cwd: Path, env: Mapping[str, str]) -> str:
+    """A key made as an operator makes one beside a running service: `citywarn keys create ... | tail -1`."""
+    citywarn = str(Path(sys.executable).parent / "citywarn")
+    out = subprocess.run(
+        [citywarn, "keys", "create", "--role", role, "--label", label],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return out.stdout.splitlines()[-1]

@@ -16,21 +16,7 @@ import httpx
 import pytest
 
 from ingest.broker import free_port
-
-
-def new_key(role: str, label: str, *, cwd: Path, env: dict[str, str]) -> str:
-    """A key made as an operator would, beside the demo: the last line of `citywarn keys create`."""
-    citywarn = str(Path(sys.executable).parent / "citywarn")
-    out = subprocess.run(
-        [citywarn, "keys", "create", "--role", role, "--label", label],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return out.stdout.splitlines()[-1]
+from tests.auth_helpers import cli_key
 
 
 def check_keys(base: str, warnings: list[dict[str, Any]], *, cwd: Path, env: dict[str, str]) -> None:
@@ -40,9 +26,9 @@ def check_keys(base: str, warnings: list[dict[str, Any]], *, cwd: Path, env: dic
     assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
     wid = next(w["id"] for w in warnings if w["status"] == "active")
     ack = f"{base}/v1/warnings/{wid}/acknowledge"
-    viewer = new_key("viewer", "wall screen", cwd=cwd, env=env)
+    viewer = cli_key("viewer", "wall screen", cwd=cwd, env=env)
     assert httpx.post(ack, headers={"Authorization": f"Bearer {viewer}"}, timeout=5).status_code == 403
-    operator = new_key("operator", "duty officer wang", cwd=cwd, env=env)
+    operator = cli_key("operator", "duty officer wang", cwd=cwd, env=env)
     done = httpx.post(
         ack, json={"note": "crew sent"}, headers={"Authorization": f"Bearer {operator}"}, timeout=5
     )

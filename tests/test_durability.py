@@ -22,6 +22,7 @@ import httpx
 from demo.city import demo_readings
 from ingest.broker import EmbeddedBroker, free_port
 from store.factory import open_store
+from tests.auth_helpers import bearer, cli_key
 from tests.factories import CATALOG
 from tests.pipeline_harness import wait_until
 
@@ -74,7 +75,11 @@ def test_every_reading_answered_202_survives_a_sigkill_of_the_service(tmp_path: 
         try:
             with (
                 citywarn_run(env, tmp_path, log) as (proc, url),
-                httpx.Client(base_url=url, timeout=30) as http,
+                httpx.Client(
+                    base_url=url,
+                    timeout=30,
+                    headers=bearer(cli_key("ingest", "gateway", cwd=tmp_path, env=env)),
+                ) as http,
             ):
                 for start in range(0, len(readings), BATCH):
                     batch = readings[start : start + BATCH]

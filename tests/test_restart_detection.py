@@ -23,8 +23,10 @@ from typing import Any
 import httpx
 
 from ingest.broker import free_port
+from tests.auth_helpers import bearer, cli_key
 
 GAS_SENSOR, GAS_AREA = "gas-oldtown-01", "g-oldtown-05"
+KEYS: dict[str, dict[str, str]] = {}  # base URL -> the headers of an admin key made for that run
 
 
 @contextmanager
@@ -33,6 +35,8 @@ def citywarn_run(workdir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[b
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
     citywarn = str(Path(sys.executable).parent / "citywarn")
+    base = f"http://127.0.0.1:{port}"
+    KEYS[base] = bearer(cli_key("admin", "restart test", cwd=workdir, env=env))
     log = (workdir / "run.log").open("ab")
     proc = subprocess.Popen(
         [citywarn, "run", "--port", str(port), *args],
@@ -42,7 +46,7 @@ def citywarn_run(workdir: Path, *args: str) -> Iterator[tuple[subprocess.Popen[b
         stderr=subprocess.STDOUT,
     )
     try:
-        yield proc, f"http://127.0.0.1:{port}"
+        yield proc, base
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -66,7 +70,7 @@ def eventually(probe: Callable[[], Any], *, timeout_s: float, what: str, workdir
 
 
 def warnings_of(base: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{base}/v1/warnings", params={"limit": 500}, timeout=5)
+    response = httpx.get(f"{base}/v1/warnings", params={"limit": 500}, headers=KEYS[base], timeout=5)
     response.raise_for_status()
     return list(response.json()["items"])
 
@@ -82,7 +86,7 @@ def post_gas(base: str, values: list[float], end: datetime) -> None:
         }
         for i, v in enumerate(values)
     ]
-    response = httpx.post(f"{base}/v1/readings", json={"readings": readings}, timeout=10)
+    response = httpx.post(f"{base}/v1/readings", json={"readings": readings}, headers=KEYS[base], timeout=10)
     assert response.status_code == 202, response.text
 
 
@@ -137,7 +141,7 @@ def latest_sensor_evidence(base: str) -> str:
     """The newest reading any warning quotes as evidence ('' when none): what the detectors last flagged."""
     observed = [""]
     for w in warnings_of(base):
-        detail = httpx.get(f"{base}/v1/warnings/{w['id']}", timeout=5).json()
+        detail = httpx.get(f"{base}/v1/warnings/{w['id']}", headers=KEYS[base], timeout=5).json()
         observed += [e["observed_at"] for e in detail["evidence"] if e["source"] == "sensor"]
     return max(observed)
 
