@@ -23,11 +23,13 @@ from app.auth.keys import KeyStore
 from app.auth.roles import GRANTS, Permission, Principal, Role
 from app.main import create_app
 from bench.isolation import isolated_settings
+from config.catalog import Sensor
 from ingest.broker import EmbeddedBroker
 from tests.auth_helpers import bearer, new_key
 from tests.factories import NOW as FIXED
 from tests.factories import gas_reading, signal
 from tests.test_http_ingest import report as report_message
+from tests.test_sensor_registry import NEW_GAS
 
 NOW = datetime.now(UTC)
 
@@ -194,6 +196,23 @@ def _fresh_key(client: TestClient) -> Request:
     return f"/v1/keys/{new_key(client.app, Role.VIEWER, 'to revoke').split('_')[1]}", {}  # type: ignore[arg-type]
 
 
+def _new_sensor() -> dict[str, Any]:
+    return {**NEW_GAS, "id": f"gas-test-{uuid.uuid4().hex[:8]}"}
+
+
+def _registered_sensor(method: str) -> Callable[[TestClient], Request]:
+    """A newly registered sensor for each call, so every permitted caller may change or retire it."""
+
+    def make(client: TestClient) -> Request:
+        svc = client.app.state.services  # type: ignore[attr-defined]
+        sensor = Sensor.model_validate(_new_sensor())
+        svc.registry.add(sensor, actor="tests", now=datetime.now(UTC))
+        svc.live_catalog.refresh()
+        return f"/v1/sensors/{sensor.id}", ({"json": {"name": "renamed"}} if method == "PATCH" else {})
+
+    return make
+
+
 def _existing_warning(client: TestClient) -> Request:
     return f"/v1/warnings/{client.app.state.first_warning}", {}  # type: ignore[attr-defined]
 
@@ -221,6 +240,14 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ),
     ("POST", "/v1/warnings/{warning_id}/resolve"): RouteCase(Permission.ACT, 200, _fresh_warning("resolve")),
     ("GET", "/v1/sensors"): RouteCase(Permission.READ, 200, _get("/v1/sensors")),
+    ("POST", "/v1/sensors"): RouteCase(
+        Permission.ADMINISTER, 201, lambda _c: ("/v1/sensors", {"json": _new_sensor()})
+    ),
+    ("GET", "/v1/sensors/{sensor_id}"): RouteCase(Permission.READ, 200, _get("/v1/sensors/gas-oldtown-01")),
+    ("PATCH", "/v1/sensors/{sensor_id}"): RouteCase(Permission.ADMINISTER, 200, _registered_sensor("PATCH")),
+    ("DELETE", "/v1/sensors/{sensor_id}"): RouteCase(
+        Permission.ADMINISTER, 204, _registered_sensor("DELETE")
+    ),
     ("GET", "/v1/sensors/{sensor_id}/series"): RouteCase(
         Permission.READ, 200, _get("/v1/sensors/gas-oldtown-01/series")
     ),
@@ -264,7 +291,10 @@ def app_client(
     else:
         url = request.getfixturevalue("postgres_url")
     settings = isolated_settings(
-        bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/store.sqlite3", database_url=url
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=url,
+        rate_limits_enabled=False,  # tested on their own (test_rate_limits); the table sends ~600 requests
     )
     with TestClient(create_app(settings)) as client:
         svc = client.app.state.services  # type: ignore[attr-defined]
