@@ -32,6 +32,12 @@ from config.settings import Settings
 
 log = logging.getLogger(__name__)
 
+COUNTED = {
+    "ingest": "requests with this ingest key",
+    "api": "requests with this key",
+    "anonymous": "failed authentications from this address",
+}
+
 NAMESPACE = "citywarn"  # first part of every storage key, so a shared Redis can hold other counts too
 
 
@@ -66,7 +72,7 @@ class RateLimiter:
             allowed = "; ".join(str(item) for item in items)
             raise HTTPException(
                 429,
-                detail=f"too many {bucket} requests (allowed: {allowed}); retry after {wait} s",
+                detail=f"too many {COUNTED.get(bucket, bucket)} (allowed: {allowed}); retry after {wait} s",
                 headers={"Retry-After": str(wait)},
             )
 

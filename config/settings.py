@@ -193,11 +193,11 @@ class Settings(BaseSettings):
         "polling ten views every few seconds, a page load's burst of 30, a few consoles sharing a key.",
     )
     rate_limit_anonymous: str = Field(
-        default="5/second; 60/minute",
+        default="60/minute",
         description="Per client address, for failed authentications (no key, or a refused one); a "
-        "valid key is never counted here. Enough for a person fixing a key by hand, not for a "
-        "script guessing. Behind a reverse proxy, run uvicorn with --forwarded-allow-ips so the "
-        "address is the client's, not the proxy's.",
+        "valid key is never counted here. A console left with an expired key still hears why (401) "
+        "for a minute of polling; a script guessing keys is slowed to one a second. Behind a reverse "
+        "proxy, run uvicorn with --forwarded-allow-ips so the address is the client's, not the proxy's.",
     )
     rate_limit_storage_uri: str = Field(
         default="memory://",

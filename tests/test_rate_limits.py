@@ -54,8 +54,20 @@ def test_a_key_gets_its_allowance_then_429_with_retry_after_in_whole_seconds() -
         rl.hit("ingest", "key-a")
     refused = refusal(rl, "ingest", "key-a")
     # The oldest of the three hits leaves the hour's window in just under an hour.
-    assert 3500 < retry_after(refused) <= 3600
-    assert "3 per 1 hour" in str(refused.detail)
+    wait = retry_after(refused)
+    assert 3500 < wait <= 3600
+    allowed = "allowed: 3 per 1 hour"
+    assert refused.detail == f"too many requests with this ingest key ({allowed}); retry after {wait} s"
+
+
+def test_a_refusal_says_what_was_counted() -> None:
+    rl = limiter(api="1/hour", anonymous="1/hour")
+    for bucket, counted in [
+        ("api", "too many requests with this key"),
+        ("anonymous", "too many failed authentications from this address"),
+    ]:
+        rl.hit(bucket, "who")
+        assert str(refusal(rl, bucket, "who").detail).startswith(counted)
 
 
 def test_each_key_has_its_own_allowance() -> None:
