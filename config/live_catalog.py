@@ -97,13 +97,14 @@ class LiveCatalog:
             revision = self.source.revision()
             if revision == self._revision:
                 return
-            registered = self.source.active()
+            snapshot = merged(self.file, self.source.active())
         except Exception:
+            # Ingest goes on with the sensors it knows; the next poll tries again.
             log.warning(
                 "registered sensors not read; keeping those of revision %s", self._revision, exc_info=True
             )
             return
-        self._snapshot = merged(self.file, registered)
+        self._snapshot = snapshot
         self._revision = revision
 
 
