@@ -127,6 +127,7 @@ class Catalog(BaseModel):
         return self
 
     def refresh(self) -> Catalog:
+        """Nothing to look for: the file is read once, at start-up."""
         return self
 
     def sensor(self, sensor_id: str) -> Sensor | None:
