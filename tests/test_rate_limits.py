@@ -246,7 +246,12 @@ def a_report() -> dict[str, object]:
 
 def assert_too_many(resp: Response, within_s: int) -> None:
     assert resp.status_code == 429, resp.text
-    assert 1 <= int(resp.headers["Retry-After"]) <= within_s
+    wait = int(resp.headers["Retry-After"])
+    assert 1 <= wait <= within_s
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    problem = resp.json()
+    assert problem["status"] == 429
+    assert problem["detail"].startswith("too many ") and problem["detail"].endswith(f"retry after {wait} s")
 
 
 def test_an_ingest_flood_gets_429_while_an_operators_reads_keep_answering(app_client: TestClient) -> None:
