@@ -344,6 +344,7 @@ def test_every_route_answers_every_caller_as_its_permission_says(app_client: Tes
     got: dict[tuple[str, str, str], int] = {}
     want: dict[tuple[str, str, str], int] = {}
     challenges: dict[tuple[str, str, str], str | None] = {}
+    refusals: dict[tuple[str, str, str], str] = {}
     for caller, headers in callers(app_client).items():
         for (method, template), case in ROUTES.items():
             path, kw = case.request(app_client)
@@ -352,5 +353,8 @@ def test_every_route_answers_every_caller_as_its_permission_says(app_client: Tes
             want[(method, template, caller)] = expected(case, caller)
             if resp.status_code == 401:
                 challenges[(method, template, caller)] = resp.headers.get("WWW-Authenticate")
+            if resp.status_code in (401, 403):
+                refusals[(method, template, caller)] = resp.headers.get("Content-Type", "")
     assert got == want
     assert challenges and all(c is not None and c.startswith("Bearer") for c in challenges.values())
+    assert refusals and all(c.startswith("application/problem+json") for c in refusals.values())

@@ -24,6 +24,7 @@ def check_keys(base: str, warnings: list[dict[str, Any]], *, cwd: Path, env: dic
     anonymous = httpx.get(f"{base}/v1/warnings", timeout=5)
     assert anonymous.status_code == 401
     assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+    assert anonymous.headers["Content-Type"].startswith("application/problem+json")
     wid = next(w["id"] for w in warnings if w["status"] == "active")
     ack = f"{base}/v1/warnings/{wid}/acknowledge"
     viewer = cli_key("viewer", "wall screen", cwd=cwd, env=env)
