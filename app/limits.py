@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 from urllib.parse import parse_qsl
 
-from starlette.routing import BaseRoute, Match
+from fastapi.routing import RouteContext, iter_route_contexts
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import INVALID_REQUEST, FieldError, problem_document
@@ -122,10 +123,10 @@ class InputLimits:
         await self.app(scope, replay, send)
 
 
-def _operation(scope: Scope) -> BaseRoute | None:
-    """The route that will answer this request, if one matches its path and method."""
+def _operation(scope: Scope) -> RouteContext | None:
+    """The route that will answer this request, if one matches its path and method (through includes)."""
     router = getattr(scope.get("app"), "router", None)
-    routes: list[BaseRoute] = getattr(router, "routes", [])
+    routes = iter_route_contexts(getattr(router, "routes", []))
     return next((route for route in routes if route.matches(scope)[0] is Match.FULL), None)
 
 

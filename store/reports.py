@@ -79,7 +79,13 @@ class ReportRepository:
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[list[ReportRecord], int]:
-        """Newest first, with the total matching count for pagination."""
+        """Newest first, with the total matching count for pagination.
+
+        A filter holding U+0000 matches nothing: no stored text can hold it, and PostgreSQL
+        refuses it even in a comparison.
+        """
+        if any("\x00" in value for value in (area, category, source) if value):
+            return [], 0
         c = reports.c
         where = []
         if area:

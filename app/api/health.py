@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import now, services
+from app.api.problems import problem_response
 from app.services import Services
 from app.workers import BackgroundThreads
 from ingest.consumer import IngestWorker
@@ -37,6 +38,8 @@ def readyz(
 ) -> JSONResponse:
     """Ready only if every dependency answers and no background worker has died.
 
+    Not ready is a 503 problem document whose extension members are the same fields.
+
     ``workers`` names each worker's state ("dead: <error>" for one that
     stopped on an error); ``consumers`` gives per consumer the messages not
     yet committed (``lag``) and the age of its last stored batch.
@@ -56,7 +59,13 @@ def readyz(
             **({} if svc.settings.broker_durable else {"warning": BROKER_NOT_DURABLE}),
         },
     }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body)
+    down = [name for name, ok in checks.items() if not ok]
+    dead = [name for name, state in workers.items() if state.startswith("dead")]
+    reasons = [*(f"{name} does not answer" for name in down), *(f"worker {name} died" for name in dead)]
+    detail = "not ready: " + ", ".join(reasons)
+    return problem_response(503, detail, instance=request.url.path, extensions=body)
 
 
 def _db_ok(svc: Services) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.api.deps import services
 from app.api.problems import PROBLEM_JSON, Problem
@@ -121,9 +121,9 @@ def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
 def _operations_using(app: FastAPI, dependency: Callable[..., Any]) -> set[tuple[str, str]]:
     """(path, method) of every operation whose dependencies include ``dependency``, however deep."""
     found = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute) and _depends_on(route.dependant, dependency):
-            found |= {(route.path_format, m.lower()) for m in route.methods or ()}
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, APIRoute) and _depends_on(route.dependant, dependency):
+            found |= {(str(route.path_format), m.lower()) for m in route.methods or ()}
     return found
 
 

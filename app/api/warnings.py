@@ -21,6 +21,7 @@ from config.catalog import Level
 router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
 read_warnings = Depends(require(Permission.READ_WARNINGS))
 Actor = Annotated[Principal, Depends(require(Permission.ACT))]
+NOT_NOW: dict[int | str, dict[str, Any]] = {409: {"description": "Not allowed in the warning's status"}}
 
 updated_bounds = time_bounds(lower_doc="Updated at or after", upper_doc="Updated before")
 
@@ -87,7 +88,7 @@ class TransitionIn(BaseModel):
 TransitionBody = Annotated[TransitionIn | None, Body()]
 
 
-@router.post("/{warning_id}/acknowledge", response_model=WarningDetail)
+@router.post("/{warning_id}/acknowledge", response_model=WarningDetail, responses=NOT_NOW)
 def acknowledge(
     warning_id: str,
     who: Actor,
@@ -98,7 +99,7 @@ def acknowledge(
     return _transition(svc.warnings.acknowledge, warning_id, who, body, at)
 
 
-@router.post("/{warning_id}/resolve", response_model=WarningDetail)
+@router.post("/{warning_id}/resolve", response_model=WarningDetail, responses=NOT_NOW)
 def resolve(
     warning_id: str,
     who: Actor,
