@@ -11,7 +11,9 @@ structure. Only requests that reach an operation are checked, so a wrong
 path or method still answers 404 or 405. A route that reads its body by hand
 (the ingest batches) judges NaN and U+0000 itself, item by item, so that one
 bad item costs only itself; its body is checked only for what keeps the
-parser safe (depth, number length).
+parser safe (depth, number length). A body FastAPI would parse that is not
+declared JSON is a 415, as the ingest routes answer (a 422 would say the
+JSON was wrong).
 """
 
 from __future__ import annotations
@@ -93,10 +95,17 @@ class InputLimits:
         if errors := _nul_in_url(scope):
             await _refuse(scope, send, 422, errors)
             return
-        if not _is_json(scope):
+        parsed_by_fastapi = getattr(route, "body_field", None) is not None
+        if not _is_json(scope) and not parsed_by_fastapi:
             await self.app(scope, receive, send)
             return
         raw = await _read_body(receive)
+        if raw and not _is_json(scope):
+            detail = (
+                f"only application/json is accepted; this request's content-type is {_content_type(scope)!r}"
+            )
+            await send_problem(send, problem_document(415, detail, instance=scope["path"]))
+            return
         if raw:
             try:
                 raw.decode("utf-8")
@@ -104,7 +113,6 @@ class InputLimits:
                 reason = f"the body is not UTF-8 (RFC 8259): {exc.reason} at byte {exc.start}"
                 await send_problem(send, problem_document(400, reason, instance=scope["path"]))
                 return
-            parsed_by_fastapi = getattr(route, "body_field", None) is not None
             if found := self.json.check(raw, values=parsed_by_fastapi):
                 field = "body" + (
                     found.path if found.path.startswith("[") or not found.path else f".{found.path}"
@@ -142,14 +150,18 @@ def _nul_in_url(scope: Scope) -> list[FieldError]:
     return errors
 
 
-def _is_json(scope: Scope) -> bool:
+def _content_type(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json" or (
-                media_type.startswith(b"application/") and media_type.endswith(b"+json")
-            )
-    return False
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _is_json(scope: Scope) -> bool:
+    media_type = (_content_type(scope) or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
 
 
 async def _read_body(receive: Receive) -> bytes:

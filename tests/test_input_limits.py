@@ -112,6 +112,12 @@ def test_u0000_in_a_query_or_path_is_a_422_naming_it(client: TestClient) -> None
     assert "path" in refused(client.get("/v1/warnings/w%00"))
 
 
+def test_an_id_in_a_path_is_bounded_like_an_id_in_a_body(client: TestClient) -> None:
+    assert "path.warning_id" in refused(client.get("/v1/warnings/" + "w" * 129))
+    assert "path.area_id" in refused(client.get(f"/v1/areas/{'a' * 129}/risk"))
+    assert client.get("/v1/warnings/" + "w" * 128).status_code == 404
+
+
 @pytest.mark.parametrize("ts", [YEAR_1, YEAR_9999])
 def test_a_timestamp_in_year_1_or_9999_in_a_body_is_a_422_naming_the_field(
     client: TestClient, ts: str

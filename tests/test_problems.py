@@ -112,6 +112,13 @@ def test_a_body_that_is_not_json_is_a_400_problem_on_every_route(client: TestCli
         assert "JSON" in body["detail"]
 
 
+def test_a_body_not_sent_as_json_is_a_415_problem_on_every_route(client: TestClient) -> None:
+    for path in ("/v1/warnings/w-1/acknowledge", "/v1/readings", "/v1/keys"):
+        for content_type in ("text/plain", "application/x-www-form-urlencoded"):
+            resp = client.post(path, content=b'{"note": "x"}', headers={"content-type": content_type})
+            assert "application/json" in problem(resp, 415)["detail"], (path, content_type)
+
+
 def test_a_body_field_error_is_a_422_naming_the_field_in_the_body(client: TestClient) -> None:
     body = problem(client.post("/v1/warnings/w-1/acknowledge", json={"note": ["not", "text"]}), 422)
     assert [e["field"] for e in body["errors"]] == ["body.note"]

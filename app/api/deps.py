@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from app.services import Services
 from config.timeutil import EARLIEST, LATEST, as_utc, storable
 
 NAIVE_IS_UTC = "A bound without a UTC offset is taken as UTC."
+
+# Ids in paths are bounded like ids in bodies (ingest.schemas.ID_PATTERN's 128 characters).
+WarningId = Annotated[str, Path(max_length=128, description="A warning's id")]
+AreaId = Annotated[str, Path(max_length=128, description="A district's or community grid's id")]
 
 
 def services(request: Request) -> Services:

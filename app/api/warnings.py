@@ -12,7 +12,7 @@ from shapely.geometry import mapping
 
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.schemas import Status, WarningDetail, WarningOut, WarningPage
-from app.api.deps import TimeBounds, now, services, time_bounds
+from app.api.deps import TimeBounds, WarningId, now, services, time_bounds
 from app.auth.deps import require
 from app.auth.roles import Permission, Principal
 from app.services import Services
@@ -69,7 +69,7 @@ def _feature(w: WarningOut, svc: Services) -> dict[str, Any]:
 
 
 @router.get("/{warning_id}", response_model=WarningDetail, dependencies=[read_warnings])
-def get_warning(warning_id: str, svc: Annotated[Services, Depends(services)]) -> WarningDetail:
+def get_warning(warning_id: WarningId, svc: Annotated[Services, Depends(services)]) -> WarningDetail:
     detail = svc.warnings.get(warning_id)
     if detail is None:
         raise HTTPException(404, detail=f"no warning {warning_id}")
@@ -90,7 +90,7 @@ TransitionBody = Annotated[TransitionIn | None, Body()]
 
 @router.post("/{warning_id}/acknowledge", response_model=WarningDetail, responses=NOT_NOW)
 def acknowledge(
-    warning_id: str,
+    warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
     at: Annotated[datetime, Depends(now)],
@@ -101,7 +101,7 @@ def acknowledge(
 
 @router.post("/{warning_id}/resolve", response_model=WarningDetail, responses=NOT_NOW)
 def resolve(
-    warning_id: str,
+    warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
     at: Annotated[datetime, Depends(now)],
