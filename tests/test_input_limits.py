@@ -137,6 +137,11 @@ def test_a_time_in_year_1_or_9999_in_a_query_is_a_422_naming_it(
         assert f"query.{name}" in refused(client.get(path, params={name: ts}))
 
 
+@pytest.mark.parametrize("text", ["0.5", "1764403200", "2026-11-29", "2026-02-31T00:00:00Z", "tomorrow"])
+def test_a_time_in_a_query_must_be_a_date_and_time(client: TestClient, text: str) -> None:
+    assert "query.until" in refused(client.get("/v1/warnings", params={"until": text}))
+
+
 def test_a_reading_from_year_1_on_kafka_is_dead_lettered_and_the_consumer_goes_on(
     settings: Settings,
 ) -> None:

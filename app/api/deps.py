@@ -8,7 +8,7 @@ defined, inside the factory.
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +17,12 @@ from app.services import Services
 from config.timeutil import EARLIEST, LATEST, as_utc, storable
 
 NAIVE_IS_UTC = "A bound without a UTC offset is taken as UTC."
+# ISO 8601 date and time, the offset optional (naive is UTC), so declared as a pattern: OpenAPI's
+# date-time format requires an offset, and a datetime field would also take "0.5" as a Unix time.
+INSTANT_PATTERN = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
+    r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
+)
 
 # Ids in paths are bounded like ids in bodies (ingest.schemas.ID_PATTERN's 128 characters).
 WarningId = Annotated[str, Path(max_length=128, description="A warning's id")]
@@ -54,8 +60,8 @@ def time_bounds(
     """
 
     def dependency(
-        lo: Annotated[datetime | None, Query(alias=lower, description=f"{lower_doc}. {NAIVE_IS_UTC}")] = None,
-        hi: Annotated[datetime | None, Query(alias=upper, description=f"{upper_doc}. {NAIVE_IS_UTC}")] = None,
+        lo: Annotated[str | None, _instant(lower, lower_doc)] = None,
+        hi: Annotated[str | None, _instant(upper, upper_doc)] = None,
     ) -> TimeBounds:
         bounds = TimeBounds(_checked(lower, lo), _checked(upper, hi))
         if bounds.lower and bounds.upper and bounds.lower >= bounds.upper:
@@ -68,17 +74,28 @@ def time_bounds(
 def time_bound(name: str, *, doc: str) -> Callable[..., datetime | None]:
     """One optional instant in a query parameter, checked and normalised like ``time_bounds``."""
 
-    def dependency(
-        value: Annotated[datetime | None, Query(alias=name, description=f"{doc}. {NAIVE_IS_UTC}")] = None,
-    ) -> datetime | None:
+    def dependency(value: Annotated[str | None, _instant(name, doc)] = None) -> datetime | None:
         return _checked(name, value)
 
     return dependency
 
 
-def _checked(name: str, value: datetime | None) -> datetime | None:
-    if value is None:
+def _instant(name: str, doc: str) -> Any:
+    return Query(
+        alias=name,
+        max_length=40,
+        pattern=INSTANT_PATTERN,
+        description=f"{doc}: a date and time, e.g. 2026-11-29T16:00:00+08:00. {NAIVE_IS_UTC}",
+    )
+
+
+def _checked(name: str, text: str | None) -> datetime | None:
+    if text is None:
         return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise _refused(name, "not a date and time", text) from None
     if not storable(value):
         raise _refused(name, f"outside {EARLIEST.isoformat()}..{LATEST.isoformat()}", value)
     return as_utc(value)
