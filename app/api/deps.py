@@ -19,8 +19,12 @@ from config.timeutil import EARLIEST, LATEST, as_utc, storable
 NAIVE_IS_UTC = "A bound without a UTC offset is taken as UTC."
 # ISO 8601 date and time, the offset optional (naive is UTC), so declared as a pattern: OpenAPI's
 # date-time format requires an offset, and a datetime field would also take "0.5" as a Unix time.
+# Years 1678..2261, the whole years the stores hold (EARLIEST..LATEST), so the document says which
+# instants are valid; and the days each month can have (29 February is checked when parsed).
+_YEAR = r"(167[89]|16[89]\d|1[7-9]\d{2}|2[01]\d{2}|22[0-5]\d|226[01])"
+_DATE = r"((0[13578]|1[02])-(0[1-9]|[12]\d|3[01])|(0[469]|11)-(0[1-9]|[12]\d|30)|02-(0[1-9]|1\d|2[0-9]))"
 INSTANT_PATTERN = (
-    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
+    rf"^{_YEAR}-{_DATE}[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{{1,9}})?)?"
     r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
 )
 
@@ -50,23 +54,22 @@ def time_bounds(
     upper: str = "until",
     *,
     lower_doc: str = "At or after",
-    upper_doc: str = "Before",
+    upper_doc: str = "Before (at or before the lower bound: an empty range)",
 ) -> Callable[..., TimeBounds]:
     """A dependency reading two query parameters as one checked UTC range, for any router.
 
     Each bound must lie where the stores can hold it (a signed 64-bit count of
-    nanoseconds: 1677..2262), and the lower must come before the upper; else a
-    422 names the parameter. Usage: ``bounds: Annotated[TimeBounds, Depends(time_bounds())]``.
+    nanoseconds: 1677..2262), else a 422 names the parameter. A lower bound at or
+    after the upper is an empty range, which matches nothing: a well-formed
+    request is answered, not refused, as the OpenAPI document promises.
+    Usage: ``bounds: Annotated[TimeBounds, Depends(time_bounds())]``.
     """
 
     def dependency(
         lo: Annotated[str | None, _instant(lower, lower_doc)] = None,
         hi: Annotated[str | None, _instant(upper, upper_doc)] = None,
     ) -> TimeBounds:
-        bounds = TimeBounds(_checked(lower, lo), _checked(upper, hi))
-        if bounds.lower and bounds.upper and bounds.lower >= bounds.upper:
-            raise _refused(upper, f"must be after {lower}", hi)
-        return bounds
+        return TimeBounds(_checked(lower, lo), _checked(upper, hi))
 
     return dependency
 

@@ -13,8 +13,9 @@ rule, each as an RFC 9457 problem under ``application/problem+json``:
 
 An error a route declares with a model of its own keeps that model as the
 problem's extension members (``allOf`` with the problem schema). Request
-body schemas given inline with ``$defs`` (the hand-parsed ingest batches)
-have those definitions hoisted into the components.
+and response schemas given inline with ``$defs`` (the hand-parsed ingest
+batches, the warnings' GeoJSON) have those definitions hoisted into the
+components.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def declare_answers(doc: dict[str, Any], *, needs_services: set[tuple[str, str]]
     _add_schemas(schemas, Problem.model_json_schema(ref_template=REF))
     for path, method, op in _operations(doc):
         body = op.get("requestBody", {}).get("content", {})
-        for media in body.values():
+        answers = [a.get("content", {}) for a in op.get("responses", {}).values()]
+        for media in [*body.values(), *(m for content in answers for m in content.values())]:
             if "$defs" in media.get("schema", {}):
                 _add_schemas(schemas, {"$defs": media["schema"].pop("$defs")})
         codes = {422, 500}

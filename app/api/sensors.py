@@ -113,9 +113,12 @@ class Series(BaseModel):
     kind: str
     unit: str
     start: datetime
-    end: datetime
+    end: datetime = Field(description="The end of the range served: at most 31 days after start")
     points: list[SeriesPoint]
-    truncated: bool
+    truncated: bool = Field(
+        description="More points lie in the range asked for: past `limit`, or after `end`. Ask again "
+        "from the last point's time or from `end`."
+    )
 
 
 def _out(svc: Services, catalog: Catalog, sensor: Sensor) -> SensorOut:
@@ -146,10 +149,6 @@ def _invalid(exc: InvalidSensor) -> RequestValidationError:
             for field, reason in exc.problems
         ]
     )
-
-
-def _refused_query(name: str, reason: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": ("query", name), "msg": reason, "type": "value_error"}])
 
 
 @router.get("", response_model=list[SensorOut], dependencies=[read])
@@ -256,17 +255,19 @@ def series(
         raise HTTPException(404, detail=f"no sensor {sensor_id}")
     end = bounds.upper or at
     start = bounds.lower or max(EARLIEST, end - timedelta(hours=24))
-    if start >= end:
-        raise _refused_query("start", "must be before end")
-    if end - start > MAX_RANGE:
-        raise _refused_query("start", "range longer than 31 days")
-    points = svc.store.read(sensor_id, to_ns(start), to_ns(end), limit=limit + 1)
+    # A range longer than MAX_RANGE is served up to ``start + MAX_RANGE`` (the answer's ``end``) and
+    # marked ``truncated``, as one with more than ``limit`` points is. An empty or reversed range
+    # holds no points.
+    served_end = min(end, start + MAX_RANGE)
+    points = (
+        svc.store.read(sensor_id, to_ns(start), to_ns(served_end), limit=limit + 1) if start < end else []
+    )
     return Series(
         sensor_id=sensor_id,
         kind=sensor.kind,
         unit=catalog.kinds[sensor.kind].unit,
         start=start,
-        end=end,
-        truncated=len(points) > limit,
+        end=max(served_end, start),
+        truncated=len(points) > limit or served_end < end,
         points=[SeriesPoint(ts=from_ns(p.ts_ns), value=p.value) for p in points[:limit]],
     )

@@ -6,13 +6,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from shapely.geometry import mapping
 
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.schemas import Status, WarningDetail, WarningOut, WarningPage
 from app.api.deps import TimeBounds, WarningId, now, services, time_bounds
+from app.api.openapi import REF
 from app.auth.deps import require
 from app.auth.roles import Permission, Principal
 from app.services import Services
@@ -26,7 +27,33 @@ NOT_NOW: dict[int | str, dict[str, Any]] = {409: {"description": "Not allowed in
 updated_bounds = time_bounds(lower_doc="Updated at or after", upper_doc="Updated before")
 
 
-@router.get("", response_model=None, responses={200: {"model": WarningPage}}, dependencies=[read_warnings])
+class WarningFeature(BaseModel):
+    type: Literal["Feature"] = "Feature"
+    id: str
+    geometry: dict[str, Any] | None = Field(
+        description="The warning's area as a GeoJSON geometry (RFC 7946); null for an area not on the map"
+    )
+    properties: WarningOut
+
+
+class WarningFeatureCollection(BaseModel):
+    type: Literal["FeatureCollection"] = "FeatureCollection"
+    total: int
+    features: list[WarningFeature]
+
+
+GEOJSON = "application/geo+json"
+LISTED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": WarningPage,
+        "description": "A page of warnings; with format=geojson, a GeoJSON FeatureCollection",
+        # FastAPI puts a second media type's schema in as given: app.api.openapi hoists its $defs.
+        "content": {GEOJSON: {"schema": WarningFeatureCollection.model_json_schema(ref_template=REF)}},
+    }
+}
+
+
+@router.get("", response_model=None, responses=LISTED, dependencies=[read_warnings])
 def list_warnings(
     svc: Annotated[Services, Depends(services)],
     bounds: Annotated[TimeBounds, Depends(updated_bounds)],
@@ -36,8 +63,10 @@ def list_warnings(
     hazard: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    format: Annotated[Literal["json", "geojson"], Query(description="geojson: a FeatureCollection")] = "json",
-) -> WarningPage | dict[str, Any]:
+    format: Annotated[
+        Literal["json", "geojson"], Query(description=f"geojson: a FeatureCollection, as {GEOJSON}")
+    ] = "json",
+) -> WarningPage | Response:
     page = svc.warnings.list(
         status=status,
         level=level,
@@ -50,22 +79,14 @@ def list_warnings(
     )
     if format == "json":
         return page
-    return {
-        "type": "FeatureCollection",
-        "total": page.total,
-        "features": [_feature(w, svc) for w in page.items],
-    }
+    collection = WarningFeatureCollection(total=page.total, features=[_feature(w, svc) for w in page.items])
+    return Response(collection.model_dump_json(), media_type=GEOJSON)
 
 
-def _feature(w: WarningOut, svc: Services) -> dict[str, Any]:
+def _feature(w: WarningOut, svc: Services) -> WarningFeature:
     """A warning on the map is its area's polygon; a warning with no known area has no geometry."""
     area = svc.areas.area(w.area)
-    return {
-        "type": "Feature",
-        "id": w.id,
-        "geometry": mapping(area.geometry) if area else None,
-        "properties": w.model_dump(mode="json"),
-    }
+    return WarningFeature(id=w.id, geometry=mapping(area.geometry) if area else None, properties=w)
 
 
 @router.get("/{warning_id}", response_model=WarningDetail, dependencies=[read_warnings])
