@@ -35,6 +35,7 @@ from alerts.schemas import (
     WarningOut,
     WarningPage,
 )
+from alerts.timeline import Rank
 from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
@@ -75,6 +76,14 @@ class WarningRepository(Protocol):
     def detail(self, warning_id: str, *, evidence_shown: int) -> WarningDetail | None: ...
 
     def evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int) -> list[Evidence]: ...
+
+    def summary(self, warning_id: str) -> WarningOut | None: ...
+
+    def history_count(self, warning_id: str, *, before: datetime | None = None) -> int: ...
+
+    def history_slice(self, warning_id: str, *, offset: int, limit: int) -> list[Evidence | WarningEvent]: ...
+
+    def report_evidence(self, warning_id: str) -> list[Evidence]: ...
 
 
 def _open_key(hazard: str, area: str, subject: str | None = None) -> str:
@@ -166,6 +175,64 @@ class SqlWarningRepository:
                 .where(w.area.in_(list(areas)), e.observed_at >= as_utc(since))
                 .order_by(e.observed_at.desc())
                 .limit(limit)
+            ).all()
+        return [_evidence(r) for r in rows]
+
+    # ---- the timeline (alerts.timeline): evidence rows and events as one ordered history ----------
+
+    def summary(self, warning_id: str) -> WarningOut | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(db.warnings).where(db.warnings.c.id == warning_id)).first()
+        return None if row is None else _warning(row)
+
+    def history_count(self, warning_id: str, *, before: datetime | None = None) -> int:
+        """Evidence rows and events of the warning; with ``before``, only those strictly before it."""
+        e, h = db.evidence.c, db.events.c
+        evidence = sa.select(sa.func.count()).where(e.warning_id == warning_id)
+        events = sa.select(sa.func.count()).where(h.warning_id == warning_id)
+        if before is not None:
+            evidence = evidence.where(e.observed_at < as_utc(before))
+            events = events.where(h.at < as_utc(before))
+        query = sa.select(
+            evidence.select_from(db.evidence).scalar_subquery()
+            + events.select_from(db.events).scalar_subquery()
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def history_slice(self, warning_id: str, *, offset: int, limit: int) -> list[Evidence | WarningEvent]:
+        """Evidence rows and events in time order; at one instant evidence first, then events, each
+        in the order stored (``alerts.timeline.Rank``)."""
+        e, h = db.evidence.c, db.events.c
+        keys = sa.union_all(
+            sa.select(e.observed_at.label("at"), sa.literal(int(Rank.EVIDENCE)).label("rank"), e.id).where(
+                e.warning_id == warning_id
+            ),
+            sa.select(h.at.label("at"), sa.literal(int(Rank.TRANSITION)).label("rank"), h.id).where(
+                h.warning_id == warning_id
+            ),
+        ).subquery()
+        page = sa.select(keys.c.rank, keys.c.id).order_by(keys.c.at, keys.c.rank, keys.c.id)
+        with self.engine.connect() as conn:
+            wanted = conn.execute(page.offset(offset).limit(limit)).all()
+            evidence_ids = [i for rank, i in wanted if rank == Rank.EVIDENCE]
+            event_ids = [i for rank, i in wanted if rank == Rank.TRANSITION]
+            evidence = conn.execute(sa.select(db.evidence).where(e.id.in_(evidence_ids))).all()
+            events = conn.execute(sa.select(db.events).where(h.id.in_(event_ids))).all()
+        found: dict[tuple[int, int], Evidence | WarningEvent] = {
+            (Rank.EVIDENCE, r.id): _evidence(r) for r in evidence
+        }
+        found |= {(Rank.TRANSITION, r.id): _event(r) for r in events}
+        return [found[(rank, i)] for rank, i in wanted]
+
+    def report_evidence(self, warning_id: str) -> list[Evidence]:
+        """The warning's evidence from bursts of reports, oldest first: what its reports are found by."""
+        e = db.evidence.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(db.evidence)
+                .where(e.warning_id == warning_id, e.source == "reports")
+                .order_by(e.observed_at, e.id)
             ).all()
         return [_evidence(r) for r in rows]
 
@@ -267,6 +334,10 @@ def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
 
 def _evidence(row: Any) -> Evidence:
     return Evidence(**{**row._mapping, "observed_at": as_utc(row.observed_at)})
+
+
+def _event(row: Any) -> WarningEvent:
+    return WarningEvent(**{**row._mapping, "at": as_utc(row.at)})
 
 
 def _warning(row: Any) -> WarningOut:

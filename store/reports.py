@@ -109,6 +109,16 @@ class ReportRepository:
             ).all()
         return [_record(r) for r in rows], int(total)
 
+    def by_ids(self, ids: Sequence[str]) -> dict[str, ReportRecord]:
+        """The stored reports among these ids (an id not stored is absent), read in chunks of 500."""
+        wanted = sorted(set(ids))
+        found: dict[str, ReportRecord] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                rows = conn.execute(sa.select(reports).where(reports.c.report_id.in_(wanted[i : i + 500])))
+                found |= {r.report_id: r for r in map(_record, rows)}
+        return found
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(reports)).scalar_one())

@@ -235,6 +235,9 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/reports"): RouteCase(Permission.READ, 200, _get("/v1/reports")),
     ("GET", "/v1/warnings"): RouteCase(Permission.READ_WARNINGS, 200, _get("/v1/warnings")),
     ("GET", "/v1/warnings/{warning_id}"): RouteCase(Permission.READ_WARNINGS, 200, _existing_warning),
+    ("GET", "/v1/warnings/{warning_id}/timeline"): RouteCase(
+        Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/timeline", {})
+    ),
     ("POST", "/v1/warnings/{warning_id}/acknowledge"): RouteCase(
         Permission.ACT, 200, _fresh_warning("acknowledge")
     ),
