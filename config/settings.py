@@ -141,6 +141,16 @@ class Settings(BaseSettings):
         "warning; evidence later than this after a warning's last signal resolves it and opens a new one.",
     )
 
+    # --- CAP 1.2 export
+    cap_sender: str = Field(
+        default="citywarn@city.example",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[^\s,<&]+$",
+        description="The CAP `sender` of every CAP message: this EOC's identifier, unique among senders "
+        "(CAP suggests an Internet domain or mailbox); no spaces, commas, `<` or `&`.",
+    )
+
     # --- HTTP ingest bounds
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body; 413 beyond."
