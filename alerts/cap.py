@@ -286,19 +286,21 @@ def atom_feed(
     Feed and entry ids are name-based UUIDs of the sender and the feed's kind or the message's
     identifier, so they stay the same wherever the service is reached from.
     """
-    feed = ET.Element(_atom("feed"))
+    # Names without a namespace and the Atom namespace declared as the default: ElementTree's
+    # default_namespace refuses the attributes (rel, href) that have none.
+    feed = ET.Element("feed", xmlns=ATOM_NS)
     kind = "current warnings and exercises" if exercise else "current warnings"
     _atom_add(feed, "id", _urn(f"{sender} cap feed: {kind}"))
     _atom_add(feed, "title", f"citywarn: {kind}")
     _atom_add(feed, "updated", cap_time(now))
     author = _atom_add(feed, "author")
     _atom_add(author, "name", sender)
-    ET.SubElement(feed, _atom("link"), rel="self", type=ATOM_MEDIA_TYPE, href=self_url)
+    ET.SubElement(feed, "link", rel="self", type=ATOM_MEDIA_TYPE, href=self_url)
     for item in items:
         messages = cap_messages(item.warning)
         if messages:
             _entry(feed, item, messages, sender)
-    return ET.tostring(feed, encoding="utf-8", xml_declaration=True, default_namespace=ATOM_NS)
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
 def _entry(feed: ET.Element, item: FeedItem, messages: Sequence[CapMessage], sender: str) -> None:
@@ -310,9 +312,9 @@ def _entry(feed: ET.Element, item: FeedItem, messages: Sequence[CapMessage], sen
     _atom_add(entry, "title", drill + _headline(w, item.area))
     _atom_add(entry, "published", cap_time(messages[0].sent))
     _atom_add(entry, "updated", cap_time(latest.sent))
-    ET.SubElement(entry, _atom("link"), rel="alternate", type=CAP_MEDIA_TYPE, href=item.cap_url)
+    ET.SubElement(entry, "link", rel="alternate", type=CAP_MEDIA_TYPE, href=item.cap_url)
     for term in (w.hazard, *categories, *(["exercise"] if w.exercise else [])):
-        ET.SubElement(entry, _atom("category"), term=term)
+        ET.SubElement(entry, "category", term=term)
     summary = f"{latest.msg_type}: {w.severity}, {w.urgency}, {w.certainty}. {_clean(w.explanation)}"
     _atom_add(entry, "summary", summary.strip())
 
@@ -328,10 +330,6 @@ def _cap(tag: str) -> str:
     return f"{{{CAP_NS}}}{tag}"
 
 
-def _atom(tag: str) -> str:
-    return f"{{{ATOM_NS}}}{tag}"
-
-
 def _add(parent: ET.Element, tag: str, value: str | None = None) -> ET.Element:
     child = ET.SubElement(parent, _cap(tag))
     if value is not None:
@@ -340,7 +338,7 @@ def _add(parent: ET.Element, tag: str, value: str | None = None) -> ET.Element:
 
 
 def _atom_add(parent: ET.Element, tag: str, value: str | None = None) -> ET.Element:
-    child = ET.SubElement(parent, _atom(tag))
+    child = ET.SubElement(parent, tag)
     if value is not None:
         child.text = _clean(value)
     return child
