@@ -47,7 +47,7 @@ def warning_cap(warning_id: WarningId, svc: Annotated[Services, Depends(services
     try:
         body = cap.cap_alert(detail, area=svc.areas.area(detail.area), sender=svc.settings.cap_sender)
     except cap.NotPublished:
-        raise HTTPException(404, detail=f"warning {warning_id} has not been public yet: no CAP message") from None
+        raise HTTPException(404, detail=f"warning {warning_id} has no CAP message: never public") from None
     return CapXml(body)
 
 
