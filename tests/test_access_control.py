@@ -238,6 +238,10 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/warnings/{warning_id}/timeline"): RouteCase(
         Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/timeline", {})
     ),
+    ("GET", "/v1/warnings/{warning_id}/cap"): RouteCase(
+        Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/cap", {})
+    ),
+    ("GET", "/v1/cap/feed"): RouteCase(Permission.READ_WARNINGS, 200, _get("/v1/cap/feed")),
     ("POST", "/v1/warnings/{warning_id}/acknowledge"): RouteCase(
         Permission.ACT, 200, _fresh_warning("acknowledge")
     ),
