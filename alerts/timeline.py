@@ -192,7 +192,7 @@ def entry_of(row: Evidence | WarningEvent, units: Mapping[str, str]) -> Timeline
     )
 
 
-def _rank(entry: TimelineEntry) -> Rank:
+def rank_of(entry: TimelineEntry) -> Rank:
     if isinstance(entry, ReportEntry):
         return Rank.REPORT
     return Rank.TRANSITION if isinstance(entry, TransitionEntry) else Rank.EVIDENCE
@@ -240,7 +240,7 @@ def page(
     rows = history.history_slice(wid, offset=offset - r0, limit=limit)
     entries: list[TimelineEntry] = [entry_of(row, units) for row in rows]
     # Stable: at equal keys the reports (given first) stay first, the history keeps its order.
-    merged = merge(reports[r0 : r0 + limit], entries, key=lambda e: (e.at, _rank(e)))
+    merged = merge(reports[r0 : r0 + limit], entries, key=lambda e: (e.at, rank_of(e)))
     items = [e for _, e in zip(range(limit), merged, strict=False)]
     total = history.history_count(wid) + len(reports)
     return TimelinePage(warning=warning, items=items, total=total, limit=limit, offset=offset)
