@@ -12,9 +12,13 @@ Ties at one instant keep a fixed order (``Rank``): reports, then evidence rows i
 then transitions in the order recorded, so evidence comes before the transition it caused.
 
 Evidence rows and transitions can number thousands, so they stay in the state database and are
-read a page at a time (``History``); the reports are read whole (they are few) and merged in. Webhook
-deliveries (issue 11) live in the state database too: they become one more rank in the repository's
-``history_slice`` and ``history_count`` and one more entry type here.
+read a page at a time (``History``); the reports are read whole (they are few) and merged in.
+Pages are by offset: while a warning still gathers evidence, a row observed earlier than the page
+being read shifts the later pages by one; a settled warning pages exactly once through.
+
+Extension point: webhook deliveries (issue 11) will be rows of the state database too; each becomes
+one more ``Rank`` (after the transition that sent it), one more branch of the repository's
+``history_slice`` union and ``history_count``, and one more entry model in ``TimelineEntry``.
 """
 
 from __future__ import annotations
