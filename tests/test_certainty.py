@@ -91,7 +91,8 @@ def test_one_detector_alone_is_possible_and_a_second_detector_makes_it_likely() 
 
 def test_a_burst_citing_its_calls_again_adds_no_one() -> None:
     first = corroborate([line("g-1", kind="gas"), burst("c1", "c2", "c3")])
-    again = corroborate([line("g-1", kind="gas"), burst("c1", "c2", "c3"), burst("c1", "c2", "c3", minutes=5)])
+    cited_again = burst("c1", "c2", "c3", minutes=5)
+    again = corroborate([line("g-1", kind="gas"), burst("c1", "c2", "c3"), cited_again])
     assert again == first and again.reports == 3
 
 
