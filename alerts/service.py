@@ -42,6 +42,7 @@ from alerts.schemas import (
 )
 from alerts.witnesses import as_evidence
 from config.areas import AreaIndex
+from config.assets import AssetRegister
 from config.catalog import Catalog
 from config.playbooks import Playbooks
 from config.settings import Settings
@@ -74,12 +75,16 @@ class WarningService:
         fusion_window: timedelta = timedelta(hours=6),
         repository: WarningRepository | None = None,
         signal_threshold: float = Settings.model_fields["signal_threshold"].default,
+        assets: AssetRegister | None = None,
     ) -> None:
         self.repository: WarningRepository = repository or SqlWarningRepository(engine)
         self.playbooks = playbooks
+        self.assets = assets  # what recommendations name (alerts.recommendations)
+        self.areas = areas
         self.fusion_window = fusion_window
         self.grouping = Grouping(areas, fusion_window)
         self._units = {name: k.unit for name, k in catalog.kinds.items()}
+        self._names = explanation.Names(areas, catalog)  # places and sensors as people know them
         # Ranks anomaly-only warnings against the threshold the scoring engine signals at.
         self.levels = LevelRule(
             signal_threshold=signal_threshold,
@@ -199,6 +204,7 @@ class WarningService:
             corroboration=backing,
             assessment=assessed,
             units=self._units,
+            names=self._names,
         )
         values: dict[str, Any] = {
             "level": level,
@@ -206,7 +212,9 @@ class WarningService:
             "urgency": CAP_URGENCY[level],
             "certainty": backing.certainty,
             "confidence": backing.confidence,
-            "headline": explanation.headline(level=level, hazard=warning.hazard, area=warning.area),
+            "headline": explanation.headline(
+                level=level, hazard=warning.hazard, area=warning.area, names=self._names
+            ),
             "explanation": why,
             "first_signal_at": min(warning.first_signal_at, first_new),
             "last_signal_at": last_signal,
@@ -216,14 +224,20 @@ class WarningService:
         if opened or level != warning.level:
             # Recommendations are re-issued only when the level changes, so their
             # deadlines do not slide with every new signal.
+            # Deadlines count from the observation that earned the level, not from processing time.
+            cause = recommendations.trigger(
+                self.levels, scanned, group, level=level, window=self.fusion_window, units=self._units
+            )
             values["recommendations"] = recommendations.recommend(
                 playbooks=self.playbooks,
                 hazard=warning.hazard,
                 level=level,
                 area=warning.area,
                 sensors=list(backing.sensors),
-                now=now,
-                why=why,
+                now=cause.at if cause else last_new,
+                why=cause.why if cause else recommendations.reason(assessed, evidence, self._units),
+                assets=self.assets,
+                areas=self.areas,
             )
         tx.update(warning.id, values)
         if opened:

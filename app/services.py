@@ -12,6 +12,7 @@ from alerts.checkpoints import CheckpointRepository
 from alerts.migrations import upgrade_to_head
 from alerts.service import WarningService
 from config.areas import AreaIndex, load_areas
+from config.assets import AssetRegister, load_assets
 from config.catalog import Catalog, load_catalog, registration_problems
 from config.live_catalog import LiveCatalog
 from config.playbooks import Playbooks, load_playbooks
@@ -38,6 +39,7 @@ class Services:
     registry: SensorRegistry
     areas: AreaIndex
     playbooks: Playbooks
+    assets: AssetRegister
     store: TimeSeriesStore
     engine: sa.Engine
     warnings: WarningService
@@ -71,6 +73,7 @@ def build_services(settings: Settings) -> Services:
     engine = db.connect(settings.database_url)
     areas = load_areas(settings.areas_path)
     taxonomy = load_taxonomy(settings.taxonomy_path)
+    assets = load_assets(settings.assets_path, areas)
     registry = SensorRegistry(
         engine,
         reserved={s.id for s in catalog.sensors},
@@ -84,6 +87,7 @@ def build_services(settings: Settings) -> Services:
         registry=registry,
         areas=areas,
         playbooks=playbooks,
+        assets=assets,
         store=open_store(settings.store_url),
         engine=engine,
         warnings=WarningService(
@@ -93,6 +97,7 @@ def build_services(settings: Settings) -> Services:
             areas=areas,
             fusion_window=timedelta(seconds=settings.fusion_window_s),
             signal_threshold=settings.signal_threshold,
+            assets=assets,
         ),
         checkpoints=CheckpointRepository(engine),
         validator=ReadingValidator(

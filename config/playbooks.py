@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from config.assets import AssetKind
 from config.catalog import LEVELS, SENSOR_FAULT, Level
 
 # What a sensor_fault action may name, filled in for each faulty sensor (alerts.sensor_faults):
@@ -22,6 +23,9 @@ class PlaybookAction(BaseModel):
     action: str = Field(min_length=1)
     who: str = Field(min_length=1)
     within_minutes: int = Field(gt=0)
+    # The kind of asset the action is about: its recommendation names the register's assets of this
+    # kind inside the warning's area, else the nearest one (alerts.recommendations).
+    asset: AssetKind | None = None
 
 
 class Playbooks(BaseModel):

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     playbooks_path: Path = Field(
         default=CITY_DIR / "playbooks.yaml", description="Control actions per hazard and warning level."
     )
+    assets_path: Path = Field(
+        default=CITY_DIR / "assets.yaml",
+        description="Asset register (pumps, shelters, valves ...) that recommendations name.",
+    )
     areas_path: Path = Field(
         default=CITY_DIR / "areas.geojson", description="Districts and community grids (GeoJSON)."
     )
