@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 
-from alerts import db, migrations
+from alerts import db, migrations, recommendation_log
 from alerts.migrations import (
     INITIAL_REVISION,
     PRE_MIGRATION_TABLES,
@@ -39,6 +39,7 @@ def all_tables() -> sa.MetaData:
         model_repository.metadata,
         key_tables.metadata,
         sensor_registry.metadata,
+        recommendation_log.metadata,
     ):
         for table in metadata.tables.values():
             table.to_metadata(combined)
