@@ -122,9 +122,9 @@ def test_an_escalation_is_an_update_referencing_the_alert_before_it(
     [wid] = service.apply_signals([signal(level="yellow")], now=NOW, actor="t")
     alert = valid(schema, cap_of(service, wid))
     later = NOW + timedelta(minutes=7, seconds=30, microseconds=250_000)
-    service.apply_signals(
-        [signal(level="red", value=4.5, ts=later, sensor_id="wl-riverside-02")], now=later, actor="t"
-    )
+    # A rain gauge past red: a second kind of witness, so certainty rises with the level.
+    rain = signal(level="red", value=75.0, ts=later, sensor_id="rf-riverside-01", kind="rainfall")
+    service.apply_signals([rain], now=later, actor="t")
     update = valid(schema, cap_of(service, wid))
     assert text(update, "cap:msgType") == "Update"
     assert text(update, "cap:sent") == "2026-11-29T08:07:30+00:00"  # no fraction, offset kept

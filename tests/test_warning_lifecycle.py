@@ -137,9 +137,11 @@ def test_checkpoints_round_trip_and_overwrite(engine: sa.Engine) -> None:
     }
 
 
-def test_explanation_quotes_each_sensors_highest_line(service: WarningService) -> None:
+def test_explanation_quotes_each_sensors_value_trend_and_highest_line(service: WarningService) -> None:
     [wid] = service.apply_signals([signal(level="red", value=4.2, ts=NOW)], now=NOW, actor="a")
     later = NOW + timedelta(minutes=5)
     service.apply_signals([signal(level="yellow", value=3.1, ts=later)], now=later, actor="a")
     w = service.get(wid)
-    assert w is not None and "read 4.2 m" in w.explanation and "3.1" not in w.explanation
+    assert w is not None
+    assert "(wl-riverside-01) 3.1 m, falling 1.1 m in the last 5 min, past the yellow line" in w.explanation
+    assert "at 08:00 UTC it read 4.2 m, past the red line" in w.explanation
