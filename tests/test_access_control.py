@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 
 from alerts import db
 from alerts.lifecycle import new_warning
+from alerts.recommendation_log import RecommendationLog
+from alerts.recommendations import recommend
 from alerts.service import WarningService
 from app.auth.deps import require
 from app.auth.keys import KeyStore
@@ -192,6 +194,30 @@ def _fresh_warning(action: str) -> Callable[[TestClient], Request]:
     return make
 
 
+def _fresh_recommendation(verb: str) -> Callable[[TestClient], Request]:
+    """A new warning with its playbook's recommendations for each call; for done, the first accepted."""
+
+    def make(client: TestClient) -> Request:
+        svc = client.app.state.services  # type: ignore[attr-defined]
+        now = datetime.now(UTC)
+        area = f"g-test-{uuid.uuid4().hex[:8]}"
+        warning = new_warning("flood", area, "yellow", first=now, last=now, now=now)
+        recs = recommend(
+            playbooks=svc.playbooks, hazard="flood", level="yellow", area=area, sensors=[], now=now, why="t"
+        )
+        with svc.warnings.repository.writing() as tx:
+            tx.insert(warning)
+            tx.update(warning.id, {"recommendations": recs})
+        rid = recs[0]["rid"]
+        if verb == "done":
+            RecommendationLog(svc.engine).record(
+                warning.id, rid, "accepted", now=now, actor="t", actor_role=None
+            )
+        return f"/v1/warnings/{warning.id}/recommendations/{rid}/{verb}", {"json": {"note": "checked"}}
+
+    return make
+
+
 def _fresh_key(client: TestClient) -> Request:
     return f"/v1/keys/{new_key(client.app, Role.VIEWER, 'to revoke').split('_')[1]}", {}  # type: ignore[arg-type]
 
@@ -240,6 +266,18 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ),
     ("GET", "/v1/warnings/{warning_id}/cap"): RouteCase(
         Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/cap", {})
+    ),
+    ("GET", "/v1/warnings/{warning_id}/recommendations"): RouteCase(
+        Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/recommendations", {})
+    ),
+    ("POST", "/v1/warnings/{warning_id}/recommendations/{rid}/accept"): RouteCase(
+        Permission.ACT, 200, _fresh_recommendation("accept")
+    ),
+    ("POST", "/v1/warnings/{warning_id}/recommendations/{rid}/reject"): RouteCase(
+        Permission.ACT, 200, _fresh_recommendation("reject")
+    ),
+    ("POST", "/v1/warnings/{warning_id}/recommendations/{rid}/done"): RouteCase(
+        Permission.ACT, 200, _fresh_recommendation("done")
     ),
     ("GET", "/v1/cap/feed"): RouteCase(Permission.READ_WARNINGS, 200, _get("/v1/cap/feed")),
     ("POST", "/v1/warnings/{warning_id}/acknowledge"): RouteCase(
