@@ -3,16 +3,23 @@ assets inside or nearest the warning's area, and operators' accept, reject and d
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from alerts.recommendations import named_assets, recommend
 from alerts.service import WarningService
+from app.auth.roles import Role
+from app.main import create_app
+from bench.isolation import isolated_settings
 from config.areas import AREAS_PATH, load_areas
 from config.assets import ASSETS_PATH, Asset, AssetRegister, asset_problems, great_circle_m, load_assets
+from ingest.broker import EmbeddedBroker
+from tests.auth_helpers import bearer, new_key
 from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
 
 AREAS = load_areas(AREAS_PATH)
@@ -169,3 +176,97 @@ def test_the_demo_register_places_every_asset_inside_its_area() -> None:
     # Every asset kind a playbook names exists in the register.
     named = {a.asset for by_level in PLAYBOOKS.hazards.values() for acts in by_level.values() for a in acts}
     assert named - {None} <= kinds
+
+
+# ---- operators' steps through the app ------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app_client(
+    request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path
+) -> Iterator[TestClient]:
+    url = (
+        f"sqlite:///{tmp_path}/state.sqlite3"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap, store_url=f"file://{tmp_path}/store.sqlite3", database_url=url
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def red_gas(client: TestClient) -> str:
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    at = datetime.now(UTC).replace(microsecond=0)
+    [wid] = svc.warnings.apply_signals([gas("red", at)], now=at, actor="t")
+    return str(wid)
+
+
+def test_the_list_is_ranked_and_carries_the_assets(app_client: TestClient) -> None:
+    wid = red_gas(app_client)
+    viewer = bearer(new_key(app_client.app, Role.VIEWER, "wall screen"))  # type: ignore[arg-type]
+    body = app_client.get(f"/v1/warnings/{wid}/recommendations", headers=viewer).json()
+    assert body["warning_id"] == wid and body["level"] == "red"
+    items = body["items"]
+    assert items[0]["what"].startswith("Evacuate") and items[0]["rank"] == 1
+    assert all(i["state"] == "proposed" and i["history"] == [] for i in items)
+    shut = next(i for i in items if i["what"].startswith("Shut"))
+    assert shut["where"]["assets"][0]["name"] == "Hongqi Road gas section valve SV-3"
+
+
+def test_accept_reject_done_are_recorded_with_the_keys_label_and_role(app_client: TestClient) -> None:
+    wid = red_gas(app_client)
+    app = app_client.app
+    op = bearer(new_key(app, Role.OPERATOR, "duty officer Li"))  # type: ignore[arg-type]
+    admin = bearer(new_key(app, Role.ADMIN, "EOC chief Wang"))  # type: ignore[arg-type]
+    base = f"/v1/warnings/{wid}/recommendations"
+    [evacuate, second, *_] = [i["rid"] for i in app_client.get(base, headers=op).json()["items"]]
+
+    early = app_client.post(f"{base}/{evacuate}/done", headers=op)  # done before anyone accepted it
+    assert early.status_code == 409
+    assert early.headers["content-type"].startswith("application/problem+json")
+
+    accepted = app_client.post(f"{base}/{evacuate}/accept", headers=op, json={"note": "fire crews on it"})
+    assert accepted.status_code == 200 and accepted.json()["state"] == "accepted"
+    assert app_client.post(f"{base}/{evacuate}/accept", headers=admin).status_code == 409
+    done = app_client.post(f"{base}/{evacuate}/done", headers=admin)
+    assert done.status_code == 200
+    assert (
+        app_client.post(f"{base}/{second}/reject", headers=admin, json={"note": "already cut"}).status_code
+        == 200
+    )
+
+    items = {i["rid"]: i for i in app_client.get(base, headers=op).json()["items"]}
+    steps = [(h["state"], h["actor"], h["actor_role"], h["note"]) for h in items[evacuate]["history"]]
+    assert steps == [
+        ("accepted", "duty officer Li", "operator", "fire crews on it"),
+        ("done", "EOC chief Wang", "admin", ""),
+    ]
+    assert items[evacuate]["state"] == "done" and items[second]["state"] == "rejected"
+    assert datetime.fromisoformat(items[second]["history"][0]["at"]).tzinfo is not None
+    # Reconsidered: a rejected action may still be accepted.
+    assert app_client.post(f"{base}/{second}/accept", headers=op).json()["state"] == "accepted"
+
+
+def test_unknown_ids_are_404_problems_and_viewers_may_not_act(app_client: TestClient) -> None:
+    wid = red_gas(app_client)
+    app = app_client.app
+    op = bearer(new_key(app, Role.OPERATOR))  # type: ignore[arg-type]
+    viewer = bearer(new_key(app, Role.VIEWER))  # type: ignore[arg-type]
+    base = f"/v1/warnings/{wid}/recommendations"
+    rid = app_client.get(base, headers=op).json()["items"][0]["rid"]
+    for path in (
+        "/v1/warnings/nope/recommendations",
+        f"{base}/red-9-deadbeef/accept",
+        "/v1/warnings/nope/recommendations/x/done",
+    ):
+        call = app_client.get if path.endswith("recommendations") else app_client.post
+        resp = call(path, headers=op)
+        assert resp.status_code == 404, path
+        assert resp.headers["content-type"].startswith("application/problem+json")
+    assert app_client.post(f"{base}/{rid}/accept", headers=viewer).status_code == 403
+    assert (
+        app_client.post(f"{base}/{rid}/accept", headers=op, json={"actor": "someone else"}).status_code == 422
+    )
