@@ -64,18 +64,19 @@ def great_circle_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
-def asset_problems(register: AssetRegister, areas: AreaIndex) -> list[str]:
-    """Each asset in a known area, and located inside it (or inside one of its grids, for a district)."""
+def asset_problems(register: AssetRegister, areas: AreaIndex) -> list[tuple[str, str]]:
+    """(asset id, what is wrong): each asset in a known area, and located inside it (or inside one of
+    its grids, for a district)."""
     problems = []
     for a in register.assets:
         if a.area not in areas:
-            problems.append(f"asset {a.id!r}: {a.area!r} is not an area")
+            problems.append((a.id, f"area: {a.area!r} is not an area"))
             continue
         found = areas.assign(a.lon, a.lat)
         if found == a.area or (found is not None and areas.parent_of(found) == a.area):
             continue
         place = f"in {found!r}" if found else "outside every area"
-        problems.append(f"asset {a.id!r}: ({a.lon}, {a.lat}) lies {place}, not in its area {a.area!r}")
+        problems.append((a.id, f"lat, lon: ({a.lon}, {a.lat}) lies {place}, not in its area {a.area!r}"))
     return problems
 
 
@@ -86,5 +87,5 @@ def load_assets(path: Path, areas: AreaIndex | None = None) -> AssetRegister:
     if areas is not None:
         problems = asset_problems(register, areas)
         if problems:
-            raise ValueError(f"{path}: " + "; ".join(problems))
+            raise ValueError(f"{path}: " + "; ".join(f"assets[{i}].{m}" for i, m in problems))
     return register

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from config.areas import Area, AreaIndex, parse_feature
+from config.assets import AssetRegister, asset_problems
 from config.catalog import SENSOR_FAULT, Catalog
 from config.playbooks import Playbooks
 from config.problems import Located
@@ -98,6 +99,10 @@ def check(settings: Settings, *, detectors: Collection[str] | None = None) -> Ch
         return result
     city = City(catalog=catalog, areas=areas, playbooks=playbooks, taxonomy=taxonomy)
     result.problems += _references(city, settings)
+    assets = _load(settings.assets_path, _yaml, AssetRegister, result.problems)
+    if assets is not None:
+        source = _shown(settings.assets_path)
+        result.problems += [Problem(source, f"assets[{i}]", m) for i, m in asset_problems(assets, areas)]
     if not result.problems:
         result.city = city
     return result

@@ -18,6 +18,8 @@ from app.main import create_app
 from bench.isolation import isolated_settings
 from config.areas import AREAS_PATH, load_areas
 from config.assets import ASSETS_PATH, Asset, AssetRegister, asset_problems, great_circle_m, load_assets
+from config.check import check
+from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from tests.auth_helpers import bearer, new_key
 from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
@@ -162,7 +164,7 @@ def test_the_register_refuses_an_asset_outside_its_area(tmp_path: Path) -> None:
     # A point in Xincun, filed under Hongqi.
     entry = "{id: p1, kind: pump, name: P, lat: 30.5526, lon: 114.3136, owner: o, area: g-oldtown-05}"
     path.write_text(f"assets:\n  - {entry}\n")
-    with pytest.raises(ValueError, match=r"p1.*not in its area 'g-oldtown-05'"):
+    with pytest.raises(ValueError, match=r"assets\[p1\]\.lat, lon: .* not in its area .g-oldtown-05."):
         load_assets(path, AREAS)
     path.write_text("assets:\n  - {id: p1, kind: rocket, name: P, lat: 0, lon: 0, owner: o, area: a}\n")
     with pytest.raises(ValueError, match="kind"):
@@ -270,3 +272,13 @@ def test_unknown_ids_are_404_problems_and_viewers_may_not_act(app_client: TestCl
     assert (
         app_client.post(f"{base}/{rid}/accept", headers=op, json={"actor": "someone else"}).status_code == 422
     )
+
+
+def test_citywarn_check_names_a_misplaced_asset(tmp_path: Path) -> None:
+    path = tmp_path / "assets.yaml"
+    entry = "{id: p1, kind: pump, name: P, lat: 30.5526, lon: 114.3136, owner: o, area: g-oldtown-05}"
+    path.write_text(f"assets:\n  - {entry}\n")
+    problems = check(Settings(assets_path=path)).problems
+    assert [(p.where, p.message.split(":")[0]) for p in problems] == [("assets[p1]", "lat, lon")]
+    assert path.name in problems[0].source
+    assert check(Settings()).problems == []
