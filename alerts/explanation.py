@@ -67,13 +67,17 @@ def explanation(
     detectors = ""
     if corroboration.detectors > len(corroboration.sensors):
         detectors = f" ({corroboration.detectors} detectors agreeing)"
-    return (
+    text = (
         f"{level.capitalize()} {hazard.replace('_', ' ')} risk in {names.place(area)}: {said}. "
         f"{level_reason(level, assessment, names)} "
         f"Certainty {corroboration.certainty.lower()} ({corroboration.confidence:.0%}) from "
         f"{len(corroboration.sensors)} sensor(s){detectors} and {corroboration.reports} report(s), "
         f"{corroboration.kinds} kind(s) of witness."
     )
+    if corroboration.certainty == "Likely" and corroboration.kinds == 1:
+        # Witnesses of one kind never reach "Observed" (alerts.certainty): say what would.
+        text += " Observed needs a second kind of witness: another kind of sensor, or callers."
+    return text
 
 
 def level_reason(level: str, a: Assessment, names: Names | None = None) -> str:

@@ -92,7 +92,14 @@ def test_unknown_places_and_unnamed_sensors_fall_back_to_ids() -> None:
     )
 
 
-def test_certainty_sentence_counts_kinds_of_witness() -> None:
-    assert "Certainty likely (70%) from 1 sensor(s) and 0 report(s), 1 kind(s) of witness." in explain(
-        [reading(25.3, 0)]
+def test_certainty_sentence_counts_kinds_of_witness_and_says_what_observed_needs() -> None:
+    one_kind = explain([reading(25.3, 0), reading(25.4, 0, sensor_id="wl-riverside-02")])
+    assert one_kind.endswith(
+        "Certainty likely (77%) from 2 sensor(s) and 0 report(s), 1 kind(s) of witness. "
+        "Observed needs a second kind of witness: another kind of sensor, or callers."
+    )
+    rain = reading(75.0, 0, sensor_id="rf-riverside-01", kind="rainfall", level="red", line=70.0)
+    two_kinds = explain([reading(25.3, 0), rain])
+    assert two_kinds.endswith(
+        "Certainty observed (91%) from 2 sensor(s) and 0 report(s), 2 kind(s) of witness."
     )
