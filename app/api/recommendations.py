@@ -9,13 +9,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, HTTPException, Path
+from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.exceptions import InvalidTransition
 from alerts.recommendation_log import RecommendationLog, RecommendationStep, State, Step, state_of
 from app.api.deps import WarningId, now, services
-from app.api.warnings import NOT_NOW, Actor, TransitionBody
+from app.api.warnings import NOT_NOW, Actor
 from app.auth.deps import require
 from app.auth.roles import Permission
 from app.services import Services
@@ -24,6 +24,18 @@ router = APIRouter(prefix="/v1/warnings", tags=["recommendations"])
 RecommendationId = Annotated[
     str, Path(max_length=64, pattern=r"^[a-z0-9-]+$", description="A recommendation's rid, from the list")
 ]
+
+
+class StepIn(BaseModel):
+    """A note to go with the step; who took it is the API key's label, never the body's say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # U+0000 cannot be stored (PostgreSQL text), so the schema says so rather than a late 422.
+    note: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
+
+
+StepBody = Annotated[StepIn | None, Body()]
 
 
 class RecommendationOut(BaseModel):
@@ -69,7 +81,7 @@ def _act(step: Step) -> Any:
         who: Actor,
         svc: Annotated[Services, Depends(services)],
         at: Annotated[datetime, Depends(now)],
-        body: TransitionBody = None,
+        body: StepBody = None,
     ) -> RecommendationOut:
         _, recs = _current(svc, warning_id)
         rec = next((r for r in recs if r["rid"] == rid), None)
