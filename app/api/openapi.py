@@ -11,6 +11,9 @@ rule, each as an RFC 9457 problem under ``application/problem+json``:
 - one with path parameters: 404;
 - one that reaches the state database, store or bus (``deps.services``): 503.
 
+A string parameter without a pattern of its own is declared free of U+0000,
+which the input limits refuse anywhere in a URL.
+
 An error a route declares with a model of its own keeps that model as the
 problem's extension members (``allOf`` with the problem schema). Request
 and response schemas given inline with ``$defs`` (the hand-parsed ingest
@@ -34,6 +37,7 @@ from app.api.problems import PROBLEM_JSON, Problem
 REF = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": REF.format(model="Problem")}
 FASTAPI_422 = {"HTTPValidationError", "ValidationError"}
+NO_NUL = r"^[^\x00]*$"
 
 DESCRIPTIONS = {
     400: "The body is not JSON (UTF-8)",
@@ -72,6 +76,8 @@ def declare_answers(doc: dict[str, Any], *, needs_services: set[tuple[str, str]]
         for media in [*body.values(), *(m for content in answers for m in content.values())]:
             if "$defs" in media.get("schema", {}):
                 _add_schemas(schemas, {"$defs": media["schema"].pop("$defs")})
+        for parameter in op.get("parameters", []):
+            _no_nul(parameter.get("schema", {}))
         codes = {422, 500}
         if body:
             codes |= {400, 413, 415}
@@ -93,6 +99,13 @@ def declare_answers(doc: dict[str, Any], *, needs_services: set[tuple[str, str]]
     if not any(f'/{name}"' in json.dumps(doc["paths"]) for name in FASTAPI_422):
         for name in FASTAPI_422:
             schemas.pop(name, None)
+
+
+def _no_nul(schema: dict[str, Any]) -> None:
+    """Declare on a string parameter what the input limits refuse in any URL: U+0000."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "string" and "pattern" not in option and "enum" not in option:
+            option["pattern"] = NO_NUL
 
 
 def _problem_schema(answer: dict[str, Any]) -> dict[str, Any]:

@@ -103,7 +103,8 @@ class TransitionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    note: str = Field(default="", max_length=2000)
+    # U+0000 is refused before parsing (app.json_limits); the pattern declares it in the contract.
+    note: str = Field(default="", max_length=2000, pattern=r"^[^\x00]*$")
 
 
 TransitionBody = Annotated[TransitionIn | None, Body()]
