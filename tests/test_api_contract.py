@@ -4,8 +4,8 @@ The service runs as the README starts it, at its default settings but one (the
 limit on failed authentications, see the fixture); schemathesis sends the
 demo's admin key and keeps under the default per-key allowance, so a 429 it
 meets is the service working, not noise. tests/schemathesis.toml says where a
-well-shaped body may still be refused for its meaning. The run is seeded, so a failure here reproduces with the same command
-(printed on failure).
+well-shaped body may still be refused for its meaning. The run is seeded, so
+a failure here reproduces with the same command (printed on failure).
 """
 
 from __future__ import annotations
