@@ -73,7 +73,8 @@ def build_services(settings: Settings) -> Services:
     engine = db.connect(settings.database_url)
     areas = load_areas(settings.areas_path)
     taxonomy = load_taxonomy(settings.taxonomy_path)
-    assets = load_assets(settings.assets_path, areas)
+    register = settings.asset_register()
+    assets = load_assets(register, areas) if register is not None else AssetRegister()
     registry = SensorRegistry(
         engine,
         reserved={s.id for s in catalog.sensors},

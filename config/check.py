@@ -99,9 +99,10 @@ def check(settings: Settings, *, detectors: Collection[str] | None = None) -> Ch
         return result
     city = City(catalog=catalog, areas=areas, playbooks=playbooks, taxonomy=taxonomy)
     result.problems += _references(city, settings)
-    assets = _load(settings.assets_path, _yaml, AssetRegister, result.problems)
-    if assets is not None:
-        source = _shown(settings.assets_path)
+    register = settings.asset_register()
+    assets = _load(register, _yaml, AssetRegister, result.problems) if register is not None else None
+    if assets is not None and register is not None:
+        source = _shown(register)
         result.problems += [Problem(source, f"assets[{i}]", m) for i, m in asset_problems(assets, areas)]
     if not result.problems:
         result.city = city

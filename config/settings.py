@@ -77,9 +77,11 @@ class Settings(BaseSettings):
     playbooks_path: Path = Field(
         default=CITY_DIR / "playbooks.yaml", description="Control actions per hazard and warning level."
     )
-    assets_path: Path = Field(
-        default=CITY_DIR / "assets.yaml",
-        description="Asset register (pumps, shelters, valves ...) that recommendations name.",
+    assets_path: Path | None = Field(
+        default=None,
+        description="Asset register (pumps, shelters, valves ...) that recommendations name. Unset: the "
+        "bundled register with the bundled areas file, and none with a city's own areas (the bundled "
+        "assets lie in the bundled city).",
     )
     areas_path: Path = Field(
         default=CITY_DIR / "areas.geojson", description="Districts and community grids (GeoJSON)."
@@ -249,6 +251,12 @@ class Settings(BaseSettings):
         if not v.startswith(("influxdb://", "file://")):
             raise ValueError("store_url must start with influxdb:// or file://")
         return v
+
+    def asset_register(self) -> Path | None:
+        """The asset register to load, if any (see ``assets_path``)."""
+        if self.assets_path is not None:
+            return self.assets_path
+        return CITY_DIR / "assets.yaml" if self.areas_path == CITY_DIR / "areas.geojson" else None
 
 
 def env_var(field: str) -> str:

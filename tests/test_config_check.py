@@ -27,6 +27,7 @@ def city(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ("PLAYBOOKS_PATH", "playbooks.yaml"),
         ("AREAS_PATH", "areas.geojson"),
         ("TAXONOMY_PATH", "taxonomy.yaml"),
+        ("ASSETS_PATH", "assets.yaml"),
     ]:
         monkeypatch.setenv(f"CITYWARN_{var}", str(copy / name))
     monkeypatch.setenv("CITYWARN_DATABASE_URL", f"sqlite:///{tmp_path}/var/state.sqlite3")
@@ -174,6 +175,14 @@ def test_every_start_checks_first_and_starts_nothing(
         f"{city}/sensors.yaml: sensors[wl-riverside-01].area: 'nowhere' is not an area in areas.geojson"
     ]
     assert not (tmp_path / "var").exists(), "state was created before the configuration was checked"
+
+
+def test_the_bundled_assets_go_with_the_bundled_areas_only(tmp_path: Path) -> None:
+    """A city of its own (its own areas file) starts without the bundled city's assets unless given some."""
+    own_areas, own_assets = tmp_path / "areas.geojson", tmp_path / "assets.yaml"
+    assert Settings().asset_register() == CITY_DIR / "assets.yaml"
+    assert Settings(areas_path=own_areas).asset_register() is None
+    assert Settings(areas_path=own_areas, assets_path=own_assets).asset_register() == own_assets
 
 
 def test_every_setting_has_a_description() -> None:
