@@ -39,13 +39,17 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """The state database, migrated, once on SQLite and once on the real PostgreSQL."""
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new state database's URL, once on SQLite and once on the real PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.sqlite3"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = db.connect(url)
+        return f"sqlite:///{tmp_path}/state.sqlite3"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(state_url: str) -> Iterator[sa.Engine]:
+    """The state database, migrated, once on SQLite and once on the real PostgreSQL."""
+    engine = db.connect(state_url)
     yield engine
     engine.dispose()
 

@@ -258,15 +258,9 @@ def test_every_time_is_in_caps_own_form() -> None:
 # ---- through the app ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app_client(
-    request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path
-) -> Iterator[TestClient]:
-    url = (
-        f"sqlite:///{tmp_path}/state.sqlite3"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+@pytest.fixture
+def app_client(state_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[TestClient]:
+    url = state_url
     settings = isolated_settings(
         bootstrap=broker.bootstrap,
         store_url=f"file://{tmp_path}/store.sqlite3",

@@ -38,15 +38,9 @@ T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
 ORDER = {"report": 0, "reading": 1, "report_burst": 1, "transition": 2}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app_client(
-    request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path
-) -> Iterator[TestClient]:
-    url = (
-        f"sqlite:///{tmp_path}/state.sqlite3"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
+@pytest.fixture
+def app_client(state_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[TestClient]:
+    url = state_url
     settings_ = isolated_settings(
         bootstrap=broker.bootstrap,
         store_url=f"file://{tmp_path}/store.sqlite3",
