@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.deps import now, services
 from app.auth.deps import require
-from app.auth.keys import LABEL_MAX, KeyNotFound, KeyRecord, KeyStore, valid_label
+from app.auth.keys import LABEL_MAX, KeyNotFound, KeyRecord, KeyState, KeyStore, valid_label
 from app.auth.roles import Permission, Principal, Role
 from app.services import Services
 
@@ -47,20 +48,11 @@ class KeyOut(BaseModel):
     created_by: str
     expires_at: datetime | None
     revoked_at: datetime | None
-    state: Literal["active", "expired", "revoked"]
+    state: KeyState
 
     @classmethod
     def of(cls, record: KeyRecord, at: datetime) -> KeyOut:
-        return cls(
-            id=record.id,
-            label=record.label,
-            role=record.role,
-            created_at=record.created_at,
-            created_by=record.created_by,
-            expires_at=record.expires_at,
-            revoked_at=record.revoked_at,
-            state=record.state(at),  # type: ignore[arg-type]
-        )
+        return cls(**asdict(record), state=record.state(at))
 
 
 class KeyCreated(KeyOut):

@@ -18,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
@@ -42,6 +42,9 @@ class AuthFailure(StrEnum):
     REVOKED = "revoked"
 
 
+KeyState = Literal["active", "expired", "revoked"]
+
+
 class KeyNotFound(LookupError):
     pass
 
@@ -58,7 +61,7 @@ class KeyRecord:
     expires_at: datetime | None
     revoked_at: datetime | None
 
-    def state(self, now: datetime) -> str:
+    def state(self, now: datetime) -> KeyState:
         if self.revoked_at is not None:
             return "revoked"
         if self.expires_at is not None and as_utc(now) >= self.expires_at:
