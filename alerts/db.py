@@ -2,9 +2,10 @@
 
 SQLAlchemy Core, so the same statements run on SQLite (the embedded default)
 and PostgreSQL. "One open warning per (hazard, area)" is enforced by the
-database, not by hope: ``open_key`` holds ``hazard|area`` while a warning is
-open and NULL once resolved, and a unique constraint on it lets any number
-of resolved warnings coexist (NULLs are distinct in both databases).
+database, not by hope: ``open_key`` holds ``hazard|area`` (a drill's warning
+``exercise|hazard|area``) while a warning is open and NULL once resolved, and
+a unique constraint on it lets any number of resolved warnings coexist (NULLs
+are distinct in both databases).
 
 The schema is created and changed only by the migrations in
 ``alerts/migrations`` (which also cover the report and model tables of
@@ -46,8 +47,25 @@ warnings = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    # The lifecycle (migration 0004, alerts.lifecycle): flapping holds a warning at its higher state.
+    sa.Column("flapping", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    sa.Column("assignee", sa.String(128)),
+    sa.Column("responder", sa.String(64)),  # the escalation chain's current tier
+    sa.Column("responder_since", sa.DateTime(timezone=True)),
+    sa.Column("activated_at", sa.DateTime(timezone=True)),
+    # Event time: the readings' clock the lifecycle last evaluated at, and since when the condition
+    # has been below the release line.
+    sa.Column("clock_at", sa.DateTime(timezone=True)),
+    sa.Column("below_since", sa.DateTime(timezone=True)),
+    sa.Column("condition_level", sa.String(8)),  # what the latest evidence earns now
+    sa.Column("scope", sa.String(16), nullable=False, default="grid", server_default="grid"),
+    sa.Column("parent_id", sa.String(36)),  # the roll-up warning that references this one
+    sa.Column("covers", sa.JSON, nullable=False, default=list, server_default="[]"),
+    sa.Column("muted_by", sa.String(200)),  # "silence:<id>" or "inhibited:<warning id>"
+    sa.Column("drill_id", sa.String(36)),
     sa.Index("warnings_status_updated", "status", "updated_at"),
     sa.Index("warnings_area", "area"),
+    sa.Index("warnings_parent", "parent_id"),
 )
 
 evidence = sa.Table(

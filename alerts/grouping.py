@@ -25,15 +25,15 @@ from config.areas import AreaIndex
 from config.timeutil import from_ns
 from models.signals import Signal
 
-Key = tuple[str, str]
+Key = tuple[str, str, bool]  # (hazard, area, exercise): a drill's signals never meet real ones
 
 
 def by_hazard_and_area(signals: Sequence[Signal]) -> dict[Key, list[Signal]]:
-    """Signals per (hazard, area), each in time order; keys sorted, so concurrent batches lock
-    warnings in one order."""
+    """Signals per (hazard, area, exercise), each in time order; keys sorted, so concurrent batches
+    lock warnings in one order."""
     groups: dict[Key, list[Signal]] = defaultdict(list)
     for s in signals:
-        groups[(s.hazard, s.area)].append(s)
+        groups[(s.hazard, s.area, s.exercise)].append(s)
     return {key: sorted(group, key=lambda s: s.ts_ns) for key, group in sorted(groups.items())}
 
 
@@ -64,9 +64,9 @@ class Grouping:
 
     def warning_for(self, tx: WarningWriter, key: Key, run: Sequence[Signal]) -> Joining:
         """Where one incident's time-ordered signals go; the warnings read stay locked in ``tx``."""
-        hazard, area = key
+        hazard, area, exercise = key
         first = from_ns(run[0].ts_ns)
-        own = tx.open_warning(hazard, area)
+        own = tx.open_warning(hazard, area, exercise=exercise)
         ended = None
         if own is not None:
             if first - own.last_signal_at <= self.window:
@@ -77,4 +77,4 @@ class Grouping:
         neighbours = [(hazard, n) for n in self.areas.neighbours(area)]
         if not neighbours:
             return Joining(None, ended)
-        return Joining(tx.latest_open_of(neighbours, since=first - self.window), ended)
+        return Joining(tx.latest_open_of(neighbours, since=first - self.window, exercise=exercise), ended)

@@ -21,7 +21,7 @@ from alerts.schemas import Status, WarningEvent, WarningOut
 
 AUTOMATIC = "citywarn"  # the actor of transitions nobody asked for
 
-OPEN: frozenset[Status] = frozenset({"active", "acknowledged"})
+OPEN: frozenset[Status] = frozenset({"pending", "active", "acknowledged"})
 
 ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     "acknowledged": frozenset({"active"}),

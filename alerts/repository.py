@@ -39,15 +39,35 @@ from alerts.timeline import Rank
 from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
-_DATETIMES = ("first_signal_at", "last_signal_at", "created_at", "updated_at", "resolved_at")
+_DATETIMES = (
+    "first_signal_at",
+    "last_signal_at",
+    "created_at",
+    "updated_at",
+    "resolved_at",
+    "responder_since",
+    "activated_at",
+    "clock_at",
+    "below_since",
+)
 
 
 class WarningWriter(Protocol):
-    """One transaction's view: warnings read here stay locked until it ends."""
+    """One transaction's view: warnings read here stay locked until it ends. ``connection`` is the
+    transaction's own, for helpers (roll-up, silences) that write in the same transaction."""
 
-    def open_warning(self, hazard: str, area: str, subject: str | None = None) -> WarningOut | None: ...
+    @property
+    def connection(self) -> sa.Connection: ...
 
-    def latest_open_of(self, keys: Sequence[tuple[str, str]], *, since: datetime) -> WarningOut | None: ...
+    def open_warning(
+        self, hazard: str, area: str, subject: str | None = None, *, exercise: bool = False
+    ) -> WarningOut | None: ...
+
+    def latest_open_of(
+        self, keys: Sequence[tuple[str, str]], *, since: datetime, exercise: bool = False
+    ) -> WarningOut | None: ...
+
+    def open_in(self, areas: Sequence[str]) -> list[WarningOut]: ...
 
     def locked(self, warning_id: str) -> WarningOut | None: ...
 
@@ -86,13 +106,16 @@ class WarningRepository(Protocol):
     def report_evidence(self, warning_id: str) -> list[Evidence]: ...
 
 
-def _open_key(hazard: str, area: str, subject: str | None = None) -> str:
+def _open_key(hazard: str, area: str, subject: str | None = None, *, exercise: bool = False) -> str:
     """Set while a warning is open, NULL once resolved; unique, so one open warning per (hazard, area).
 
     A warning about one thing (``subject``: a sensor, for ``sensor_fault``) is one per subject instead;
-    '@' starts no area id, so the two kinds of key never meet.
+    '@' starts no area id, so the two kinds of key never meet. A drill's warning is keyed
+    ``exercise|...`` so drills and real incidents never share a warning; real keys stay as they were,
+    so warnings stored before drills existed keep theirs.
     """
-    return f"{hazard}|{area}" if subject is None else f"{hazard}|@{subject}"
+    key = f"{hazard}|{area}" if subject is None else f"{hazard}|@{subject}"
+    return f"exercise|{key}" if exercise else key
 
 
 class SqlWarningRepository:
@@ -127,6 +150,11 @@ class SqlWarningRepository:
             where.append(w.area == area)
         if hazard:
             where.append(w.hazard == hazard)
+        exercise, scope = f.get("exercise"), f.get("scope")
+        if exercise is not None:
+            where.append(w.exercise == exercise)
+        if scope:
+            where.append(w.scope == scope)
         if since:
             where.append(w.updated_at >= as_utc(since))
         if until:
@@ -241,23 +269,53 @@ class _SqlWriter:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
 
+    @property
+    def connection(self) -> sa.Connection:
+        return self.conn
+
     def _one_locked(self, query: sa.Select[Any]) -> WarningOut | None:
         row = self.conn.execute(query.with_for_update()).first()
         return None if row is None else _warning(row)
 
-    def open_warning(self, hazard: str, area: str, subject: str | None = None) -> WarningOut | None:
-        return self._one_locked(
-            sa.select(db.warnings).where(db.warnings.c.open_key == _open_key(hazard, area, subject))
-        )
+    def open_warning(
+        self, hazard: str, area: str, subject: str | None = None, *, exercise: bool = False
+    ) -> WarningOut | None:
+        key = _open_key(hazard, area, subject, exercise=exercise)
+        return self._one_locked(sa.select(db.warnings).where(db.warnings.c.open_key == key))
 
-    def latest_open_of(self, keys: Sequence[tuple[str, str]], *, since: datetime) -> WarningOut | None:
+    def latest_open_of(
+        self, keys: Sequence[tuple[str, str]], *, since: datetime, exercise: bool = False
+    ) -> WarningOut | None:
         w = db.warnings.c
         return self._one_locked(
             sa.select(db.warnings)
-            .where(w.open_key.in_([_open_key(*k) for k in keys]), w.last_signal_at >= as_utc(since))
+            .where(
+                w.open_key.in_([_open_key(*k, exercise=exercise) for k in keys]),
+                w.last_signal_at >= as_utc(since),
+            )
             .order_by(w.last_signal_at.desc())
             .limit(1)
         )
+
+    def open_in(self, areas: Sequence[str]) -> list[WarningOut]:
+        """Open grid warnings in these areas or covering them, locked, in id order (one lock order)."""
+        w = db.warnings.c
+        wanted = set(areas)
+        candidates = self.conn.execute(
+            sa.select(w.id, w.area, w.covers).where(
+                w.open_key.is_not(None), w.scope == "grid", w.hazard != "sensor_fault"
+            )
+        ).all()
+        ids = sorted(r.id for r in candidates if r.area in wanted or wanted.intersection(r.covers or ()))
+        if not ids:
+            return []
+        rows = self.conn.execute(
+            sa.select(db.warnings)
+            .where(w.id.in_(ids), w.open_key.is_not(None))
+            .order_by(w.id)
+            .with_for_update()
+        ).all()
+        return [_warning(r) for r in rows]
 
     def locked(self, warning_id: str) -> WarningOut | None:
         return self._one_locked(sa.select(db.warnings).where(db.warnings.c.id == warning_id))
@@ -265,7 +323,7 @@ class _SqlWriter:
     def insert(self, warning: WarningOut, subject: str | None = None) -> None:
         values = _utc_values(warning.model_dump())
         if warning.status in OPEN:
-            values["open_key"] = _open_key(warning.hazard, warning.area, subject)
+            values["open_key"] = _open_key(warning.hazard, warning.area, subject, exercise=warning.exercise)
         self.conn.execute(db.warnings.insert().values(**values))
 
     def update(self, warning_id: str, values: dict[str, Any]) -> None:

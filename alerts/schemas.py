@@ -8,7 +8,8 @@ from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel
 
-Status = Literal["active", "acknowledged", "resolved"]
+Status = Literal["pending", "active", "acknowledged", "resolved"]
+Scope = Literal["grid", "district", "city"]
 
 
 class Evidence(BaseModel):
@@ -59,6 +60,20 @@ class WarningOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     resolved_at: datetime | None
+    # The lifecycle (alerts.lifecycle): defaults are what a warning stored before it means.
+    flapping: bool = False
+    assignee: str | None = None
+    responder: str | None = None  # the escalation chain's current tier, from when it became active
+    responder_since: datetime | None = None
+    activated_at: datetime | None = None
+    clock_at: datetime | None = None  # event time the lifecycle last evaluated it at
+    below_since: datetime | None = None  # event time since when the condition is below the release line
+    condition_level: str | None = None  # what the latest evidence earns now
+    scope: Scope = "grid"
+    parent_id: str | None = None  # the roll-up warning that references this one
+    covers: list[str] = []  # every grid its evidence is in, plus its own area
+    muted_by: str | None = None  # "silence:<id>" or "inhibited:<warning id>": notification held
+    drill_id: str | None = None
 
 
 class WarningDetail(WarningOut):
@@ -83,6 +98,8 @@ class WarningFilters(TypedDict, total=False):
     since: datetime | None
     until: datetime | None
     areas: Sequence[str] | None
+    exercise: bool | None
+    scope: str | None
     open_only: bool
     limit: int
     offset: int

@@ -21,7 +21,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Unpack
+from typing import Any, Protocol, Unpack
 
 import sqlalchemy as sa
 from tenacity import retry, retry_if_exception, stop_after_attempt
@@ -64,6 +64,30 @@ def _worth_retrying(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
+class Mutes(Protocol):
+    """Which silence or inhibition holds a warning's notification (alerts.silences).
+
+    Asked on every refresh of a warning with ``at`` the latest signal's event time; the answer
+    ("silence:<id>", "inhibited:<warning id>" or None) is stored in ``muted_by``. A muted warning
+    still moves through its whole lifecycle (stored, scored, recorded): only its notification is
+    held, and the "unmuted" event is the notification that it is live.
+    """
+
+    def mute_for(
+        self, *, hazard: str, area: str, level: str, sensors: Sequence[str], at: datetime, exercise: bool
+    ) -> str | None: ...
+
+
+RollUpKey = tuple[str, str, bool]  # (hazard, grid area, exercise)
+
+
+class RollUp(Protocol):
+    """District and city warnings over grid ones (alerts.rollup): told, after each transaction
+    commits, which (hazard, grid area, exercise) keys had a warning open, change level or status."""
+
+    def refresh(self, keys: Sequence[RollUpKey], *, now: datetime) -> None: ...
+
+
 class WarningService:
     def __init__(
         self,
@@ -76,8 +100,12 @@ class WarningService:
         repository: WarningRepository | None = None,
         signal_threshold: float = Settings.model_fields["signal_threshold"].default,
         assets: AssetRegister | None = None,
+        mutes: Mutes | None = None,
+        rollup: RollUp | None = None,
     ) -> None:
         self.repository: WarningRepository = repository or SqlWarningRepository(engine)
+        self.mutes = mutes
+        self.rollup = rollup
         self.playbooks = playbooks
         self.assets = assets  # what recommendations name (alerts.recommendations)
         self.areas = areas
@@ -97,25 +125,49 @@ class WarningService:
         """Open or update the warnings these signals are evidence of; returns the ids they went to."""
         if not signals:
             return []
-        return self._apply_once(by_hazard_and_area(signals), now=as_utc(now), actor=actor)
+        now = as_utc(now)
+        changed: set[RollUpKey] = set()
+        touched = self._apply_once(by_hazard_and_area(signals), now=now, actor=actor, changed=changed)
+        self._roll_up(changed, now=now)
+        return touched
+
+    def _roll_up(self, changed: set[RollUpKey], *, now: datetime) -> None:
+        """Tell the roll-up which keys changed; only after the transaction committed."""
+        if self.rollup is not None and changed:
+            self.rollup.refresh(sorted(changed), now=now)
 
     @retry(retry=retry_if_exception(_worth_retrying), stop=stop_after_attempt(3), reraise=True)
     def _apply_once(
-        self, groups: dict[tuple[str, str], list[Signal]], *, now: datetime, actor: str
+        self,
+        groups: dict[tuple[str, str, bool], list[Signal]],
+        *,
+        now: datetime,
+        actor: str,
+        changed: set[RollUpKey],
     ) -> list[str]:
         touched = []
+        changed.clear()  # a retry starts again
         with self.repository.writing() as tx:
             for key, group in groups.items():
                 for run in incidents(group, self.fusion_window):
-                    touched.append(self._apply_incident(tx, key, run, now=now, actor=actor))
+                    touched.append(self._apply_incident(tx, key, run, now=now, actor=actor, changed=changed))
         return touched
 
     def _apply_incident(
-        self, tx: WarningWriter, key: tuple[str, str], run: list[Signal], *, now: datetime, actor: str
+        self,
+        tx: WarningWriter,
+        key: tuple[str, str, bool],
+        run: list[Signal],
+        *,
+        now: datetime,
+        actor: str,
+        changed: set[RollUpKey],
     ) -> str:
         """One incident's time-ordered signals: join or open a warning, ending a quiet one first."""
         joining = self.grouping.warning_for(tx, key, run)
         ended = joining.ended
+        if ended is not None:
+            changed.add((ended.hazard, ended.area, ended.exercise))
         if ended is not None:
             # First, so its (hazard, area) slot is free for the warning this evidence opens.
             lifecycle.check_transition(ended.id, ended.status, "resolved")
@@ -135,7 +187,8 @@ class WarningService:
             )
             tx.record(ended.id, quiet)
         tx.add_evidence(warning.id, run)
-        self._refresh(tx, warning, run, opened=joining.warning is None, now=now, actor=actor)
+        if self._refresh(tx, warning, run, opened=joining.warning is None, now=now, actor=actor):
+            changed.add((warning.hazard, warning.area, warning.exercise))
         return warning.id
 
     def _earned(self, evidence: Sequence[Evidence], run: Sequence[Signal]) -> str:
@@ -151,9 +204,9 @@ class WarningService:
         return best
 
     def _open(
-        self, tx: WarningWriter, key: tuple[str, str], group: list[Signal], *, now: datetime, actor: str
+        self, tx: WarningWriter, key: tuple[str, str, bool], group: list[Signal], *, now: datetime, actor: str
     ) -> WarningOut:
-        hazard, area = key
+        hazard, area, exercise = key
         # The evidence as stored: one row per sensor and time, the first given (``add_evidence``).
         stored = {(s.sensor_id, s.ts_ns): s for s in reversed(group)}
         level = self._earned([as_evidence(s) for s in stored.values()], group)
@@ -165,6 +218,8 @@ class WarningService:
             last=from_ns(max(s.ts_ns for s in group)),
             now=now,
         )
+        drill = next((s.drill_id for s in group if s.drill_id), None)
+        warning = warning.model_copy(update={"exercise": exercise, "drill_id": drill})
         tx.insert(warning)
         opened = lifecycle.opened_event(level, at=now, actor=actor, note=f"{len(group)} signal(s)")
         tx.record(warning.id, opened)
@@ -179,7 +234,7 @@ class WarningService:
         opened: bool,
         now: datetime,
         actor: str,
-    ) -> None:
+    ) -> bool:
         """Re-derive level, certainty and explanation from the warning's evidence, ``group`` (time-ordered)
         already stored with it.
 
@@ -187,7 +242,7 @@ class WarningService:
         the latest window earns; certainty and explanation read the latest window (the fusion window
         before the last signal). ``warning`` was read locked in this transaction, so the level it
         holds is the latest committed one and the level written here can only be higher: never
-        lower than a level a concurrent batch raised.
+        lower than a level a concurrent batch raised. True when it opened or its level changed.
         """
         first_new, last_new = from_ns(group[0].ts_ns), from_ns(group[-1].ts_ns)
         last_signal = max(warning.last_signal_at, last_new)
@@ -239,9 +294,21 @@ class WarningService:
                 assets=self.assets,
                 areas=self.areas,
             )
+        muted_by = warning.muted_by
+        if self.mutes is not None:
+            muted_by = self.mutes.mute_for(
+                hazard=warning.hazard,
+                area=warning.area,
+                level=level,
+                sensors=sorted({s.sensor_id for s in group if s.sensor_id}),
+                at=last_new,
+                exercise=warning.exercise,
+            )
+            values["muted_by"] = muted_by
         tx.update(warning.id, values)
+        self._record_mute(tx, warning.model_copy(update={"level": level}), muted_by, now=now, actor=actor)
         if opened:
-            return
+            return True
 
         def same_status(action: str, from_level: str, note: str) -> WarningEvent:
             status = warning.status
@@ -261,6 +328,40 @@ class WarningService:
         if backing.certainty != warning.certainty:
             change = f"{warning.certainty} -> {backing.certainty} ({backing.confidence:.0%})"
             tx.record(warning.id, same_status("certainty", level, change))
+        return level != warning.level
+
+    @staticmethod
+    def _record_mute(
+        tx: WarningWriter,
+        warning: WarningOut,
+        muted_by: str | None,
+        *,
+        now: datetime,
+        actor: str,
+        note: str = "",
+    ) -> None:
+        """A mute that starts records "muted" (note: what mutes it); one that ends records "unmuted",
+        the notification that the warning is live."""
+        if muted_by == warning.muted_by:
+            return
+        action = "muted" if muted_by is not None else "unmuted"
+        reason = muted_by if muted_by is not None else note or f"was {warning.muted_by}"
+        tx.record(
+            warning.id,
+            lifecycle.status_event(warning, warning.status, action=action, at=now, actor=actor, note=reason),
+        )
+
+    def set_muted(self, warning_id: str, muted_by: str | None, *, now: datetime, note: str = "") -> None:
+        """Mute or unmute a warning without new signals: the sweep when a silence starts or ends."""
+        now = as_utc(now)
+        with self.repository.writing() as tx:
+            current = tx.locked(warning_id)
+            if current is None:
+                raise WarningNotFound(warning_id)
+            if current.muted_by == muted_by:
+                return
+            tx.update(warning_id, {"muted_by": muted_by})
+            self._record_mute(tx, current, muted_by, now=now, actor=lifecycle.AUTOMATIC, note=note)
 
     # ---- operators --------------------------------------------------------------------
 
@@ -296,6 +397,7 @@ class WarningService:
                 current, target, action=target, at=now, actor=actor, actor_role=actor_role, note=note
             )
             tx.record(warning_id, changed)
+        self._roll_up({(current.hazard, current.area, current.exercise)}, now=now)
         detail = self.get(warning_id)
         assert detail is not None
         return detail

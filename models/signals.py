@@ -42,3 +42,6 @@ class Signal:
     evidence: dict[str, float | str] = field(default_factory=dict)
     source: str = "sensor"
     report_ids: tuple[str, ...] = ()
+    # A drill's signal: it never joins or ends a real warning, nor a real signal an exercise one.
+    exercise: bool = False
+    drill_id: str | None = None
