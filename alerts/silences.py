@@ -107,6 +107,7 @@ class Silence:
     ends_at: datetime | None  # None: a recurring window until it is ended
     recurrence: Recurrence | None = None
     ended_at: datetime | None = None  # ended early (DELETE), kept for the record
+    ended_by: str | None = None
 
     @property
     def until(self) -> datetime | None:
