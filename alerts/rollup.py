@@ -14,6 +14,10 @@ The rule, one scope up at a time (grid -> district -> city):
   hazard's hold time; counting it would let a district warning skip the very check that keeps a
   grid's momentary blip from reaching anyone.
 - Drills stay apart: exercise warnings roll up only into exercise roll-ups, real ones into real.
+- An operator who resolves a roll-up warning by hand while members are live has taken that
+  incident off the board: those members (still referencing it) raise no new one, or it would
+  reopen the moment it was resolved. New members raise one by the rule above, which then takes in
+  every live member.
 
 A roll-up warning has no evidence of its own: it references its members (their ``parent_id`` is its
 id), covers every area they cover, and its explanation lists them by place and level.
@@ -61,6 +65,7 @@ class Member:
     confidence: float
     first_signal_at: datetime
     last_signal_at: datetime
+    dismissed: bool = False  # it references a roll-up warning an operator resolved while it was live
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,7 @@ def raises(members: Iterable[Member]) -> bool:
 def verdict(members: Sequence[Member], *, already_open: bool) -> Verdict | None:
     """The roll-up warning these members call for, or None: none should be open (resolve an open one)."""
     live = tuple(sorted((m for m in members if m.status in LIVE), key=lambda m: (m.area, m.id)))
-    if not live or (not already_open and not raises(live)):
+    if not live or (not already_open and not raises(m for m in live if not m.dismissed)):
         return None
     level = max((m.level for m in live), key=rank)
     covers = sorted({a for m in live for a in (*m.covers, m.area)})
@@ -106,6 +111,7 @@ def district_of(areas: AreaIndex, area: str) -> str | None:
 
 _MEMBER_COLUMNS = (
     "id",
+    "parent_id",
     "area",
     "level",
     "status",
@@ -193,7 +199,9 @@ class RollUp:
             .order_by(w.area, w.id)
             .with_for_update()
         ).all()
-        found = verdict([_member(r) for r in rows], already_open=current is not None)
+        dismissed = self._resolved_parents(tx, {r.parent_id for r in rows if r.parent_id is not None})
+        members = [_member(r, dismissed=r.parent_id in dismissed) for r in rows]
+        found = verdict(members, already_open=current is not None)
         if current is None:
             if found is not None:
                 self._raise(tx, scope, hazard, area, exercise, found, now=now)
@@ -201,6 +209,15 @@ class RollUp:
             self._resolve(tx, scope, current, now=now)
         else:
             self._update(tx, scope, current, found, now=now)
+
+    def _resolved_parents(self, tx: WarningWriter, parent_ids: set[str]) -> set[str]:
+        """Of these roll-up warnings, those resolved: live members can only reference one that an
+        operator resolved, since citywarn resolves a roll-up only when no member is live."""
+        if not parent_ids:
+            return set()
+        w = db.warnings.c
+        query = sa.select(w.id).where(w.id.in_(sorted(parent_ids)), w.open_key.is_(None))
+        return set(tx.connection.execute(query).scalars())
 
     def _describe(self, scope: Scope, hazard: str, area: str, found: Verdict) -> dict[str, Any]:
         """The roll-up's level and what it says: its members by place and level, and how sure the
@@ -342,8 +359,9 @@ class RollUp:
         )
 
 
-def _member(row: Any) -> Member:
+def _member(row: Any, *, dismissed: bool) -> Member:
     return Member(
+        dismissed=dismissed,
         id=row.id,
         area=row.area,
         level=row.level,

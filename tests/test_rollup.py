@@ -84,6 +84,14 @@ def test_an_open_roll_up_is_kept_by_one_member_at_its_level_and_ends_with_none()
     assert verdict([member("g-riverside-02", status="resolved")], already_open=True) is None
 
 
+def test_members_of_a_roll_up_resolved_by_hand_raise_no_new_one_until_others_do() -> None:
+    dismissed = [replace(member(g), dismissed=True) for g in ("g-riverside-01", "g-riverside-02")]
+    assert verdict(dismissed, already_open=False) is None
+    assert verdict([*dismissed, member("g-riverside-03")], already_open=False) is None
+    found = verdict([*dismissed, member("g-riverside-03"), member("g-riverside-04")], already_open=False)
+    assert found is not None and len(found.members) == 4
+
+
 def test_covers_is_the_union_of_what_members_cover() -> None:
     spanning = replace(member("g-riverside-01"), covers=("g-riverside-01", "g-oldtown-03"))
     found = verdict([spanning, member("g-riverside-02")], already_open=False)
@@ -226,6 +234,24 @@ def test_escalation_is_recorded_and_returns_an_acknowledged_district_to_active(
     up = detail.events[-1]
     assert (up.action, up.from_level, up.to_level) == ("escalated", "yellow", "orange")
     assert (up.from_status, up.to_status) == ("acknowledged", "active")
+
+
+def test_a_district_resolved_by_hand_stays_resolved_while_its_grids_go_on(
+    repository: SqlWarningRepository, rollup: RollUp
+) -> None:
+    grids = [grid_warning(repository, g) for g in ("g-oldtown-01", "g-oldtown-02")]
+    rollup.refresh([key("g-oldtown-01")], now=NOW)
+    [district] = open_rollups(repository, "district")
+    resolve(repository, district.id)  # an operator: the district incident is handled
+    rollup.refresh([key("g-oldtown-01"), key("d-oldtown")], now=LATER)
+    assert open_rollups(repository, "district") == []
+
+    red = grid_warning(repository, "g-oldtown-05", "red")
+    rollup.refresh([key("g-oldtown-05")], now=LATER)
+    [again] = open_rollups(repository, "district")
+    assert again.id != district.id and again.level == "red"
+    for wid in (*grids, red):
+        assert repository.summary(wid).parent_id == again.id  # type: ignore[union-attr]
 
 
 def test_a_red_grid_alone_raises_its_district_and_pending_grids_raise_nothing(
