@@ -11,6 +11,11 @@ the same history always gives the same identifiers and times:
   escalation and the certainty change it brought) are one message.
 - An acknowledgement is the EOC's own business and changes nothing a
   recipient reads, so it issues no message.
+- The instruction (and the response types) come only from the recommendations
+  the EOC accepted (``alerts.recommendation_log``: accepted, or accepted and
+  since done); none accepted, no instruction. After the Alert, an operator's
+  step that changes which of the warning's recommendations are accepted is an
+  ``Update`` too: recipients must hear of a new instruction.
 
 A document shows the latest message. Its fixed fields (type, times,
 references, severity, urgency, certainty, instruction) are those of that
@@ -23,13 +28,15 @@ from __future__ import annotations
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from shapely.geometry import MultiPolygon, Polygon
 
+from alerts.recommendation_log import RecommendationStep
 from alerts.schemas import WarningDetail, WarningEvent
 from config.areas import Area
 from config.catalog import SENSOR_FAULT
@@ -72,6 +79,8 @@ RESPONSE_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 RESPONSE_ORDER = ("Evacuate", "Avoid", "Prepare", "Execute", "Monitor")
 
 _PUBLIC_STATUSES = frozenset({"active", "acknowledged"})
+_END = datetime.max.replace(tzinfo=UTC)  # after every step
+_IN_FORCE = frozenset({"accepted", "done"})  # a recommendation's states that put it in the instruction
 _URGENCY = frozenset({"Immediate", "Expected", "Future", "Past", "Unknown"})
 _SEVERITY = frozenset({"Extreme", "Severe", "Moderate", "Minor", "Unknown"})
 _CERTAINTY = frozenset({"Observed", "Likely", "Possible", "Unlikely", "Unknown"})
@@ -83,11 +92,15 @@ class NotPublished(LookupError):
     """The warning has not been public yet (it never opened active), so it has no CAP message."""
 
 
+Steps = Mapping[str, Sequence[RecommendationStep]]  # a warning's recommendation steps by rid, oldest first
+
+
 @dataclass(frozen=True, slots=True)
 class CapMessage:
     identifier: str
     sent: datetime  # UTC, whole seconds
     msg_type: MsgType
+    accepted: frozenset[str] = frozenset()  # rids of the recommendations in its instruction
 
     def reference(self, sender: str) -> str:
         """The message's extended identifier, as CAP's <references> lists it."""
@@ -101,6 +114,7 @@ class FeedItem:
     warning: WarningDetail
     area: Area | None
     cap_url: str
+    steps: Steps | None = None  # what operators did with its recommendations
 
 
 def cap_time(at: datetime) -> str:
@@ -108,17 +122,49 @@ def cap_time(at: datetime) -> str:
     return at.astimezone(UTC).replace(microsecond=0).isoformat()
 
 
-def cap_messages(warning: WarningDetail) -> list[CapMessage]:
-    """The warning's CAP messages, oldest first (the module's docstring says which events make one)."""
+def cap_messages(warning: WarningDetail, steps: Steps | None = None) -> list[CapMessage]:
+    """The warning's CAP messages, oldest first (the module's docstring says which events and
+    recommendation steps make one)."""
     out: list[CapMessage] = []
-    for at, events in _by_transaction(warning.events):
+    for at, events, accepted in _moments(warning, steps or {}):
         msg_type = _message_type(events, published=bool(out))
+        if msg_type is None and out and accepted != out[-1].accepted:
+            msg_type = "Update"
         if msg_type is not None:
             sent = at.astimezone(UTC).replace(microsecond=0)
-            out.append(CapMessage(f"citywarn-{warning.id}-{len(out) + 1}", sent, msg_type))
+            out.append(CapMessage(f"citywarn-{warning.id}-{len(out) + 1}", sent, msg_type, accepted))
         if msg_type == "Cancel":
             break
     return out
+
+
+def _moments(
+    warning: WarningDetail, steps: Steps
+) -> list[tuple[datetime, list[WarningEvent], frozenset[str]]]:
+    """The instants that may make a message: each transaction's events (consecutive events recorded at
+    one ``now``), and each recommendation step at an instant of its own; with the rids of the warning's
+    current recommendations accepted by then. A step at a transaction's instant goes with it."""
+    current = {r.get("rid") for r in warning.recommendations}
+    pending = deque(
+        sorted((s.at, rid, s.state) for rid, hist in steps.items() if rid in current for s in hist)
+    )
+    states: dict[str, str] = {}
+    out: list[tuple[datetime, list[WarningEvent], frozenset[str]]] = []
+    for at, events in [*_by_transaction(warning.events), (_END, [])]:
+        while pending and pending[0][0] < at:  # a step between transactions: an instant of its own
+            step_at, rid, state = pending.popleft()
+            states[rid] = state
+            out.append((step_at, [], _accepted(states)))
+        while pending and pending[0][0] == at:
+            _, rid, state = pending.popleft()
+            states[rid] = state
+        if events:
+            out.append((at, events, _accepted(states)))
+    return out
+
+
+def _accepted(states: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(rid for rid, state in states.items() if state in _IN_FORCE)
 
 
 def _by_transaction(events: Sequence[WarningEvent]) -> list[tuple[datetime, list[WarningEvent]]]:
@@ -141,9 +187,12 @@ def _message_type(events: Sequence[WarningEvent], *, published: bool) -> MsgType
     return "Update" if changed or any(e.action == "certainty" for e in events) else None
 
 
-def cap_alert(warning: WarningDetail, *, area: Area | None, sender: str) -> bytes:
-    """The warning's latest CAP 1.2 message as a UTF-8 XML document. ``NotPublished`` if it has none."""
-    messages = cap_messages(warning)
+def cap_alert(warning: WarningDetail, *, area: Area | None, sender: str, steps: Steps | None = None) -> bytes:
+    """The warning's latest CAP 1.2 message as a UTF-8 XML document. ``NotPublished`` if it has none.
+
+    ``steps``: what operators did with its recommendations (``RecommendationLog.history``).
+    """
+    messages = cap_messages(warning, steps)
     if not messages:
         raise NotPublished(warning.id)
     latest = messages[-1]
@@ -176,7 +225,8 @@ def _info(alert: ET.Element, warning: WarningDetail, area: Area | None, message:
     for category in categories:
         _add(info, "category", category)
     _add(info, "event", event)
-    for response in ["AllClear"] if ended else response_types(warning.recommendations):
+    accepted = [r for r in warning.recommendations if r.get("rid") in message.accepted]
+    for response in ["AllClear"] if ended else response_types(accepted):
         _add(info, "responseType", response)
     _add(info, "urgency", "Past" if ended else _one_of(_URGENCY, warning.urgency))
     _add(info, "severity", _one_of(_SEVERITY, warning.severity))
@@ -191,7 +241,7 @@ def _info(alert: ET.Element, warning: WarningDetail, area: Area | None, message:
         description = f"The warning ended at {cap_time(message.sent)}. {description}".strip()
     if description:
         _add(info, "description", description)
-    instruction = "" if ended else instructions(warning.recommendations)
+    instruction = "" if ended else instructions(accepted)
     if instruction:
         _add(info, "instruction", instruction)
     parameter = _add(info, "parameter")
@@ -221,11 +271,8 @@ def response_types(recommendations: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def instructions(recommendations: Sequence[dict[str, Any]]) -> str:
-    """One numbered line per recommendation, in the warning's own order: what, who, and by when.
-
-    CAP's instruction should come from the recommendations the EOC accepted; until recommendations
-    can be accepted, it is all of the warning's, ranked as the warning gives them.
-    """
+    """One numbered line per recommendation given (the accepted ones), in the warning's own order:
+    what, who, and by when."""
     lines = []
     for i, r in enumerate(recommendations, 1):
         who, by = r.get("who"), _deadline(r.get("by"))
@@ -297,7 +344,7 @@ def atom_feed(
     _atom_add(author, "name", sender)
     ET.SubElement(feed, "link", rel="self", type=ATOM_MEDIA_TYPE, href=self_url)
     for item in items:
-        messages = cap_messages(item.warning)
+        messages = cap_messages(item.warning, item.steps)
         if messages:
             _entry(feed, item, messages, sender)
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)

@@ -6,13 +6,17 @@ Entries, each at its own time:
   bursts cite it; one the report store no longer holds is placed at the first burst citing it;
 - ``reading``: a sensor's evidence row (at the time observed), with its value, unit and score;
 - ``report_burst``: a burst of reports the report detector judged significant, with its score;
-- ``transition``: a line of the warning's history (at the time recorded): who, what, from, to.
+- ``transition``: a line of the warning's history (at the time recorded): who, what, from, to;
+- ``recommendation``: an operator's step on one of its recommendations (accepted, rejected, done),
+  with who took it (``alerts.recommendation_log``).
 
 Ties at one instant keep a fixed order (``Rank``): reports, then evidence rows in the order stored,
-then transitions in the order recorded, so evidence comes before the transition it caused.
+then transitions in the order recorded, so evidence comes before the transition it caused, then
+recommendation steps (an operator acts on what the warning showed).
 
 Evidence rows and transitions can number thousands, so they stay in the state database and are
-read a page at a time (``History``); the reports are read whole (they are few) and merged in.
+read a page at a time (``History``); the reports and recommendation steps are read whole (they are
+few) and merged in.
 Pages are by offset: while a warning still gathers evidence, a row observed earlier than the page
 being read shifts the later pages by one; a settled warning pages exactly once through.
 
@@ -25,17 +29,19 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 from heapq import merge
 from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
+from alerts.recommendation_log import RecommendationStep
 from alerts.schemas import Evidence, WarningEvent, WarningOut
 from config.timeutil import from_ns
 
 EXCERPT_CHARS = 200
+_AFTER = timedelta(microseconds=1)
 
 
 class Rank(IntEnum):
@@ -44,6 +50,7 @@ class Rank(IntEnum):
     REPORT = 0
     EVIDENCE = 1
     TRANSITION = 2
+    RECOMMENDATION = 3
 
 
 class ReportEntry(BaseModel):
@@ -94,9 +101,23 @@ class TransitionEntry(BaseModel):
     note: str
 
 
+class RecommendationEntry(BaseModel):
+    type: Literal["recommendation"] = "recommendation"
+    at: datetime
+    rid: str
+    what: str | None = Field(description="The action; None once it is no longer among the warning's")
+    state: str = Field(description="accepted, rejected or done")
+    actor: str
+    actor_role: str | None
+    note: str
+
+
 TimelineEntry = Annotated[
-    ReportEntry | ReadingEntry | ReportBurstEntry | TransitionEntry, Field(discriminator="type")
+    ReportEntry | ReadingEntry | ReportBurstEntry | TransitionEntry | RecommendationEntry,
+    Field(discriminator="type"),
 ]
+# Entries read whole and merged into the history's pages.
+SideEntry = ReportEntry | RecommendationEntry
 
 
 class TimelinePage(BaseModel):
@@ -170,6 +191,27 @@ def report_entries(cited: Mapping[str, datetime], stored: Mapping[str, StoredRep
     return sorted(entries, key=lambda e: (e.at, e.report_id))
 
 
+def recommendation_entries(
+    steps: Mapping[str, Sequence[RecommendationStep]], recommendations: Sequence[Mapping[str, Any]]
+) -> list[RecommendationEntry]:
+    """One entry per recommendation step, in time order (steps of one recommendation keep theirs)."""
+    what = {r.get("rid"): str(r.get("what", "")) for r in recommendations}
+    entries = [
+        RecommendationEntry(
+            at=step.at,
+            rid=rid,
+            what=what.get(rid),
+            state=step.state,
+            actor=step.actor,
+            actor_role=step.actor_role,
+            note=step.note,
+        )
+        for rid, history in steps.items()
+        for step in history
+    ]
+    return sorted(entries, key=lambda e: e.at)
+
+
 def entry_of(row: Evidence | WarningEvent, units: Mapping[str, str]) -> TimelineEntry:
     if isinstance(row, WarningEvent):
         return TransitionEntry(**row.model_dump())
@@ -199,17 +241,19 @@ def entry_of(row: Evidence | WarningEvent, units: Mapping[str, str]) -> Timeline
 def rank_of(entry: TimelineEntry) -> Rank:
     if isinstance(entry, ReportEntry):
         return Rank.REPORT
+    if isinstance(entry, RecommendationEntry):
+        return Rank.RECOMMENDATION
     return Rank.TRANSITION if isinstance(entry, TransitionEntry) else Rank.EVIDENCE
 
 
-def first_report_on_page(
-    reports: Sequence[ReportEntry], offset: int, before: Callable[[datetime], int]
-) -> int:
-    """How many reports come before merged position ``offset``.
+def first_report_on_page(reports: Sequence[SideEntry], offset: int, before: Callable[[datetime], int]) -> int:
+    """How many of the entries read whole (reports, recommendation steps) come before merged
+    position ``offset``.
 
-    Report ``j`` sits at merged position ``j + before(its time)`` (history rows strictly earlier:
-    at one instant reports come first), which grows with ``j``; so a binary search asks the
-    database ``log2(len(reports))`` counts, not one per report.
+    Entry ``j`` (in (time, rank) order) sits at merged position ``j + before(cut)``: the history
+    rows strictly earlier than a report's time (at one instant reports come first), or than just
+    after a step's time (steps come last). That grows with ``j``; so a binary search asks the
+    database ``log2(len(reports))`` counts, not one per entry.
     """
     positions = _Positions(reports, before)
     return bisect_left(positions, offset, hi=len(reports))
@@ -218,12 +262,15 @@ def first_report_on_page(
 class _Positions:
     """The merged positions of the reports, computed only where the binary search looks."""
 
-    def __init__(self, reports: Sequence[ReportEntry], before: Callable[[datetime], int]) -> None:
+    def __init__(self, reports: Sequence[SideEntry], before: Callable[[datetime], int]) -> None:
         self.reports = reports
         self.before = before
 
     def __getitem__(self, j: int) -> int:
-        return j + self.before(self.reports[j].at)
+        entry = self.reports[j]
+        # Times are stored to the microsecond, so a microsecond later is after every row at ``at``.
+        cut = entry.at + _AFTER if isinstance(entry, RecommendationEntry) else entry.at
+        return j + self.before(cut)
 
     def __len__(self) -> int:
         return len(self.reports)
@@ -237,14 +284,16 @@ def page(
     units: Mapping[str, str],
     offset: int,
     limit: int,
+    steps: Sequence[RecommendationEntry] = (),
 ) -> TimelinePage:
     """Entries ``offset`` to ``offset + limit`` of the warning's timeline, and how many there are."""
     wid = warning.id
-    r0 = first_report_on_page(reports, offset, lambda at: history.history_count(wid, before=at))
+    side: list[SideEntry] = sorted([*reports, *steps], key=lambda e: (e.at, rank_of(e)))
+    r0 = first_report_on_page(side, offset, lambda at: history.history_count(wid, before=at))
     rows = history.history_slice(wid, offset=offset - r0, limit=limit)
     entries: list[TimelineEntry] = [entry_of(row, units) for row in rows]
-    # Stable: at equal keys the reports (given first) stay first, the history keeps its order.
-    merged = merge(reports[r0 : r0 + limit], entries, key=lambda e: (e.at, rank_of(e)))
+    # Stable: ranks differ between the two lists, and each keeps its own order at equal keys.
+    merged = merge(side[r0 : r0 + limit], entries, key=lambda e: (e.at, rank_of(e)))
     items = [e for _, e in zip(range(limit), merged, strict=False)]
-    total = history.history_count(wid) + len(reports)
+    total = history.history_count(wid) + len(side)
     return TimelinePage(warning=warning, items=items, total=total, limit=limit, offset=offset)

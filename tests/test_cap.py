@@ -17,6 +17,7 @@ from shapely.geometry import Point
 
 from alerts import cap
 from alerts.lifecycle import new_warning, opened_event
+from alerts.recommendation_log import RecommendationLog, Step
 from alerts.schemas import WarningDetail, WarningEvent
 from alerts.service import WarningService
 from app.main import create_app
@@ -99,21 +100,64 @@ def test_the_same_warning_gives_the_same_document_twice(service: WarningService)
     assert cap_of(service, wid) == cap_of(service, wid)
 
 
-def test_the_instruction_lists_the_recommendations_ranked_as_given(
+def accept(service: WarningService, wid: str, rid: str, at: datetime, step: Step = "accepted") -> None:
+    RecommendationLog(service.repository.engine).record(
+        wid, rid, step, now=at, actor="EOC duty officer", actor_role="operator"
+    )
+
+
+def cap_with_steps(service: WarningService, wid: str) -> bytes:
+    found = detail(service, wid)
+    steps = RecommendationLog(service.repository.engine).history(wid)
+    return cap.cap_alert(found, area=AREAS.area(found.area), sender=SENDER, steps=steps)
+
+
+def test_no_recommendation_accepted_means_no_instruction(
     service: WarningService, schema: etree.XMLSchema
 ) -> None:
     [wid] = service.apply_signals([signal(level="red", value=4.5)], now=NOW, actor="t")
-    info = valid(schema, cap_of(service, wid)).find("cap:info", NS)
+    info = valid(schema, cap_with_steps(service, wid)).find("cap:info", NS)
+    assert info is not None
+    assert info.find("cap:instruction", NS) is None and info.find("cap:responseType", NS) is None
+
+
+def test_the_instruction_holds_the_accepted_recommendations_only_and_is_an_update(
+    service: WarningService, schema: etree.XMLSchema
+) -> None:
+    [wid] = service.apply_signals([signal(level="red", value=4.5)], now=NOW, actor="t")
+    recs = detail(service, wid).recommendations
+    assert len(recs) >= 4
+    evacuate = next(r for r in recs if "evacuat" in r["what"].lower())
+    others = [r for r in recs if r is not evacuate]
+    accept(service, wid, evacuate["rid"], NOW + timedelta(minutes=2))
+    accept(service, wid, others[0]["rid"], NOW + timedelta(minutes=3), "rejected")
+    accept(service, wid, others[1]["rid"], NOW + timedelta(minutes=4))
+    accept(service, wid, others[1]["rid"], NOW + timedelta(minutes=5), "done")  # done: still in force
+
+    root = valid(schema, cap_with_steps(service, wid))
+    info = root.find("cap:info", NS)
     assert info is not None
     lines = text(info, "cap:instruction").splitlines()
-    whats = [r["what"] for r in detail(service, wid).recommendations]
-    assert len(lines) == len(whats) >= 4
-    assert all(
-        line.startswith(f"{i}. {what}") for i, (line, what) in enumerate(zip(lines, whats, strict=True), 1)
+    in_order = [r["what"] for r in recs if r in (evacuate, others[1])]  # the warning's own order
+    assert [line.split(". ", 1)[1].split(" (")[0] for line in lines] == in_order
+    assert lines[0].startswith("1. ") and lines[1].startswith("2. ")
+    assert others[0]["what"] not in text(info, "cap:instruction")  # rejected
+    assert next(r.text for r in info.findall("cap:responseType", NS)) == "Evacuate"
+    # Each acceptance told recipients of a new instruction: the Alert, then two Updates (the rejection
+    # and the done changed nothing they read).
+    messages = cap.cap_messages(
+        detail(service, wid), RecommendationLog(service.repository.engine).history(wid)
     )
-    # The red flood's playbook says evacuate, and closes underpasses: both are CAP response types.
-    responses = [r.text for r in info.findall("cap:responseType", NS)]
-    assert responses[0] == "Evacuate" and "Avoid" in responses
+    assert [(m.msg_type, m.sent) for m in messages] == [
+        ("Alert", NOW),
+        ("Update", NOW + timedelta(minutes=2)),
+        ("Update", NOW + timedelta(minutes=4)),
+    ]
+    assert (text(root, "cap:msgType"), text(root, "cap:sent")) == (
+        "Update",
+        cap.cap_time(NOW + timedelta(minutes=4)),
+    )
+    assert len(text(root, "cap:references").split()) == 2
 
 
 def test_an_escalation_is_an_update_referencing_the_alert_before_it(

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from alerts import db, timeline
 from alerts.lifecycle import new_warning
+from alerts.recommendation_log import RecommendationStep
 from alerts.schemas import Evidence, WarningEvent, WarningOut
 from alerts.sinks import ReportSink
 from app.auth.roles import Role
@@ -35,7 +36,7 @@ from tests.factories import CATALOG, signal
 
 GRID = "g-oldtown-05"  # where gas-oldtown-01 is
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
-ORDER = {"report": 0, "reading": 1, "report_burst": 1, "transition": 2}
+ORDER = {"report": 0, "reading": 1, "report_burst": 1, "transition": 2, "recommendation": 3}
 
 
 @pytest.fixture
@@ -204,6 +205,42 @@ def test_the_timeline_holds_every_report_reading_and_transition_in_order(app_cli
         assert paged == items
 
 
+def test_recommendation_steps_appear_in_time_order_with_their_actors(app_client: TestClient) -> None:
+    app = app_client.app
+    svc: Services = app.state.services  # type: ignore[attr-defined]
+    wid = build_gas_warning(svc).warning_id
+    recs = sorted(svc.warnings.get(wid).recommendations, key=lambda r: r["rank"])  # type: ignore[union-attr]
+    first, second = recs[0]["rid"], recs[1]["rid"]
+    officer = bearer(new_key(app, Role.OPERATOR, "EOC duty officer"))  # type: ignore[arg-type]
+    chief = bearer(new_key(app, Role.ADMIN, "EOC chief"))  # type: ignore[arg-type]
+    base = f"/v1/warnings/{wid}/recommendations"
+    for path, headers, note in (
+        (f"{base}/{first}/accept", officer, "crew on the way"),
+        (f"{base}/{second}/reject", chief, "not needed"),
+        (f"{base}/{first}/done", officer, "valve closed"),
+    ):
+        resp = app_client.post(path, json={"note": note}, headers=headers)
+        assert resp.status_code == 200, resp.text
+
+    items = app_client.get(f"/v1/warnings/{wid}/timeline", params={"limit": 500}, headers=officer).json()[
+        "items"
+    ]
+    steps = [i for i in items if i["type"] == "recommendation"]
+    assert [(s["rid"], s["state"], s["actor"], s["actor_role"], s["note"]) for s in steps] == [
+        (first, "accepted", "EOC duty officer", "operator", "crew on the way"),
+        (second, "rejected", "EOC chief", "admin", "not needed"),
+        (first, "done", "EOC duty officer", "operator", "valve closed"),
+    ]
+    assert steps[0]["what"] == recs[0]["what"]
+    keys = [(datetime.fromisoformat(i["at"]), ORDER[i["type"]]) for i in items]
+    assert keys == sorted(keys)
+    # Acted on after the last signal, so the steps close the record.
+    assert [i["type"] for i in items[-3:]] == ["recommendation"] * 3
+    for limit in (1, 7):
+        paged, total = whole(app_client, wid, officer, limit)
+        assert (paged, total) == (items, len(items))
+
+
 def test_an_unknown_warning_is_a_404_problem_and_the_page_is_bounded(app_client: TestClient) -> None:
     viewer = bearer(new_key(app_client.app, Role.VIEWER))  # type: ignore[arg-type]
     resp = app_client.get("/v1/warnings/no-such-warning/timeline", headers=viewer)
@@ -301,10 +338,11 @@ def _row(i: int, minute: int, is_event: bool) -> Evidence | WarningEvent:
 @given(
     history=st.lists(st.tuples(st.integers(0, 20), st.booleans()), max_size=40),
     report_minutes=st.lists(st.integers(0, 20), max_size=25),
+    step_minutes=st.lists(st.integers(0, 20), max_size=10),
     limit=st.integers(1, 12),
 )
 def test_pages_of_the_merged_timeline_are_the_brute_force_merge_cut_in_pieces(
-    history: list[tuple[int, bool]], report_minutes: list[int], limit: int
+    history: list[tuple[int, bool]], report_minutes: list[int], step_minutes: list[int], limit: int
 ) -> None:
     rows = sorted(
         (_row(i, m, ev) for i, (m, ev) in enumerate(history)),
@@ -317,15 +355,32 @@ def test_pages_of_the_merged_timeline_are_the_brute_force_merge_cut_in_pieces(
         },
         {},
     )
+    steps = timeline.recommendation_entries(
+        {
+            f"a{i}": [
+                RecommendationStep(
+                    state="accepted",
+                    at=datetime(2026, 11, 29, tzinfo=UTC) + timedelta(minutes=m),
+                    actor="op",
+                    actor_role="operator",
+                    note="",
+                )
+            ]
+            for i, m in enumerate(step_minutes)
+        },
+        [],
+    )
     everything = sorted(
-        [*reports, *(timeline.entry_of(r, {}) for r in rows)],
+        [*reports, *(timeline.entry_of(r, {}) for r in rows), *steps],
         key=lambda e: (e.at, timeline.rank_of(e)),
     )
     source = ListHistory(rows)
     warning = _warning()
     paged = []
     for offset in range(0, len(everything) + limit, limit):
-        page = timeline.page(warning, history=source, reports=reports, units={}, offset=offset, limit=limit)
+        page = timeline.page(
+            warning, history=source, reports=reports, units={}, offset=offset, limit=limit, steps=steps
+        )
         assert page.total == len(everything)
         paged += page.items
     assert paged == everything

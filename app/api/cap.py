@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from alerts import cap
+from alerts.recommendation_log import RecommendationLog
 from alerts.schemas import WarningDetail
 from app.api.deps import WarningId, now, services
 from app.auth.deps import require
@@ -45,7 +46,12 @@ def warning_cap(warning_id: WarningId, svc: Annotated[Services, Depends(services
     if detail is None:
         raise HTTPException(404, detail=f"no warning {warning_id}")
     try:
-        body = cap.cap_alert(detail, area=svc.areas.area(detail.area), sender=svc.settings.cap_sender)
+        body = cap.cap_alert(
+            detail,
+            area=svc.areas.area(detail.area),
+            sender=svc.settings.cap_sender,
+            steps=RecommendationLog(svc.engine).history(warning_id),
+        )
     except cap.NotPublished:
         raise HTTPException(404, detail=f"warning {warning_id} has no CAP message: never public") from None
     return CapXml(body)
@@ -69,11 +75,13 @@ def cap_feed(
         bool, Query(description="Also list exercise (drill) warnings; without it, drills are left out")
     ] = False,
 ) -> AtomXml:
+    log = RecommendationLog(svc.engine)
     items = [
         cap.FeedItem(
             warning=detail,
             area=svc.areas.area(detail.area),
             cap_url=str(request.url_for("warning_cap", warning_id=detail.id)),
+            steps=log.history(detail.id),
         )
         for detail in _current(svc, exercise=exercise)
     ]

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from alerts import timeline
+from alerts.recommendation_log import RecommendationLog
 from alerts.timeline import TimelinePage
 from app.api.deps import WarningId, services
 from app.auth.deps import require
@@ -20,7 +21,10 @@ router = APIRouter(prefix="/v1/warnings", tags=["warnings"])
     "/{warning_id}/timeline",
     response_model=TimelinePage,
     dependencies=[Depends(require(Permission.READ_WARNINGS))],
-    summary="The warning's after-action record: reports, readings, bursts and transitions in time order",
+    summary=(
+        "The warning's after-action record: reports, readings, bursts, transitions and recommendation "
+        "steps in time order"
+    ),
 )
 def get_timeline(
     warning_id: WarningId,
@@ -34,7 +38,10 @@ def get_timeline(
         raise HTTPException(404, detail=f"no warning {warning_id}")
     cited = timeline.cited_reports(repository.report_evidence(warning_id))
     reports = timeline.report_entries(cited, svc.reports.by_ids(list(cited)))
+    steps = timeline.recommendation_entries(
+        RecommendationLog(svc.engine).history(warning_id), warning.recommendations
+    )
     units = {name: kind.unit for name, kind in svc.catalog.kinds.items()}
     return timeline.page(
-        warning, history=repository, reports=reports, units=units, offset=offset, limit=limit
+        warning, history=repository, reports=reports, units=units, offset=offset, limit=limit, steps=steps
     )
