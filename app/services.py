@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from alerts.migrations import upgrade_to_head
+from alerts.repository import SqlWarningRepository
+from alerts.rollup import RollUp
 from alerts.service import WarningService
 from config.areas import AreaIndex, load_areas
 from config.assets import AssetRegister, load_assets
@@ -99,6 +101,7 @@ def build_services(settings: Settings) -> Services:
             fusion_window=timedelta(seconds=settings.fusion_window_s),
             signal_threshold=settings.signal_threshold,
             assets=assets,
+            rollup=RollUp(SqlWarningRepository(engine), areas=areas),
         ),
         checkpoints=CheckpointRepository(engine),
         validator=ReadingValidator(
