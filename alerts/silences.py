@@ -22,12 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from config.areas import AreaIndex
-from config.catalog import LEVELS
+from config.catalog import LEVELS, Level
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SilenceState = Literal["active", "pending", "expired"]
 SILENCE_PREFIX = "silence:"
 
 
@@ -36,7 +39,7 @@ class Matchers:
     sensor: str | None = None
     area: str | None = None
     hazard: str | None = None
-    level: str | None = None
+    level: Level | None = None
 
     def __post_init__(self) -> None:
         if self.sensor is None and self.area is None and self.hazard is None and self.level is None:
@@ -125,7 +128,7 @@ class Silence:
         """Ended for good by ``at``: nothing will ever match again."""
         return self.until is not None and at >= self.until
 
-    def state(self, at: datetime) -> str:
+    def state(self, at: datetime) -> SilenceState:
         """ "active" (muting now), "pending" (will mute later) or "expired" (never again)."""
         if self.over_by(at):
             return "expired"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from alerts.migrations import upgrade_to_head
+from alerts.mutes import SilencesAndInhibition
 from alerts.repository import SqlWarningRepository
 from alerts.rollup import RollUp
 from alerts.service import WarningService
+from alerts.silence_store import SilenceStore
 from config.areas import AreaIndex, load_areas
 from config.assets import AssetRegister, load_assets
 from config.catalog import Catalog, load_catalog, registration_problems
@@ -52,6 +54,9 @@ class Services:
     models: ModelRepository
     report_validator: ReportValidator
     producer: ConfirmedProducer
+    # Silences as operators set them, and what mutes a warning (silences, inhibition: alerts.mutes).
+    silences: SilenceStore
+    mutes: SilencesAndInhibition
 
     def close(self) -> None:
         self.producer.close()
@@ -83,6 +88,14 @@ def build_services(settings: Settings) -> Services:
         check=lambda sensor: registration_problems(catalog.kinds, areas, sensor),
     )
     live_catalog = LiveCatalog(catalog, source=registry)
+    silences = SilenceStore(engine)
+    mutes = SilencesAndInhibition(
+        silences,
+        catalog=live_catalog,
+        areas=areas,
+        lookback=timedelta(seconds=settings.max_past_age_s),
+        wall=lambda: datetime.now(UTC),
+    )
     return Services(
         settings=settings,
         catalog=catalog,
@@ -101,6 +114,7 @@ def build_services(settings: Settings) -> Services:
             fusion_window=timedelta(seconds=settings.fusion_window_s),
             signal_threshold=settings.signal_threshold,
             assets=assets,
+            mutes=mutes,
             rollup=RollUp(SqlWarningRepository(engine), areas=areas),
         ),
         checkpoints=CheckpointRepository(engine),
@@ -121,4 +135,6 @@ def build_services(settings: Settings) -> Services:
             max_past_age_s=settings.max_past_age_s,
         ),
         producer=ConfirmedProducer(producer_config(settings)),
+        silences=silences,
+        mutes=mutes,
     )

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         description="Signals for one hazard in an area or its neighbours within this time join one "
         "warning; evidence later than this after a warning's last signal resolves it and opens a new one.",
     )
+    mute_sweep_s: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="How often open warnings muted by a silence or an inhibiting warning are checked: one "
+        "whose silence has ended (or whose cause has closed) is unmuted then, and that is its notification.",
+    )
 
     # --- CAP 1.2 export
     cap_sender: str = Field(
