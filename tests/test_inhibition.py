@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import sqlalchemy as sa
+
 from alerts.inhibition import POWER_OUTAGE, RULES, Cause, inhibitor, inhibitor_id_of, mute_tag
+from alerts.lifecycle import new_warning
+from alerts.mutes import SilencesAndInhibition, lift_mutes
+from alerts.repository import SqlWarningRepository
+from alerts.sensor_faults import SensorFaultDesk
+from alerts.service import WarningService
+from alerts.silence_store import SilenceStore
 from alerts.silences import area_within
 from config.areas import load_areas
 from config.catalog import SENSOR_FAULT
 from config.settings import Settings
-from tests.factories import CATALOG
+from config.timeutil import to_ns
+from models.sensor_health import HealthEvent
+from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
 
 AREAS = load_areas(Settings().areas_path)
 WITHIN = area_within(AREAS)
@@ -61,3 +73,51 @@ def test_causes_are_not_inhibited_and_the_smallest_id_wins() -> None:
     assert who_mutes([power], hazard=SENSOR_FAULT, sensors=[GAUGE.id]) is None, "an outage hides no fault"
     assert who_mutes([power], hazard=POWER_OUTAGE, sensors=[GAUGE.id]) is None
     assert who_mutes([Cause("w-c", "flood", GAUGE.area, None)], sensors=[GAUGE.id]) is None, "no rule"
+
+
+# ---- through the real warning service, on SQLite and PostgreSQL ---------------------------------
+
+
+def test_an_open_sensor_fault_mutes_its_sensors_hazard_warning_until_it_resolves(engine: sa.Engine) -> None:
+    store = SilenceStore(engine)
+    mutes = SilencesAndInhibition(
+        store, catalog=CATALOG, areas=AREAS, lookback=timedelta(days=30), poll_s=0, wall=lambda: NOW
+    )
+    service = WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS, areas=AREAS, mutes=mutes)
+    desk = SensorFaultDesk(service.repository, catalog=CATALOG, playbooks=PLAYBOOKS)
+    gauge = GAUGE.id
+    stuck = HealthEvent(gauge, "water_level", GAUGE.area, to_ns(NOW), 2.0, "flatline", "stuck at 2.0 m")
+    [fault_id] = desk.apply([stuck], now=NOW)
+
+    [wid] = service.apply_signals(
+        [signal(sensor_id=gauge, area=GAUGE.area, ts=NOW + timedelta(minutes=1))], now=NOW, actor="detector:t"
+    )
+    warning = service.get(wid)
+    assert warning is not None
+    assert warning.muted_by == f"inhibited:{fault_id}", "the muted warning names the warning inhibiting it"
+    assert warning.signal_count == 1
+    assert [e.note for e in warning.events if e.action == "muted"] == [f"inhibited:{fault_id}"]
+
+    assert lift_mutes(engine, store, service, now=NOW + timedelta(minutes=2)) == [], "the fault is open"
+    healthy = HealthEvent(
+        gauge, "water_level", GAUGE.area, to_ns(NOW + timedelta(minutes=3)), 2.4, None, "moving"
+    )
+    desk.apply([healthy], now=NOW + timedelta(minutes=3))
+    assert lift_mutes(engine, store, service, now=NOW + timedelta(minutes=4)) == [wid]
+    warning = service.get(wid)
+    assert warning is not None and warning.muted_by is None
+    [unmuted] = [e for e in warning.events if e.action == "unmuted"]
+    assert fault_id in unmuted.note
+
+
+def test_a_drills_outage_mutes_no_real_warning(engine: sa.Engine) -> None:
+    store = SilenceStore(engine)
+    mutes = SilencesAndInhibition(
+        store, catalog=CATALOG, areas=AREAS, lookback=timedelta(days=30), poll_s=0, wall=lambda: NOW
+    )
+    outage = new_warning(POWER_OUTAGE, GAUGE.area, "yellow", first=NOW, last=NOW, now=NOW)
+    with SqlWarningRepository(engine).writing() as tx:
+        tx.insert(outage)
+    asked = {"hazard": "flood", "area": GAUGE.area, "level": "yellow", "sensors": [GAUGE.id], "at": NOW}
+    assert mutes.mute_for(**asked, exercise=False) == f"inhibited:{outage.id}"
+    assert mutes.mute_for(**asked, exercise=True) is None
