@@ -8,7 +8,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import areas, cap, health, keys, readings, recommendations, reports, sensors, timeline, warnings
+from app.api import (
+    areas,
+    cap,
+    health,
+    keys,
+    readings,
+    recommendations,
+    reports,
+    sensors,
+    silences,
+    timeline,
+    warnings,
+)
 from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
 from app.auth.audit import AuditLog
@@ -74,5 +86,6 @@ def create_app(
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
     for module in (health, readings, reports, warnings, timeline, recommendations, cap, sensors, areas, keys):
         app.include_router(module.router)
+    app.include_router(silences.router)
     app.state.rate_limiter = build_rate_limiter(settings)  # app.auth.deps.require counts; None: off
     return app

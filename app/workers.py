@@ -11,6 +11,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from alerts.mutes import lift_mutes
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
 from app.services import Services
@@ -177,6 +178,21 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
     )
 
 
+def mute_sweep(svc: Services) -> Callable[[threading.Event], None]:
+    """Every ``mute_sweep_s`` of wall time, unmute the open warnings whose silence has ended or whose
+    inhibiting warning has closed (``alerts.mutes.lift_mutes``); the "unmuted" event notifies them."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(svc.settings.mute_sweep_s):
+            try:
+                lift_mutes(svc.engine, svc.silences, svc.warnings, now=datetime.now(UTC))
+            except Exception:
+                # A missed round only delays a notification: the next one sees the same rows.
+                log.exception("mute sweep failed; retrying in %s s", svc.settings.mute_sweep_s)
+
+    return run
+
+
 def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
     """Start the readings and reports consumers, the model refresher and the silence check; returns the
     consumers by name."""
@@ -185,6 +201,7 @@ def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestW
     threads.start("report-ingest", reports.run)
     threads.start("model-refit", model_refresher(svc, readings).run)
     threads.start("sensor-silence", silence_watch(svc, readings).run)
+    threads.start("mute-sweep", mute_sweep(svc))
     return {"readings": readings, "reports": reports}
 
 
