@@ -11,13 +11,13 @@ from fastapi import FastAPI
 from app.api import (
     areas,
     cap,
+    drills,
     health,
     keys,
     readings,
     recommendations,
     reports,
     sensors,
-    silences,
     timeline,
     warnings,
 )
@@ -27,7 +27,7 @@ from app.auth.audit import AuditLog
 from app.limits import BodySizeLimit, InputLimits
 from app.rate_limits import build_rate_limiter
 from app.services import Services, build_services
-from app.workers import BackgroundThreads, start_ingest
+from app.workers import BackgroundThreads, build_drill_runner, start_ingest
 from config.settings import Settings
 from ingest.kafka import ensure_topics
 
@@ -60,9 +60,11 @@ def create_app(
             app.state.consumers = start_ingest(threads, svc)
         for name, make in (extra_workers or {}).items():
             threads.start(name, make(svc))
+        app.state.drills = build_drill_runner(svc)  # drills an earlier run left running: interrupted
         try:
             yield
         finally:
+            app.state.drills.close()
             threads.stop()
             svc.close()
 
@@ -86,6 +88,6 @@ def create_app(
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
     for module in (health, readings, reports, warnings, timeline, recommendations, cap, sensors, areas, keys):
         app.include_router(module.router)
-    app.include_router(silences.router)
+    app.include_router(drills.router)
     app.state.rate_limiter = build_rate_limiter(settings)  # app.auth.deps.require counts; None: off
     return app

@@ -3,6 +3,7 @@ check, and the demo replay."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -11,7 +12,8 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from alerts.mutes import lift_mutes
+from alerts.drill_store import DrillStore
+from alerts.drills import DrillRunner, DrillScenario, DrillTools, ScenarioData, ScenarioRegistry
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
 from app.services import Services
@@ -178,21 +180,6 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
     )
 
 
-def mute_sweep(svc: Services) -> Callable[[threading.Event], None]:
-    """Every ``mute_sweep_s`` of wall time, unmute the open warnings whose silence has ended or whose
-    inhibiting warning has closed (``alerts.mutes.lift_mutes``); the "unmuted" event notifies them."""
-
-    def run(stop: threading.Event) -> None:
-        while not stop.wait(svc.settings.mute_sweep_s):
-            try:
-                lift_mutes(svc.engine, svc.silences, svc.warnings, now=datetime.now(UTC))
-            except Exception:
-                # A missed round only delays a notification: the next one sees the same rows.
-                log.exception("mute sweep failed; retrying in %s s", svc.settings.mute_sweep_s)
-
-    return run
-
-
 def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
     """Start the readings and reports consumers, the model refresher and the silence check; returns the
     consumers by name."""
@@ -201,7 +188,6 @@ def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestW
     threads.start("report-ingest", reports.run)
     threads.start("model-refit", model_refresher(svc, readings).run)
     threads.start("sensor-silence", silence_watch(svc, readings).run)
-    threads.start("mute-sweep", mute_sweep(svc))
     return {"readings": readings, "reports": reports}
 
 
@@ -209,3 +195,49 @@ def train_now(svc: Services, *, now: datetime) -> dict[str, KindModel]:
     """Fit the per-kind models from the store's history and archive them (``citywarn train``)."""
     window = timedelta(seconds=svc.settings.training_history_s)
     return train_kind_models(svc.catalog.kinds, history=svc.store, archive=svc.models, window=window, now=now)
+
+
+def drill_scenarios(svc: Services) -> ScenarioRegistry:
+    """The scenarios a drill can replay, by name; a new one is one more ``DrillScenario`` here."""
+    return ScenarioRegistry(
+        [
+            DrillScenario(
+                name="demo-day",
+                description="The demo city's day ending now: an afternoon storm, rivers and an underpass "
+                "past their lines in Riverside, a gas leak in Hongqi (demo.city)",
+                build=lambda end: demo_day(svc, end=end),
+            )
+        ]
+    )
+
+
+def demo_day(svc: Services, *, end: datetime) -> ScenarioData:
+    """The demo day's readings and reports, as ingest's validation accepts them (the rest is dropped)."""
+    from demo.city import demo_readings, demo_reports
+
+    readings = [
+        svc.validator.parse(json.dumps(m).encode(), end) for m in demo_readings(end=end, catalog=svc.catalog)
+    ]
+    reports = [
+        svc.report_validator.parse(json.dumps(m).encode(), end)
+        for m in demo_reports(end=end, areas=svc.areas)
+    ]
+    return ScenarioData(
+        readings=[p for p in readings if isinstance(p, Point)],
+        reports=[r for r in reports if isinstance(r, ReportRecord)],
+    )
+
+
+def build_drill_runner(svc: Services) -> DrillRunner:
+    """Drills with detectors of their own: a scoring engine built as the live one is (with the archived
+    per-kind models), and a report burst detector, fresh for each drill and never checkpointed."""
+    s = svc.settings
+
+    def tools() -> DrillTools:
+        engine = ScoringEngine(svc.live_catalog, detector=s.detector, signal_threshold=s.signal_threshold)
+        engine.set_kind_models(latest_kind_models(svc.models))
+        return DrillTools(scorer=engine, bursts=ReportBurstDetector(svc.taxonomy, window_s=s.burst_window_s))
+
+    return DrillRunner(
+        store=DrillStore(svc.engine), scenarios=drill_scenarios(svc), warnings=svc.warnings, tools=tools
+    )

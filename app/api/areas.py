@@ -55,7 +55,7 @@ def area_risk(
     if area is None:
         raise HTTPException(404, detail=f"no area {area_id}")
     covered = [area_id, *[g.id for g in svc.areas.grids(area_id)]] if area.level == "district" else [area_id]
-    warnings = svc.warnings.list(areas=covered, open_only=True, limit=500).items
+    warnings = svc.warnings.list(areas=covered, open_only=True, exercise=False, limit=500).items  # no drills
     since = since or max(EARLIEST, at - RISK_LOOKBACK)
     reports, _ = svc.reports.list(area=None, start_ns=to_ns(since), limit=10_000)
     report_counts = Counter(r.category for r in reports if r.area in covered)

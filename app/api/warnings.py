@@ -66,8 +66,13 @@ def list_warnings(
     format: Annotated[
         Literal["json", "geojson"], Query(description=f"geojson: a FeatureCollection, as {GEOJSON}")
     ] = "json",
+    exercise: Annotated[
+        Literal["false", "true", "any"],
+        Query(description="Drills: false (the default) leaves exercises out, true lists only them, any all"),
+    ] = "false",
 ) -> WarningPage | Response:
     page = svc.warnings.list(
+        exercise=None if exercise == "any" else exercise == "true",
         status=status,
         level=level,
         area=area,

@@ -26,11 +26,12 @@ class Permission(StrEnum):
     INGEST = "ingest"  # post readings and reports
     SUBSCRIBE = "subscribe"  # manage its own webhook subscriptions
     ADMINISTER = "administer"  # keys, sensors, every integrator's subscriptions
+    DRILL = "drill"  # start and stop drills: exercise warnings in the live warning service
 
 
 GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ, Permission.READ_WARNINGS}),
-    Role.OPERATOR: frozenset({Permission.READ, Permission.READ_WARNINGS, Permission.ACT}),
+    Role.OPERATOR: frozenset({Permission.READ, Permission.READ_WARNINGS, Permission.ACT, Permission.DRILL}),
     Role.INTEGRATOR: frozenset({Permission.READ_WARNINGS, Permission.SUBSCRIBE}),
     Role.INGEST: frozenset({Permission.INGEST}),
     Role.ADMIN: frozenset(Permission),
