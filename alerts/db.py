@@ -101,6 +101,8 @@ events = sa.Table(
     sa.Column("from_level", sa.String(8)),
     sa.Column("to_level", sa.String(8), nullable=False),
     sa.Column("note", sa.Text, nullable=False, default=""),
+    # The readings' clock the transition happened at (alerts.lifecycle); NULL for operators' actions.
+    sa.Column("event_time", sa.DateTime(timezone=True)),
     sa.Index("warning_events_warning", "warning_id", "id"),
 )
 

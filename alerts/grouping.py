@@ -15,7 +15,7 @@ same warnings.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -62,11 +62,22 @@ class Grouping:
         self.areas = areas
         self.window = window
 
-    def warning_for(self, tx: WarningWriter, key: Key, run: Sequence[Signal]) -> Joining:
-        """Where one incident's time-ordered signals go; the warnings read stay locked in ``tx``."""
+    def warning_for(
+        self,
+        tx: WarningWriter,
+        key: Key,
+        run: Sequence[Signal],
+        settle: Callable[[WarningOut], WarningOut | None] = lambda w: w,
+    ) -> Joining:
+        """Where one incident's time-ordered signals go; the warnings read stay locked in ``tx``.
+
+        ``settle`` brings a candidate up to the run's first time (the lifecycle's clock) and says
+        whether it is still open (None: it ended before the run, which cannot join it).
+        """
         hazard, area, exercise = key
         first = from_ns(run[0].ts_ns)
         own = tx.open_warning(hazard, area, exercise=exercise)
+        own = settle(own) if own is not None else None
         ended = None
         if own is not None:
             if first - own.last_signal_at <= self.window:
@@ -77,4 +88,5 @@ class Grouping:
         neighbours = [(hazard, n) for n in self.areas.neighbours(area)]
         if not neighbours:
             return Joining(None, ended)
-        return Joining(tx.latest_open_of(neighbours, since=first - self.window, exercise=exercise), ended)
+        near = tx.latest_open_of(neighbours, since=first - self.window, exercise=exercise)
+        return Joining(settle(near) if near is not None else None, ended)

@@ -25,7 +25,7 @@ from typing import Any, Protocol, Unpack
 import sqlalchemy as sa
 
 from alerts import db
-from alerts.lifecycle import OPEN
+from alerts.lifecycle import CHANGES, OPEN
 from alerts.schemas import (
     Evidence,
     Status,
@@ -49,6 +49,8 @@ _DATETIMES = (
     "activated_at",
     "clock_at",
     "below_since",
+    "at",
+    "event_time",
 )
 
 
@@ -68,6 +70,10 @@ class WarningWriter(Protocol):
     ) -> WarningOut | None: ...
 
     def open_in(self, areas: Sequence[str]) -> list[WarningOut]: ...
+
+    def open_with_status(self, status: Status) -> list[WarningOut]: ...
+
+    def change_times(self, warning_id: str, *, since: datetime) -> list[datetime]: ...
 
     def locked(self, warning_id: str) -> WarningOut | None: ...
 
@@ -191,7 +197,7 @@ class SqlWarningRepository:
         return WarningDetail(
             **_warning(row).model_dump(),
             evidence=[_evidence(r) for r in evidence],
-            events=[WarningEvent(**{**r._mapping, "at": as_utc(r.at)}) for r in history],
+            events=[_event(r) for r in history],
         )
 
     def evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int) -> list[Evidence]:
@@ -317,6 +323,28 @@ class _SqlWriter:
         ).all()
         return [_warning(r) for r in rows]
 
+    def open_with_status(self, status: Status) -> list[WarningOut]:
+        """Open grid warnings in ``status``, locked, in id order."""
+        w = db.warnings.c
+        rows = self.conn.execute(
+            sa.select(db.warnings)
+            .where(w.open_key.is_not(None), w.status == status, w.scope == "grid")
+            .order_by(w.id)
+            .with_for_update()
+        ).all()
+        return [_warning(r) for r in rows]
+
+    def change_times(self, warning_id: str, *, since: datetime) -> list[datetime]:
+        """Event times of the warning's automatic level and status changes after ``since``, oldest first:
+        what flapping counts (``lifecycle.CHANGES``)."""
+        h = db.events.c
+        rows = self.conn.execute(
+            sa.select(h.event_time)
+            .where(h.warning_id == warning_id, h.event_time > as_utc(since), h.action.in_(sorted(CHANGES)))
+            .order_by(h.event_time, h.id)
+        ).scalars()
+        return [as_utc(t) for t in rows]
+
     def locked(self, warning_id: str) -> WarningOut | None:
         return self._one_locked(sa.select(db.warnings).where(db.warnings.c.id == warning_id))
 
@@ -381,9 +409,7 @@ class _SqlWriter:
         return int(self.conn.execute(count).scalar_one())
 
     def record(self, warning_id: str, event: WarningEvent) -> None:
-        self.conn.execute(
-            db.events.insert().values(warning_id=warning_id, **{**event.model_dump(), "at": as_utc(event.at)})
-        )
+        self.conn.execute(db.events.insert().values(warning_id=warning_id, **_utc_values(event.model_dump())))
 
 
 def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -395,7 +421,10 @@ def _evidence(row: Any) -> Evidence:
 
 
 def _event(row: Any) -> WarningEvent:
-    return WarningEvent(**{**row._mapping, "at": as_utc(row.at)})
+    data = {**row._mapping, "at": as_utc(row.at)}
+    if data.get("event_time") is not None:
+        data["event_time"] = as_utc(data["event_time"])
+    return WarningEvent(**data)
 
 
 def _warning(row: Any) -> WarningOut:

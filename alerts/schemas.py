@@ -38,6 +38,7 @@ class WarningEvent(BaseModel):
     from_level: str | None
     to_level: str
     note: str
+    event_time: datetime | None = None  # the readings' clock it happened at; None for operators
 
 
 class WarningOut(BaseModel):

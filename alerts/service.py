@@ -18,10 +18,9 @@ highest that any new signal's own window of evidence earns (``_earned``).
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol, Unpack
+from typing import Any, ClassVar, Protocol, Unpack
 
 import sqlalchemy as sa
 from tenacity import retry, retry_if_exception, stop_after_attempt
@@ -29,13 +28,11 @@ from tenacity import retry, retry_if_exception, stop_after_attempt
 from alerts import certainty, explanation, lifecycle, recommendations
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.grouping import Grouping, by_hazard_and_area, incidents
-from alerts.levels import CAP_SEVERITY, CAP_URGENCY, LevelRule, higher
+from alerts.levels import CAP_SEVERITY, CAP_URGENCY, LevelRule, rank
 from alerts.repository import SqlWarningRepository, WarningRepository, WarningWriter
 from alerts.schemas import (
     Evidence,
-    Status,
     WarningDetail,
-    WarningEvent,
     WarningFilters,
     WarningOut,
     WarningPage,
@@ -43,9 +40,10 @@ from alerts.schemas import (
 from alerts.witnesses import as_evidence
 from config.areas import AreaIndex
 from config.assets import AssetRegister
-from config.catalog import Catalog
+from config.catalog import LEVELS, SENSOR_FAULT, Catalog
+from config.lifecycle import LifecycleConfig, load_lifecycle
 from config.playbooks import Playbooks
-from config.settings import Settings
+from config.settings import CITY_DIR, Settings
 from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
@@ -102,8 +100,11 @@ class WarningService:
         assets: AssetRegister | None = None,
         mutes: Mutes | None = None,
         rollup: RollUp | None = None,
+        lifecycle_config: LifecycleConfig | None = None,
     ) -> None:
         self.repository: WarningRepository = repository or SqlWarningRepository(engine)
+        # Hold, release, flapping and the escalation chain; the bundled city's unless given.
+        self.lifecycle_config = lifecycle_config or load_lifecycle(CITY_DIR / "lifecycle.yaml")
         self.mutes = mutes
         self.rollup = rollup
         self.playbooks = playbooks
@@ -149,7 +150,9 @@ class WarningService:
         changed.clear()  # a retry starts again
         with self.repository.writing() as tx:
             for key, group in groups.items():
-                for run in incidents(group, self.fusion_window):
+                # Cut where the condition lapses too, so the walk ends a warning before what follows.
+                lapse = min(self.fusion_window, self.lifecycle_config.timing(key[0]).release_time)
+                for run in incidents(group, lapse):
                     touched.append(self._apply_incident(tx, key, run, now=now, actor=actor, changed=changed))
         return touched
 
@@ -163,14 +166,22 @@ class WarningService:
         actor: str,
         changed: set[RollUpKey],
     ) -> str:
-        """One incident's time-ordered signals: join or open a warning, ending a quiet one first."""
-        joining = self.grouping.warning_for(tx, key, run)
+        """One incident's time-ordered signals: join or open a warning, ending a quiet one first.
+
+        A warning they might join is first walked up to (not at) their first time, so one whose
+        condition ended before them has resolved and they open a new one, however they were batched.
+        """
+        first = from_ns(run[0].ts_ns)
+
+        def settle(w: WarningOut) -> WarningOut | None:
+            return self._walk(tx, w, until=first, before=True, now=now, actor=actor, changed=changed)
+
+        joining = self.grouping.warning_for(tx, key, run, settle=settle)
         ended = joining.ended
         if ended is not None:
             changed.add((ended.hazard, ended.area, ended.exercise))
-        if ended is not None:
             # First, so its (hazard, area) slot is free for the warning this evidence opens.
-            lifecycle.check_transition(ended.id, ended.status, "resolved")
+            lifecycle.next_status(ended.id, ended.status, "superseded")
             if not tx.change_status(ended.id, from_status=ended.status, to_status="resolved", now=now):
                 raise InvalidTransition(f"warning {ended.id} changed while ending")
         warning = joining.warning or self._open(tx, key, run, now=now, actor=actor)
@@ -178,52 +189,173 @@ class WarningService:
             note = lifecycle.quiet_note(
                 window=self.fusion_window,
                 last_signal=ended.last_signal_at,
-                new_signal=from_ns(run[0].ts_ns),
+                new_signal=first,
                 successor=warning.id,
                 opened=joining.warning is None,
             )
             quiet = lifecycle.status_event(
-                ended, "resolved", action="resolved", at=now, actor=lifecycle.AUTOMATIC, note=note
+                ended,
+                "resolved",
+                action="resolved",
+                at=now,
+                actor=lifecycle.AUTOMATIC,
+                note=note,
+                event_time=first,
             )
             tx.record(ended.id, quiet)
         tx.add_evidence(warning.id, run)
-        if self._refresh(tx, warning, run, opened=joining.warning is None, now=now, actor=actor):
+        opened = joining.warning is None
+        if opened:
             changed.add((warning.hazard, warning.area, warning.exercise))
+        late = not opened and warning.clock_at is not None and first <= warning.clock_at
+        walked = self._walk(
+            tx, warning, until=from_ns(run[-1].ts_ns), revisit=late, now=now, actor=actor, changed=changed
+        )
+        self._refresh(
+            tx, walked or warning, run, opened=opened, now=now, actor=actor, level_was=warning.level
+        )
         return warning.id
 
-    def _earned(self, evidence: Sequence[Evidence], run: Sequence[Signal]) -> str:
-        """The highest level any new signal's own window (evidence in [its time - window, its time])
-        earns: what the same signals earn however they were batched."""
-        ordered = sorted(evidence, key=lambda e: e.observed_at)
-        times = [e.observed_at for e in ordered]
-        best = "blue"
-        for at in sorted({from_ns(s.ts_ns) for s in run}):
-            hi = bisect_right(times, at)
-            lo = max(bisect_left(times, at - self.fusion_window), hi - EVIDENCE_FUSED)
-            best = higher(best, self.levels.assess(ordered[lo:hi]).level)
-        return best
+    def _earn(self, window: Sequence[Evidence]) -> str:
+        """The level a window of evidence (time-ordered) earns, from its latest rows."""
+        return self.levels.assess(window[-EVIDENCE_FUSED:]).level
 
     def _open(
         self, tx: WarningWriter, key: tuple[str, str, bool], group: list[Signal], *, now: datetime, actor: str
     ) -> WarningOut:
+        """A new warning at what its first instant's evidence earns; the walk takes it from there."""
         hazard, area, exercise = key
+        first = from_ns(group[0].ts_ns)
         # The evidence as stored: one row per sensor and time, the first given (``add_evidence``).
-        stored = {(s.sensor_id, s.ts_ns): s for s in reversed(group)}
-        level = self._earned([as_evidence(s) for s in stored.values()], group)
-        warning = lifecycle.new_warning(
-            hazard,
-            area,
-            level,
-            first=from_ns(min(s.ts_ns for s in group)),
-            last=from_ns(max(s.ts_ns for s in group)),
-            now=now,
-        )
+        at_first = {(s.sensor_id, s.ts_ns): s for s in reversed(group) if s.ts_ns == group[0].ts_ns}
+        level = self._earn([as_evidence(s) for s in at_first.values()])
+        status = lifecycle.first_status(level, self.lifecycle_config.timing(hazard))
         drill = next((s.drill_id for s in group if s.drill_id), None)
-        warning = warning.model_copy(update={"exercise": exercise, "drill_id": drill})
+        warning = lifecycle.new_warning(
+            hazard, area, level, first=first, last=first, now=now, status=status
+        ).model_copy(update={"exercise": exercise, "drill_id": drill})
+        if status == "active":
+            warning = warning.model_copy(update=self._first_responder(now))
         tx.insert(warning)
-        opened = lifecycle.opened_event(level, at=now, actor=actor, note=f"{len(group)} signal(s)")
+        note = f"{len(at_first)} signal(s) at {first.isoformat()}"
+        if status == "pending":
+            note += f"; pending until it holds {self.lifecycle_config.timing(hazard).hold:g} min"
+        opened = lifecycle.opened_event(
+            level, at=now, actor=actor, note=note, status=status, event_time=first
+        )
         tx.record(warning.id, opened)
         return warning
+
+    def _first_responder(self, now: datetime) -> dict[str, Any]:
+        return {"responder": self.lifecycle_config.chain[0], "responder_since": now}
+
+    def _walk(
+        self,
+        tx: WarningWriter,
+        warning: WarningOut,
+        *,
+        until: datetime,
+        now: datetime,
+        actor: str,
+        changed: set[RollUpKey],
+        before: bool = False,
+        revisit: bool = False,
+        advise: bool = False,
+    ) -> WarningOut | None:
+        """Move a locked warning along event time to ``until`` (``lifecycle.walk``) and store what
+        happened; returns it as it now is, or None if it resolved. ``advise``: re-derive its advice
+        when the level moved (after new signals the caller does, in ``_refresh``)."""
+        if warning.hazard == SENSOR_FAULT or warning.scope != "grid" or warning.status not in lifecycle.OPEN:
+            return warning
+        timing = self.lifecycle_config.timing(warning.hazard)
+        clock = warning.clock_at or warning.last_signal_at
+        if until <= clock and not revisit:
+            return warning
+        since = min(clock, until) - timing.release_time - timing.flap_time
+        life = lifecycle.Life.of(warning, tx.change_times(warning.id, since=clock - timing.flap_time))
+        evidence = [
+            e
+            for e in tx.evidence_since(warning.id, since=since, limit=EVIDENCE_SCANNED)
+            if e.observed_at <= until
+        ]
+        moved, steps = lifecycle.walk(
+            life, evidence, timing, self._earn, until=until, before=before, revisit=revisit
+        )
+        values: dict[str, Any] = {
+            "clock_at": moved.clock_at,
+            "below_since": moved.below_since,
+            "condition_level": moved.condition_level,
+            "flapping": moved.flapping,
+            "activated_at": moved.activated_at,
+        }
+        current = warning
+        for step in steps:
+            event = lifecycle.status_event(
+                current,
+                step.to_status,
+                action=step.action,
+                at=now,
+                actor=actor if step.by_evidence else lifecycle.AUTOMATIC,
+                note=step.note,
+                to_level=step.to_level,
+                event_time=step.event_time,
+            )
+            if step.to_status != current.status:
+                if not tx.change_status(
+                    current.id, from_status=current.status, to_status=step.to_status, now=now
+                ):
+                    raise InvalidTransition(f"warning {current.id} changed while becoming {step.to_status}")
+                if step.to_status == "active":
+                    values |= (
+                        self._first_responder(now)
+                        if current.status == "pending"
+                        else {"responder_since": now}
+                    )
+            tx.record(current.id, event)
+            current = current.model_copy(update={"status": step.to_status, "level": step.to_level})
+        level = moved.level
+        if level != warning.level:
+            values |= {"level": level, "severity": CAP_SEVERITY[level], "urgency": CAP_URGENCY[level]}
+        if steps:
+            values["updated_at"] = now
+        tx.update(warning.id, values)
+        if any(s.to_status != s.from_status or s.to_level != s.from_level for s in steps):
+            changed.add((warning.hazard, warning.area, warning.exercise))
+        if current.status == "resolved":
+            return None
+        walked = warning.model_copy(update={**values, "status": current.status})
+        if level != warning.level and advise:
+            self._refresh(tx, walked, [], opened=False, now=now, actor=actor, level_was=warning.level)
+        return walked
+
+    def advance(self, clock: Mapping[str, datetime], *, now: datetime) -> None:
+        """Move the open warnings of these areas (and those covering them) to each area's event time:
+        the latest reading stored for it. Called by the sinks after each stored batch."""
+        if not clock:
+            return
+        now = as_utc(now)
+        clock = {a: as_utc(t) for a, t in clock.items()}
+        changed: set[RollUpKey] = set()
+        self._advance_once(clock, now=now, changed=changed)
+        self._roll_up(changed, now=now)
+
+    @retry(retry=retry_if_exception(_worth_retrying), stop=stop_after_attempt(3), reraise=True)
+    def _advance_once(self, clock: Mapping[str, datetime], *, now: datetime, changed: set[RollUpKey]) -> None:
+        changed.clear()
+        with self.repository.writing() as tx:
+            for warning in tx.open_in(sorted(clock)):
+                until = max(clock[a] for a in {warning.area, *warning.covers} if a in clock)
+                # Up to, not at, the latest reading: readings of that same instant may come in the next batch.
+                self._walk(
+                    tx,
+                    warning,
+                    until=until,
+                    before=True,
+                    now=now,
+                    actor=lifecycle.AUTOMATIC,
+                    changed=changed,
+                    advise=True,
+                )
 
     def _refresh(
         self,
@@ -234,54 +366,53 @@ class WarningService:
         opened: bool,
         now: datetime,
         actor: str,
-    ) -> bool:
-        """Re-derive level, certainty and explanation from the warning's evidence, ``group`` (time-ordered)
-        already stored with it.
+        level_was: str,
+    ) -> None:
+        """Re-derive certainty, explanation and (when the level moved) advice for ``warning`` at the
+        level the walk left it, from its evidence; ``group``: new signals (time-ordered) already stored
+        with it, if any.
 
-        The level is the highest of the warning's own, what any new signal's window earns and what
-        the latest window earns; certainty and explanation read the latest window (the fusion window
-        before the last signal). ``warning`` was read locked in this transaction, so the level it
-        holds is the latest committed one and the level written here can only be higher: never
-        lower than a level a concurrent batch raised. True when it opened or its level changed.
+        Certainty and explanation read the latest window (the fusion window before the last signal);
+        recommendations are re-issued only when the level changes, so their deadlines do not slide
+        with every new signal, and count from the observation that earned the level.
         """
-        first_new, last_new = from_ns(group[0].ts_ns), from_ns(group[-1].ts_ns)
-        last_signal = max(warning.last_signal_at, last_new)
+        level = warning.level
+        last_new = from_ns(group[-1].ts_ns) if group else warning.clock_at or warning.last_signal_at
+        first_new = from_ns(group[0].ts_ns) if group else last_new
+        last_signal = max(warning.last_signal_at, last_new) if group else warning.last_signal_at
         scanned = tx.evidence_since(warning.id, since=first_new - self.fusion_window, limit=EVIDENCE_SCANNED)
         evidence = [e for e in scanned if e.observed_at >= last_signal - self.fusion_window][:EVIDENCE_FUSED]
         assessed = self.levels.assess(evidence)
-        level = higher(higher(warning.level, assessed.level), self._earned(scanned, group))
         backing = certainty.corroborate(evidence)
-        why = explanation.explanation(
-            level=level,
-            hazard=warning.hazard,
-            area=warning.area,
-            evidence=evidence,
-            corroboration=backing,
-            assessment=assessed,
-            units=self._units,
-            names=self._names,
-        )
         values: dict[str, Any] = {
-            "level": level,
-            "severity": CAP_SEVERITY[level],
-            "urgency": CAP_URGENCY[level],
             "certainty": backing.certainty,
             "confidence": backing.confidence,
             "headline": explanation.headline(
                 level=level, hazard=warning.hazard, area=warning.area, names=self._names
             ),
-            "explanation": why,
-            "first_signal_at": min(warning.first_signal_at, first_new),
-            "last_signal_at": last_signal,
+            "explanation": explanation.explanation(
+                level=level,
+                hazard=warning.hazard,
+                area=warning.area,
+                evidence=evidence,
+                corroboration=backing,
+                assessment=assessed,
+                units=self._units,
+                names=self._names,
+            ),
             "updated_at": now,
-            "signal_count": tx.evidence_count(warning.id),
         }
-        if opened or level != warning.level:
-            # Recommendations are re-issued only when the level changes, so their
-            # deadlines do not slide with every new signal.
-            # Deadlines count from the observation that earned the level, not from processing time.
+        if group:
+            values |= {
+                "first_signal_at": min(warning.first_signal_at, first_new),
+                "last_signal_at": last_signal,
+                "signal_count": tx.evidence_count(warning.id),
+                "covers": sorted({*warning.covers, warning.area, *(s.area for s in group)}),
+            }
+        if opened or level != level_was:
+            release = self.lifecycle_config.timing(warning.hazard).release_time
             cause = recommendations.trigger(
-                self.levels, scanned, group, level=level, window=self.fusion_window, units=self._units
+                self.levels, scanned, group, level=level, window=release, units=self._units
             )
             values["recommendations"] = recommendations.recommend(
                 playbooks=self.playbooks,
@@ -295,7 +426,7 @@ class WarningService:
                 areas=self.areas,
             )
         muted_by = warning.muted_by
-        if self.mutes is not None:
+        if self.mutes is not None and group:
             muted_by = self.mutes.mute_for(
                 hazard=warning.hazard,
                 area=warning.area,
@@ -306,29 +437,15 @@ class WarningService:
             )
             values["muted_by"] = muted_by
         tx.update(warning.id, values)
-        self._record_mute(tx, warning.model_copy(update={"level": level}), muted_by, now=now, actor=actor)
-        if opened:
-            return True
-
-        def same_status(action: str, from_level: str, note: str) -> WarningEvent:
-            status = warning.status
-            return WarningEvent(
-                at=now,
-                actor=actor,
-                action=action,
-                from_status=status,
-                to_status=status,
-                from_level=from_level,
-                to_level=level,
-                note=note,
-            )
-
-        if level != warning.level:
-            tx.record(warning.id, same_status("escalated", warning.level, f"{len(group)} new signal(s)"))
-        if backing.certainty != warning.certainty:
+        self._record_mute(tx, warning, muted_by, now=now, actor=actor)
+        if not opened and backing.certainty != warning.certainty:
             change = f"{warning.certainty} -> {backing.certainty} ({backing.confidence:.0%})"
-            tx.record(warning.id, same_status("certainty", level, change))
-        return level != warning.level
+            tx.record(
+                warning.id,
+                lifecycle.status_event(
+                    warning, warning.status, action="certainty", at=now, actor=actor, note=change
+                ),
+            )
 
     @staticmethod
     def _record_mute(
@@ -369,38 +486,156 @@ class WarningService:
         self, warning_id: str, *, now: datetime, actor: str, actor_role: str | None = None, note: str = ""
     ) -> WarningDetail:
         """``actor`` and ``actor_role``: the label and role of the API key that asked."""
-        return self._transition(
-            warning_id, "acknowledged", now=as_utc(now), actor=actor, actor_role=actor_role, note=note
+        return self._operate(
+            warning_id, "acknowledge", now=now, actor=actor, actor_role=actor_role, note=note
         )
 
     def resolve(
         self, warning_id: str, *, now: datetime, actor: str, actor_role: str | None = None, note: str = ""
     ) -> WarningDetail:
-        """``actor`` and ``actor_role``: the label and role of the API key that asked."""
-        return self._transition(
-            warning_id, "resolved", now=as_utc(now), actor=actor, actor_role=actor_role, note=note
+        return self._operate(warning_id, "resolve", now=now, actor=actor, actor_role=actor_role, note=note)
+
+    def assign(
+        self, warning_id: str, assignee: str, *, now: datetime, actor: str, actor_role: str | None = None
+    ) -> WarningDetail:
+        return self._operate(
+            warning_id, "assign", now=now, actor=actor, actor_role=actor_role, note="", assignee=assignee
         )
 
-    def _transition(
-        self, warning_id: str, target: Status, *, now: datetime, actor: str, actor_role: str | None, note: str
+    def annotate(
+        self, warning_id: str, *, now: datetime, actor: str, note: str, actor_role: str | None = None
     ) -> WarningDetail:
+        return self._operate(warning_id, "annotate", now=now, actor=actor, actor_role=actor_role, note=note)
+
+    def escalate(
+        self, warning_id: str, *, now: datetime, actor: str, actor_role: str | None = None, note: str = ""
+    ) -> WarningDetail:
+        """One level up; the level holds for the hazard's release before the clock may lower it."""
+        return self._operate(warning_id, "escalate", now=now, actor=actor, actor_role=actor_role, note=note)
+
+    def deescalate(
+        self, warning_id: str, *, now: datetime, actor: str, actor_role: str | None = None, note: str = ""
+    ) -> WarningDetail:
+        """One level down; it holds until new evidence earns more."""
+        return self._operate(warning_id, "deescalate", now=now, actor=actor, actor_role=actor_role, note=note)
+
+    _ACTIONS: ClassVar[dict[lifecycle.Trigger, str]] = {
+        "acknowledge": "acknowledged",
+        "resolve": "resolved",
+        "assign": "assigned",
+        "annotate": "annotated",
+        "escalate": "escalated",
+        "deescalate": "deescalated",
+    }
+
+    def _operate(
+        self,
+        warning_id: str,
+        trigger: lifecycle.Trigger,
+        *,
+        now: datetime,
+        actor: str,
+        actor_role: str | None,
+        note: str,
+        assignee: str | None = None,
+    ) -> WarningDetail:
+        """An operator's action through the transition table, recorded with who, when, before and after."""
+        now = as_utc(now)
         with self.repository.writing() as tx:
             current = tx.locked(warning_id)
             if current is None:
                 raise WarningNotFound(warning_id)
-            lifecycle.check_transition(warning_id, current.status, target)
+            target = lifecycle.next_status(warning_id, current.status, trigger)
+            values: dict[str, Any] = {}
+            level = current.level
+            if trigger in ("escalate", "deescalate"):
+                step = 1 if trigger == "escalate" else -1
+                if not 0 <= rank(level) + step < len(LEVELS):
+                    edge = "red already" if step > 0 else "blue: resolve it instead"
+                    raise InvalidTransition(f"warning {warning_id} is {edge}")
+                level = LEVELS[rank(level) + step]
+                # An operator's level holds a release window before the clock may step it down again.
+                below = current.clock_at if step > 0 else None
+                values |= {
+                    "level": level,
+                    "severity": CAP_SEVERITY[level],
+                    "urgency": CAP_URGENCY[level],
+                    "below_since": below,
+                }
+            if trigger == "assign":
+                values["assignee"] = assignee
+                note = f"assigned to {assignee}"
+            if target == "active" and current.status != "active":
+                values |= {
+                    "responder_since": now,
+                    "responder": current.responder or self.lifecycle_config.chain[0],
+                }
             # The row is locked, so this cannot miss; the compare-and-set is the guard that makes
             # a second, concurrent transition fail even where a store cannot lock.
-            if not tx.change_status(warning_id, from_status=current.status, to_status=target, now=now):
+            if target != current.status and not tx.change_status(
+                warning_id, from_status=current.status, to_status=target, now=now
+            ):
                 raise InvalidTransition(f"warning {warning_id} changed while becoming {target}")
-            changed = lifecycle.status_event(
-                current, target, action=target, at=now, actor=actor, actor_role=actor_role, note=note
+            if values:
+                tx.update(warning_id, {**values, "updated_at": now})
+            event = lifecycle.status_event(
+                current,
+                target,
+                action=self._ACTIONS[trigger],
+                at=now,
+                actor=actor,
+                actor_role=actor_role,
+                note=note,
+                to_level=level,
             )
-            tx.record(warning_id, changed)
-        self._roll_up({(current.hazard, current.area, current.exercise)}, now=now)
+            tx.record(warning_id, event)
+            if level != current.level:
+                self._refresh(
+                    tx,
+                    current.model_copy(update={"level": level, "status": target}),
+                    [],
+                    opened=False,
+                    now=now,
+                    actor=actor,
+                    level_was=current.level,
+                )
+        if target != current.status or level != current.level:
+            self._roll_up({(current.hazard, current.area, current.exercise)}, now=now)
         detail = self.get(warning_id)
         assert detail is not None
         return detail
+
+    # ---- the escalation chain (wall clock) ------------------------------------------------
+
+    def hand_up(self, *, now: datetime) -> list[str]:
+        """Tell the next tier of the chain about each active warning nobody acknowledged in its
+        level's ``ack_within`` (wall time, since its responder was told); returns their ids.
+        A muted warning was told to nobody, so nobody is late answering it."""
+        now = as_utc(now)
+        config = self.lifecycle_config
+        moved = []
+        with self.repository.writing() as tx:
+            for w in tx.open_with_status("active"):
+                ack = config.ack_time(w.level)
+                if ack is None or w.muted_by is not None or w.responder_since is None:
+                    continue
+                tier = config.chain.index(w.responder) if w.responder in config.chain else 0
+                if tier + 1 >= len(config.chain) or now - w.responder_since < ack:
+                    continue
+                after = config.chain[tier + 1]
+                tx.update(w.id, {"responder": after, "responder_since": now, "updated_at": now})
+                note = (
+                    f"{w.responder} -> {after}: not acknowledged within {ack.total_seconds() / 60:g} min "
+                    f"at {w.level} (told {w.responder_since.isoformat()})"
+                )
+                tx.record(
+                    w.id,
+                    lifecycle.status_event(
+                        w, "active", action="handed_up", at=now, actor=lifecycle.AUTOMATIC, note=note
+                    ),
+                )
+                moved.append(w.id)
+        return moved
 
     # ---- reads ------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """Warnings end with their incident, and neither that nor their level depends on batching.
 
-On the real state database (SQLite and PostgreSQL, through the ``service`` fixture, whose
-fusion window is the default 6 h). Times are event times: ``now`` is the same throughout.
+On the real state database (SQLite and PostgreSQL, through this module's ``service`` fixture: the
+default 6 h fusion window, and a lifecycle with no hold and a release longer than that window, so the
+fusion window is what ends an incident here; tests/test_warning_lifecycle.py and
+tests/test_escalation_chain.py cover the release). Times are event times: ``now`` is the same throughout.
 """
 
 from __future__ import annotations
@@ -11,15 +13,33 @@ import math
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alerts.service import WarningService
+from config.lifecycle import HazardTiming, LifecycleConfig
 from config.settings import Settings
 from models.signals import Signal
-from tests.factories import NOW, signal
+from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
 
 WINDOW = timedelta(hours=6)
+RELEASE_PAST_THE_WINDOW = LifecycleConfig(
+    defaults=HazardTiming(hold=0, release=8 * 60, flap_window=60, flap_changes=4),
+    chain=["grid duty officer"],
+    ack_within={"red": None, "orange": None, "yellow": None, "blue": None},
+    stale_after=30,
+)
+
+
+@pytest.fixture
+def service(engine: sa.Engine) -> WarningService:
+    return WarningService(
+        engine, catalog=CATALOG, playbooks=PLAYBOOKS, lifecycle_config=RELEASE_PAST_THE_WINDOW
+    )
+
+
 THRESHOLD_RATIO = -math.log(1.0 - Settings().signal_threshold)
 
 
@@ -86,13 +106,14 @@ def test_an_acknowledged_warning_ends_the_same_way(service: WarningService) -> N
 
 
 def test_one_batch_spanning_a_long_quiet_gives_two_warnings(service: WarningService) -> None:
-    # Given out of time order: they are handled in time order all the same.
-    late, early = signal(ts=NOW + timedelta(hours=9)), signal(ts=NOW)
+    # Given out of time order: they are handled in time order all the same. 7 h: past the fusion
+    # window, within this module's release (past it, the release ends the first: test_warning_lifecycle).
+    late, early = signal(ts=NOW + timedelta(hours=7)), signal(ts=NOW)
     first, second = service.apply_signals([late, early], now=NOW, actor="a")
     a, b = service.get(first), service.get(second)
     assert a is not None and b is not None
     assert (a.status, a.last_signal_at) == ("resolved", NOW)
-    assert (b.status, b.first_signal_at) == ("active", NOW + timedelta(hours=9))
+    assert (b.status, b.first_signal_at) == ("active", NOW + timedelta(hours=7))
     assert f"opened warning {second}" in a.events[-1].note
 
 

@@ -18,7 +18,8 @@ def test_a_signal_opens_one_warning_with_evidence_and_history(service: WarningSe
     [wid] = service.apply_signals([signal(level="orange", value=3.6)], now=NOW, actor="detector:t")
     w = service.get(wid)
     assert w is not None
-    assert (w.hazard, w.area, w.level, w.status) == ("flood", "g-riverside-01", "orange", "active")
+    # Flood holds 15 min of event time before anyone is told (config/city/lifecycle.yaml).
+    assert (w.hazard, w.area, w.level, w.status) == ("flood", "g-riverside-01", "orange", "pending")
     # One sensor past its line, uncorroborated: likely, not yet observed.
     assert (w.severity, w.urgency, w.certainty) == ("Severe", "Immediate", "Likely")
     assert [e.sensor_id for e in w.evidence] == ["wl-riverside-01"]
@@ -46,9 +47,11 @@ def test_a_higher_level_escalates_and_is_recorded(service: WarningService) -> No
     service.apply_signals([signal(level="blue", ts=NOW + timedelta(minutes=2))], now=NOW, actor="c")
     w = service.get(wid)
     assert w is not None and w.level == "red" and w.severity == "Extreme"
+    # Red is active at once: a pending flood warning that reaches red is told without its hold.
     assert [(e.action, e.from_level, e.to_level, e.actor) for e in w.events] == [
         ("opened", None, "yellow", "a"),
         ("escalated", "yellow", "red", "b"),
+        ("activated", "red", "red", "citywarn"),
     ]
 
 
@@ -95,7 +98,7 @@ def test_acknowledge_then_resolve_records_who_and_frees_the_slot(service: Warnin
     # The (hazard, area) slot is free again: a new signal opens a new warning.
     [new] = service.apply_signals([signal(ts=NOW + timedelta(hours=2))], now=NOW, actor="d")
     assert new != wid
-    assert service.list(status="active").total == 1
+    assert service.list(status="pending").total == 1  # a new flood warning waits for its hold
 
 
 def test_unknown_warning_is_reported(service: WarningService) -> None:

@@ -1,5 +1,6 @@
 """The warning lifecycle: pending, flapping, assignee, the escalation chain's responder, event-time
-clock and release marks, roll-up scope and coverage, mutes and drills (alerts.lifecycle).
+clock and release marks, roll-up scope and coverage, mutes and drills (alerts.lifecycle); and each
+event's event time (the readings' clock a transition happened at; NULL for operators' actions).
 
 Every new column is nullable or has a server default, so warnings stored before keep their meaning:
 a grid warning, not flapping, covering nothing recorded yet.
@@ -42,9 +43,13 @@ def upgrade() -> None:
         for column in _columns():
             batch.add_column(column)
     op.create_index("warnings_parent", "warnings", ["parent_id"])
+    with op.batch_alter_table("warning_events") as batch:
+        batch.add_column(sa.Column("event_time", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("warning_events") as batch:
+        batch.drop_column("event_time")
     op.drop_index("warnings_parent", table_name="warnings")
     with op.batch_alter_table("warnings") as batch:
         for column in reversed(_columns()):
