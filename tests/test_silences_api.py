@@ -117,6 +117,7 @@ def test_who_may_set_and_read_silences(client: TestClient) -> None:
         ({"matchers": {"hazard": "dragons"}}, "body.matchers.hazard"),
         ({"matchers": {"level": "purple"}}, "body.matchers.level"),
         ({"matchers": {}}, "body.matchers"),
+        ({"matchers": {"hazard": "gas_leak", "sensor": None}}, "body.matchers.sensor"),
         ({"ends_at": (NOW - timedelta(hours=2)).isoformat()}, "body.ends_at"),
         ({"ends_at": (NOW + timedelta(days=31)).isoformat()}, "body.ends_at"),
         ({"ends_at": None}, "body.ends_at"),

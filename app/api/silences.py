@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from alerts.mutes import lift_mutes
@@ -32,11 +32,18 @@ read = Depends(require(Permission.READ))
 # A forgotten silence hides a city's warnings for good: a range is bounded, and a standing
 # arrangement is a weekly window, which never hides more than its hours, or a silence set again.
 MAX_RANGE = timedelta(days=30)
-HH_MM = r"^([01]\d|2[0-3]):[0-5]\d$"
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 SilenceId = Annotated[str, Path(max_length=36, pattern=r"^[0-9a-f-]+$", description="A silence's id")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No silence has this id"}}
 Instant = Annotated[str, Field(max_length=40, pattern=INSTANT_PATTERN)]
+
+
+def _not_null(value: object) -> object:
+    """The schema has no null for these fields: leave a field out rather than send null."""
+    if value is None:
+        raise ValueError("null is not allowed: leave the field out")
+    return value
 
 
 class MatchersIn(BaseModel):
@@ -52,6 +59,8 @@ class MatchersIn(BaseModel):
     )
     hazard: str | SkipJsonSchema[None] = Field(default=None, max_length=64, pattern=ID_PATTERN)
     level: Level | SkipJsonSchema[None] = Field(default=None, description="This level and below")
+
+    _no_nulls = field_validator("*", mode="before")(_not_null)
 
 
 class RecurrenceIn(BaseModel):
@@ -79,7 +88,10 @@ class SilenceIn(BaseModel):
     )
     recurrence: RecurrenceIn | SkipJsonSchema[None] = None
     # Why: mature silencers insist, so whoever finds a muted warning knows whom to ask and why.
-    comment: str = Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$")
+    # Not blank either: checked in code, as regex engines disagree on what whitespace is.
+    comment: str = Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")
+
+    _no_nulls = field_validator("*", mode="before")(_not_null)
 
 
 class MatchersOut(BaseModel):
@@ -120,6 +132,8 @@ def create_silence(
     at: Annotated[datetime, Depends(now)],
 ) -> SilenceOut:
     errors = _unknown_matchers(svc, body.matchers)
+    if not body.comment.strip():
+        errors.append(_error("comment", "say why: a blank comment tells nobody anything", None))
     starts, ends, recurrence = _when(body, at, errors)
     if errors:
         raise HTTPException(422, detail=errors)
