@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from lxml import etree
 from shapely.geometry import Point
@@ -24,9 +25,11 @@ from app.main import create_app
 from bench.isolation import isolated_settings
 from config.areas import Area, load_areas
 from config.catalog import SENSOR_FAULT
+from config.lifecycle import load_lifecycle
+from config.settings import CITY_DIR
 from ingest.broker import EmbeddedBroker
 from tests.auth_helpers import admin_client
-from tests.factories import NOW, signal
+from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
 
 CAP_DIR = Path(__file__).resolve().parents[2] / "shared" / "cap"
 NS = {"cap": cap.CAP_NS, "atom": cap.ATOM_NS}
@@ -34,6 +37,22 @@ SENDER = "citywarn@city.example"
 AREAS = load_areas()
 # CAP 1.2's dateTime: seconds, and an offset (never "Z"), no fraction.
 CAP_TIME = re.compile(r"^\d\d\d\d-\d\d-\d\dT\d\d:\d\d:\d\d[-+]\d\d:\d\d$")
+
+
+BUNDLED_LIFECYCLE = load_lifecycle(CITY_DIR / "lifecycle.yaml")
+# Every hazard active at its first signal: these tests are about what CAP says of a public warning,
+# not about hold times (a warning still pending has no message: tested below).
+AT_ONCE = BUNDLED_LIFECYCLE.model_copy(
+    update={
+        "defaults": BUNDLED_LIFECYCLE.defaults.model_copy(update={"hold": 0}),
+        "hazards": {h: o.model_copy(update={"hold": 0}) for h, o in BUNDLED_LIFECYCLE.hazards.items()},
+    }
+)
+
+
+@pytest.fixture
+def service(engine: sa.Engine) -> WarningService:
+    return WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS, lifecycle_config=AT_ONCE)
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +291,17 @@ def test_a_warning_that_never_became_public_has_no_message(service: WarningServi
         cap.cap_alert(quiet, area=None, sender=SENDER)
 
 
+def test_a_pending_warning_has_no_message_until_its_condition_holds(engine: sa.Engine) -> None:
+    """With the bundled lifecycle a flood is pending for its hold time: nobody is told, so no CAP."""
+    bundled = WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS)
+    [wid] = bundled.apply_signals([signal()], now=NOW, actor="t")
+    assert detail(bundled, wid).status == "pending"
+    assert cap.cap_messages(detail(bundled, wid)) == []
+    held = NOW + BUNDLED_LIFECYCLE.timing("flood").hold_time
+    bundled.apply_signals([signal(ts=held)], now=held, actor="t")
+    assert [(m.msg_type, m.sent) for m in cap.cap_messages(detail(bundled, wid))] == [("Alert", held)]
+
+
 def _opened(at: datetime) -> WarningEvent:
     return opened_event("blue", at=at, actor="t", note="")
 
@@ -321,7 +351,7 @@ def _warnings(client: TestClient) -> dict[str, str]:
     at = datetime.now(UTC).replace(microsecond=0)
     [flood, gas, drill] = svc.warnings.apply_signals(
         [
-            signal(ts=at),
+            signal(level="red", value=4.5, ts=at),  # red: public at once, no hold
             signal(hazard="gas_leak", kind="gas", sensor_id="gas-oldtown-02", area="g-oldtown-01", ts=at),
             signal(hazard="fire", kind="smoke", sensor_id="smoke-test-01", area="g-oldtown-02", ts=at),
         ],
