@@ -12,12 +12,13 @@ batch or in many, makes the same transitions. A warning's condition at event tim
 its evidence in ``(t - release, t]`` earns (``LevelRule.assess``): the decision step re-signals a
 held line every reminder interval, so a window longer than that interval holds a line as long as
 the gauge does, and loses it ``release`` after the last reminder. The walk visits only the instants
-where something can change (evidence entering or leaving the window, the hold, the next release
-step, the flap window's end) in order, so visiting them in one walk or several is the same:
+where something can change (evidence entering or leaving the window, the next release step, the
+flap window's end) in order, so visiting them in one walk or several is the same:
 
-- pending becomes active once the condition has held for ``hold`` (at once when it is red: danger
-  to life does not wait for a second reading); a pending warning whose window empties resolves,
-  "did not hold", having told nobody;
+- pending becomes active when evidence comes ``hold`` or more after the first (the condition held,
+  confirmed by the line's reminders or new anomalies; one reading's window is no confirmation), at
+  once when it is red (danger to life does not wait for a second reading); a pending warning whose
+  window empties resolves, "did not hold", having told nobody;
 - evidence that earns more escalates (an acknowledged warning becomes active again: someone must
   look at the new level);
 - a window that earns less steps the level down one colour, then another after each further
@@ -309,7 +310,8 @@ class _Walk:
             self.life = replace(self.life, flapping=False)
             self.step(c, "steady", note=f"no change in the {t.flap_window:g} min before {c.isoformat()}")
         if earned is None:
-            self._emptied(c)
+            if not self._flaps_instead(c, "resolve"):
+                self._emptied(c)
             return
         level = self.life.level
         if entering and rank(earned) > rank(level):
@@ -323,11 +325,11 @@ class _Walk:
                 note=f"evidence in ({_hm(c - t.release_time)}, {_hm(c)}] earns {earned}",
             )
             self.life = replace(self.life, below_since=None)
+            self._flaps_instead(c, "escalate")
         elif rank(earned) < rank(level):
             since = self.life.below_since
-            if self.life.flapping:
-                pass  # held at its higher state
-            elif since is None or c - since >= t.release_time:
+            due = since is None or c - since >= t.release_time
+            if due and not self.life.flapping and not self._flaps_instead(c, "step down"):
                 lower = LEVELS[rank(level) - 1]
                 below = f"below {level} since {_hm(since)}" if since else f"no {level} evidence"
                 self.step(
@@ -340,24 +342,30 @@ class _Walk:
         else:
             self.life = replace(self.life, below_since=None)
         life = self.life
-        if life.status == _PENDING and (c - life.first_signal_at >= t.hold_time or life.level == "red"):
+        held = c - life.first_signal_at >= t.hold_time
+        # Held means confirmed: new evidence at least ``hold`` after the first, not one reading's window.
+        if life.status == _PENDING and ((entering and held) or life.level == "red"):
             why = (
-                "red is active at once"
-                if c - life.first_signal_at < t.hold_time
-                else (f"held {t.hold:g} min since {_hm(life.first_signal_at)}")
+                f"held {t.hold:g} min since {_hm(life.first_signal_at)}" if held else "red is active at once"
             )
             self.step(c, "activated", to_status=next_status("", _PENDING, "hold_elapsed"), note=why)
             self.life = replace(self.life, activated_at=c)
-        if not self.life.flapping and len(self.life.changes) >= t.flap_changes:
-            self.life = replace(self.life, flapping=True)
-            self.step(
-                c,
-                "flapping",
-                note=(
-                    f"{len(self.life.changes)} changes within {t.flap_window:g} min "
-                    f"to {_hm(c)}: held at {self.life.level}"
-                ),
-            )
+            self._flaps_instead(c, "activate")
+
+    def _flaps_instead(self, c: datetime, change: str) -> bool:
+        """Whether the warning is (now) flapping: ``flap_changes`` changes within the window, counting
+        a step down or resolve about to be made. Marking it holds the state it is in: the higher one."""
+        life, t = self.life, self.timing
+        if life.flapping:
+            return True
+        coming = 0 if change in ("escalate", "activate") else 1
+        if len(life.changes) + coming < t.flap_changes:
+            return False
+        self.life = replace(life, flapping=True)
+        count = len(life.changes) + coming
+        note = f"{count} changes within {t.flap_window:g} min to {_hm(c)}: held at {life.level}"
+        self.step(c, "flapping", note=note)
+        return True
 
     def _emptied(self, c: datetime) -> None:
         life, t = self.life, self.timing
@@ -380,8 +388,6 @@ class _Walk:
     def deadlines(self, after: datetime) -> list[datetime]:
         life, t = self.life, self.timing
         found = []
-        if life.status == _PENDING:
-            found.append(life.first_signal_at + t.hold_time)
         if life.below_since is not None:
             found.append(life.below_since + t.release_time)
         if life.flapping and life.changes:

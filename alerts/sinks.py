@@ -9,7 +9,7 @@ batch, a rebalance), so the next batch reloads it from the last checkpoint.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from alerts.checkpoints import CheckpointRepository
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.service import WarningService
 from config.positions import Position
+from config.timeutil import from_ns
 from models.signals import Signal
 from store.schemas import Point, ReportRecord
 
@@ -61,6 +62,8 @@ class DetectionSink:
             )
         signals = self.engine.score(points, positions)
         self.warnings.apply_signals(signals, now=now, actor=f"detector:{self.engine.detector_name}")
+        # The readings' own clock moves the warnings of their areas on (hold, release: alerts.lifecycle).
+        self.warnings.advance(latest_per_area((p.area, p.ts_ns) for p in points), now=now)
         health = self.engine.take_health_events()
         if self.faults is not None:
             self.faults.apply(health, now=now)
@@ -78,6 +81,15 @@ class DetectionSink:
         if self._log is None and self._log_id is not None:
             self._log = self._log_id()
         return self._log
+
+
+def latest_per_area(times: Iterable[tuple[str, int]]) -> dict[str, datetime]:
+    """The latest event time (ns) seen per area: how far each area's clock has come."""
+    latest: dict[str, int] = {}
+    for area, ts_ns in times:
+        if area and ts_ns > latest.get(area, ts_ns - 1):
+            latest[area] = ts_ns
+    return {area: from_ns(ts) for area, ts in latest.items()}
 
 
 REPORTS_CHECKPOINT_PREFIX = "@reports/"  # '@' cannot start a sensor id, so it never collides
@@ -122,6 +134,9 @@ class ReportSink:
             signals += [_burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
         if signals:
             self.warnings.apply_signals(signals, now=now, actor="detector:reportburst")
+        self.warnings.advance(
+            latest_per_area((r.area, r.ts_ns) for r in reports if not r.outside_areas), now=now
+        )
 
     def checkpoint(self, *, now: datetime) -> None:
         records: dict[str, dict[str, Any]] = {

@@ -18,6 +18,7 @@ from alerts.silence_store import SilenceStore
 from config.areas import AreaIndex, load_areas
 from config.assets import AssetRegister, load_assets
 from config.catalog import Catalog, load_catalog, registration_problems
+from config.lifecycle import load_lifecycle
 from config.live_catalog import LiveCatalog
 from config.playbooks import Playbooks, load_playbooks
 from config.settings import Settings
@@ -116,6 +117,7 @@ def build_services(settings: Settings) -> Services:
             assets=assets,
             mutes=mutes,
             rollup=RollUp(SqlWarningRepository(engine), areas=areas),
+            lifecycle_config=load_lifecycle(settings.lifecycle_path),
         ),
         checkpoints=CheckpointRepository(engine),
         validator=ReadingValidator(

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from config.areas import Area, AreaIndex, parse_feature
 from config.assets import AssetRegister, asset_problems
 from config.catalog import SENSOR_FAULT, Catalog
+from config.lifecycle import LifecycleConfig, lifecycle_problems
 from config.playbooks import Playbooks
 from config.problems import Located
 from config.settings import Settings, env_var
@@ -104,6 +105,10 @@ def check(settings: Settings, *, detectors: Collection[str] | None = None) -> Ch
     if assets is not None and register is not None:
         source = _shown(register)
         result.problems += [Problem(source, f"assets[{i}]", m) for i, m in asset_problems(assets, areas)]
+    lifecycle = _load(settings.lifecycle_path, _yaml, LifecycleConfig, result.problems)
+    if lifecycle is not None:
+        source = _shown(settings.lifecycle_path)
+        result.problems += [Problem(source, where, m) for where, m in lifecycle_problems(lifecycle)]
     if not result.problems:
         result.city = city
     return result

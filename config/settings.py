@@ -90,6 +90,11 @@ class Settings(BaseSettings):
         default=CITY_DIR / "taxonomy.yaml",
         description="Report categories, the hazards they are evidence for, keywords and prior rates.",
     )
+    lifecycle_path: Path = Field(
+        default=CITY_DIR / "lifecycle.yaml",
+        description="Per hazard: how long a condition holds before a warning is active, and stays below "
+        "its line before it steps down or resolves (event time); flapping; the escalation chain.",
+    )
 
     # --- ingest
     batch_max_messages: int = Field(

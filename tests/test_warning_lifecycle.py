@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import math
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from alerts import lifecycle
 from alerts.checkpoints import CheckpointRepository
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.service import WarningService
-from config.settings import Settings
-from tests.factories import NOW, PLAYBOOKS, signal
+from alerts.sinks import latest_per_area
+from config.catalog import LEVELS
+from config.lifecycle import HazardOverride, load_lifecycle
+from config.settings import CITY_DIR, Settings
+from config.timeutil import from_ns
+from models.decision import DecisionRule, SeriesDecision
+from models.signals import Signal
+from tests.factories import CATALOG, NOW, PLAYBOOKS, signal
 
 
 def test_a_signal_opens_one_warning_with_evidence_and_history(service: WarningService) -> None:
@@ -148,3 +157,207 @@ def test_explanation_quotes_each_sensors_value_trend_and_highest_line(service: W
     assert w is not None
     assert "(wl-riverside-01) 3.1 m, falling 1.1 m in the last 5 min, past the yellow line" in w.explanation
     assert "at 08:00 UTC it read 4.2 m, past the red line" in w.explanation
+
+
+# ---- the lifecycle in event time (alerts.lifecycle; timings: config/city/lifecycle.yaml) ----------
+
+MIN = timedelta(minutes=1)
+RIVER = "g-riverside-01"
+
+
+def at(minutes: float) -> datetime:
+    return NOW + minutes * MIN
+
+
+def flood(level: str | None, minutes: float, *, sensor: str = "wl-riverside-01") -> Signal:
+    return signal(level=level, ts=at(minutes), sensor_id=sensor)
+
+
+def gas(level: str, minutes: float) -> Signal:
+    return signal(
+        sensor_id="gas-oldtown-01", kind="gas", hazard="gas_leak", level=level, value=55.0, ts=at(minutes)
+    )
+
+
+def history(service: WarningService, wid: str) -> list[tuple[object, ...]]:
+    """(action, from status, to status, from level, to level, minutes of event time, actor)."""
+    w = service.get(wid)
+    assert w is not None
+    return [
+        (
+            e.action,
+            e.from_status,
+            e.to_status,
+            e.from_level,
+            e.to_level,
+            None if e.event_time is None else (e.event_time - NOW) / MIN,
+            e.actor,
+        )
+        for e in w.events
+        if e.action != "certainty"
+    ]
+
+
+def test_every_trigger_has_its_row_and_nothing_leaves_resolved() -> None:
+    assert lifecycle.next_status("w", "pending", "hold_elapsed") == "active"
+    assert lifecycle.next_status("w", "pending", "condition_gone") == "resolved"
+    assert lifecycle.next_status("w", "acknowledged", "escalate") == "active"
+    assert lifecycle.next_status("w", "acknowledged", "deescalate") == "acknowledged"
+    assert lifecycle.next_status("w", "active", "released") == "resolved"
+    with pytest.raises(InvalidTransition):
+        lifecycle.next_status("w", "active", "hold_elapsed")
+    with pytest.raises(InvalidTransition):
+        lifecycle.next_status("w", "acknowledged", "hand_up")  # someone is on it already
+    triggers = {t for _, t in lifecycle.TRANSITIONS}
+    for trigger in triggers:
+        target = lifecycle.TRANSITIONS.get(("resolved", trigger))
+        assert target in (None, "resolved"), trigger
+    assert {t for s, t in lifecycle.TRANSITIONS if s == "resolved"} == {"annotate"}
+
+
+def test_a_pending_warning_becomes_active_only_after_its_hold(service: WarningService) -> None:
+    # Flood holds 15 min: evidence 15 min or more after the first (the line's reminder) confirms it.
+    [wid] = service.apply_signals([flood("yellow", 0), flood("yellow", 10)], now=NOW, actor="d")
+    service.apply_signals([flood("yellow", 14)], now=NOW, actor="d")
+    service.advance({RIVER: at(20)}, now=NOW)
+    w = service.get(wid)
+    assert w is not None and (w.status, w.activated_at, w.responder) == ("pending", None, None)
+    service.apply_signals([flood("yellow", 25)], now=NOW, actor="d")
+    w = service.get(wid)
+    assert w is not None and (w.status, w.activated_at, w.responder) == (
+        "active",
+        at(25),
+        "grid duty officer",
+    )
+    assert history(service, wid)[-1] == ("activated", "pending", "active", "yellow", "yellow", 25, "citywarn")
+    assert "held 15 min" in w.events[-1].note
+
+
+def test_a_pending_warning_whose_condition_goes_resolves_having_told_nobody(service: WarningService) -> None:
+    [wid] = service.apply_signals([flood("yellow", 0)], now=NOW, actor="d")
+    service.advance({RIVER: at(60)}, now=NOW)
+    w = service.get(wid)
+    assert w is not None and w.status == "resolved" and w.activated_at is None and w.responder is None
+    assert [h[:3] for h in history(service, wid)] == [
+        ("opened", None, "pending"),
+        ("resolved", "pending", "resolved"),
+    ]
+    assert history(service, wid)[-1][5:] == (45, "citywarn")  # the release window (45 min) emptied
+    assert w.events[-1].note.startswith("did not hold")
+
+
+def test_a_red_gas_warning_is_active_at_once_and_resolves_after_its_release(service: WarningService) -> None:
+    [wid] = service.apply_signals([gas("red", 0), gas("red", 15), gas("red", 30)], now=NOW, actor="d")
+    w = service.get(wid)
+    assert w is not None and (w.status, w.activated_at) == ("active", at(0))
+    service.advance({RIVER: at(59)}, now=NOW)  # gas releases 30 min after the last reminder
+    assert service.get(wid).status == "active"  # type: ignore[union-attr]
+    service.advance({RIVER: at(61)}, now=NOW)
+    assert history(service, wid) == [
+        ("opened", None, "active", None, "red", 0, "d"),
+        ("resolved", "active", "resolved", "red", "red", 60, "citywarn"),
+    ]
+
+
+def test_the_level_steps_down_one_colour_per_release_then_resolves(service: WarningService) -> None:
+    # Red once, then the river holds only the yellow line, re-signalled every 15 min until 180.
+    readings = [flood("red", 0)] + [flood("yellow", m) for m in range(15, 181, 15)]
+    [wid] = service.apply_signals(readings, now=NOW, actor="d")
+    service.advance({RIVER: at(300)}, now=NOW)
+    assert history(service, wid) == [
+        ("opened", None, "active", None, "red", 0, "d"),
+        ("deescalated", "active", "active", "red", "orange", 45, "citywarn"),
+        ("deescalated", "active", "active", "orange", "yellow", 90, "citywarn"),
+        ("resolved", "active", "resolved", "yellow", "yellow", 225, "citywarn"),
+    ]
+    w = service.get(wid)
+    assert w is not None and w.recommendations  # re-issued for each level on the way down
+
+
+def test_a_new_incident_after_a_resolved_one_opens_a_new_warning(service: WarningService) -> None:
+    [old] = service.apply_signals([gas("red", 0)], now=NOW, actor="d")
+    service.advance({RIVER: at(40)}, now=NOW)
+    [new] = service.apply_signals([gas("orange", 120)], now=NOW, actor="d")
+    assert new != old
+    assert service.get(old).status == "resolved"  # type: ignore[union-attr]
+    assert service.get(new).status == "active"  # type: ignore[union-attr]
+    # The same in one batch, without the clock in between: the first resolves at its release.
+    first, second = service.apply_signals([gas("red", 1000), gas("orange", 1120)], now=NOW, actor="d")
+    assert first != second and history(service, first)[-1][0] == "resolved"
+
+
+def test_an_acknowledged_warning_that_escalates_is_active_again(service: WarningService) -> None:
+    [wid] = service.apply_signals([gas("yellow", 0)], now=NOW, actor="d")
+    service.acknowledge(wid, now=NOW, actor="operator li")
+    service.apply_signals([gas("orange", 5)], now=NOW, actor="d")
+    w = service.get(wid)
+    assert w is not None and (w.status, w.level) == ("active", "orange")
+    assert history(service, wid)[-1] == ("escalated", "acknowledged", "active", "yellow", "orange", 5, "d")
+
+
+def flapping_river(cycles: int) -> list[Signal]:
+    """A gauge rising past its orange line for 10 min every hour, and yellow the rest: the decision
+    step's own signals (rising at once, reminders every 15 min, hysteresis) for readings every 5 min."""
+    rule = DecisionRule(threshold=1.1, lines=(2.0, 3.0, 4.0, 5.0), repeat_s=900.0)
+    state = SeriesDecision()
+    out = []
+    for k in range(cycles * 12):
+        value = 4.5 if k % 12 < 2 else 3.5
+        d = state.decide(rule, at(5 * k).timestamp(), value, 0.0, math.nan)
+        if d.signal:
+            out.append(replace(flood(LEVELS[d.level], 5 * k), value=value))
+    return out
+
+
+def test_a_signal_flapping_around_a_line_gives_one_warning_held_at_its_higher_level(
+    engine: sa.Engine,
+) -> None:
+    timings = load_lifecycle(CITY_DIR / "lifecycle.yaml")
+    flappy = timings.model_copy(
+        update={"hazards": {"flood": HazardOverride(hold=15, release=45, flap_window=120, flap_changes=4)}}
+    )
+    service = WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS, lifecycle_config=flappy)
+    signals = flapping_river(6)
+    ids = set(service.apply_signals(signals, now=NOW, actor="d"))
+    assert len(ids) == 1
+    [wid] = ids
+    actions = [h[0] for h in history(service, wid)]
+    assert "flapping" in actions
+    marked = actions.index("flapping")
+    cleared = actions.index("steady", marked) if "steady" in actions[marked:] else len(actions)
+    assert "deescalated" not in actions[marked:cleared]  # held at orange while it flaps
+    assert history(service, wid)[marked][4] == "orange"
+
+
+def test_one_batch_or_many_make_the_same_history(service: WarningService) -> None:
+    """A replay at any speed: the sink's calls (signals, then the batch's latest reading time) for the
+    same readings in one batch and in batches of three readings give the same transitions."""
+    signals = [*flapping_river(3), flood("red", 200, sensor="wl-riverside-02")]
+    signals.sort(key=lambda s: s.ts_ns)
+    readings = [at(5 * k) for k in range(80)]
+
+    def replay(area: str, size: int) -> str:
+        mine = [replace(s, area=area) for s in signals]
+        ids: set[str] = set()
+        for i in range(0, len(readings), size):
+            batch = readings[i : i + size]
+            ids |= set(
+                service.apply_signals(
+                    [s for s in mine if batch[0] <= from_ns(s.ts_ns) <= batch[-1]], now=NOW, actor="d"
+                )
+            )
+            service.advance({area: batch[-1]}, now=NOW)
+        [wid] = ids
+        return wid
+
+    whole, split = replay("g-a", len(readings)), replay("g-b", 3)
+    assert history(service, whole) == history(service, split)
+    assert {h[0] for h in history(service, whole)} >= {"opened", "deescalated", "escalated", "resolved"}
+
+
+def test_the_sink_clock_is_each_areas_latest_reading() -> None:
+    ns = int(NOW.timestamp()) * 1_000_000_000
+    assert latest_per_area([("a", ns), ("b", ns + 5), ("a", ns + 9), ("", ns + 99)]) == {
+        "a": from_ns(ns + 9),
+        "b": from_ns(ns + 5),
+    }

@@ -1,4 +1,5 @@
-"""Warnings for the EOC: list, read with evidence and history, acknowledge, resolve."""
+"""Warnings for the EOC: list, read with evidence and history; acknowledge, assign, annotate, escalate,
+de-escalate and resolve (alerts.lifecycle: every action recorded with the key's label and role)."""
 
 from __future__ import annotations
 
@@ -135,6 +136,72 @@ def resolve(
     body: TransitionBody = None,
 ) -> WarningDetail:
     return _transition(svc.warnings.resolve, warning_id, who, body, at)
+
+
+@router.post("/{warning_id}/escalate", response_model=WarningDetail, responses=NOT_NOW)
+def escalate(
+    warning_id: WarningId,
+    who: Actor,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+    body: TransitionBody = None,
+) -> WarningDetail:
+    """One level up; an acknowledged warning becomes active again (someone must look at the new level)."""
+    return _transition(svc.warnings.escalate, warning_id, who, body, at)
+
+
+@router.post("/{warning_id}/deescalate", response_model=WarningDetail, responses=NOT_NOW)
+def deescalate(
+    warning_id: WarningId,
+    who: Actor,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+    body: TransitionBody = None,
+) -> WarningDetail:
+    """One level down; it holds until new evidence earns more."""
+    return _transition(svc.warnings.deescalate, warning_id, who, body, at)
+
+
+class AnnotateIn(BaseModel):
+    """A note for the warning's record (also after it resolved: the after-action record)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(min_length=1, max_length=2000, pattern=r"^[^\x00]*$")
+
+
+@router.post("/{warning_id}/annotate", response_model=WarningDetail, responses=NOT_NOW)
+def annotate(
+    warning_id: WarningId,
+    who: Actor,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+    body: Annotated[AnnotateIn, Body()],
+) -> WarningDetail:
+    return _transition(svc.warnings.annotate, warning_id, who, TransitionIn(note=body.note), at)
+
+
+class AssignIn(BaseModel):
+    """Who works the warning: a person or team, by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00]*\S[^\x00]*$")
+
+
+@router.post("/{warning_id}/assign", response_model=WarningDetail, responses=NOT_NOW)
+def assign(
+    warning_id: WarningId,
+    who: Actor,
+    svc: Annotated[Services, Depends(services)],
+    at: Annotated[datetime, Depends(now)],
+    body: Annotated[AssignIn, Body()],
+) -> WarningDetail:
+    def change(warning_id: str, **kw: Any) -> WarningDetail:
+        kw.pop("note")
+        return svc.warnings.assign(warning_id, body.assignee, **kw)
+
+    return _transition(change, warning_id, who, None, at)
 
 
 def _transition(
