@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -198,20 +199,16 @@ def train_now(svc: Services, *, now: datetime) -> dict[str, KindModel]:
 
 
 def drill_scenarios(svc: Services) -> ScenarioRegistry:
-    """The scenarios a drill can replay, by name; a new one is one more ``DrillScenario`` here."""
+    """The scenarios a drill can replay (``DRILL_SCENARIOS``), built over these services."""
     return ScenarioRegistry(
         [
-            DrillScenario(
-                name="demo-day",
-                description="The demo city's day ending now: an afternoon storm, rivers and an underpass "
-                "past their lines in Riverside, a gas leak in Hongqi (demo.city)",
-                build=lambda end: demo_day(svc, end=end),
-            )
+            DrillScenario(name, description, partial(build, svc))
+            for name, (description, build) in DRILL_SCENARIOS.items()
         ]
     )
 
 
-def demo_day(svc: Services, *, end: datetime) -> ScenarioData:
+def demo_day(svc: Services, end: datetime) -> ScenarioData:
     """The demo day's readings and reports, as ingest's validation accepts them (the rest is dropped)."""
     from demo.city import demo_readings, demo_reports
 
@@ -241,3 +238,14 @@ def build_drill_runner(svc: Services) -> DrillRunner:
     return DrillRunner(
         store=DrillStore(svc.engine), scenarios=drill_scenarios(svc), warnings=svc.warnings, tools=tools
     )
+
+
+# Name -> (what it is, its readings and reports given the services and the drill's start). A new
+# scenario is one more entry; the API declares the names (app.api.drills).
+DRILL_SCENARIOS: dict[str, tuple[str, Callable[[Services, datetime], ScenarioData]]] = {
+    "demo-day": (
+        "The demo city's day ending now: an afternoon storm, rivers and an underpass past their lines "
+        "in Riverside, a gas leak in Hongqi (demo.city)",
+        demo_day,
+    ),
+}

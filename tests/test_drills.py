@@ -168,6 +168,8 @@ def test_an_unknown_scenario_is_a_422_naming_the_known_ones_and_a_viewer_may_not
     assert problem["known"] == ["demo-day"]
     assert [(e["field"], e["value"]) for e in problem["errors"]] == [("body.scenario", "zombie-day")]
     assert "demo-day" in problem["errors"][0]["reason"]
+    declared = app_client.get("/openapi.json").json()["components"]["schemas"]["DrillIn"]["properties"]
+    assert declared["scenario"]["enum"] == ["demo-day"]  # the names offered, for clients and schemathesis
 
     viewer = bearer(new_key(app_client.app, Role.VIEWER, "wall screen"))  # type: ignore[arg-type]
     assert app_client.post("/v1/drills", json={"scenario": "demo-day"}, headers=viewer).status_code == 403
