@@ -6,9 +6,11 @@ process shows it at once) and the open cause warnings of the inhibition rules. A
 the warning writer's transaction, so a query per refresh would cost every batch; a second's delay
 is the price, and the sweep catches up with what changed meanwhile.
 
-``lift_mutes`` is the sweep, on the wall clock: an open warning whose silence is over now (ended,
-expired, or its weekly window closed) or whose cause warning is no longer open is unmuted, and
-``WarningService.set_muted`` records the "unmuted" event: the notification that it is still live.
+``sweep`` runs on the wall clock. ``mute_matching``: an open warning that a silence in force now
+matches is muted at once, so a silence set during an incident needs no new signal to apply.
+``lift_mutes``: an open warning whose silence is over now (ended, expired, or its weekly window
+closed) or whose cause warning is no longer open is unmuted, and ``WarningService.set_muted``
+records the "unmuted" event: the notification that it is still live.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ log = logging.getLogger(__name__)
 POLL_S = 1.0
 
 
-class Unmuting(Protocol):
-    """What the sweep needs of ``alerts.service.WarningService``."""
+class MuteRecorder(Protocol):
+    """What the sweep needs of ``alerts.service.WarningService``: mute or unmute with a note."""
 
     def set_muted(self, warning_id: str, muted_by: str | None, *, now: datetime, note: str = "") -> None: ...
 
@@ -99,6 +101,15 @@ class SilencesAndInhibition:
         )
         return None if cause is None else mute_tag(cause)
 
+    def sweep(self, warnings: MuteRecorder, *, now: datetime) -> tuple[list[str], list[str]]:
+        """One round at wall time ``now``: open warnings a silence in force now matches are muted (a
+        silence set during an incident mutes it at once, not at its next signal); then mutes that are
+        over are lifted. Returns (muted, unmuted) warning ids."""
+        now = as_utc(now)
+        in_force = [s for s in self.store.not_over_by(now) if s.applies_at(now)]
+        muted = mute_matching(self.store.engine, in_force, warnings, now=now, within=self.within)
+        return muted, lift_mutes(self.store.engine, self.store, warnings, now=now)
+
     def refresh(self) -> None:
         """Read silences and causes now: after a change this process made."""
         with self._lock:
@@ -143,7 +154,52 @@ def _subject(open_key: str) -> str | None:
     return subject if at else None
 
 
-def lift_mutes(engine: sa.Engine, store: SilenceStore, warnings: Unmuting, *, now: datetime) -> list[str]:
+def mute_matching(
+    engine: sa.Engine,
+    silences: Sequence[Silence],
+    warnings: MuteRecorder,
+    *,
+    now: datetime,
+    within: Callable[[str, str], bool],
+) -> list[str]:
+    """Mute the open, unmuted warnings one of ``silences`` matches at ``now``, judged by the sensors
+    of each warning's latest signal (as a refresh judges them); returns their ids."""
+    if not silences:
+        return []
+    w, e = db.warnings.c, db.evidence.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(w.id, w.hazard, w.area, w.level, w.last_signal_at)
+            .where(w.open_key.is_not(None), w.muted_by.is_(None))
+            .order_by(w.id)
+        ).all()
+        latest = sa.select(e.warning_id, e.sensor_id).where(
+            e.warning_id.in_([r.id for r in rows]),
+            e.observed_at == w.last_signal_at,
+            e.warning_id == w.id,
+            e.sensor_id != "",
+        )
+        sensors: dict[str, set[str]] = {}
+        for wid, sensor in conn.execute(latest) if rows else ():
+            sensors.setdefault(wid, set()).add(sensor)
+    muted = []
+    for row in rows:
+        found = silence_for(
+            silences,
+            hazard=row.hazard,
+            area=row.area,
+            level=row.level,
+            sensors=sorted(sensors.get(row.id, ())),
+            at=now,
+            within=within,
+        )
+        if found is not None:
+            warnings.set_muted(row.id, found.mute_tag, now=now, note=f"silence {found.id} set")
+            muted.append(row.id)
+    return muted
+
+
+def lift_mutes(engine: sa.Engine, store: SilenceStore, warnings: MuteRecorder, *, now: datetime) -> list[str]:
     """Unmute the open warnings whose silence is over at wall time ``now``, or whose cause is no longer
     open; returns their ids."""
     now = as_utc(now)

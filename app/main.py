@@ -18,6 +18,7 @@ from app.api import (
     recommendations,
     reports,
     sensors,
+    silences,
     timeline,
     warnings,
 )
@@ -88,6 +89,7 @@ def create_app(
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
     for module in (health, readings, reports, warnings, timeline, recommendations, cap, sensors, areas, keys):
         app.include_router(module.router)
+    app.include_router(silences.router)
     app.include_router(drills.router)
     app.state.rate_limiter = build_rate_limiter(settings)  # app.auth.deps.require counts; None: off
     return app

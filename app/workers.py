@@ -181,6 +181,22 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
     )
 
 
+def mute_sweep(svc: Services) -> Callable[[threading.Event], None]:
+    """Every ``mute_sweep_s`` of wall time, mute the open warnings a silence in force matches and unmute
+    those whose silence has ended or whose inhibiting warning has closed (``alerts.mutes``); the
+    "unmuted" event notifies them."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(svc.settings.mute_sweep_s):
+            try:
+                svc.mutes.sweep(svc.warnings, now=datetime.now(UTC))
+            except Exception:
+                # A missed round only delays a notification: the next one sees the same rows.
+                log.exception("mute sweep failed; retrying in %s s", svc.settings.mute_sweep_s)
+
+    return run
+
+
 def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
     """Start the readings and reports consumers, the model refresher and the silence check; returns the
     consumers by name."""
@@ -189,6 +205,7 @@ def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestW
     threads.start("report-ingest", reports.run)
     threads.start("model-refit", model_refresher(svc, readings).run)
     threads.start("sensor-silence", silence_watch(svc, readings).run)
+    threads.start("mute-sweep", mute_sweep(svc))
     return {"readings": readings, "reports": reports}
 
 

@@ -20,6 +20,7 @@ from alerts.lifecycle import new_warning
 from alerts.recommendation_log import RecommendationLog
 from alerts.recommendations import recommend
 from alerts.service import WarningService
+from alerts.silences import Matchers
 from app.auth.deps import require
 from app.auth.keys import KeyStore
 from app.auth.roles import GRANTS, Permission, Principal, Role
@@ -239,6 +240,29 @@ def _registered_sensor(method: str) -> Callable[[TestClient], Request]:
     return make
 
 
+def _silence_body() -> dict[str, Any]:
+    return {
+        "matchers": {"hazard": "flood", "area": "g-oldtown-05"},
+        "ends_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "comment": "pump maintenance",
+    }
+
+
+def _fresh_silence(client: TestClient) -> Request:
+    """A new silence for each call, so every permitted caller has one to read or end."""
+    now = datetime.now(UTC)
+    silence = client.app.state.services.silences.create(  # type: ignore[attr-defined]
+        Matchers(hazard="flood"),
+        starts_at=now,
+        ends_at=now + timedelta(hours=1),
+        recurrence=None,
+        comment="t",
+        created_by="tests",
+        now=now,
+    )
+    return f"/v1/silences/{silence.id}", {}
+
+
 def _existing_warning(client: TestClient) -> Request:
     return f"/v1/warnings/{client.app.state.first_warning}", {}  # type: ignore[attr-defined]
 
@@ -303,6 +327,12 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ),
     ("GET", "/v1/keys"): RouteCase(Permission.ADMINISTER, 200, _get("/v1/keys")),
     ("DELETE", "/v1/keys/{key_id}"): RouteCase(Permission.ADMINISTER, 200, _fresh_key),
+    ("POST", "/v1/silences"): RouteCase(
+        Permission.ACT, 201, lambda _c: ("/v1/silences", {"json": _silence_body()})
+    ),
+    ("GET", "/v1/silences"): RouteCase(Permission.READ, 200, _get("/v1/silences")),
+    ("GET", "/v1/silences/{silence_id}"): RouteCase(Permission.READ, 200, _fresh_silence),
+    ("DELETE", "/v1/silences/{silence_id}"): RouteCase(Permission.ACT, 200, _fresh_silence),
     ("POST", "/v1/drills"): RouteCase(Permission.DRILL, 202, lambda c: _no_drill_running(c)),
     ("GET", "/v1/drills"): RouteCase(Permission.READ, 200, _get("/v1/drills")),
     ("GET", "/v1/drills/{drill_id}"): RouteCase(Permission.READ, 200, lambda c: _fresh_drill(c)),

@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 
-from alerts import db, drill_store, migrations, recommendation_log
+from alerts import db, drill_store, migrations, recommendation_log, silence_store
 from alerts.migrations import (
     INITIAL_REVISION,
     PRE_MIGRATION_TABLES,
@@ -41,6 +41,7 @@ def all_tables() -> sa.MetaData:
         sensor_registry.metadata,
         recommendation_log.metadata,
         drill_store.metadata,
+        silence_store.metadata,
     ):
         for table in metadata.tables.values():
             table.to_metadata(combined)

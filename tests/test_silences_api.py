@@ -208,3 +208,38 @@ def test_a_silence_for_lower_levels_does_not_hide_a_red(client: TestClient) -> N
     [wid] = svc.warnings.apply_signals([red], now=NOW, actor="detector:t")
     warning = client.get(f"/v1/warnings/{wid}").json()
     assert warning["level"] == "red" and warning["muted_by"] is None
+
+
+def test_a_silence_set_during_an_incident_mutes_its_open_warning_at_once(client: TestClient) -> None:
+    svc = services(client)
+    [wid] = svc.warnings.apply_signals([gas(NOW - timedelta(minutes=5))], now=NOW, actor="detector:t")
+    assert client.get(f"/v1/warnings/{wid}").json()["muted_by"] is None
+    sid = client.post("/v1/silences", json=body(matchers={"sensor": SENSOR})).json()["id"]
+    warning = client.get(f"/v1/warnings/{wid}").json()
+    assert warning["muted_by"] == f"silence:{sid}"
+    assert [e["note"] for e in warning["events"] if e["action"] == "muted"] == [f"silence:{sid}"]
+    assert svc.mutes.sweep(svc.warnings, now=NOW) == ([], []), "nothing more to do"
+
+
+def test_the_sweep_mutes_when_a_weekly_window_opens_and_unmutes_when_it_closes(client: TestClient) -> None:
+    svc = services(client)
+    [wid] = svc.warnings.apply_signals([gas(NOW - timedelta(minutes=5))], now=NOW, actor="detector:t")
+    opens = (NOW + timedelta(hours=2)).replace(minute=0, second=0)
+    window = {
+        "weekdays": [("mon", "tue", "wed", "thu", "fri", "sat", "sun")[opens.weekday()]],
+        "start": opens.strftime("%H:%M"),
+        "end": (opens + timedelta(hours=1)).strftime("%H:%M"),
+        "timezone": "UTC",
+    }
+    made = client.post(
+        "/v1/silences", json={"matchers": {"area": "d-oldtown"}, "recurrence": window, "comment": "w"}
+    )
+    assert made.status_code == 201, made.text
+    sid = made.json()["id"]
+    assert client.get(f"/v1/warnings/{wid}").json()["muted_by"] is None, "the window has not opened"
+    assert svc.mutes.sweep(svc.warnings, now=opens + timedelta(minutes=1)) == ([wid], [])
+    assert svc.mutes.sweep(svc.warnings, now=opens + timedelta(hours=1)) == ([], [wid])
+    warning = client.get(f"/v1/warnings/{wid}").json()
+    assert [e["note"] for e in warning["events"] if e["action"] == "unmuted"] == [
+        f"silence {sid}: its maintenance window ended"
+    ]

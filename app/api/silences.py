@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from alerts.mutes import lift_mutes
+from alerts.mutes import lift_mutes, mute_matching
 from alerts.silences import WEEKDAYS, Matchers, Recurrence, Silence, SilenceState, Weekday
 from app.api.deps import INSTANT_PATTERN, NAIVE_IS_UTC, now, services
 from app.api.warnings import Actor
@@ -148,6 +148,9 @@ def create_silence(
         now=at,
     )
     svc.mutes.refresh()
+    # Warnings it matches that are open now are muted now, not at their next signal.
+    in_force = [silence] if silence.applies_at(at) else []
+    mute_matching(svc.engine, in_force, svc.warnings, now=at, within=svc.mutes.within)
     return _out(silence, at)
 
 
