@@ -1,10 +1,11 @@
-"""The mutes provider ``WarningService`` asks on every refresh, and the sweep that lifts mutes.
+"""The mutes provider ``WarningService`` asks on every refresh, and the sweep that sets and lifts mutes.
 
 ``Mutes.mute_for`` answers from two snapshots refreshed at most every ``poll_s`` (a second): the
 silences (re-read only when the store's revision moved; ``refresh()`` after a change in this
 process shows it at once) and the open cause warnings of the inhibition rules. A refresh runs inside
-the warning writer's transaction, so a query per refresh would cost every batch; a second's delay
-is the price, and the sweep catches up with what changed meanwhile.
+the warning writer's transaction, so a query per refresh would cost every batch. A second's delay is
+the price: a warning refreshed in that second is judged on the snapshot before it until its next
+refresh, or the sweep's next round for a silence set or a cause closed.
 
 ``sweep`` runs on the wall clock. ``mute_matching``: an open warning that a silence in force now
 matches is muted at once, so a silence set during an incident needs no new signal to apply.

@@ -6,8 +6,10 @@ either a range [starts_at, ends_at) or a weekly window in a named time zone ("ev
 keeps it for the record; it stops applying from that instant.
 
 The time asked about is a signal's EVENT time, so a replay of the same readings mutes the same
-warnings as the live day did. Only "has the silence ended while its warning is still open" is asked
-at wall time, by the sweep (``app.workers``), because that is when someone must be told.
+warnings as the live day did. Two questions are asked at wall time instead, by the sweep
+(``alerts.mutes``): "has a silence just set matched a warning already open" (an operator silencing
+an incident expects it muted now, not at its next signal) and "has the silence ended while its
+warning is still open", because that is when someone must be told.
 
 Matching, and why:
 - ``sensor``: the warning stands on that sensor's evidence alone. A silence put on one gauge under
