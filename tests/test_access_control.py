@@ -263,6 +263,15 @@ def _fresh_silence(client: TestClient) -> Request:
     return f"/v1/silences/{silence.id}", {}
 
 
+def _public_warning_cap(client: TestClient) -> Request:
+    """A red warning's CAP: red is public at once (a warning still pending has no CAP message)."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+    red = signal(level="red", value=4.5, sensor_id="wl-cap-01", area="g-oldtown-02", ts=now)
+    [wid] = svc.warnings.apply_signals([red], now=now, actor="t")
+    return f"/v1/warnings/{wid}/cap", {}
+
+
 def _existing_warning(client: TestClient) -> Request:
     return f"/v1/warnings/{client.app.state.first_warning}", {}  # type: ignore[attr-defined]
 
@@ -288,9 +297,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/warnings/{warning_id}/timeline"): RouteCase(
         Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/timeline", {})
     ),
-    ("GET", "/v1/warnings/{warning_id}/cap"): RouteCase(
-        Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/cap", {})
-    ),
+    ("GET", "/v1/warnings/{warning_id}/cap"): RouteCase(Permission.READ_WARNINGS, 200, _public_warning_cap),
     ("GET", "/v1/warnings/{warning_id}/recommendations"): RouteCase(
         Permission.READ_WARNINGS, 200, lambda c: (f"{_existing_warning(c)[0]}/recommendations", {})
     ),
