@@ -197,6 +197,24 @@ def mute_sweep(svc: Services) -> Callable[[threading.Event], None]:
     return run
 
 
+ESCALATION_SWEEP_S = 5.0  # the shortest ack_within is minutes: a few seconds late is no one's loss
+
+
+def escalation_sweep(svc: Services) -> Callable[[threading.Event], None]:
+    """Every few seconds of wall time, hand unacknowledged active warnings up their escalation chain
+    (``WarningService.hand_up``)."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(ESCALATION_SWEEP_S):
+            try:
+                svc.warnings.hand_up(now=datetime.now(UTC))
+            except Exception:
+                # A missed round only delays the next tier: the next round sees the same rows.
+                log.exception("escalation sweep failed; retrying in %s s", ESCALATION_SWEEP_S)
+
+    return run
+
+
 def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
     """Start the readings and reports consumers, the model refresher and the silence check; returns the
     consumers by name."""
@@ -205,6 +223,7 @@ def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestW
     threads.start("report-ingest", reports.run)
     threads.start("model-refit", model_refresher(svc, readings).run)
     threads.start("sensor-silence", silence_watch(svc, readings).run)
+    threads.start("escalation-chain", escalation_sweep(svc))
     threads.start("mute-sweep", mute_sweep(svc))
     return {"readings": readings, "reports": reports}
 
