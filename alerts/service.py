@@ -237,9 +237,8 @@ class WarningService:
         if status == "active":
             warning = warning.model_copy(update=self._first_responder(now))
         tx.insert(warning)
-        note = f"{len(at_first)} signal(s) at {first.isoformat()}"
-        if status == "pending":
-            note += f"; pending until it holds {self.lifecycle_config.timing(hazard).hold:g} min"
+        # Pending or active is in the event's to_status; the hold it waits for, in lifecycle.yaml.
+        note = f"{len(group)} signal(s)"
         opened = lifecycle.opened_event(
             level, at=now, actor=actor, note=note, status=status, event_time=first
         )

@@ -195,6 +195,12 @@ def _fresh_warning(action: str) -> Callable[[TestClient], Request]:
     return make
 
 
+def _fresh_assignment(client: TestClient) -> Request:
+    """A new open warning for each call, assigned by name (the lifecycle's assign)."""
+    url, _ = _fresh_warning("assign")(client)
+    return url, {"json": {"assignee": "crew 7"}}
+
+
 def _fresh_recommendation(verb: str) -> Callable[[TestClient], Request]:
     """A new warning with its playbook's recommendations for each call; for done, the first accepted."""
 
@@ -315,6 +321,16 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
         Permission.ACT, 200, _fresh_warning("acknowledge")
     ),
     ("POST", "/v1/warnings/{warning_id}/resolve"): RouteCase(Permission.ACT, 200, _fresh_warning("resolve")),
+    ("POST", "/v1/warnings/{warning_id}/escalate"): RouteCase(
+        Permission.ACT, 200, _fresh_warning("escalate")
+    ),
+    ("POST", "/v1/warnings/{warning_id}/deescalate"): RouteCase(
+        Permission.ACT, 200, _fresh_warning("deescalate")
+    ),
+    ("POST", "/v1/warnings/{warning_id}/annotate"): RouteCase(
+        Permission.ACT, 200, _fresh_warning("annotate")
+    ),
+    ("POST", "/v1/warnings/{warning_id}/assign"): RouteCase(Permission.ACT, 200, _fresh_assignment),
     ("GET", "/v1/sensors"): RouteCase(Permission.READ, 200, _get("/v1/sensors")),
     ("POST", "/v1/sensors"): RouteCase(
         Permission.ADMINISTER, 201, lambda _c: ("/v1/sensors", {"json": _new_sensor()})
