@@ -75,6 +75,8 @@ class WarningWriter(Protocol):
 
     def change_times(self, warning_id: str, *, since: datetime) -> list[datetime]: ...
 
+    def last_action(self, warning_id: str) -> str | None: ...
+
     def locked(self, warning_id: str) -> WarningOut | None: ...
 
     def insert(self, warning: WarningOut, subject: str | None = None) -> None: ...
@@ -344,6 +346,11 @@ class _SqlWriter:
             .order_by(h.event_time, h.id)
         ).scalars()
         return [as_utc(t) for t in rows]
+
+    def last_action(self, warning_id: str) -> str | None:
+        h = db.events.c
+        query = sa.select(h.action).where(h.warning_id == warning_id).order_by(h.id.desc()).limit(1)
+        return self.conn.execute(query).scalar_one_or_none()
 
     def locked(self, warning_id: str) -> WarningOut | None:
         return self._one_locked(sa.select(db.warnings).where(db.warnings.c.id == warning_id))

@@ -636,6 +636,34 @@ class WarningService:
                 moved.append(w.id)
         return moved
 
+    def note_stale(self, *, now: datetime) -> list[str]:
+        """Say once, on each open warning that nothing has changed for ``stale_after`` of wall time, that
+        its event-time clock may have stopped (no readings from its area) and that it is left as it is:
+        absent data is no evidence that the danger has passed. Returns their ids."""
+        now = as_utc(now)
+        quiet_for = timedelta(minutes=self.lifecycle_config.stale_after)
+        said = []
+        with self.repository.writing() as tx:
+            for status in sorted(lifecycle.OPEN):
+                for w in tx.open_with_status(status):
+                    if (
+                        w.hazard == SENSOR_FAULT
+                        or now - w.updated_at < quiet_for
+                        or tx.last_action(w.id) == "stale"
+                    ):
+                        continue
+                    clock = (w.clock_at or w.last_signal_at).isoformat()
+                    note = (
+                        f"no change since {w.updated_at.isoformat()} (wall); its readings' clock stands at "
+                        f"{clock}: left {w.status} at {w.level}, as no data is no evidence the danger passed"
+                    )
+                    event = lifecycle.status_event(
+                        w, w.status, action="stale", at=now, actor=lifecycle.AUTOMATIC, note=note
+                    )
+                    tx.record(w.id, event)
+                    said.append(w.id)
+        return said
+
     # ---- reads ------------------------------------------------------------------------
 
     def recent_evidence_in(self, areas: Sequence[str], *, since: datetime, limit: int = 50) -> list[Evidence]:

@@ -202,12 +202,14 @@ ESCALATION_SWEEP_S = 5.0  # the shortest ack_within is minutes: a few seconds la
 
 def escalation_sweep(svc: Services) -> Callable[[threading.Event], None]:
     """Every few seconds of wall time, hand unacknowledged active warnings up their escalation chain
-    (``WarningService.hand_up``)."""
+    (``WarningService.hand_up``), and say on warnings left unchanged for long that their clock may have
+    stopped (``note_stale``)."""
 
     def run(stop: threading.Event) -> None:
         while not stop.wait(ESCALATION_SWEEP_S):
             try:
                 svc.warnings.hand_up(now=datetime.now(UTC))
+                svc.warnings.note_stale(now=datetime.now(UTC))
             except Exception:
                 # A missed round only delays the next tier: the next round sees the same rows.
                 log.exception("escalation sweep failed; retrying in %s s", ESCALATION_SWEEP_S)

@@ -64,7 +64,7 @@ class LifecycleConfig(BaseModel):
     hazards: dict[str, HazardOverride] = {}
     chain: list[str] = Field(min_length=1)  # responders, first told first
     ack_within: dict[Level, float | None]  # wall minutes per level before the next tier; None: never
-    stale_after: float = Field(gt=0)  # wall minutes without a reading before a warning says it is stale
+    stale_after: float = Field(gt=0)  # wall minutes without change before a warning says its clock stopped
 
     @model_validator(mode="after")
     def _every_level(self) -> LifecycleConfig:

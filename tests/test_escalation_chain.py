@@ -162,3 +162,13 @@ def test_the_release_must_outlast_the_detectors_reminder_interval(tmp_path: Path
     ]
     assert "reminder interval" in problems[0].message
     assert check(Settings()).problems == []
+
+
+def test_a_warning_whose_readings_stopped_is_left_as_it_is_and_says_so_once(service: WarningService) -> None:
+    [wid] = service.apply_signals([gas("red")], now=NOW, actor="d")
+    assert service.note_stale(now=NOW + 179 * MIN) == []
+    assert service.note_stale(now=NOW + 181 * MIN) == [wid]
+    assert service.note_stale(now=NOW + 300 * MIN) == []  # said once
+    w = service.get(wid)
+    assert w is not None and (w.status, w.level) == ("active", "red")
+    assert w.events[-1].action == "stale" and "left active at red" in w.events[-1].note
