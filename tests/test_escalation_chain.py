@@ -109,6 +109,9 @@ def test_operators_assign_annotate_escalate_and_deescalate_with_their_key(app_cl
     base = f"/v1/warnings/{wid}"
 
     assert app_client.post(f"{base}/escalate", json={"note": "x"}, headers=viewer).status_code == 403
+    grid = app_client.get("/v1/warnings", params={"scope": "grid"}, headers=viewer).json()
+    assert [w["id"] for w in grid["items"]] == [wid] and grid["items"][0]["scope"] == "grid"
+    assert app_client.get("/v1/warnings", params={"scope": "town"}, headers=viewer).status_code == 422
     assigned = app_client.post(f"{base}/assign", json={"assignee": "crew 7"}, headers=op)
     assert assigned.status_code == 200, assigned.text
     assert assigned.json()["assignee"] == "crew 7"

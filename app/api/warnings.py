@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shapely.geometry import mapping
 
 from alerts.exceptions import InvalidTransition, WarningNotFound
-from alerts.schemas import Status, WarningDetail, WarningOut, WarningPage
+from alerts.schemas import Scope, Status, WarningDetail, WarningOut, WarningPage
 from app.api.deps import TimeBounds, WarningId, now, services, time_bounds
 from app.api.openapi import REF
 from app.auth.deps import require
@@ -71,9 +71,13 @@ def list_warnings(
         Literal["false", "true", "any"],
         Query(description="Drills: false (the default) leaves exercises out, true lists only them, any all"),
     ] = "false",
+    scope: Annotated[
+        Scope | None, Query(description="grid, district or city warnings only (roll-ups: alerts.rollup)")
+    ] = None,
 ) -> WarningPage | Response:
     page = svc.warnings.list(
         exercise=None if exercise == "any" else exercise == "true",
+        scope=scope,
         status=status,
         level=level,
         area=area,
