@@ -377,7 +377,7 @@ class _Walk:
                 to_status=next_status("", _PENDING, "condition_gone"),
                 note=f"did not hold: no evidence in ({_hm(since)}, {_hm(c)}], nobody was told",
             )
-        elif not life.flapping:
+        else:
             self.step(
                 c,
                 "resolved",
@@ -440,4 +440,4 @@ def walk(
 
 
 def _hm(t: datetime | None) -> str:
-    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if t is None else t.strftime("%Y-%m-%d %H:%M:%S UTC")

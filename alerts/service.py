@@ -174,7 +174,9 @@ class WarningService:
         first = from_ns(run[0].ts_ns)
 
         def settle(w: WarningOut) -> WarningOut | None:
-            return self._walk(tx, w, until=first, before=True, now=now, actor=actor, changed=changed)
+            return self._walk(
+                tx, w, until=first, before=True, now=now, actor=actor, changed=changed, advise=True
+            )
 
         joining = self.grouping.warning_for(tx, key, run, settle=settle)
         ended = joining.ended
@@ -270,7 +272,7 @@ class WarningService:
         clock = warning.clock_at or warning.last_signal_at
         if until <= clock and not revisit:
             return warning
-        since = min(clock, until) - timing.release_time - timing.flap_time
+        since = min(clock, until) - timing.release_time  # the window at the clock, and all after it
         life = lifecycle.Life.of(warning, tx.change_times(warning.id, since=clock - timing.flap_time))
         evidence = [
             e
