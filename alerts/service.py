@@ -32,6 +32,7 @@ from alerts.levels import CAP_SEVERITY, CAP_URGENCY, LevelRule, rank
 from alerts.repository import SqlWarningRepository, WarningRepository, WarningWriter
 from alerts.schemas import (
     Evidence,
+    Status,
     WarningDetail,
     WarningFilters,
     WarningOut,
@@ -590,6 +591,8 @@ class WarningService:
                 to_level=level,
             )
             tx.record(warning_id, event)
+            if target == "pending" and level == "red":
+                target = self._activate_red(tx, current.model_copy(update={"level": level}), now=now)
             if level != current.level:
                 self._refresh(
                     tx,
@@ -605,6 +608,24 @@ class WarningService:
         detail = self.get(warning_id)
         assert detail is not None
         return detail
+
+    def _activate_red(self, tx: WarningWriter, pending: WarningOut, *, now: datetime) -> Status:
+        """A pending warning an operator raised to red is active at once, as a red one opens."""
+        target = lifecycle.next_status(pending.id, pending.status, "hold_elapsed")
+        if not tx.change_status(pending.id, from_status=pending.status, to_status=target, now=now):
+            raise InvalidTransition(f"warning {pending.id} changed while becoming {target}")
+        tx.update(pending.id, {"activated_at": pending.clock_at, **self._first_responder(now)})
+        event = lifecycle.status_event(
+            pending,
+            target,
+            action="activated",
+            at=now,
+            actor=lifecycle.AUTOMATIC,
+            note="red is active at once",
+            event_time=pending.clock_at,
+        )
+        tx.record(pending.id, event)
+        return target
 
     # ---- the escalation chain (wall clock) ------------------------------------------------
 

@@ -175,3 +175,11 @@ def test_a_warning_whose_readings_stopped_is_left_as_it_is_and_says_so_once(serv
     w = service.get(wid)
     assert w is not None and (w.status, w.level) == ("active", "red")
     assert w.events[-1].action == "stale" and "left active at red" in w.events[-1].note
+
+
+def test_a_pending_warning_an_operator_raises_to_red_is_active_at_once(service: WarningService) -> None:
+    [wid] = service.apply_signals([signal(level="orange")], now=NOW, actor="d")  # flood: pending
+    service.escalate(wid, now=NOW + MIN, actor="li", actor_role="operator", note="levee seeping")
+    w = service.get(wid)
+    assert w is not None and (w.status, w.level, w.events[-1].action) == ("active", "red", "activated")
+    assert (w.events[-1].actor, w.responder, w.activated_at) == ("citywarn", "grid duty officer", NOW)
