@@ -25,7 +25,8 @@ def check_keys(base: str, warnings: list[dict[str, Any]], *, cwd: Path, env: dic
     assert anonymous.status_code == 401
     assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
     assert anonymous.headers["Content-Type"].startswith("application/problem+json")
-    wid = next(w["id"] for w in warnings if w["status"] == "active")
+    # A new warning may still be pending its hold (alerts.lifecycle); an operator may take it on all the same.
+    wid = next(w["id"] for w in warnings if w["status"] in ("active", "pending"))
     ack = f"{base}/v1/warnings/{wid}/acknowledge"
     viewer = cli_key("viewer", "wall screen", cwd=cwd, env=env)
     assert httpx.post(ack, headers={"Authorization": f"Bearer {viewer}"}, timeout=5).status_code == 403
