@@ -163,7 +163,8 @@ def test_warnings_list_detail_and_transitions(client: TestClient) -> None:
         now=NOW,
         actor="detector:test",
     )
-    page = client.get("/v1/warnings", params={"status": "active", "level": "red"}).json()
+    # Grid warnings: the red one also raises its district's and city's roll-ups (alerts.rollup).
+    page = client.get("/v1/warnings", params={"status": "active", "level": "red", "scope": "grid"}).json()
     assert page["total"] == 1 and page["items"][0]["id"] == wid
     assert client.get("/v1/warnings", params={"area": "g-riverside-01"}).json()["total"] == 0
     assert client.get("/v1/warnings", params={"level": "purple"}).status_code == 422
