@@ -17,6 +17,7 @@ SQLite stores naive text and compares it as text.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
@@ -114,6 +115,24 @@ class WarningRepository(Protocol):
     def report_evidence(self, warning_id: str) -> list[Evidence]: ...
 
 
+def _in_areas(areas: Sequence[str]) -> sa.ColumnElement[bool]:
+    """Warnings of these areas or covering one of them: neighbour fusion files an incident under the
+    grid where it began, and a grid whose gauge joined it must still see it as its own.
+
+    ``covers`` is a JSON list of area ids; matching its text for the quoted id works alike on SQLite
+    (JSON kept as text) and PostgreSQL (json cast to text), and area ids hold no quotes. ``_`` and
+    ``%`` are escaped, since ids are matched with LIKE.
+    """
+    w = db.warnings.c
+    covers = sa.cast(w.covers, sa.Text)
+    quoted = [_like_literal(json.dumps(a)) for a in areas]
+    return sa.or_(w.area.in_(list(areas)), *(covers.like(f"%{q}%", escape="\\") for q in quoted))
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _open_key(hazard: str, area: str, subject: str | None = None, *, exercise: bool = False) -> str:
     """Set while a warning is open, NULL once resolved; unique, so one open warning per (hazard, area).
 
@@ -147,7 +166,7 @@ class SqlWarningRepository:
         w = db.warnings.c
         where: list[sa.ColumnElement[bool]] = []
         if areas is not None:
-            where.append(w.area.in_(list(areas)))
+            where.append(_in_areas(areas))
         if f.get("open_only", False):
             where.append(w.open_key.is_not(None))
         if status:
@@ -155,7 +174,7 @@ class SqlWarningRepository:
         if level:
             where.append(w.level == level)
         if area:
-            where.append(w.area == area)
+            where.append(_in_areas([area]))
         if hazard:
             where.append(w.hazard == hazard)
         exercise, scope = f.get("exercise"), f.get("scope")
@@ -208,7 +227,7 @@ class SqlWarningRepository:
             rows = conn.execute(
                 sa.select(db.evidence)
                 .join(db.warnings, e.warning_id == w.id)
-                .where(w.area.in_(list(areas)), e.observed_at >= as_utc(since))
+                .where(_in_areas(areas), w.exercise.is_(False), e.observed_at >= as_utc(since))
                 .order_by(e.observed_at.desc())
                 .limit(limit)
             ).all()

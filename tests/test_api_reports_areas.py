@@ -125,3 +125,36 @@ def test_areas_are_geojson_and_risk_shows_open_warnings(client: TestClient) -> N
     [feature] = geo["features"]
     assert feature["properties"]["area"] == "g-riverside-05"
     assert feature["geometry"]["type"] in {"Polygon", "MultiPolygon"}
+
+
+def test_a_grid_whose_gauge_joined_a_neighbours_warning_shows_it_as_its_risk(client: TestClient) -> None:
+    """Neighbour fusion files one flood under the grid where it began; the neighbour grid whose gauge
+    is past its line must still show that warning, in its risk and in the list by area."""
+    svc = client.app.state.services  # type: ignore[attr-defined]
+
+    def gauge(sensor: str, area: str, minutes_ago: int) -> Signal:
+        return Signal(
+            sensor_id=sensor,
+            kind="water_level",
+            area=area,
+            hazard="flood",
+            ts_ns=int((NOW - timedelta(minutes=minutes_ago)).timestamp()) * 10**9,
+            value=0.45,
+            score=1.0,
+            detector="test",
+            level="orange",
+            evidence={"warning_line": 0.4},
+        )
+
+    svc.warnings.apply_signals([gauge("wl-riverside-04", "g-riverside-05", 3)], now=NOW, actor="test")
+    svc.warnings.apply_signals([gauge("wl-riverside-03", "g-riverside-07", 2)], now=NOW, actor="test")
+    [warning] = svc.warnings.list(scope="grid", open_only=True).items
+    assert warning.area == "g-riverside-05" and "g-riverside-07" in warning.covers
+
+    risk = client.get("/v1/areas/g-riverside-07/risk").json()
+    assert [w["id"] for w in risk["open_warnings"] if w["scope"] == "grid"] == [warning.id]
+    assert risk["highest_level"] == "orange"
+    listed = client.get("/v1/warnings", params={"area": "g-riverside-07", "scope": "grid"}).json()
+    assert [w["id"] for w in listed["items"]] == [warning.id]
+    # A grid nothing reached stays clear.
+    assert client.get("/v1/areas/g-oldtown-01/risk").json()["open_warnings"] == []

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from alerts.service import WarningService
+from config.areas import load_areas
 from config.lifecycle import HazardTiming, LifecycleConfig
 from config.settings import Settings
 from models.signals import Signal
@@ -179,3 +180,25 @@ def test_any_batching_of_the_same_signals_gives_the_same_warnings(
         return per_key
 
     assert outcome("split") == outcome("whole")
+
+
+def test_a_neighbours_warning_is_listed_and_counted_under_every_grid_it_covers(engine: sa.Engine) -> None:
+    """Neighbour fusion keeps one warning under the grid where it began; the list by area and the
+    area's recent signals find it under the neighbour grid its evidence also came from."""
+    service = WarningService(
+        engine,
+        catalog=CATALOG,
+        playbooks=PLAYBOOKS,
+        areas=load_areas(Settings().areas_path),
+        lifecycle_config=RELEASE_PAST_THE_WINDOW,
+    )
+    first = signal(sensor_id="wl-riverside-04", area="g-riverside-05", ts=NOW)
+    joined = signal(sensor_id="wl-riverside-03", area="g-riverside-07", ts=NOW + timedelta(minutes=1))
+    [a] = service.apply_signals([first], now=NOW, actor="detector:t")
+    [b] = service.apply_signals([joined], now=NOW, actor="detector:t")
+    assert a == b
+    for area in ("g-riverside-05", "g-riverside-07"):
+        assert [w.id for w in service.list(area=area, scope="grid").items] == [a]
+        assert [w.id for w in service.list(areas=[area], open_only=True, scope="grid").items] == [a]
+    assert service.list(area="g-riverside-0", scope="grid").items == []  # ids match whole, not by prefix
+    assert service.list(area="g_riverside-07", scope="grid").items == []  # '_' is no LIKE wildcard
