@@ -99,6 +99,9 @@ class TransitionEntry(BaseModel):
     from_level: str | None
     to_level: str
     note: str
+    event_time: datetime | None = Field(
+        None, description="The readings' clock the change happened at; None for an operator's action"
+    )
 
 
 class RecommendationEntry(BaseModel):

@@ -163,6 +163,10 @@ def test_the_timeline_holds_every_report_reading_and_transition_in_order(app_cli
     assert [r["report_id"] for r in by_type["report"]] == [r.report_id for r in built.reports]
     transitions = [(t["action"], t["actor"], t["actor_role"], t["note"]) for t in by_type["transition"]]
     assert transitions == [(e.action, e.actor, e.actor_role, e.note) for e in detail.events]
+    # The lifecycle's own changes carry the readings' time they happened at; an operator's, none.
+    clocks = [t["event_time"] for t in by_type["transition"]]
+    assert clocks == [None if e.event_time is None else _iso(e.event_time) for e in detail.events]
+    assert clocks[-2:] == [None, None] and any(c is not None for c in clocks[:-2])
     assert transitions[-2:] == [
         ("acknowledged", "EOC duty officer", "operator", "crew sent"),
         ("resolved", "EOC duty officer", "operator", "valve closed"),
@@ -389,3 +393,7 @@ def test_pages_of_the_merged_timeline_are_the_brute_force_merge_cut_in_pieces(
 def _warning() -> WarningOut:
     at = datetime(2026, 11, 29, tzinfo=UTC)
     return new_warning("gas_leak", GRID, "red", first=at, last=at, now=at)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
