@@ -273,12 +273,16 @@ class WarningService:
         clock = warning.clock_at or warning.last_signal_at
         if until <= clock and not revisit:
             return warning
-        since = min(clock, until) - timing.release_time  # the window at the clock, and all after it
+        # The window at the clock, and all after it up to ``until``. A late signal (``revisit``, at or
+        # before the clock) is judged at the clock, on every row up to the clock: bounding the rows by
+        # its own older time would empty the window and release a warning whose line still holds.
+        since = clock - timing.release_time
+        upto = max(until, clock) if revisit else until
         life = lifecycle.Life.of(warning, tx.change_times(warning.id, since=clock - timing.flap_time))
         evidence = [
             e
             for e in tx.evidence_since(warning.id, since=since, limit=EVIDENCE_SCANNED)
-            if e.observed_at <= until
+            if e.observed_at <= upto
         ]
         moved, steps = lifecycle.walk(
             life, evidence, timing, self._earn, until=until, before=before, revisit=revisit

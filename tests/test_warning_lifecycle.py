@@ -361,3 +361,18 @@ def test_the_sink_clock_is_each_areas_latest_reading() -> None:
         "a": from_ns(ns + 9),
         "b": from_ns(ns + 5),
     }
+
+
+def test_a_late_reading_from_before_the_clock_does_not_end_a_warning_whose_line_still_holds(
+    service: WarningService,
+) -> None:
+    """A restarted replay or a slow sensor delivers a reading older than the warning's clock: the
+    condition at the clock is judged on all the evidence up to the clock, the late reading included,
+    not on the evidence up to the late reading's time (which once released a flood still past its line)."""
+    [wid] = service.apply_signals([flood("yellow", m) for m in range(0, 61, 15)], now=NOW, actor="d")
+    service.advance({RIVER: at(61)}, now=NOW)
+    assert service.get(wid).status == "active"  # type: ignore[union-attr]
+    assert service.apply_signals([flood("yellow", -30)], now=NOW, actor="d") == [wid]
+    w = service.get(wid)
+    assert w is not None and w.status == "active", [(e.action, e.note) for e in w.events]
+    assert "resolved" not in [e.to_status for e in w.events]
