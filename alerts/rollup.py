@@ -66,6 +66,7 @@ class Member:
     first_signal_at: datetime
     last_signal_at: datetime
     dismissed: bool = False  # it references a roll-up warning an operator resolved while it was live
+    drill_id: str | None = None  # the drill whose exercise warning it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,7 @@ _MEMBER_COLUMNS = (
     "confidence",
     "first_signal_at",
     "last_signal_at",
+    "drill_id",
 )
 _CERTAINTY_ORDER = ("Unlikely", "Possible", "Likely", "Observed")
 _SCOPE_BELOW: dict[Scope, Scope] = {"district": "grid", "city": "district"}
@@ -276,6 +278,7 @@ class RollUp:
                 "status": "active",
                 "scope": scope,
                 "exercise": exercise,
+                "drill_id": next((m.drill_id for m in found.members if m.drill_id), None),
                 "activated_at": now,
             }
         )
@@ -371,6 +374,7 @@ def _member(row: Any, *, dismissed: bool) -> Member:
         confidence=row.confidence,
         first_signal_at=as_utc(row.first_signal_at),
         last_signal_at=as_utc(row.last_signal_at),
+        drill_id=row.drill_id,
     )
 
 

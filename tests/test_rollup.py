@@ -128,11 +128,18 @@ def grid_warning(
     exercise: bool = False,
     status: Status = "active",
     covers: tuple[str, ...] = (),
+    drill_id: str | None = None,
 ) -> str:
     """A grid warning as the warning service leaves it: open, at ``level``, covering ``covers``."""
     opened = lifecycle.new_warning(hazard, area, level, first=NOW, last=NOW + timedelta(minutes=5), now=NOW)
     warning = opened.model_copy(
-        update={"status": status, "exercise": exercise, "covers": [area, *covers], "certainty": "Likely"}
+        update={
+            "status": status,
+            "exercise": exercise,
+            "covers": [area, *covers],
+            "certainty": "Likely",
+            "drill_id": drill_id,
+        }
     )
     with repository.writing() as tx:
         tx.insert(warning)
@@ -273,14 +280,15 @@ def test_exercise_warnings_roll_up_apart_from_real_ones(
     repository: SqlWarningRepository, rollup: RollUp
 ) -> None:
     real = grid_warning(repository, "g-riverside-01", "yellow")
-    drill = grid_warning(repository, "g-riverside-02", "yellow", exercise=True)
+    drill = grid_warning(repository, "g-riverside-02", "yellow", exercise=True, drill_id="drill-1")
     rollup.refresh([key("g-riverside-01"), key("g-riverside-02", exercise=True)], now=NOW)
     assert open_rollups(repository, "district") == []  # one of each is not two of either
 
-    drill_2 = grid_warning(repository, "g-riverside-03", "orange", exercise=True)
+    drill_2 = grid_warning(repository, "g-riverside-03", "orange", exercise=True, drill_id="drill-1")
     rollup.refresh([key("g-riverside-03", exercise=True)], now=NOW)
     [district] = open_rollups(repository, "district")
     assert district.exercise and district.level == "orange"
+    assert district.drill_id == "drill-1"  # the drill's own roll-up: listed with the drill's warnings
     assert district.covers == ["g-riverside-02", "g-riverside-03"]
     assert repository.summary(real).parent_id is None  # type: ignore[union-attr]
     for child in (drill, drill_2):
