@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from alerts.drill_store import AlreadyRunning, Drill, DrillStore
 from alerts.service import WarningService
-from alerts.sinks import _burst_signal
+from alerts.sinks import burst_signal
 from models.signals import Signal
 from store.schemas import Point, ReportRecord
 
@@ -225,7 +225,7 @@ class DrillRunner:
                 [(r.area, r.category, r.ts_ns / 1e9, r.report_id) for r in reports if not r.outside_areas]
             )
             by_id = {r.report_id: r for r in reports}
-            signals += [_burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
+            signals += [burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
             marked = [dataclasses.replace(s, exercise=True, drill_id=drill.id) for s in signals]
             touched = self.warnings.apply_signals(marked, now=self._clock(), actor=actor) if marked else []
             self.store.progress(

@@ -39,7 +39,7 @@ from alerts.explanation import Names
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY, rank
 from alerts.repository import SqlWarningRepository, WarningWriter
 from alerts.schemas import Scope, WarningEvent
-from alerts.service import _worth_retrying
+from alerts.service import worth_retrying
 from config.areas import AreaIndex
 from config.catalog import SENSOR_FAULT
 from config.timeutil import as_utc
@@ -172,7 +172,7 @@ class RollUp:
         cities = sorted({(hazard, exercise) for hazard, _, exercise in districts})
         self._settle_all([("city", hazard, CITY_AREA, exercise) for hazard, exercise in cities], now=now)
 
-    @retry(retry=retry_if_exception(_worth_retrying), stop=stop_after_attempt(4), reraise=True)
+    @retry(retry=retry_if_exception(worth_retrying), stop=stop_after_attempt(4), reraise=True)
     def _settle_all(self, targets: Sequence[tuple[Scope, str, str, bool]], *, now: datetime) -> None:
         with self.repository.writing() as tx:
             for scope, hazard, area, exercise in targets:

@@ -55,9 +55,10 @@ EVIDENCE_SCANNED = 20_000  # the most rows read to assess the windows of one inc
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # PostgreSQL: serialization failure, deadlock detected
 
 
-def _worth_retrying(exc: BaseException) -> bool:
-    """Two batches opening one (hazard, area) at once: the loser's unique key fails, and its
-    retry joins the winner's warning. PostgreSQL may also break a lock cycle by failing one."""
+def worth_retrying(exc: BaseException) -> bool:
+    """Two writers opening one warning at once (two batches, or two workers raising one roll-up):
+    the loser's unique open key fails, and its retry joins the winner's warning. PostgreSQL may
+    also break a lock cycle by failing one."""
     if isinstance(exc, sa.exc.IntegrityError):
         return True
     return isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
@@ -138,7 +139,7 @@ class WarningService:
         if self.rollup is not None and changed:
             self.rollup.refresh(sorted(changed), now=now)
 
-    @retry(retry=retry_if_exception(_worth_retrying), stop=stop_after_attempt(3), reraise=True)
+    @retry(retry=retry_if_exception(worth_retrying), stop=stop_after_attempt(3), reraise=True)
     def _apply_once(
         self,
         groups: dict[tuple[str, str, bool], list[Signal]],
@@ -345,7 +346,7 @@ class WarningService:
         self._advance_once(clock, now=now, changed=changed)
         self._roll_up(changed, now=now)
 
-    @retry(retry=retry_if_exception(_worth_retrying), stop=stop_after_attempt(3), reraise=True)
+    @retry(retry=retry_if_exception(worth_retrying), stop=stop_after_attempt(3), reraise=True)
     def _advance_once(self, clock: Mapping[str, datetime], *, now: datetime, changed: set[RollUpKey]) -> None:
         changed.clear()
         with self.repository.writing() as tx:

@@ -131,7 +131,7 @@ class ReportSink:
             )
             by_id = {r.report_id: r for r in placed}
             # A burst of uncategorised chatter (noise complaints, late buses) is no hazard.
-            signals += [_burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
+            signals += [burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
         if signals:
             self.warnings.apply_signals(signals, now=now, actor="detector:reportburst")
         self.warnings.advance(
@@ -164,7 +164,8 @@ class ReportSink:
         return detector
 
 
-def _burst_signal(burst: BurstSignal, reports: dict[str, ReportRecord]) -> Signal:
+def burst_signal(burst: BurstSignal, reports: dict[str, ReportRecord]) -> Signal:
+    """A burst of reports as warning evidence; drills (``alerts.drills``) make theirs the same way."""
     seen = [reports[i] for i in burst.report_ids if i in reports]
     latest = max(seen, key=lambda r: r.ts_ns) if seen else None
     evidence: dict[str, float | str] = {

@@ -196,7 +196,7 @@ def test_gauge_anomaly_and_flood_reports_in_one_grid_fuse_into_one_surer_warning
         send(settings, settings.topic_reports, reports, key="area")
         wait_for_commits(settings, settings.topic_readings, settings.consumer_group, len(readings))
         wait_for_commits(settings, settings.topic_reports, f"{settings.consumer_group}-reports", 8)
-        by_area = {w.area: w for w in svc.warnings.list().items}
+        by_area = {w.area: w for w in svc.warnings.list(scope="grid").items}  # the grids, not roll-ups
 
     assert set(by_area) == {gauge_only, reports_only, both}
     assert {w.hazard for w in by_area.values()} == {"flood"}
