@@ -78,12 +78,24 @@ class BackgroundThreads:
             thread.join(timeout_s)
 
 
-def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
+def scoring_engine(svc: Services) -> ScoringEngine:
+    """A scoring engine as the settings make it, with the archived per-kind models: the live one and
+    each drill's, so a drill scores as the city's own readings are scored."""
     s = svc.settings
     engine = ScoringEngine(svc.live_catalog, detector=s.detector, signal_threshold=s.signal_threshold)
     engine.set_kind_models(latest_kind_models(svc.models))
+    return engine
+
+
+def burst_detector(svc: Services) -> ReportBurstDetector:
+    """A report burst detector as the settings make it (live report ingest and drills)."""
+    return ReportBurstDetector(svc.taxonomy, window_s=svc.settings.burst_window_s)
+
+
+def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
+    s = svc.settings
     sink = DetectionSink(
-        engine=engine,
+        engine=scoring_engine(svc),
         warnings=svc.warnings,
         checkpoints=svc.checkpoints,
         log_id=lambda: topic_log_id(s.kafka_bootstrap, s.topic_readings),
@@ -102,7 +114,7 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
 def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:
     s = svc.settings
     sink = ReportSink(
-        detector_factory=lambda: ReportBurstDetector(svc.taxonomy, window_s=s.burst_window_s),
+        detector_factory=partial(burst_detector, svc),
         warnings=svc.warnings,
         checkpoints=svc.checkpoints,
     )
@@ -181,40 +193,41 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
     )
 
 
-def mute_sweep(svc: Services) -> Callable[[threading.Event], None]:
-    """Every ``mute_sweep_s`` of wall time, mute the open warnings a silence in force matches and unmute
-    those whose silence has ended or whose inhibiting warning has closed (``alerts.mutes``); the
-    "unmuted" event notifies them."""
+def every(seconds: float, step: Callable[[], object], what: str) -> Callable[[threading.Event], None]:
+    """A worker that runs ``step`` every ``seconds`` of wall time until stopped. A failed round is
+    logged and the next one tried: these sweeps read their rows afresh, so a missed round only
+    delays what it would have done."""
 
     def run(stop: threading.Event) -> None:
-        while not stop.wait(svc.settings.mute_sweep_s):
+        while not stop.wait(seconds):
             try:
-                svc.mutes.sweep(svc.warnings, now=datetime.now(UTC))
+                step()
             except Exception:
-                # A missed round only delays a notification: the next one sees the same rows.
-                log.exception("mute sweep failed; retrying in %s s", svc.settings.mute_sweep_s)
+                log.exception("%s failed; retrying in %s s", what, seconds)
 
     return run
+
+
+def mute_sweep(svc: Services) -> Callable[[threading.Event], None]:
+    """Mute the open warnings a silence in force matches and unmute those whose silence has ended or
+    whose inhibiting warning has closed (``alerts.mutes``); the "unmuted" event notifies them."""
+    return every(
+        svc.settings.mute_sweep_s, lambda: svc.mutes.sweep(svc.warnings, now=datetime.now(UTC)), "mute sweep"
+    )
 
 
 ESCALATION_SWEEP_S = 5.0  # the shortest ack_within is minutes: a few seconds late is no one's loss
 
 
 def escalation_sweep(svc: Services) -> Callable[[threading.Event], None]:
-    """Every few seconds of wall time, hand unacknowledged active warnings up their escalation chain
-    (``WarningService.hand_up``), and say on warnings left unchanged for long that their clock may have
-    stopped (``note_stale``)."""
+    """Hand unacknowledged active warnings up their escalation chain (``WarningService.hand_up``), and
+    say on warnings left unchanged for long that their clock may have stopped (``note_stale``)."""
 
-    def run(stop: threading.Event) -> None:
-        while not stop.wait(ESCALATION_SWEEP_S):
-            try:
-                svc.warnings.hand_up(now=datetime.now(UTC))
-                svc.warnings.note_stale(now=datetime.now(UTC))
-            except Exception:
-                # A missed round only delays the next tier: the next round sees the same rows.
-                log.exception("escalation sweep failed; retrying in %s s", ESCALATION_SWEEP_S)
+    def step() -> None:
+        svc.warnings.hand_up(now=datetime.now(UTC))
+        svc.warnings.note_stale(now=datetime.now(UTC))
 
-    return run
+    return every(ESCALATION_SWEEP_S, step, "escalation sweep")
 
 
 def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
@@ -266,12 +279,9 @@ def demo_day(svc: Services, end: datetime) -> ScenarioData:
 def build_drill_runner(svc: Services) -> DrillRunner:
     """Drills with detectors of their own: a scoring engine built as the live one is (with the archived
     per-kind models), and a report burst detector, fresh for each drill and never checkpointed."""
-    s = svc.settings
 
     def tools() -> DrillTools:
-        engine = ScoringEngine(svc.live_catalog, detector=s.detector, signal_threshold=s.signal_threshold)
-        engine.set_kind_models(latest_kind_models(svc.models))
-        return DrillTools(scorer=engine, bursts=ReportBurstDetector(svc.taxonomy, window_s=s.burst_window_s))
+        return DrillTools(scorer=scoring_engine(svc), bursts=burst_detector(svc))
 
     return DrillRunner(
         store=DrillStore(svc.engine), scenarios=drill_scenarios(svc), warnings=svc.warnings, tools=tools
