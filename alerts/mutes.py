@@ -92,11 +92,15 @@ class SilencesAndInhibition:
         if found is not None:
             return found.mute_tag
         # A drill's outage never mutes a real warning, nor a real one a drill's.
+        candidates = [c for c, drill in causes if drill == exercise]
+        if not candidates:
+            return None
+        catalog = self.catalog.current()  # the areas of just these sensors: this runs on every refresh
         cause = inhibitor(
-            [c for c, drill in causes if drill == exercise],
+            candidates,
             hazard=hazard,
             sensors=sensors,
-            sensor_area={s.id: s.area for s in self.catalog.current().sensors},
+            sensor_area={sid: known.area for sid in sensors if (known := catalog.sensor(sid)) is not None},
             within=self.within,
             rules=self.rules,
         )
