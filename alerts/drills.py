@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from alerts.drill_store import AlreadyRunning, Drill, DrillStore
 from alerts.service import WarningService
-from alerts.sinks import burst_signal
+from alerts.sinks import burst_signal, latest_per_area
 from models.signals import Signal
 from store.schemas import Point, ReportRecord
 
@@ -228,6 +228,12 @@ class DrillRunner:
             signals += [burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
             marked = [dataclasses.replace(s, exercise=True, drill_id=drill.id) for s in signals]
             touched = self.warnings.apply_signals(marked, now=self._clock(), actor=actor) if marked else []
+            # The drill's own clock moves its warnings on (hold, release), as stored batches do live.
+            clock = latest_per_area(
+                [(p.area, p.ts_ns) for p in readings]
+                + [(r.area, r.ts_ns) for r in reports if not r.outside_areas]
+            )
+            self.warnings.advance(clock, now=self._clock(), exercise=True)
             self.store.progress(
                 drill.id,
                 readings=len(readings),

@@ -70,7 +70,7 @@ class WarningWriter(Protocol):
         self, keys: Sequence[tuple[str, str]], *, since: datetime, exercise: bool = False
     ) -> WarningOut | None: ...
 
-    def open_in(self, areas: Sequence[str]) -> list[WarningOut]: ...
+    def open_in(self, areas: Sequence[str], *, exercise: bool = False) -> list[WarningOut]: ...
 
     def open_with_status(self, status: Status) -> list[WarningOut]: ...
 
@@ -324,13 +324,17 @@ class _SqlWriter:
             .limit(1)
         )
 
-    def open_in(self, areas: Sequence[str]) -> list[WarningOut]:
-        """Open grid warnings in these areas or covering them, locked, in id order (one lock order)."""
+    def open_in(self, areas: Sequence[str], *, exercise: bool = False) -> list[WarningOut]:
+        """Open grid warnings in these areas or covering them, real or (``exercise``) a drill's, locked,
+        in id order (one lock order)."""
         w = db.warnings.c
         wanted = set(areas)
         candidates = self.conn.execute(
             sa.select(w.id, w.area, w.covers).where(
-                w.open_key.is_not(None), w.scope == "grid", w.hazard != "sensor_fault"
+                w.open_key.is_not(None),
+                w.scope == "grid",
+                w.hazard != "sensor_fault",
+                w.exercise.is_(exercise),
             )
         ).all()
         ids = sorted(r.id for r in candidates if r.area in wanted or wanted.intersection(r.covers or ()))

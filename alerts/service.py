@@ -335,22 +335,26 @@ class WarningService:
             self._refresh(tx, walked, [], opened=False, now=now, actor=actor, level_was=warning.level)
         return walked
 
-    def advance(self, clock: Mapping[str, datetime], *, now: datetime) -> None:
+    def advance(self, clock: Mapping[str, datetime], *, now: datetime, exercise: bool = False) -> None:
         """Move the open warnings of these areas (and those covering them) to each area's event time:
-        the latest reading stored for it. Called by the sinks after each stored batch."""
+        the latest reading stored for it. Called by the sinks after each stored batch, and by a drill
+        (``exercise``) with its own readings' times: each clock moves only its own warnings, so a
+        drill's day never ends a real warning and the city's readings never end a drill's."""
         if not clock:
             return
         now = as_utc(now)
         clock = {a: as_utc(t) for a, t in clock.items()}
         changed: set[RollUpKey] = set()
-        self._advance_once(clock, now=now, changed=changed)
+        self._advance_once(clock, now=now, exercise=exercise, changed=changed)
         self._roll_up(changed, now=now)
 
     @retry(retry=retry_if_exception(worth_retrying), stop=stop_after_attempt(3), reraise=True)
-    def _advance_once(self, clock: Mapping[str, datetime], *, now: datetime, changed: set[RollUpKey]) -> None:
+    def _advance_once(
+        self, clock: Mapping[str, datetime], *, now: datetime, exercise: bool, changed: set[RollUpKey]
+    ) -> None:
         changed.clear()
         with self.repository.writing() as tx:
-            for warning in tx.open_in(sorted(clock)):
+            for warning in tx.open_in(sorted(clock), exercise=exercise):
                 until = max(clock[a] for a in {warning.area, *warning.covers} if a in clock)
                 # Up to, not at, the latest reading: readings of that same instant may come in the next batch.
                 self._walk(

@@ -93,6 +93,16 @@ def test_a_drill_of_the_demo_day_opens_exercise_warnings_and_nothing_real(app_cl
     hazards = {w["hazard"] for w in drills_only["items"]}
     assert {"flood", "gas_leak"} <= hazards, hazards
     assert any(w["hazard"] == "gas_leak" and w["area"] == GAS_GRID for w in drills_only["items"])
+    # The drill's own clock runs its warnings' lives as the live day's does: its gas leak, over hours
+    # before the scenario ends, resolved on its own (released) within the drill.
+    gas_grid = [w for w in opened if w["hazard"] == "gas_leak" and w["scope"] == "grid"]
+    released = [
+        e
+        for w in gas_grid
+        for e in app_client.get(f"/v1/warnings/{w['id']}").json()["events"]
+        if e["to_status"] == "resolved" and e["actor"] == "citywarn" and e["event_time"] is not None
+    ]
+    assert released and released[0]["note"].startswith("released"), [w["status"] for w in gas_grid]
 
     # Nothing real: the default list, and area risk, show none of them; "any" shows them all.
     assert app_client.get("/v1/warnings").json()["total"] == 0

@@ -376,3 +376,14 @@ def test_a_late_reading_from_before_the_clock_does_not_end_a_warning_whose_line_
     w = service.get(wid)
     assert w is not None and w.status == "active", [(e.action, e.note) for e in w.events]
     assert "resolved" not in [e.to_status for e in w.events]
+
+
+def test_each_clock_moves_only_its_own_warnings_real_or_a_drills(service: WarningService) -> None:
+    """The city's readings never end a drill's warning, and a drill's replayed day never ends a real one."""
+    [real] = service.apply_signals([gas("red", 0)], now=NOW, actor="d")
+    [drill] = service.apply_signals([replace(gas("red", 0), exercise=True, drill_id="x")], now=NOW, actor="d")
+    assert real != drill
+    service.advance({RIVER: at(120)}, now=NOW)
+    assert (service.get(real).status, service.get(drill).status) == ("resolved", "active")  # type: ignore[union-attr]
+    service.advance({RIVER: at(120)}, now=NOW, exercise=True)
+    assert service.get(drill).status == "resolved"  # type: ignore[union-attr]
