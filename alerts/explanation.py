@@ -45,7 +45,11 @@ class Names:
 
 
 def headline(*, level: str, hazard: str, area: str, names: Names | None = None) -> str:
-    place = (names or Names()).place(area)
+    return headline_for(level=level, hazard=hazard, place=(names or Names()).place(area))
+
+
+def headline_for(*, level: str, hazard: str, place: str) -> str:
+    """The headline for a place already named (a roll-up names the whole city, which has no area)."""
     return f"{level.capitalize()} {hazard.replace('_', ' ')} warning for {place}"
 
 

@@ -35,7 +35,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt
 
 from alerts import db, lifecycle
 from alerts.exceptions import InvalidTransition
-from alerts.explanation import Names
+from alerts.explanation import Names, headline_for
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY, rank
 from alerts.repository import SqlWarningRepository, WarningWriter
 from alerts.schemas import Scope, WarningEvent
@@ -242,7 +242,7 @@ class RollUp:
             "urgency": CAP_URGENCY[level],
             "certainty": surest.certainty,
             "confidence": surest.confidence,
-            "headline": f"{level.capitalize()} {hazard.replace('_', ' ')} warning for {place}",
+            "headline": headline_for(level=level, hazard=hazard, place=place),
             "explanation": why,
             "covers": list(found.covers),
             "first_signal_at": min(m.first_signal_at for m in found.members),
