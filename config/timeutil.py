@@ -51,5 +51,15 @@ def check_storable(ts: datetime) -> datetime:
     return ts
 
 
+def parse_instant(text: str) -> datetime:
+    """An ISO 8601 date and time from an API caller, in UTC (naive means UTC); ``ValueError`` saying
+    why when it is none, or one the stores cannot hold."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not a date and time") from None
+    return as_utc(check_storable(value))
+
+
 # A datetime field that refuses years such as 1 or 9999 where it is parsed, naming the field.
 StorableDatetime = Annotated[datetime, AfterValidator(check_storable)]

@@ -14,7 +14,7 @@ from fastapi import Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from app.services import Services
-from config.timeutil import EARLIEST, LATEST, as_utc, storable
+from config.timeutil import parse_instant
 
 NAIVE_IS_UTC = "A bound without a UTC offset is taken as UTC."
 # ISO 8601 date and time, the offset optional (naive is UTC), so declared as a pattern: OpenAPI's
@@ -96,12 +96,9 @@ def _checked(name: str, text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise _refused(name, "not a date and time", text) from None
-    if not storable(value):
-        raise _refused(name, f"outside {EARLIEST.isoformat()}..{LATEST.isoformat()}", value)
-    return as_utc(value)
+        return parse_instant(text)
+    except ValueError as exc:
+        raise _refused(name, str(exc), text) from None
 
 
 def _refused(name: str, reason: str, value: object) -> RequestValidationError:

@@ -23,7 +23,7 @@ from app.auth.deps import require
 from app.auth.roles import Permission
 from app.services import Services
 from config.catalog import SENSOR_FAULT, Level
-from config.timeutil import as_utc, storable
+from config.timeutil import as_utc, parse_instant
 from ingest.schemas import ID_PATTERN
 
 router = APIRouter(prefix="/v1/silences", tags=["silences"])
@@ -247,14 +247,10 @@ def _instant(name: str, text: str | None, errors: list[dict[str, Any]]) -> datet
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        errors.append(_error(name, "not a date and time", text))
+        return parse_instant(text)
+    except ValueError as exc:
+        errors.append(_error(name, str(exc), text))
         return None
-    if not storable(value):
-        errors.append(_error(name, "outside the range the stores hold (1677..2262)", text))
-        return None
-    return as_utc(value)
 
 
 def _error(field: str, reason: str, value: str | None) -> dict[str, Any]:
