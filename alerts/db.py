@@ -106,6 +106,98 @@ events = sa.Table(
     sa.Index("warning_events_warning", "warning_id", "id"),
 )
 
+# ---- webhooks (migration 0007): integrators' subscriptions, the outbox, and every attempt ----------
+
+subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("owner", sa.String(32), nullable=False),  # the API key id that created it
+    sa.Column("owner_label", sa.String(128), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    # Filters; an empty list matches everything.
+    sa.Column("event_types", sa.JSON, nullable=False, default=list),
+    sa.Column("hazards", sa.JSON, nullable=False, default=list),
+    sa.Column("min_level", sa.String(8)),
+    sa.Column("areas", sa.JSON, nullable=False, default=list),  # each with its sub-areas
+    sa.Column("include_exercises", sa.Boolean, nullable=False, default=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("disabled_at", sa.DateTime(timezone=True)),
+    # Signing secrets ("whsec_..."): after a rotation the previous one also signs until it expires.
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("previous_secret", sa.String(128)),
+    sa.Column("previous_secret_until", sa.DateTime(timezone=True)),
+    # The current run of failed attempts (reset by any 2xx), for automatic disabling.
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("failing_since", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("deleted_at", sa.DateTime(timezone=True)),
+    sa.Index("webhook_subscriptions_owner", "owner"),
+)
+
+subscription_events = sa.Table(
+    "webhook_subscription_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", sa.String(36), sa.ForeignKey("webhook_subscriptions.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),  # a key's label, or "citywarn"
+    sa.Column("action", sa.String(32), nullable=False),  # created, updated, secret_rotated, disabled, ...
+    sa.Column("note", sa.Text, nullable=False, default=""),
+    sa.Index("webhook_subscription_events_sub", "subscription_id", "id"),
+)
+
+deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # The outbox: one row per (event, subscription), written in the transaction of the warning
+    # change. ``id`` orders a warning's deliveries; ``message_id`` is the ``webhook-id`` header,
+    # the same on every attempt and on a replay, so receivers can drop duplicates.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(40), nullable=False),
+    sa.Column("subscription_id", sa.String(36), sa.ForeignKey("webhook_subscriptions.id"), nullable=False),
+    sa.Column("warning_id", sa.String(36)),  # NULL for a test ping
+    sa.Column("event_id", sa.Integer),  # the warning_events row it tells of, if any
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column(
+        "payload", sa.Text, nullable=False
+    ),  # the exact JSON body, so every attempt signs the same bytes
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, delivered, failed, cancelled
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    # A worker's claim: nobody else attempts the row until the lease runs out (a killed worker's does).
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("last_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_latency_ms", sa.Float),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Index("webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("webhook_deliveries_order", "subscription_id", "warning_id", "id"),
+    sa.Index("webhook_deliveries_warning", "warning_id"),
+    sa.Index("webhook_deliveries_message", "message_id"),
+)
+
+attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.Integer, sa.ForeignKey("webhook_deliveries.id"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # 1 for the first
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status_code", sa.Integer),  # NULL when no answer came (refused, timed out, unsafe address)
+    sa.Column("latency_ms", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("response_excerpt", sa.Text),  # the start of the body, read up to a small limit
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Index("webhook_attempts_delivery", "delivery_id", "id"),
+)
+
 checkpoints = sa.Table(
     "detector_checkpoints",
     metadata,

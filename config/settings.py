@@ -169,6 +169,51 @@ class Settings(BaseSettings):
         "(CAP suggests an Internet domain or mailbox); no spaces, commas, `<` or `&`.",
     )
 
+    # --- webhooks (alerts.delivery)
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let subscriptions target hosts that resolve to loopback, private, link-local or "
+        "cloud-metadata addresses. Off, such a URL is refused when created and again before every "
+        "attempt; on only for tests, the demo, or integrators inside the EOC's own network.",
+    )
+    webhook_retry_schedule: list[float] = Field(
+        default=[0, 5, 300, 1800, 7200, 18000, 36000, 36000],
+        min_length=1,
+        max_length=50,
+        description="Seconds before each attempt of a delivery, the first counted from the event (JSON "
+        "list, e.g. `[0, 5, 300]`); each wait but the first is stretched or shrunk by up to a fifth at "
+        "random, so endpoints coming back are not hit by every worker at once. After the last, the "
+        "delivery fails (and can be retried by hand). The default spans about 28 hours.",
+    )
+    webhook_timeout_s: float = Field(
+        default=10, gt=0, le=120, description="How long one attempt may take: connecting, sending, answering."
+    )
+    webhook_disable_after_failures: int = Field(
+        default=10,
+        ge=1,
+        description="An endpoint is disabled (and the operators told) after this many failed attempts "
+        "in a row, if it has also been failing for webhook_disable_after_s. A 410 Gone disables at once.",
+    )
+    webhook_disable_after_s: float = Field(
+        default=86_400,
+        ge=0,
+        description="How long an endpoint must have been failing, without one 2xx, before it is "
+        "disabled: an hour's outage loses nothing and disables nothing.",
+    )
+    webhook_secret_grace_s: float = Field(
+        default=86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="After a signing secret is rotated, how long the old one still signs too (both "
+        "signatures are sent), so an integrator can deploy the new secret without missing a delivery.",
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Deliveries one worker attempts at once."
+    )
+    webhook_poll_s: float = Field(
+        default=0.5, gt=0, le=60, description="How often an idle delivery worker looks for due deliveries."
+    )
+
     # --- HTTP ingest bounds
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="Largest request body; 413 beyond."
