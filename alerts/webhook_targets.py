@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -147,3 +152,126 @@ def _unwrap(address: IPAddress) -> IPAddress:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+# The start of a receiver's answer kept for the operators; the rest is never read.
+RESPONSE_EXCERPT_BYTES = 4096
+# Receivers keep a pooled connection each (per host, for TLS); beyond this many, connections are one-off.
+MAX_POOLED_HOSTS = 64
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt came to: the status code, or None and an error when no answer came."""
+
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_excerpt: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class Poster:
+    """Posts webhooks to checked addresses, reusing connections where that cannot mix up receivers.
+
+    The request goes to the IP address that was checked, with ``Host:`` naming the URL's host and,
+    for https, the TLS server name set to it, so the certificate is verified for the real name.
+    Plain http shares one pool (the pool is keyed by address and ``Host:`` says which site); https
+    keeps a pool per host name, because a TLS connection verified for one name must not carry
+    another name's requests to the same address. Thread-safe: one per worker, shared by its threads.
+    """
+
+    def __init__(self, *, excerpt_bytes: int = RESPONSE_EXCERPT_BYTES) -> None:
+        self.excerpt_bytes = excerpt_bytes
+        self._plain = _client()
+        self._tls: dict[str, httpx.Client] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def post(
+        self, url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float, allow_private: bool
+    ) -> AttemptResult:
+        """One attempt: resolve and check once, connect to that address, never follow a redirect."""
+        started = time.monotonic()
+        try:
+            target = resolve_target(url, allow_private=allow_private)
+        except UnsafeTarget as e:
+            return AttemptResult(None, _ms_since(started), f"unsafe target: {e}", "")
+        assert target.address is not None  # resolve_target resolved
+        host = f"[{target.address}]" if target.address.version == 6 else str(target.address)
+        request_headers = {**headers, "host": target.host_header, "accept-encoding": "identity"}
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        client, one_off = self._client_for(target)
+        try:
+            with client.stream(
+                "POST",
+                f"{target.scheme}://{host}:{target.port}{target.path_and_query}",
+                content=body,
+                headers=request_headers,
+                timeout=httpx.Timeout(timeout_s),
+                extensions=extensions,
+            ) as response:
+                latency_ms = _ms_since(started)
+                excerpt = self._excerpt(response, deadline=started + timeout_s)
+        except httpx.TimeoutException as e:
+            return AttemptResult(None, _ms_since(started), f"timed out after {timeout_s:g} s ({e!r})", "")
+        except httpx.HTTPError as e:
+            return AttemptResult(None, _ms_since(started), f"{type(e).__name__}: {e}", "")
+        finally:
+            if one_off:
+                client.close()
+        error = None
+        if 300 <= response.status_code < 400:
+            location = response.headers.get("location", "")
+            error = f"redirect ({response.status_code}) to {location!r} not followed"
+        return AttemptResult(response.status_code, latency_ms, error, excerpt)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            clients = [self._plain, *self._tls.values()]
+            self._tls.clear()
+        for client in clients:
+            client.close()
+
+    def _client_for(self, target: Target) -> tuple[httpx.Client, bool]:
+        """The pooled client for this target, or a one-off one (to close after use)."""
+        if target.scheme == "http":
+            return self._plain, False
+        with self._lock:
+            client = self._tls.get(target.host)
+            if client is None and not self._closed and len(self._tls) < MAX_POOLED_HOSTS:
+                client = self._tls[target.host] = _client()
+        return (client, False) if client is not None else (_client(), True)
+
+    def _excerpt(self, response: httpx.Response, *, deadline: float) -> str:
+        """The start of the body, streamed: a receiver answering gigabytes costs a few KiB."""
+        kept = bytearray()
+        for chunk in response.iter_raw(self.excerpt_bytes):
+            kept += chunk
+            if len(kept) >= self.excerpt_bytes or time.monotonic() > deadline:
+                break
+        return bytes(kept[: self.excerpt_bytes]).decode("utf-8", errors="replace")
+
+
+def post(
+    url: str, body: bytes, headers: Mapping[str, str], *, timeout_s: float, allow_private: bool
+) -> AttemptResult:
+    """One attempt on a connection of its own (see :class:`Poster` to reuse connections)."""
+    poster = Poster()
+    try:
+        return poster.post(url, body, headers, timeout_s=timeout_s, allow_private=allow_private)
+    finally:
+        poster.close()
+
+
+def _client() -> httpx.Client:
+    # trust_env=False: a proxy from the environment would connect on our behalf, past the checks.
+    return httpx.Client(follow_redirects=False, trust_env=False)
+
+
+def _ms_since(started: float) -> float:
+    return (time.monotonic() - started) * 1000

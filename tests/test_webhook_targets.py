@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from alerts.webhook_targets import UnsafeTarget, check_url
+from alerts.webhook_targets import RESPONSE_EXCERPT_BYTES, UnsafeTarget, check_url, post
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
@@ -131,3 +136,152 @@ def test_a_name_that_does_not_resolve_is_refused(monkeypatch: pytest.MonkeyPatch
 def test_the_real_resolver_answers_localhost_with_loopback() -> None:
     with pytest.raises(UnsafeTarget, match="loopback"):
         check_url("http://localhost:8080/hook", allow_private=False)
+
+
+# ---- post(): real receivers on loopback ---------------------------------------------------------
+
+
+class Receiver:
+    """An integrator's endpoint on a loopback address: records each request, answers with ``answer``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.answer: Callable[[BaseHTTPRequestHandler], None] = lambda h: _reply(h, 204, b"")
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                receiver.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.answer(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:
+    handler.send_response(status)
+    for name, value in {"content-length": str(len(body)), **headers}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_post_sends_the_body_and_headers_and_reports_the_answer(receiver: Receiver) -> None:
+    receiver.answer = lambda h: _reply(h, 200, b'{"ok": true}')
+    result = post(
+        f"http://127.0.0.1:{receiver.port}/hook?a=1",
+        b'{"x": 1}',
+        {"webhook-id": "msg_1"},
+        timeout_s=5,
+        allow_private=True,
+    )
+    assert (result.status_code, result.error, result.response_excerpt) == (200, None, '{"ok": true}')
+    assert result.succeeded and result.latency_ms > 0
+    [(path, headers, body)] = receiver.requests
+    assert (path, body, headers["webhook-id"]) == ("/hook?a=1", b'{"x": 1}', "msg_1")
+    assert headers["host"] == f"127.0.0.1:{receiver.port}"
+
+
+def test_post_refuses_an_internal_target_without_connecting(receiver: Receiver) -> None:
+    result = post(f"http://127.0.0.1:{receiver.port}/hook", b"{}", {}, timeout_s=5, allow_private=False)
+    assert result.status_code is None and not result.succeeded
+    assert result.error is not None and "loopback" in result.error
+    assert receiver.requests == []
+
+
+def test_post_connects_to_the_address_it_checked_even_if_dns_answers_differently_later(
+    monkeypatch: pytest.MonkeyPatch, receiver: Receiver
+) -> None:
+    # The name's second answer points at another server on the same port: a rebinding attacker's.
+    other = Receiver("127.0.0.2", receiver.port)
+    try:
+        answers = iter([["127.0.0.1"], ["127.0.0.2"], ["127.0.0.2"], ["127.0.0.2"]])
+        asked: list[str] = []
+
+        def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+            asked.append(host)  # the connection looks up its IP literal too: that answers itself
+            found = [host] if host[0].isdigit() else next(answers)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in found]
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        result = post(f"http://hooks.test:{receiver.port}/in", b"{}", {}, timeout_s=5, allow_private=True)
+    finally:
+        other.close()
+    assert result.status_code == 204
+    assert asked == ["hooks.test", "127.0.0.1"]  # the name resolved once; connected to that answer
+    [(_path, headers, _body)] = receiver.requests
+    assert headers["host"] == f"hooks.test:{receiver.port}"
+    assert other.requests == []
+
+
+def test_post_does_not_follow_a_redirect(receiver: Receiver) -> None:
+    elsewhere = Receiver()
+    try:
+        receiver.answer = lambda h: _reply(h, 307, b"", location=f"http://127.0.0.1:{elsewhere.port}/x")
+        result = post(f"http://127.0.0.1:{receiver.port}/hook", b"{}", {}, timeout_s=5, allow_private=True)
+    finally:
+        elsewhere.close()
+    assert result.status_code == 307 and not result.succeeded
+    assert result.error is not None and "not followed" in result.error
+    assert elsewhere.requests == []
+
+
+def test_post_reads_only_the_start_of_a_huge_answer(receiver: Receiver) -> None:
+    def huge(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(500)
+        h.send_header("content-length", str(1 << 30))
+        h.end_headers()
+        with contextlib.suppress(OSError):  # the client hangs up after its few KiB
+            for _ in range(1 << 14):
+                h.wfile.write(b"x" * (1 << 16))
+
+    receiver.answer = huge
+    started = time.monotonic()
+    result = post(f"http://127.0.0.1:{receiver.port}/hook", b"{}", {}, timeout_s=10, allow_private=True)
+    assert result.status_code == 500
+    assert result.response_excerpt == "x" * RESPONSE_EXCERPT_BYTES
+    assert time.monotonic() - started < 5  # a GiB would take longer than that on loopback with Python
+
+
+def test_post_times_out_on_a_receiver_that_does_not_answer(receiver: Receiver) -> None:
+    release = threading.Event()
+
+    def held(h: BaseHTTPRequestHandler) -> None:
+        release.wait(10)
+        _reply(h, 200, b"")
+
+    receiver.answer = held
+    try:
+        started = time.monotonic()
+        result = post(f"http://127.0.0.1:{receiver.port}/hook", b"{}", {}, timeout_s=0.3, allow_private=True)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert result.status_code is None
+    assert result.error is not None and "timed out" in result.error
+    assert elapsed < 3
+
+
+def test_post_reports_a_refused_connection() -> None:
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        result = post(f"http://127.0.0.1:{port}/hook", b"{}", {}, timeout_s=2, allow_private=True)
+    assert result.status_code is None and result.error is not None and "Connect" in result.error
