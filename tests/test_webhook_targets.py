@@ -6,13 +6,14 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from alerts.webhook_targets import RESPONSE_EXCERPT_BYTES, UnsafeTarget, check_url, post
+from tests.webhook_receiver import Receiver, reply
 
 PUBLIC_V4 = "93.184.215.14"
 PUBLIC_V6 = "2606:2800:21f:cb07:6820:80da:af6b:8b2c"
@@ -141,41 +142,6 @@ def test_the_real_resolver_answers_localhost_with_loopback() -> None:
 # ---- post(): real receivers on loopback ---------------------------------------------------------
 
 
-class Receiver:
-    """An integrator's endpoint on a loopback address: records each request, answers with ``answer``."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        self.answer: Callable[[BaseHTTPRequestHandler], None] = lambda h: _reply(h, 204, b"")
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                receiver.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                receiver.answer(self)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def _reply(handler: BaseHTTPRequestHandler, status: int, body: bytes, **headers: str) -> None:
-    handler.send_response(status)
-    for name, value in {"content-length": str(len(body)), **headers}.items():
-        handler.send_header(name, value)
-    handler.end_headers()
-    handler.wfile.write(body)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
@@ -184,7 +150,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_post_sends_the_body_and_headers_and_reports_the_answer(receiver: Receiver) -> None:
-    receiver.answer = lambda h: _reply(h, 200, b'{"ok": true}')
+    receiver.answer = lambda h, _r: reply(h, 200, b'{"ok": true}')
     result = post(
         f"http://127.0.0.1:{receiver.port}/hook?a=1",
         b'{"x": 1}',
@@ -194,7 +160,7 @@ def test_post_sends_the_body_and_headers_and_reports_the_answer(receiver: Receiv
     )
     assert (result.status_code, result.error, result.response_excerpt) == (200, None, '{"ok": true}')
     assert result.succeeded and result.latency_ms > 0
-    [(path, headers, body)] = receiver.requests
+    [(path, headers, body)] = [(r.path, r.headers, r.body) for r in receiver.requests]
     assert (path, body, headers["webhook-id"]) == ("/hook?a=1", b'{"x": 1}', "msg_1")
     assert headers["host"] == f"127.0.0.1:{receiver.port}"
 
@@ -226,7 +192,7 @@ def test_post_connects_to_the_address_it_checked_even_if_dns_answers_differently
         other.close()
     assert result.status_code == 204
     assert asked == ["hooks.test", "127.0.0.1"]  # the name resolved once; connected to that answer
-    [(_path, headers, _body)] = receiver.requests
+    [headers] = [r.headers for r in receiver.requests]
     assert headers["host"] == f"hooks.test:{receiver.port}"
     assert other.requests == []
 
@@ -234,7 +200,7 @@ def test_post_connects_to_the_address_it_checked_even_if_dns_answers_differently
 def test_post_does_not_follow_a_redirect(receiver: Receiver) -> None:
     elsewhere = Receiver()
     try:
-        receiver.answer = lambda h: _reply(h, 307, b"", location=f"http://127.0.0.1:{elsewhere.port}/x")
+        receiver.answer = lambda h, _r: reply(h, 307, b"", location=f"http://127.0.0.1:{elsewhere.port}/x")
         result = post(f"http://127.0.0.1:{receiver.port}/hook", b"{}", {}, timeout_s=5, allow_private=True)
     finally:
         elsewhere.close()
@@ -244,7 +210,7 @@ def test_post_does_not_follow_a_redirect(receiver: Receiver) -> None:
 
 
 def test_post_reads_only_the_start_of_a_huge_answer(receiver: Receiver) -> None:
-    def huge(h: BaseHTTPRequestHandler) -> None:
+    def huge(h: BaseHTTPRequestHandler, _r: object) -> None:
         h.send_response(500)
         h.send_header("content-length", str(1 << 30))
         h.end_headers()
@@ -263,9 +229,9 @@ def test_post_reads_only_the_start_of_a_huge_answer(receiver: Receiver) -> None:
 def test_post_times_out_on_a_receiver_that_does_not_answer(receiver: Receiver) -> None:
     release = threading.Event()
 
-    def held(h: BaseHTTPRequestHandler) -> None:
+    def held(h: BaseHTTPRequestHandler, _r: object) -> None:
         release.wait(10)
-        _reply(h, 200, b"")
+        reply(h, 200, b"")
 
     receiver.answer = held
     try:
