@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from alerts import db
 from alerts.lifecycle import CHANGES, OPEN
+from alerts.outbox import Outbox, Recorded
 from alerts.schemas import (
     Evidence,
     Status,
@@ -146,8 +147,12 @@ def _open_key(hazard: str, area: str, subject: str | None = None, *, exercise: b
 
 
 class SqlWarningRepository:
-    def __init__(self, engine: sa.Engine) -> None:
+    """``outbox``: where the history lines a transaction records are staged as webhook deliveries, in
+    that transaction (``alerts.outbox``); None stages nothing."""
+
+    def __init__(self, engine: sa.Engine, outbox: Outbox | None = None) -> None:
         self.engine = engine
+        self.outbox = outbox
 
     @contextmanager
     def writing(self) -> Iterator[WarningWriter]:
@@ -156,7 +161,11 @@ class SqlWarningRepository:
             # (unless the engine is set up to begin transactions itself).
             if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-            yield _SqlWriter(conn)
+            writer = _SqlWriter(conn)
+            yield writer
+            # Reached only if the body returned: a body that raised rolls back its lines, and stages none.
+            if self.outbox is not None and writer.recorded:
+                self.outbox.stage(conn, writer.recorded, reissued=writer.reissued, warning_of=writer.current)
 
     def page(self, **filters: Unpack[WarningFilters]) -> WarningPage:
         f = filters
@@ -295,6 +304,9 @@ class SqlWarningRepository:
 class _SqlWriter:
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
+        # For the outbox: the lines recorded, in order, and the warnings whose recommendations were written.
+        self.recorded: list[Recorded] = []
+        self.reissued: set[str] = set()
 
     @property
     def connection(self) -> sa.Connection:
@@ -378,16 +390,25 @@ class _SqlWriter:
     def locked(self, warning_id: str) -> WarningOut | None:
         return self._one_locked(sa.select(db.warnings).where(db.warnings.c.id == warning_id))
 
+    def current(self, warning_id: str) -> WarningOut | None:
+        """The warning as this transaction has it now (no lock: the outbox reads it at the end)."""
+        row = self.conn.execute(sa.select(db.warnings).where(db.warnings.c.id == warning_id)).first()
+        return None if row is None else _warning(row)
+
     def insert(self, warning: WarningOut, subject: str | None = None) -> None:
         values = _utc_values(warning.model_dump())
         if warning.status in OPEN:
             values["open_key"] = _open_key(warning.hazard, warning.area, subject, exercise=warning.exercise)
         self.conn.execute(db.warnings.insert().values(**values))
+        if warning.recommendations:
+            self.reissued.add(warning.id)
 
     def update(self, warning_id: str, values: dict[str, Any]) -> None:
         self.conn.execute(
             db.warnings.update().where(db.warnings.c.id == warning_id).values(**_utc_values(values))
         )
+        if "recommendations" in values:
+            self.reissued.add(warning_id)
 
     def change_status(
         self, warning_id: str, *, from_status: Status, to_status: Status, now: datetime
@@ -439,7 +460,12 @@ class _SqlWriter:
         return int(self.conn.execute(count).scalar_one())
 
     def record(self, warning_id: str, event: WarningEvent) -> None:
-        self.conn.execute(db.events.insert().values(warning_id=warning_id, **_utc_values(event.model_dump())))
+        result = self.conn.execute(
+            db.events.insert().values(warning_id=warning_id, **_utc_values(event.model_dump()))
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        self.recorded.append(Recorded(warning_id, int(key[0]), event))
 
 
 def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
