@@ -37,7 +37,7 @@ from alerts.schemas import (
     WarningOut,
     WarningPage,
 )
-from alerts.timeline import Rank
+from alerts.timeline import DeliveryEntry, HistoryRow, Rank
 from config.timeutil import as_utc, from_ns
 from models.signals import Signal
 
@@ -109,9 +109,13 @@ class WarningRepository(Protocol):
 
     def summary(self, warning_id: str) -> WarningOut | None: ...
 
-    def history_count(self, warning_id: str, *, before: datetime | None = None) -> int: ...
+    def history_count(
+        self, warning_id: str, *, before: datetime | None = None, owner: str | None = None
+    ) -> int: ...
 
-    def history_slice(self, warning_id: str, *, offset: int, limit: int) -> list[Evidence | WarningEvent]: ...
+    def history_slice(
+        self, warning_id: str, *, offset: int, limit: int, owner: str | None = None
+    ) -> list[HistoryRow]: ...
 
     def report_evidence(self, warning_id: str) -> list[Evidence]: ...
 
@@ -242,32 +246,40 @@ class SqlWarningRepository:
             ).all()
         return [_evidence(r) for r in rows]
 
-    # ---- the timeline (alerts.timeline): evidence rows and events as one ordered history ----------
+    # ---- the timeline (alerts.timeline): evidence rows, events and deliveries as one ordered history ----
+    # ``owner``: only the deliveries to subscriptions of this API key (an integrator's own); None: all.
 
     def summary(self, warning_id: str) -> WarningOut | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(db.warnings).where(db.warnings.c.id == warning_id)).first()
         return None if row is None else _warning(row)
 
-    def history_count(self, warning_id: str, *, before: datetime | None = None) -> int:
-        """Evidence rows and events of the warning; with ``before``, only those strictly before it."""
-        e, h = db.evidence.c, db.events.c
+    def history_count(
+        self, warning_id: str, *, before: datetime | None = None, owner: str | None = None
+    ) -> int:
+        """Evidence rows, events and deliveries of the warning; with ``before``, those strictly before it."""
+        e, h, d = db.evidence.c, db.events.c, db.deliveries.c
         evidence = sa.select(sa.func.count()).where(e.warning_id == warning_id)
         events = sa.select(sa.func.count()).where(h.warning_id == warning_id)
+        deliveries = sa.select(sa.func.count()).where(_deliveries_of(warning_id, owner))
         if before is not None:
             evidence = evidence.where(e.observed_at < as_utc(before))
             events = events.where(h.at < as_utc(before))
+            deliveries = deliveries.where(d.created_at < as_utc(before))
         query = sa.select(
             evidence.select_from(db.evidence).scalar_subquery()
             + events.select_from(db.events).scalar_subquery()
+            + deliveries.select_from(db.deliveries).scalar_subquery()
         )
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def history_slice(self, warning_id: str, *, offset: int, limit: int) -> list[Evidence | WarningEvent]:
-        """Evidence rows and events in time order; at one instant evidence first, then events, each
-        in the order stored (``alerts.timeline.Rank``)."""
-        e, h = db.evidence.c, db.events.c
+    def history_slice(
+        self, warning_id: str, *, offset: int, limit: int, owner: str | None = None
+    ) -> list[HistoryRow]:
+        """Evidence rows, events and deliveries in time order; at one instant evidence first, then
+        events, then deliveries, each in the order stored (``alerts.timeline.Rank``)."""
+        e, h, d = db.evidence.c, db.events.c, db.deliveries.c
         keys = sa.union_all(
             sa.select(e.observed_at.label("at"), sa.literal(int(Rank.EVIDENCE)).label("rank"), e.id).where(
                 e.warning_id == warning_id
@@ -275,18 +287,22 @@ class SqlWarningRepository:
             sa.select(h.at.label("at"), sa.literal(int(Rank.TRANSITION)).label("rank"), h.id).where(
                 h.warning_id == warning_id
             ),
+            sa.select(d.created_at.label("at"), sa.literal(int(Rank.DELIVERY)).label("rank"), d.id).where(
+                _deliveries_of(warning_id, owner)
+            ),
         ).subquery()
         page = sa.select(keys.c.rank, keys.c.id).order_by(keys.c.at, keys.c.rank, keys.c.id)
         with self.engine.connect() as conn:
             wanted = conn.execute(page.offset(offset).limit(limit)).all()
-            evidence_ids = [i for rank, i in wanted if rank == Rank.EVIDENCE]
-            event_ids = [i for rank, i in wanted if rank == Rank.TRANSITION]
-            evidence = conn.execute(sa.select(db.evidence).where(e.id.in_(evidence_ids))).all()
-            events = conn.execute(sa.select(db.events).where(h.id.in_(event_ids))).all()
-        found: dict[tuple[int, int], Evidence | WarningEvent] = {
-            (Rank.EVIDENCE, r.id): _evidence(r) for r in evidence
-        }
+            ids = {rank: [i for r, i in wanted if r == rank] for rank in Rank}
+            evidence = conn.execute(sa.select(db.evidence).where(e.id.in_(ids[Rank.EVIDENCE]))).all()
+            events = conn.execute(sa.select(db.events).where(h.id.in_(ids[Rank.TRANSITION]))).all()
+            deliveries = conn.execute(
+                sa.select(*(d[c] for c in _DELIVERY_SHOWN)).where(d.id.in_(ids[Rank.DELIVERY]))
+            ).all()
+        found: dict[tuple[int, int], HistoryRow] = {(Rank.EVIDENCE, r.id): _evidence(r) for r in evidence}
         found |= {(Rank.TRANSITION, r.id): _event(r) for r in events}
+        found |= {(Rank.DELIVERY, r.id): _delivery(r) for r in deliveries}
         return [found[(rank, i)] for rank, i in wanted]
 
     def report_evidence(self, warning_id: str) -> list[Evidence]:
@@ -466,6 +482,37 @@ class _SqlWriter:
         key = result.inserted_primary_key
         assert key is not None
         self.recorded.append(Recorded(warning_id, int(key[0]), event))
+
+
+# What a timeline shows of a delivery: never the target URL (it lives on the subscription) nor the body.
+_DELIVERY_SHOWN = (
+    "id",
+    "created_at",
+    "message_id",
+    "subscription_id",
+    "event_type",
+    "event_id",
+    "status",
+    "attempts",
+    "last_status_code",
+    "last_attempt_at",
+    "delivered_at",
+)
+
+
+def _deliveries_of(warning_id: str, owner: str | None) -> sa.ColumnElement[bool]:
+    d, s = db.deliveries.c, db.subscriptions.c
+    if owner is None:
+        return d.warning_id == warning_id
+    return sa.and_(d.warning_id == warning_id, d.subscription_id.in_(sa.select(s.id).where(s.owner == owner)))
+
+
+def _delivery(row: Any) -> DeliveryEntry:
+    data = {k: v for k, v in row._mapping.items() if k not in ("id", "created_at")}
+    for k in ("last_attempt_at", "delivered_at"):
+        if data[k] is not None:
+            data[k] = as_utc(data[k])
+    return DeliveryEntry(at=as_utc(row.created_at), **data)
 
 
 def _utc_values(values: dict[str, Any]) -> dict[str, Any]:

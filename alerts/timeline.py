@@ -7,22 +7,22 @@ Entries, each at its own time:
 - ``reading``: a sensor's evidence row (at the time observed), with its value, unit and score;
 - ``report_burst``: a burst of reports the report detector judged significant, with its score;
 - ``transition``: a line of the warning's history (at the time recorded): who, what, from, to;
+- ``delivery``: a webhook delivery telling an integrator's subscription of a transition (at the
+  transition's time, ``alerts.outbox``): the event type, the subscription, how it is going (status,
+  attempts, last answer); never the target URL nor the body;
 - ``recommendation``: an operator's step on one of its recommendations (accepted, rejected, done),
   with who took it (``alerts.recommendation_log``).
 
 Ties at one instant keep a fixed order (``Rank``): reports, then evidence rows in the order stored,
 then transitions in the order recorded, so evidence comes before the transition it caused, then
-recommendation steps (an operator acts on what the warning showed).
+the deliveries telling of them in the order staged, then recommendation steps (an operator acts on
+what the warning showed).
 
-Evidence rows and transitions can number thousands, so they stay in the state database and are
-read a page at a time (``History``); the reports and recommendation steps are read whole (they are
-few) and merged in.
+Evidence rows, transitions and deliveries can number thousands, so they stay in the state database
+and are read a page at a time (``History``); the reports and recommendation steps are read whole
+(they are few) and merged in.
 Pages are by offset: while a warning still gathers evidence, a row observed earlier than the page
 being read shifts the later pages by one; a settled warning pages exactly once through.
-
-Extension point: webhook deliveries (issue 11) will be rows of the state database too; each becomes
-one more ``Rank`` (after the transition that sent it), one more branch of the repository's
-``history_slice`` union and ``history_count``, and one more entry model in ``TimelineEntry``.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class Rank(IntEnum):
     REPORT = 0
     EVIDENCE = 1
     TRANSITION = 2
-    RECOMMENDATION = 3
+    DELIVERY = 3
+    RECOMMENDATION = 4
 
 
 class ReportEntry(BaseModel):
@@ -104,6 +105,20 @@ class TransitionEntry(BaseModel):
     )
 
 
+class DeliveryEntry(BaseModel):
+    type: Literal["delivery"] = "delivery"
+    at: datetime = Field(description="When the event it tells of was recorded")
+    message_id: str = Field(description="The webhook-id header: the same on every attempt")
+    subscription_id: str
+    event_type: str = Field(description="warning.opened, warning.escalated, ..., recommendation.issued")
+    event_id: int | None = Field(description="The history line it tells of (the payload's change.sequence)")
+    status: str = Field(description="pending, delivered, failed or cancelled")
+    attempts: int
+    last_status_code: int | None = Field(description="The endpoint's last answer; None if none came")
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
 class RecommendationEntry(BaseModel):
     type: Literal["recommendation"] = "recommendation"
     at: datetime
@@ -116,7 +131,7 @@ class RecommendationEntry(BaseModel):
 
 
 TimelineEntry = Annotated[
-    ReportEntry | ReadingEntry | ReportBurstEntry | TransitionEntry | RecommendationEntry,
+    ReportEntry | ReadingEntry | ReportBurstEntry | TransitionEntry | DeliveryEntry | RecommendationEntry,
     Field(discriminator="type"),
 ]
 # Entries read whole and merged into the history's pages.
@@ -131,12 +146,15 @@ class TimelinePage(BaseModel):
     offset: int
 
 
+HistoryRow = Evidence | WarningEvent | DeliveryEntry
+
+
 class History(Protocol):
-    """The warning's evidence rows and events as one sequence in (time, rank, order stored)."""
+    """The warning's evidence rows, events and deliveries as one sequence in (time, rank, order stored)."""
 
     def history_count(self, warning_id: str, *, before: datetime | None = None) -> int: ...
 
-    def history_slice(self, warning_id: str, *, offset: int, limit: int) -> list[Evidence | WarningEvent]: ...
+    def history_slice(self, warning_id: str, *, offset: int, limit: int) -> list[HistoryRow]: ...
 
 
 class StoredReport(Protocol):
@@ -215,7 +233,9 @@ def recommendation_entries(
     return sorted(entries, key=lambda e: e.at)
 
 
-def entry_of(row: Evidence | WarningEvent, units: Mapping[str, str]) -> TimelineEntry:
+def entry_of(row: HistoryRow, units: Mapping[str, str]) -> TimelineEntry:
+    if isinstance(row, DeliveryEntry):
+        return row
     if isinstance(row, WarningEvent):
         return TransitionEntry(**row.model_dump())
     if row.source == "reports":
@@ -246,6 +266,8 @@ def rank_of(entry: TimelineEntry) -> Rank:
         return Rank.REPORT
     if isinstance(entry, RecommendationEntry):
         return Rank.RECOMMENDATION
+    if isinstance(entry, DeliveryEntry):
+        return Rank.DELIVERY
     return Rank.TRANSITION if isinstance(entry, TransitionEntry) else Rank.EVIDENCE
 
 

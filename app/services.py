@@ -11,6 +11,7 @@ from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from alerts.migrations import upgrade_to_head
 from alerts.mutes import SilencesAndInhibition
+from alerts.outbox import Outbox
 from alerts.repository import SqlWarningRepository
 from alerts.rollup import RollUp
 from alerts.service import WarningService
@@ -97,6 +98,9 @@ def build_services(settings: Settings) -> Services:
         lookback=timedelta(seconds=settings.max_past_age_s),
         wall=lambda: datetime.now(UTC),
     )
+    # One outbox for every writer of warnings (signals, the clock, operators, roll-ups, sensor faults,
+    # drills): each stages its webhook deliveries in its own transaction.
+    outbox = Outbox(areas=areas, first_attempt_after_s=settings.webhook_retry_schedule[0])
     return Services(
         settings=settings,
         catalog=catalog,
@@ -114,9 +118,10 @@ def build_services(settings: Settings) -> Services:
             areas=areas,
             fusion_window=timedelta(seconds=settings.fusion_window_s),
             signal_threshold=settings.signal_threshold,
+            repository=SqlWarningRepository(engine, outbox=outbox),
             assets=assets,
             mutes=mutes,
-            rollup=RollUp(SqlWarningRepository(engine), areas=areas),
+            rollup=RollUp(SqlWarningRepository(engine, outbox=outbox), areas=areas),
             lifecycle_config=load_lifecycle(settings.lifecycle_path),
         ),
         checkpoints=CheckpointRepository(engine),
