@@ -19,6 +19,7 @@ from app.api import (
     reports,
     sensors,
     silences,
+    subscriptions,
     timeline,
     warnings,
 )
@@ -91,5 +92,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(silences.router)
     app.include_router(drills.router)
+    app.include_router(subscriptions.router)
     app.state.rate_limiter = build_rate_limiter(settings)  # app.auth.deps.require counts; None: off
     return app

@@ -21,6 +21,8 @@ from alerts.recommendation_log import RecommendationLog
 from alerts.recommendations import recommend
 from alerts.service import WarningService
 from alerts.silences import Matchers
+from alerts.subscription_store import SubscriptionStore
+from alerts.subscriptions import Filters
 from app.auth.deps import require
 from app.auth.keys import KeyStore
 from app.auth.roles import GRANTS, Permission, Principal, Role
@@ -167,12 +169,20 @@ Request = tuple[str, dict[str, Any]]  # path, and keyword arguments of TestClien
 
 
 @dataclass(frozen=True)
+class ForCaller:
+    """A request on an object the caller owns (its own webhook subscription): ``make`` gets the
+    caller's key id (None for a refused caller), since another key's object would be a 404."""
+
+    make: Callable[[TestClient, str | None], Request]
+
+
+@dataclass(frozen=True)
 class RouteCase:
     """What a route needs (None: open to anyone) and how a permitted call is made and answered."""
 
     permission: Permission | None
     ok: int
-    request: Callable[[TestClient], Request]
+    request: Callable[[TestClient], Request] | ForCaller
 
 
 def _get(path: str, **kw: Any) -> Callable[[TestClient], Request]:
@@ -278,6 +288,31 @@ def _public_warning_cap(client: TestClient) -> Request:
     return f"/v1/warnings/{wid}/cap", {}
 
 
+def _own_subscription(suffix: str = "", **kw: Any) -> ForCaller:
+    """A new subscription owned by the caller's key for each call, and a request on it."""
+
+    def make(client: TestClient, owner: str | None) -> Request:
+        sub = SubscriptionStore(client.app.state.services.engine).create(  # type: ignore[attr-defined]
+            url="http://93.184.216.34/hook",
+            description="",
+            filters=Filters(),
+            owner=owner or "nobody",
+            owner_label="t",
+            now=datetime.now(UTC),
+        )
+        return f"/v1/subscriptions/{sub.id}{suffix}", kw
+
+    return ForCaller(make)
+
+
+def _own_pending_delivery(client: TestClient, owner: str | None) -> Request:
+    """A ping queued on a new subscription of the caller's: a delivery one may retry."""
+    path, _ = _own_subscription().make(client, owner)
+    store = SubscriptionStore(client.app.state.services.engine)  # type: ignore[attr-defined]
+    delivery = store.ping(path.rsplit("/", 1)[1], actor="t", now=datetime.now(UTC))
+    return f"{path}/deliveries/{delivery.id}/retry", {}
+
+
 def _existing_warning(client: TestClient) -> Request:
     return f"/v1/warnings/{client.app.state.first_warning}", {}  # type: ignore[attr-defined]
 
@@ -360,6 +395,34 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/drills"): RouteCase(Permission.READ, 200, _get("/v1/drills")),
     ("GET", "/v1/drills/{drill_id}"): RouteCase(Permission.READ, 200, lambda c: _fresh_drill(c)),
     ("DELETE", "/v1/drills/{drill_id}"): RouteCase(Permission.DRILL, 200, lambda c: _fresh_drill(c)),
+    ("POST", "/v1/subscriptions"): RouteCase(
+        Permission.SUBSCRIBE,
+        201,
+        lambda _c: ("/v1/subscriptions", {"json": {"url": "http://93.184.216.34/h"}}),
+    ),
+    ("GET", "/v1/subscriptions"): RouteCase(Permission.SUBSCRIBE, 200, _get("/v1/subscriptions")),
+    ("GET", "/v1/subscriptions/{subscription_id}"): RouteCase(Permission.SUBSCRIBE, 200, _own_subscription()),
+    ("PATCH", "/v1/subscriptions/{subscription_id}"): RouteCase(
+        Permission.SUBSCRIBE, 200, _own_subscription(json={"description": "changed"})
+    ),
+    ("DELETE", "/v1/subscriptions/{subscription_id}"): RouteCase(
+        Permission.SUBSCRIBE, 204, _own_subscription()
+    ),
+    ("POST", "/v1/subscriptions/{subscription_id}/rotate-secret"): RouteCase(
+        Permission.SUBSCRIBE, 200, _own_subscription("/rotate-secret")
+    ),
+    ("GET", "/v1/subscriptions/{subscription_id}/deliveries"): RouteCase(
+        Permission.SUBSCRIBE, 200, _own_subscription("/deliveries")
+    ),
+    ("POST", "/v1/subscriptions/{subscription_id}/deliveries/{delivery_id}/retry"): RouteCase(
+        Permission.SUBSCRIBE, 202, ForCaller(_own_pending_delivery)
+    ),
+    ("POST", "/v1/subscriptions/{subscription_id}/replay"): RouteCase(
+        Permission.SUBSCRIBE, 202, _own_subscription("/replay", params={"since": "2026-01-01T00:00:00Z"})
+    ),
+    ("POST", "/v1/subscriptions/{subscription_id}/test"): RouteCase(
+        Permission.SUBSCRIBE, 202, _own_subscription("/test")
+    ),
 }
 
 
@@ -446,6 +509,12 @@ def callers(client: TestClient) -> dict[str, dict[str, str]]:
     return {**refused, **{role.value: bearer(new_key(app, role)) for role in Role}}
 
 
+def _key_id(headers: dict[str, str]) -> str | None:
+    """The id in ``Authorization: Bearer cwk_<id>_<secret>``, if the caller sent a key of that shape."""
+    parts = headers.get("Authorization", "").removeprefix("Bearer ").split("_", 2)  # the secret may hold _
+    return parts[1] if len(parts) == 3 and parts[0] == "cwk" else None
+
+
 def expected(case: RouteCase, caller: str) -> int:
     if case.permission is None:
         return case.ok
@@ -466,7 +535,10 @@ def test_every_route_answers_every_caller_as_its_permission_says(app_client: Tes
     refusals: dict[tuple[str, str, str], str] = {}
     for caller, headers in callers(app_client).items():
         for (method, template), case in ROUTES.items():
-            path, kw = case.request(app_client)
+            if isinstance(case.request, ForCaller):
+                path, kw = case.request.make(app_client, _key_id(headers))
+            else:
+                path, kw = case.request(app_client)
             resp = app_client.request(method, path, headers=headers, **kw)
             got[(method, template, caller)] = resp.status_code
             want[(method, template, caller)] = expected(case, caller)
