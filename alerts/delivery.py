@@ -9,7 +9,10 @@ got the first attempt can drop the second.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import secrets
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +27,9 @@ from config.settings import Settings
 
 log = logging.getLogger("citywarn.webhooks")
 
-# A lease outlives an attempt's timeout by this much, for claiming, signing and recording around it.
-LEASE_MARGIN_S = 30.0
+# A lease outlives an attempt's timeout by this much, for resolving, signing and recording around it.
+# It is also how long a killed worker's claims hold their rows back from the other workers.
+LEASE_MARGIN_S = 5.0
 
 
 _LOG_LEVELS = {
@@ -34,6 +38,11 @@ _LOG_LEVELS = {
     Outcome.FAILED: logging.WARNING,
     Outcome.OVERTAKEN: logging.WARNING,
 }
+
+
+def default_worker_id() -> str:
+    """Host, process and a random tail: unique among workers, and says in the attempts where each ran."""
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 class DeliveryWorker:

@@ -15,12 +15,14 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from alerts import db
+from alerts.delivery import DeliveryWorker, default_worker_id
 from alerts.migrations import head_revision
 from app.auth import commands as key_commands
-from app.main import create_app
+from app.main import ExtraWorker, create_app
 from app.preflight import checked_settings
 from app.services import Services, build_services, migrate_state_database
-from app.workers import BackgroundThreads, start_ingest, train_now
+from app.workers import BackgroundThreads, delivery_worker, start_ingest, train_now
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics
@@ -91,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     serve_p = sub.add_parser("serve", help="the API only, against configured servers")
     _http_args(serve_p)
     sub.add_parser("ingest", help="the consumers only, against configured servers")
+    sub.add_parser("deliver", help="the webhook delivery worker only, against the configured state database")
     sub.add_parser("train", help="fit the per-kind models now from the store's history")
     sub.add_parser("check", help="validate the settings and the city's files, then exit (2 on errors)")
     sub.add_parser("migrate", help="bring the state database to the latest schema, then exit")
@@ -119,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 print(json.dumps(model.describe()))
         finally:
             svc.close()
+    elif args.command == "deliver":
+        deliver(settings)
     else:
         ingest(settings)
 
@@ -138,9 +143,9 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_speed: flo
             settings = settings.model_copy(
                 update={"kafka_bootstrap": broker.bootstrap, "broker_durable": False, **EMBEDDED_KAFKA}
             )
-        extra = None
+        extra: dict[str, ExtraWorker] = {"webhook-delivery": delivery_worker}
         if demo:
-            extra = {"demo": _demo_worker(demo_speed)}
+            extra["demo"] = _demo_worker(demo_speed)
             token, path = key_commands.make_demo_key(settings)
             print(f"demo admin key, also in {path} (mode 0600):\n{token}", flush=True)
             print(
@@ -207,6 +212,33 @@ def ingest(settings: Settings) -> None:
         svc.close()
     if threads.failures:
         raise SystemExit(f"citywarn ingest stopped because worker(s) died: {threads.failures}")
+
+
+def deliver(settings: Settings) -> None:
+    """Deliver webhooks until SIGINT or SIGTERM; attempts in flight finish and are recorded first.
+
+    Run as many as you like: their claims keep them from sending one attempt twice.
+    """
+    engine = db.connect(settings.database_url)
+    worker = DeliveryWorker(engine, settings, worker_id=default_worker_id(), clock=lambda: datetime.now(UTC))
+    threads = BackgroundThreads(on_failure=lambda _name, _exc: threads.stop_event.set())
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the attempts in flight", signum)
+        threads.stop_event.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    log.info("delivering webhooks as %s", worker.worker_id)
+    try:
+        threads.start("webhook-delivery", worker.run)
+        while not threads.stop_event.wait(1.0):
+            pass
+    finally:
+        threads.stop(settings.webhook_timeout_s + 30)
+        engine.dispose()
+    if threads.failures:
+        raise SystemExit(f"citywarn deliver stopped because the worker died: {threads.failures}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from alerts.delivery import DeliveryWorker, default_worker_id
 from alerts.drill_store import DrillStore
 from alerts.drills import DrillRunner, DrillScenario, DrillTools, ScenarioData, ScenarioRegistry
 from alerts.sensor_faults import SensorFaultDesk
@@ -228,6 +229,14 @@ def escalation_sweep(svc: Services) -> Callable[[threading.Event], None]:
         svc.warnings.note_stale(now=datetime.now(UTC))
 
     return every(ESCALATION_SWEEP_S, step, "escalation sweep")
+
+
+def delivery_worker(svc: Services) -> Callable[[threading.Event], None]:
+    """The webhook delivery worker (``alerts.delivery``) over this process's state database."""
+    worker = DeliveryWorker(
+        svc.engine, svc.settings, worker_id=default_worker_id(), clock=lambda: datetime.now(UTC)
+    )
+    return worker.run
 
 
 def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestWorker[Any]]:
