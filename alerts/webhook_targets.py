@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -184,9 +185,12 @@ class Poster:
     another name's requests to the same address. Thread-safe: one per worker, shared by its threads.
     """
 
-    def __init__(self, *, excerpt_bytes: int = RESPONSE_EXCERPT_BYTES) -> None:
+    def __init__(
+        self, *, excerpt_bytes: int = RESPONSE_EXCERPT_BYTES, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self.excerpt_bytes = excerpt_bytes
-        self._plain = _client()
+        self._verify = verify  # the system's trusted CAs; a context of its own only in tests
+        self._plain = _client(verify)
         self._tls: dict[str, httpx.Client] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -244,8 +248,8 @@ class Poster:
         with self._lock:
             client = self._tls.get(target.host)
             if client is None and not self._closed and len(self._tls) < MAX_POOLED_HOSTS:
-                client = self._tls[target.host] = _client()
-        return (client, False) if client is not None else (_client(), True)
+                client = self._tls[target.host] = _client(self._verify)
+        return (client, False) if client is not None else (_client(self._verify), True)
 
     def _excerpt(self, response: httpx.Response, *, deadline: float) -> str:
         """The start of the body, streamed: a receiver answering gigabytes costs a few KiB."""
@@ -268,9 +272,9 @@ def post(
         poster.close()
 
 
-def _client() -> httpx.Client:
+def _client(verify: ssl.SSLContext | bool) -> httpx.Client:
     # trust_env=False: a proxy from the environment would connect on our behalf, past the checks.
-    return httpx.Client(follow_redirects=False, trust_env=False)
+    return httpx.Client(follow_redirects=False, trust_env=False, verify=verify)
 
 
 def _ms_since(started: float) -> float:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alerts.webhook_targets import RESPONSE_EXCERPT_BYTES, UnsafeTarget, check_url, post
+from alerts.webhook_targets import RESPONSE_EXCERPT_BYTES, Poster, UnsafeTarget, check_url, post
 from tests.webhook_receiver import Receiver, reply
 
 PUBLIC_V4 = "93.184.215.14"
@@ -25,7 +29,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> 
 
     def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
         asked.append(host)
-        if host not in answers:
+        if host not in answers and not host[0].isdigit():  # an IP literal (the connection's) answers itself
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [
             (
@@ -35,7 +39,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> 
                 "",
                 (a, int(port or 0), 0, 0) if ":" in a else (a, int(port or 0)),
             )
-            for a in answers[host]
+            for a in answers.get(host, [host])
         ]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
@@ -251,3 +255,61 @@ def test_post_reports_a_refused_connection() -> None:
         port = s.getsockname()[1]
         result = post(f"http://127.0.0.1:{port}/hook", b"{}", {}, timeout_s=2, allow_private=True)
     assert result.status_code is None and result.error is not None and "Connect" in result.error
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for ``hooks.test``, and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=hooks.test",
+            ),
+            *("-addext", "subjectAltName=DNS:hooks.test", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("name", ["hooks.test", "other.test"])
+def test_https_to_the_checked_address_verifies_the_certificate_for_the_urls_host(
+    monkeypatch: pytest.MonkeyPatch, certificate: tuple[Path, Path], name: str
+) -> None:
+    cert, key = certificate
+    server_names: list[str | None] = []
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    server_tls.sni_callback = lambda _sock, server_name, _ctx: server_names.append(server_name)  # type: ignore[assignment,func-returns-value]
+    receiver = Receiver(tls=server_tls)
+    fake_dns(monkeypatch, {"hooks.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    poster = Poster(verify=ssl.create_default_context(cafile=str(cert)))
+    try:
+        url = f"https://{name}:{receiver.port}/in"
+        result = poster.post(url, b"{}", {}, timeout_s=5, allow_private=True)
+    finally:
+        poster.close()
+        receiver.close()
+    assert server_names == [name]  # TLS named the URL's host, though the connection went to an address
+    if name == "hooks.test":
+        assert (result.status_code, result.error) == (204, None)
+        [r] = receiver.requests
+        assert r.headers["host"] == f"hooks.test:{receiver.port}"
+    else:  # the certificate is not for the URL's host: refused, nothing sent
+        assert (
+            result.status_code is None and result.error is not None and "certificate" in result.error.lower()
+        )
+        assert receiver.requests == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ def reply(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", **hea
 class Receiver:
     """Records every request, then answers it with ``answer`` (204 unless told otherwise)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[Received] = []
         self.answer: Answer = lambda h, _r: reply(h, 204)
         self._lock = threading.Lock()
@@ -51,8 +52,10 @@ class Receiver:
 
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def received(self) -> list[Received]:
