@@ -25,6 +25,7 @@ from app.api import (
 )
 from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
+from app.api.webhook_docs import install_webhook_docs
 from app.auth.audit import AuditLog
 from app.limits import BodySizeLimit, InputLimits
 from app.rate_limits import build_rate_limiter
@@ -81,6 +82,7 @@ def create_app(
     )
     install_problem_handlers(app)
     install_openapi(app)
+    install_webhook_docs(app)  # the OpenAPI document's webhooks: what integrators' endpoints receive
     app.add_middleware(
         InputLimits,
         max_json_depth=settings.max_json_depth,

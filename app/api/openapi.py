@@ -33,6 +33,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.api.deps import services
 from app.api.problems import PROBLEM_JSON, Problem
+from app.api.webhook_docs import tidy_webhooks
 
 REF = "#/components/schemas/{model}"
 PROBLEM_REF = {"$ref": REF.format(model="Problem")}
@@ -60,6 +61,7 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             doc = generate()
+            tidy_webhooks(doc)
             declare_answers(doc, needs_services=_operations_using(app, services))
             app.openapi_schema = doc
         return app.openapi_schema
