@@ -66,6 +66,7 @@ from alerts.webhook_payloads import (
     WarningState,
 )
 from config.areas import AreaIndex
+from config.catalog import LEVELS
 from config.timeutil import as_utc
 
 _LIVE = frozenset({"active", "acknowledged"})
@@ -275,7 +276,10 @@ class Outbox:
             return False
         if s.areas and not any(self._within(warning.area, a) for a in s.areas):
             return False
-        return s.min_level is None or any(rank(lv) >= rank(s.min_level) for lv in levels)
+        if s.min_level is None:
+            return True
+        # A level this city does not know matches nothing, rather than fail the warning's transaction.
+        return s.min_level in LEVELS and any(rank(lv) >= rank(s.min_level) for lv in levels)
 
     @staticmethod
     def _subscriptions(conn: sa.Connection) -> list[Subscription]:

@@ -322,3 +322,12 @@ def test_without_subscriptions_nothing_is_staged_and_without_an_outbox_nothing_e
     plain = WarningService(engine, catalog=CATALOG, playbooks=PLAYBOOKS, areas=AREAS)
     plain.apply_signals([gas("red")], now=NOW, actor="detector")
     assert deliveries(engine) == []
+
+
+def test_a_subscription_with_a_level_the_city_does_not_know_never_blocks_a_warning(engine: sa.Engine) -> None:
+    svc = warnings_service(engine)
+    odd = subscribe(engine, min_level="purple")  # written around the API's validation
+    live = subscribe(engine)
+    [wid] = svc.apply_signals([flood("red")], now=NOW, actor="detector")
+    assert svc.get(wid) is not None
+    assert types(engine, odd) == [] and types(engine, live) == ["warning.opened", "recommendation.issued"]
