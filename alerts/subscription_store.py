@@ -13,7 +13,6 @@ the delivery worker sends them as it sends the outbox's own.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ import sqlalchemy as sa
 
 from alerts.db import attempts, deliveries, subscription_events, subscriptions
 from alerts.subscriptions import PING, Filters, Subscription, new_secret, rotated
+from alerts.webhook_payloads import PingData, PingPayload
 from config.timeutil import as_utc
 
 # What a PATCH may change; ``enabled`` is handled on its own (it also clears or sets the reason).
@@ -322,7 +322,7 @@ class SubscriptionStore:
     def ping(self, subscription_id: str, *, actor: str, now: datetime) -> Delivery:
         """Queue a test message, sent whatever the subscription's filters say."""
         now = as_utc(now)
-        body = {"type": PING, "timestamp": now.isoformat(), "data": {"subscription_id": subscription_id}}
+        body = PingPayload(type="ping", timestamp=now, data=PingData(subscription_id=subscription_id))
         with self.engine.begin() as conn:
             delivery_id = _insert_pending(
                 conn,
@@ -332,7 +332,7 @@ class SubscriptionStore:
                     "warning_id": None,
                     "event_id": None,
                     "event_type": PING,
-                    "payload": json.dumps(body, separators=(",", ":")),
+                    "payload": body.model_dump_json(),  # serialized as the outbox serializes events
                     "created_at": now,
                 },
             )

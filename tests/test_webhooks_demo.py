@@ -136,7 +136,32 @@ def test_an_admins_subscription_receives_the_demos_warning_events_signed(demo: D
         f"{demo.base}/v1/subscriptions/{made['id']}/deliveries", headers=demo.admin, timeout=10
     ).json()
     delivered = {d["message_id"] for d in deliveries["items"] if d["status"] == "delivered"}
-    assert delivered and delivered <= {r.headers["webhook-id"] for r in mine}
+    received_by_now = {r.headers["webhook-id"] for r in demo.at("/everything")}  # read after the list
+    assert delivered and delivered <= received_by_now
+
+
+def test_a_ping_after_a_rotation_verifies_under_the_new_secret_and_the_old(demo: Demo) -> None:
+    made = demo.subscribe(demo.admin, "/pinged", event_types=["warning.resolved"], hazards=["fire"])
+    sub = f"{demo.base}/v1/subscriptions/{made['id']}"
+    rotated = httpx.post(f"{sub}/rotate-secret", headers=demo.admin, timeout=10)
+    assert rotated.status_code == 200, rotated.text
+    queued = httpx.post(f"{sub}/test", headers=demo.admin, timeout=10)
+    assert queued.status_code == 202, queued.text
+    got = demo.receiver.wait_for(lambda r: any(x.path == "/pinged" for x in r))
+    [ping] = [x for x in got if x.path == "/pinged"]  # its filters match nothing the demo does
+    assert ping.headers["webhook-id"] == queued.json()["message_id"]
+    for secret in (rotated.json()["secret"], made["secret"]):
+        body = verified(secret, ping)
+        assert body["type"] == "ping" and body["data"] == {"subscription_id": made["id"]}
+    shown = poll(
+        "the ping shown delivered",
+        lambda: [
+            d
+            for d in httpx.get(f"{sub}/deliveries", headers=demo.admin, timeout=10).json()["items"]
+            if d["status"] == "delivered"
+        ],
+    )
+    assert [(d["event_type"], d["attempts"][-1]["status_code"]) for d in shown] == [("ping", 204)]
 
 
 def test_an_integrator_subscribed_to_red_floods_in_a_district_gets_those_only(demo: Demo) -> None:
