@@ -156,10 +156,11 @@ class SubscriptionStore:
             current = _locked(conn, subscription_id, scope)
             if current is None:
                 return None
-            values: dict[str, Any] = {
+            given = {
                 k: list(v) if isinstance(v, list | tuple) else v for k, v in changes.items() if k in EDITABLE
             }
-            changed = [k for k, v in values.items() if current[k] != v]
+            values: dict[str, Any] = {k: v for k, v in given.items() if current[k] != v}
+            changed = sorted(values)
             if "enabled" in changes and bool(changes["enabled"]) != current["enabled"]:
                 if changes["enabled"]:
                     values.update(
@@ -170,8 +171,8 @@ class SubscriptionStore:
                     values.update(enabled=False, disabled_reason=f"disabled by {actor}", disabled_at=now)
                     _record(conn, subscription_id, now, actor, "disabled", "")
             if changed:
-                _record(conn, subscription_id, now, actor, "updated", ", ".join(sorted(changed)))
-            if values:
+                _record(conn, subscription_id, now, actor, "updated", ", ".join(changed))
+            if values:  # a PATCH that changes nothing leaves updated_at as it was
                 values["updated_at"] = now
                 conn.execute(
                     subscriptions.update().where(subscriptions.c.id == subscription_id).values(values)

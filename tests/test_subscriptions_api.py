@@ -159,6 +159,8 @@ def test_create_read_list_change_and_delete(client: TestClient) -> None:
         "fields not sent stay as they were"
     )
     assert client.patch(f"/v1/subscriptions/{sid}", json={}, headers=district).status_code == 422
+    same = client.patch(f"/v1/subscriptions/{sid}", json={"description": "new system"}, headers=district)
+    assert same.json()["updated_at"] == after["updated_at"], "a PATCH that changes nothing changes nothing"
 
     assert client.delete(f"/v1/subscriptions/{sid}", headers=district).status_code == 204
     assert client.get(f"/v1/subscriptions/{sid}", headers=district).status_code == 404
