@@ -59,7 +59,7 @@ AreaName = Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN
 SubscriptionId = Annotated[
     str, Path(max_length=36, pattern=r"^[0-9a-f-]+$", description="A subscription's id")
 ]
-DeliveryId = Annotated[int, Path(ge=1, le=2**62, description="A delivery's id")]
+DeliveryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A delivery's id")]  # the column is 32-bit
 replay_bounds = time_bounds(
     lower_doc="Required: the messages first queued at or after", upper_doc="Queued before (default: now)"
 )
