@@ -230,15 +230,19 @@ class SubscriptionStore:
             )
         return sub
 
-    def history(self, subscription_id: str) -> list[SubscriptionEvent]:
-        """What was done to a subscription, and by whom, oldest first."""
+    def history(self, subscription_id: str, *, latest: int | None = None) -> list[SubscriptionEvent]:
+        """What was done to a subscription, and by whom, oldest first; with ``latest``, only the last ones."""
         e = subscription_events.c
-        query = sa.select(subscription_events).where(e.subscription_id == subscription_id).order_by(e.id)
+        query = (
+            sa.select(subscription_events).where(e.subscription_id == subscription_id).order_by(e.id.desc())
+        )
+        if latest is not None:
+            query = query.limit(latest)
         with self.engine.connect() as conn:
-            return [
-                SubscriptionEvent(as_utc(r["at"]), r["actor"], r["action"], r["note"])
-                for r in conn.execute(query).mappings()
-            ]
+            rows = conn.execute(query).mappings().all()
+        return [
+            SubscriptionEvent(as_utc(r["at"]), r["actor"], r["action"], r["note"]) for r in reversed(rows)
+        ]
 
     # ---- deliveries --------------------------------------------------------------------------
 

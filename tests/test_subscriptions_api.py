@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from alerts.db import attempts, deliveries
+from alerts.delivery import DeliveryWorker
 from alerts.subscription_store import SubscriptionStore
 from alerts.subscriptions import new_secret
 from app.auth.roles import Role
@@ -28,6 +29,7 @@ from bench.isolation import isolated_settings
 from config.timeutil import as_utc
 from ingest.broker import EmbeddedBroker
 from tests.auth_helpers import bearer, new_key
+from tests.webhook_receiver import Receiver, reply
 
 RECEIVER = "http://127.0.0.1:9/hooks"  # never called: no delivery worker runs in these tests
 PUBLIC = "http://93.184.216.34/hooks"  # a public address literal: passes the check without DNS
@@ -138,7 +140,11 @@ def test_create_read_list_change_and_delete(client: TestClient) -> None:
     read = client.get(f"/v1/subscriptions/{sid}", headers=district)
     assert read.status_code == 200
     assert "secret" not in read.json(), "the secret is shown in the create's answer only"
-    assert read.json() == {k: v for k, v in made.items() if k != "secret"}
+    shown = read.json()
+    assert [(e["action"], e["actor"]) for e in shown.pop("history")] == [
+        ("created", "riverside district command")
+    ]
+    assert shown == {k: v for k, v in made.items() if k != "secret"}
     page = client.get("/v1/subscriptions", headers=district).json()
     assert (page["total"], [s["id"] for s in page["items"]]) == (1, [sid])
 
@@ -482,8 +488,13 @@ def test_replay_queues_each_message_of_the_range_again_with_its_own_id_and_paylo
     )
     assert again.json()["queued"] == 3, "each message once (first, second, late), not once per earlier copy"
     assert problems(client.post(f"/v1/subscriptions/{sid}/replay", headers=who)) == {
-        "query.since": "required: where the replay starts"
+        "query.since": "Field required"
     }
+    replay_doc = client.get("/openapi.json").json()["paths"]["/v1/subscriptions/{subscription_id}/replay"]
+    assert {p["name"]: p["required"] for p in replay_doc["post"]["parameters"] if p["in"] == "query"} == {
+        "since": True,
+        "until": False,
+    }, "the document says since is required, as it is"
 
 
 def test_delete_cancels_pending_deliveries_and_leaves_the_rest_for_the_record(client: TestClient) -> None:
@@ -502,3 +513,32 @@ def test_delete_cancels_pending_deliveries_and_leaves_the_rest_for_the_record(cl
     assert client.get(f"/v1/subscriptions/{sid}/deliveries", headers=who).status_code == 404
     [deleted] = [e for e in SubscriptionStore(services(client).engine).history(sid) if e.action == "deleted"]
     assert deleted.note == "1 pending delivery(ies) cancelled"
+
+
+def test_an_endpoint_gone_is_disabled_and_its_subscription_says_so_with_who_and_why(
+    client: TestClient,
+) -> None:
+    """The operators' notice of an automatic disabling is in the subscription's own record."""
+    receiver = Receiver()
+    receiver.answer = lambda handler, _r: reply(handler, 410)
+    try:
+        who = key(client, Role.INTEGRATOR, "sms gateway")
+        sid = create(client, who, url=f"{receiver.url}/hooks")["id"]
+        assert client.post(f"/v1/subscriptions/{sid}/test", headers=who).status_code == 202
+        svc = services(client)
+        worker = DeliveryWorker(svc.engine, svc.settings, worker_id="t", clock=lambda: datetime.now(UTC))
+        try:
+            assert worker.deliver_due(datetime.now(UTC)) == 1
+        finally:
+            worker.close()
+        assert len(receiver.received()) == 1
+    finally:
+        receiver.close()
+    shown = client.get(f"/v1/subscriptions/{sid}", headers=who).json()
+    assert (shown["enabled"], shown["disabled_reason"]) == (False, "410 Gone")
+    assert [(e["action"], e["actor"]) for e in shown["history"]] == [
+        ("created", "sms gateway"),
+        ("pinged", "sms gateway"),
+        ("auto_disabled", "citywarn"),
+    ]
+    assert shown["history"][-1]["note"] == "410 Gone"

@@ -83,6 +83,17 @@ def time_bound(name: str, *, doc: str) -> Callable[..., datetime | None]:
     return dependency
 
 
+def required_instant(name: str, *, doc: str) -> Callable[..., datetime]:
+    """One instant in a query parameter that must be given, checked and normalised like ``time_bounds``."""
+
+    def dependency(value: Annotated[str, _instant(name, doc)]) -> datetime:
+        checked = _checked(name, value)
+        assert checked is not None  # the parameter is required
+        return checked
+
+    return dependency
+
+
 def _instant(name: str, doc: str) -> Any:
     return Query(
         alias=name,

@@ -9,6 +9,7 @@ subscription is made or its URL changed, and again by the delivery worker before
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
@@ -19,7 +20,7 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from alerts.subscription_store import Attempt, Delivery, NotRetryable, SubscriptionStore
 from alerts.subscriptions import EVENT_TYPES, Filters, Subscription
 from alerts.webhook_targets import UnsafeTarget, check_url
-from app.api.deps import TimeBounds, now, services, time_bounds
+from app.api.deps import now, required_instant, services, time_bound
 from app.auth.deps import require
 from app.auth.roles import Permission, Principal
 from app.services import Services
@@ -60,10 +61,10 @@ SubscriptionId = Annotated[
     str, Path(max_length=36, pattern=r"^[0-9a-f-]+$", description="A subscription's id")
 ]
 DeliveryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="A delivery's id")]  # the column is 32-bit
-replay_bounds = time_bounds(
-    lower_doc="Required: the messages first queued at or after", upper_doc="Queued before (default: now)"
-)
+replay_since = required_instant("since", doc="The messages first queued at or after")
+replay_until = time_bound("until", doc="Queued before (default: now)")
 
+HISTORY_SHOWN = 100
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "No subscription has this id (or it is another integrator's)"}
 }
@@ -146,6 +147,22 @@ class SubscriptionOut(BaseModel):
     updated_at: datetime
     previous_secret_valid_until: datetime | None = Field(
         description="After a rotation: until when deliveries are also signed with the previous secret"
+    )
+
+
+class SubscriptionEventOut(BaseModel):
+    at: datetime
+    actor: str = Field(description="The API key's label, or citywarn for what the service did itself")
+    action: str = Field(
+        description="created, updated, disabled, enabled, secret_rotated, pinged, delivery_retried, "
+        "replayed, deleted; auto_disabled when citywarn disabled it (410 Gone, or a long run of failures)"
+    )
+    note: str
+
+
+class SubscriptionDetail(SubscriptionOut):
+    history: list[SubscriptionEventOut] = Field(
+        description=f"What was done to it and by whom, oldest first (the latest {HISTORY_SHOWN})"
     )
 
 
@@ -254,11 +271,18 @@ def list_subscriptions(
     return SubscriptionPage(items=[_out(s, at) for s in items], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{subscription_id}", response_model=SubscriptionOut, responses=NOT_FOUND)
+@router.get(
+    "/{subscription_id}",
+    response_model=SubscriptionDetail,
+    responses=NOT_FOUND,
+    summary="One subscription, with its history (an automatic disabling says why here)",
+)
 def get_subscription(
     subscription_id: SubscriptionId, who: Subscriber, store: Store, at: Now
-) -> SubscriptionOut:
-    return _out(_visible(store, subscription_id, who), at)
+) -> SubscriptionDetail:
+    sub = _visible(store, subscription_id, who)
+    history = [SubscriptionEventOut(**asdict(e)) for e in store.history(sub.id, latest=HISTORY_SHOWN)]
+    return SubscriptionDetail(**_out(sub, at).model_dump(), history=history)
 
 
 @router.patch(
@@ -373,15 +397,12 @@ def replay(
     who: Subscriber,
     store: Store,
     at: Now,
-    bounds: Annotated[TimeBounds, Depends(replay_bounds)],
+    since: Annotated[datetime, Depends(replay_since)],
+    until: Annotated[datetime | None, Depends(replay_until)],
 ) -> ReplayOut:
     """Each message is queued once, however often it was sent; a receiver drops those it has by id."""
     _visible(store, subscription_id, who)
-    if bounds.lower is None:
-        raise HTTPException(
-            422, detail=[{"field": "query.since", "reason": "required: where the replay starts"}]
-        )
-    queued = store.replay(subscription_id, since=bounds.lower, until=bounds.upper, actor=who.label, now=at)
+    queued = store.replay(subscription_id, since=since, until=until, actor=who.label, now=at)
     return ReplayOut(queued=len(queued), deliveries=[_delivery_out(d) for d in queued])
 
 
