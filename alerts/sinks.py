@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from models.report_burst import BurstSignal, ReportBurstDetector
 
 
+SignalsSeen = Callable[[Sequence[Signal]], None]
+
+
 class DetectionSink:
     """Readings: the scoring engine's signals become warnings; its state is checkpointed with its log.
 
@@ -34,6 +37,8 @@ class DetectionSink:
     loses its position: offset 0 of a new log is a new reading, not a replay.
     Without ``log_id`` every position is taken to belong to one everlasting log.
     Sensor faults the engine finds go to ``faults``, apart from the hazards' warnings.
+    ``on_signals`` is told each batch's signals once the warnings took them (the process's metrics);
+    a batch replayed after a rewind tells them again.
     """
 
     def __init__(
@@ -44,8 +49,10 @@ class DetectionSink:
         checkpoints: CheckpointRepository,
         log_id: Callable[[], str] | None = None,
         faults: SensorFaultDesk | None = None,
+        on_signals: SignalsSeen | None = None,
     ) -> None:
         self.engine = engine
+        self.on_signals = on_signals
         self.warnings = warnings
         self.faults = faults
         self.checkpoints = checkpoints
@@ -62,6 +69,8 @@ class DetectionSink:
             )
         signals = self.engine.score(points, positions)
         self.warnings.apply_signals(signals, now=now, actor=f"detector:{self.engine.detector_name}")
+        if self.on_signals is not None:
+            self.on_signals(signals)
         # The readings' own clock moves the warnings of their areas on (hold, release: alerts.lifecycle).
         self.warnings.advance(latest_per_area((p.area, p.ts_ns) for p in points), now=now)
         health = self.engine.take_health_events()
@@ -109,8 +118,10 @@ class ReportSink:
         detector_factory: Callable[[], ReportBurstDetector],
         warnings: WarningService,
         checkpoints: CheckpointRepository,
+        on_signals: SignalsSeen | None = None,
     ) -> None:
         self._factory = detector_factory
+        self.on_signals = on_signals
         self.warnings = warnings
         self.checkpoints = checkpoints
         self._detectors: dict[int, ReportBurstDetector] = {}
@@ -134,6 +145,8 @@ class ReportSink:
             signals += [burst_signal(b, by_id) for b in bursts if b.hazard != "other"]
         if signals:
             self.warnings.apply_signals(signals, now=now, actor="detector:reportburst")
+            if self.on_signals is not None:
+                self.on_signals(signals)
         self.warnings.advance(
             latest_per_area((r.area, r.ts_ns) for r in reports if not r.outside_areas), now=now
         )

@@ -27,7 +27,9 @@ from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
 from app.api.webhook_docs import install_webhook_docs
 from app.auth.audit import AuditLog
+from app.http_metrics import HttpMetrics
 from app.limits import BodySizeLimit, InputLimits
+from app.metrics import install_metrics
 from app.rate_limits import build_rate_limiter
 from app.services import Services, build_services
 from app.workers import BackgroundThreads, build_drill_runner, start_ingest
@@ -89,11 +91,13 @@ def create_app(
         max_json_number_chars=settings.max_json_number_chars,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # counts before InputLimits reads
+    app.add_middleware(HttpMetrics)  # outside the limits: their refusals are counted and timed too
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
     for module in (health, readings, reports, warnings, timeline, recommendations, cap, sensors, areas, keys):
         app.include_router(module.router)
     app.include_router(silences.router)
     app.include_router(drills.router)
     app.include_router(subscriptions.router)
+    install_metrics(app)  # GET /metrics, open like /healthz
     app.state.rate_limiter = build_rate_limiter(settings)  # app.auth.deps.require counts; None: off
     return app

@@ -18,6 +18,7 @@ from alerts.drill_store import DrillStore
 from alerts.drills import DrillRunner, DrillScenario, DrillTools, ScenarioData, ScenarioRegistry
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
+from app.metrics import IngestMetrics, count_signals
 from app.services import Services
 from app.silence import SilenceWatch
 from ingest.consumer import BatchSink, IngestWorker, Item
@@ -101,9 +102,11 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
         checkpoints=svc.checkpoints,
         log_id=lambda: topic_log_id(s.kafka_bootstrap, s.topic_readings),
         faults=fault_desk(svc),
+        on_signals=count_signals,
     )
     return _worker(
         svc,
+        stream="readings",
         topic=s.topic_readings,
         group=s.consumer_group,
         parse=svc.validator.parse,
@@ -118,9 +121,11 @@ def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:
         detector_factory=partial(burst_detector, svc),
         warnings=svc.warnings,
         checkpoints=svc.checkpoints,
+        on_signals=count_signals,
     )
     return _worker(
         svc,
+        stream="reports",
         topic=s.topic_reports,
         group=f"{s.consumer_group}-reports",
         parse=svc.report_validator.parse,
@@ -132,6 +137,7 @@ def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:
 def _worker(
     svc: Services,
     *,
+    stream: str,
     topic: str,
     group: str,
     parse: Callable[[bytes, datetime], Item | Invalid],
@@ -151,6 +157,7 @@ def _worker(
         batch_max_wait_s=s.batch_max_wait_s,
         checkpoint_interval_s=s.checkpoint_interval_s,
         clock=lambda: datetime.now(UTC),
+        observer=IngestMetrics(stream),
     )
 
 

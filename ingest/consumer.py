@@ -90,6 +90,25 @@ class BatchSink(Protocol[ItemContra]):
         ...
 
 
+class IngestObserver(Protocol):
+    """Told what each handled batch did, for the process's metrics (``app.metrics``).
+
+    Called on the worker's thread; it must not block. Batches abandoned or
+    rewound are not reported: they are read again and reported then.
+    """
+
+    def batch_handled(
+        self, *, consumed: int, stored: int, dead_lettered: Sequence[tuple[str, str]], seconds: float
+    ) -> None:
+        """``dead_lettered`` holds (reason class, field) per refused message: "invalid" with the first
+        field validation named, or "store_refused" with ""."""
+        ...
+
+    def store_written(self, seconds: float) -> None:
+        """One call to the store, whether it succeeded or not."""
+        ...
+
+
 @dataclass
 class IngestStats:
     consumed: int = 0
@@ -120,6 +139,8 @@ class _SetAside:
     msg: Message
     raw: bytes
     reason: str
+    # For metrics: why, as a bounded class ("invalid" or "store_refused"), and the first field at fault.
+    cause: tuple[str, str] = ("invalid", "")
 
 
 class _BatchAbandoned(Exception):
@@ -145,6 +166,7 @@ class IngestWorker(Generic[Item]):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_backoff_s: float = 10.0,
         lag_interval_s: float = 2.0,
+        observer: IngestObserver | None = None,
     ) -> None:
         self._consumer = consumer
         self.topic = topic
@@ -160,9 +182,11 @@ class IngestWorker(Generic[Item]):
         self.max_backoff_s = max_backoff_s
         self.lag_interval_s = lag_interval_s
         self.stats = IngestStats()
+        self.observer = observer
         # Read by other threads (readyz, tests): replaced whole, never mutated in place.
         self.owned: frozenset[PartitionKey] = frozenset()
         self.lag: int | None = None
+        self.partition_lag: dict[PartitionKey, int] = {}  # the parts of ``lag``, replaced whole
         self._pending: dict[PartitionKey, int] = {}  # next offset to commit per owned partition
         self._generation = 0  # bumped by every rebalance callback
         self._lost = False
@@ -203,6 +227,7 @@ class IngestWorker(Generic[Item]):
         )
 
     def _handle(self, msgs: list[Message]) -> None:
+        started = time.perf_counter()
         now = self.clock()
         generation = self._generation
         accepted: list[tuple[Message, Item]] = []
@@ -216,7 +241,8 @@ class IngestWorker(Generic[Item]):
                 continue
             parsed = self.parse(msg.value() or b"", now)
             if isinstance(parsed, Invalid):
-                refused.append(_SetAside(msg, parsed.raw, parsed.reason))
+                field = parsed.rejections[0].field.split(".")[0] if parsed.rejections else ""
+                refused.append(_SetAside(msg, parsed.raw, parsed.reason, ("invalid", field)))
                 if parsed.observed is not None:
                     observed.append((msg, parsed.observed))  # type: ignore[arg-type]
             else:
@@ -257,6 +283,13 @@ class IngestWorker(Generic[Item]):
         self.stats.dead_lettered += len(refused)
         self.stats.batches += 1
         self.stats.last_batch_at = now
+        if self.observer is not None:
+            self.observer.batch_handled(
+                consumed=len(msgs),
+                stored=len(stored),
+                dead_lettered=[r.cause for r in refused],
+                seconds=time.perf_counter() - started,
+            )
 
     def _write_isolating(
         self, entries: list[tuple[Message, Item]], generation: int
@@ -269,7 +302,9 @@ class IngestWorker(Generic[Item]):
         if not entries:
             return [], []
         try:
-            self._retrying(lambda: self.write([item for _, item in entries]), generation, "store write")
+            self._retrying(
+                lambda: self._timed_write([item for _, item in entries]), generation, "store write"
+            )
             return entries, []
         except _BatchAbandoned:
             raise
@@ -278,11 +313,20 @@ class IngestWorker(Generic[Item]):
                 raise
             if len(entries) == 1:
                 msg = entries[0][0]
-                return [], [_SetAside(msg, msg.value() or b"", f"store refused: {reason(exc)}")]
+                refusal = f"store refused: {reason(exc)}"
+                return [], [_SetAside(msg, msg.value() or b"", refusal, ("store_refused", ""))]
         half = len(entries) // 2
         stored_left, refused_left = self._write_isolating(entries[:half], generation)
         stored_right, refused_right = self._write_isolating(entries[half:], generation)
         return stored_left + stored_right, refused_left + refused_right
+
+    def _timed_write(self, items: list[Item]) -> None:
+        started = time.perf_counter()
+        try:
+            self.write(items)
+        finally:
+            if self.observer is not None:
+                self.observer.store_written(time.perf_counter() - started)
 
     def _dead_letter(self, refused: list[_SetAside]) -> None:
         if not refused:
@@ -411,7 +455,7 @@ class IngestWorker(Generic[Item]):
         self._last_lag = time.monotonic()
         owned = [TopicPartition(t, p) for t, p in sorted(self.owned)]
         try:
-            total = 0
+            parts: dict[PartitionKey, int] = {}
             if owned:
                 positions = {(tp.topic, tp.partition): tp.offset for tp in self._consumer.position(owned)}
                 for tp in self._consumer.committed(owned, timeout=2):
@@ -419,10 +463,12 @@ class IngestWorker(Generic[Item]):
                         TopicPartition(tp.topic, tp.partition), timeout=2
                     )
                     end = max(high, positions.get((tp.topic, tp.partition), -1))
-                    total += max(0, end - (tp.offset if tp.offset >= 0 else low))
-            self.lag = total
+                    parts[(tp.topic, tp.partition)] = max(0, end - (tp.offset if tp.offset >= 0 else low))
+            self.partition_lag = parts
+            self.lag = sum(parts.values())
         except KafkaException as exc:
             log.debug("lag not measured: %s", exc)
+            self.partition_lag = {}
             self.lag = None
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:

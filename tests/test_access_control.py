@@ -320,6 +320,7 @@ def _existing_warning(client: TestClient) -> Request:
 ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/healthz"): RouteCase(None, 200, _get("/healthz")),
     ("GET", "/readyz"): RouteCase(None, 200, _get("/readyz")),
+    ("GET", "/metrics"): RouteCase(None, 200, _get("/metrics")),  # counts only: Prometheus scrapes it
     ("GET", "/openapi.json"): RouteCase(None, 200, _get("/openapi.json")),
     ("GET", "/docs"): RouteCase(None, 200, _get("/docs")),
     ("GET", "/docs/oauth2-redirect"): RouteCase(None, 200, _get("/docs/oauth2-redirect")),
