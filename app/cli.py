@@ -19,6 +19,7 @@ from alerts import db
 from alerts.delivery import DeliveryWorker, default_worker_id
 from alerts.migrations import head_revision
 from app.auth import commands as key_commands
+from app.json_logs import configure_logging
 from app.main import ExtraWorker, create_app
 from app.preflight import checked_settings
 from app.services import Services, build_services, migrate_state_database
@@ -43,8 +44,10 @@ class _Server(uvicorn.Server):
     is dead would accept readings that nothing stores.
     """
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        super().__init__(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    def __init__(self, app: FastAPI, host: str, port: int, *, json_logs: bool = False) -> None:
+        # JSON logs: uvicorn's loggers get no handlers of their own and reach the root's JSON handler.
+        log_config = None if json_logs else uvicorn.config.LOGGING_CONFIG
+        super().__init__(uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config))
         self.citywarn_app = app
 
     @contextlib.contextmanager
@@ -67,9 +70,9 @@ class _Server(uvicorn.Server):
         return dict(threads.failures) if threads is not None else {}
 
 
-def _serve(app: FastAPI, host: str, port: int) -> None:
+def _serve(app: FastAPI, host: str, port: int, *, json_logs: bool = False) -> None:
     """Serve until a signal; exit non-zero if the app never started or a worker died."""
-    server = _Server(app, host, port)
+    server = _Server(app, host, port, json_logs=json_logs)
     server.run()
     if not server.started:
         log.error("the service did not start (see the errors above)")
@@ -105,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "check":
         print(checked.summary())
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format)
     if args.command == "migrate":
         applied = migrate_state_database(settings)
         print(f"state database at {head_revision()}; applied: {', '.join(applied) or 'nothing'}")
@@ -114,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "run":
         run(settings, host=args.host, port=args.port, demo=args.demo, demo_speed=args.demo_speed)
     elif args.command == "serve":
-        _serve(create_app(settings), args.host, args.port)
+        _serve(create_app(settings), args.host, args.port, json_logs=settings.log_format == "json")
     elif args.command == "train":
         svc = build_services(settings)
         try:
@@ -153,7 +156,7 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_speed: flo
                 flush=True,
             )
         app = create_app(settings, run_ingest=True, extra_workers=extra)
-        _serve(app, host, port)
+        _serve(app, host, port, json_logs=settings.log_format == "json")
     finally:
         if broker is not None:
             broker.stop()

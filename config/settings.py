@@ -9,6 +9,7 @@ table, so the documentation is generated from the one place that is read.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import limits
@@ -244,6 +245,14 @@ class Settings(BaseSettings):
         default=Path("citywarn-demo.key"),
         description="Where `citywarn run --demo` writes the admin key it makes (mode 0600; relative "
         "to the working directory).",
+    )
+
+    # --- logs
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: one readable line per record. `json`: one JSON object per line (time in "
+        "RFC 3339 UTC, level, logger, message, a traceback as one string, and any extra fields), for a "
+        "log shipper.",
     )
 
     # --- rate limits (`limits` notation: "20/second; 600/minute", every limit in it applies)
