@@ -7,25 +7,32 @@ are compared as differences between two scrapes around the traffic.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from app.auth.roles import Role
 from app.main import create_app
 from bench.isolation import as_json, isolated_settings
 from config.settings import Settings
 from demo.city import demo_readings
-from ingest.broker import EmbeddedBroker
+from ingest.broker import EmbeddedBroker, free_port
 from ingest.kafka import producer_config
 from ingest.producer import ConfirmedProducer
 from tests.auth_helpers import bearer, new_key
-from tests.factories import CATALOG, signal
+from tests.factories import CATALOG
+from tests.factories import signal as a_signal
 from tests.pipeline_harness import wait_until
 
 END = datetime.now(UTC).replace(microsecond=0)
@@ -185,7 +192,7 @@ def test_counters_move_by_what_flowed_and_the_gauges_show_the_state(
 def test_requests_are_counted_by_route_template_never_by_raw_path(serving: TestClient) -> None:
     client = serving
     svc = client.app.state.services  # type: ignore[attr-defined]
-    [wid] = svc.warnings.apply_signals([signal(ts=datetime.now(UTC))], now=datetime.now(UTC), actor="t")
+    [wid] = svc.warnings.apply_signals([a_signal(ts=datetime.now(UTC))], now=datetime.now(UTC), actor="t")
     headers = bearer(new_key(client.app, Role.ADMIN))  # type: ignore[arg-type]
     before = scrape(client)
     assert client.get(f"/v1/warnings/{wid}", headers=headers).status_code == 200
@@ -208,3 +215,78 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(serving: TestC
     assert not any(
         wid in dict(ls).get("route", "") or "/random" in dict(ls).get("route", "") for _, ls in after
     )
+
+
+# Every family the issue names; a family with no sample yet (no delivery attempted) still says its name.
+FAMILIES = {
+    "citywarn_ingest_consumed",
+    "citywarn_ingest_stored",
+    "citywarn_ingest_dead_lettered",
+    "citywarn_ingest_batch_duration_seconds",
+    "citywarn_store_write_duration_seconds",
+    "citywarn_consumer_lag_messages",
+    "citywarn_signals",
+    "citywarn_open_warnings",
+    "citywarn_checkpoint_age_seconds",
+    "citywarn_webhook_deliveries",
+    "citywarn_http_requests",
+    "citywarn_http_request_duration_seconds",
+}
+
+
+def test_run_demo_exposes_every_family_and_its_counters_move(tmp_path: Path) -> None:
+    """`citywarn run --demo` as the README starts it: scraped twice while the demo's readings flow."""
+    port = free_port()
+    log = tmp_path / "run.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "citywarn"), "run", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def families() -> dict[str, list[Sample]]:
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+    def stored(fams: dict[str, list[Sample]]) -> float:
+        return sum(
+            s.value for s in fams.get("citywarn_ingest_stored", []) if s.labels["stream"] == "readings"
+        )
+
+    try:
+        first: dict[str, list[Sample]] = {}
+
+        def flowing() -> bool:
+            nonlocal first
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                first = families()
+            except httpx.HTTPError:
+                return False
+            return stored(first) > 0 and bool(first.get("citywarn_open_warnings"))
+
+        wait_until(flowing, timeout_s=120, what="readings stored and a warning open on the demo")
+        assert not FAMILIES - set(first), FAMILIES - set(first)
+        wait_until(
+            lambda: stored(families()) > stored(first), timeout_s=60, what="the stored counter to move"
+        )
+        second = families()
+        consumed = sum(
+            s.value for s in second["citywarn_ingest_consumed"] if s.labels["stream"] == "readings"
+        )
+        assert consumed >= stored(second) > stored(first)
+        assert any(
+            s.name.endswith("_count") and s.value > 0
+            for s in second["citywarn_ingest_batch_duration_seconds"]
+        )
+        assert {s.labels["stream"] for s in second["citywarn_consumer_lag_messages"]} == {
+            "readings",
+            "reports",
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
