@@ -10,13 +10,18 @@ whose lease ran out and whose row was claimed again writes nothing, so an attemp
 Order per warning: only the head of each (subscription, warning) queue, its oldest pending row, is
 ever claimed, so a warning's events reach an endpoint in the order they happened, each after the
 one before it was delivered or given up on.
+
+Fairness between endpoints: a claim may be given a cap on one subscription's rows in flight, so an
+endpoint that hangs until the timeout, with a storm's worth of due rows, cannot take every slot of a
+worker while the other integrators' events wait behind it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +35,9 @@ from config.timeutil import as_utc
 
 log = logging.getLogger("citywarn.webhooks")
 
+# With a per-subscription cap, a claim reads this many candidates per row wanted, so the rows of
+# subscriptions below their cap are found behind one that has many due (a storm's worth of heads).
+CANDIDATES_PER_SLOT = 4
 JITTER = 0.2  # each retry's wait is stretched or shrunk by up to this fraction
 ACTOR = "citywarn"
 GONE = "410 Gone"
@@ -79,11 +87,31 @@ class DeliveryStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def claim(self, *, now: datetime, worker: str, limit: int, lease: timedelta) -> list[Claimed]:
+    def claim(
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        limit: int,
+        lease: timedelta,
+        per_subscription: int | None = None,
+        in_flight: Mapping[str, int] | None = None,
+    ) -> list[Claimed]:
         """Claim up to ``limit`` due deliveries, oldest first, each the head of its queue; committed
-        before this returns, so no HTTP happens inside the transaction."""
+        before this returns, so no HTTP happens inside the transaction.
+
+        With ``per_subscription``, a subscription's rows claimed here and its ``in_flight`` ones (the
+        caller's attempts under way) come to no more than that: one slow endpoint cannot take every
+        slot. The oldest due rows may all be one subscription's, so more candidates than ``limit``
+        are read (and on PostgreSQL locked, until the commit) and the first within the caps kept.
+        """
         now = as_utc(now)
         lease_until = now + lease
+        in_flight = in_flight or {}
+        at_cap = (
+            [] if per_subscription is None else [x for x, n in in_flight.items() if n >= per_subscription]
+        )
+        candidate_count = limit if per_subscription is None else limit * CANDIDATES_PER_SLOT
         earlier = db.deliveries.alias("earlier")
         e = earlier.c
         query = (
@@ -107,6 +135,7 @@ class DeliveryStore:
                 sa.or_(d.lease_until.is_(None), d.lease_until < now),
                 s.enabled.is_(True),
                 s.deleted_at.is_(None),
+                d.subscription_id.not_in(at_cap),
                 # The head of its queue: no earlier pending row for the same subscription and warning.
                 # A ping (warning_id NULL) compares unequal to everything, so it is a queue of its own.
                 ~sa.exists().where(
@@ -117,38 +146,41 @@ class DeliveryStore:
                 ),
             )
             .order_by(d.id)
-            .limit(limit)
+            .limit(candidate_count)
         )
         with self._writing() as conn:
             if conn.dialect.name == "postgresql":
+                # No window function to rank rows per subscription here: PostgreSQL refuses them
+                # beside FOR UPDATE, so the caps are applied to the candidates below.
                 query = query.with_for_update(of=db.deliveries, skip_locked=True)
-            rows = conn.execute(query).all()
-            if rows:
+            candidates = [
+                Claimed(
+                    delivery_id=r.id,
+                    message_id=r.message_id,
+                    subscription_id=r.subscription_id,
+                    warning_id=r.warning_id,
+                    event_type=r.event_type,
+                    payload=r.payload,
+                    attempts=r.attempts,
+                    url=r.url,
+                    secret=r.secret,
+                    previous_secret=r.previous_secret,
+                    previous_secret_until=(
+                        as_utc(r.previous_secret_until) if r.previous_secret_until is not None else None
+                    ),
+                    claimed_by=worker,
+                    lease_until=lease_until,
+                )
+                for r in conn.execute(query)
+            ]
+            claimed = _within_caps(candidates, limit, per_subscription, in_flight)
+            if claimed:
                 conn.execute(
                     db.deliveries.update()
-                    .where(d.id.in_([r.id for r in rows]))
+                    .where(d.id.in_([c.delivery_id for c in claimed]))
                     .values(lease_until=lease_until, claimed_by=worker)
                 )
-        return [
-            Claimed(
-                delivery_id=r.id,
-                message_id=r.message_id,
-                subscription_id=r.subscription_id,
-                warning_id=r.warning_id,
-                event_type=r.event_type,
-                payload=r.payload,
-                attempts=r.attempts,
-                url=r.url,
-                secret=r.secret,
-                previous_secret=r.previous_secret,
-                previous_secret_until=(
-                    as_utc(r.previous_secret_until) if r.previous_secret_until is not None else None
-                ),
-                claimed_by=worker,
-                lease_until=lease_until,
-            )
-            for r in rows
-        ]
+        return claimed
 
     def record(
         self,
@@ -220,6 +252,21 @@ class DeliveryStore:
             if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
+
+
+def _within_caps(
+    candidates: Sequence[Claimed], limit: int, per_subscription: int | None, in_flight: Mapping[str, int]
+) -> list[Claimed]:
+    """The first ``limit`` candidates, in their order, leaving out those past their subscription's cap."""
+    taken: Counter[str] = Counter(in_flight)
+    kept: list[Claimed] = []
+    for c in candidates:
+        if len(kept) == limit:
+            break
+        if per_subscription is None or taken[c.subscription_id] < per_subscription:
+            taken[c.subscription_id] += 1
+            kept.append(c)
+    return kept
 
 
 def _error_text(result: AttemptResult) -> str | None:

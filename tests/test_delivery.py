@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import select
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,11 +17,12 @@ import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from alerts import db
-from alerts.delivery import DeliveryWorker
+from alerts.delivery import DeliveryWorker, per_subscription_cap
 from alerts.delivery_store import DeliveryStore, Outcome
 from alerts.subscriptions import new_secret
 from alerts.webhook_targets import Poster
 from config.settings import Settings
+from tests.pipeline_harness import wait_until
 from tests.webhook_receiver import Received, Receiver, reply
 from tests.webhook_rows import (
     add_delivery,
@@ -334,8 +338,6 @@ def test_a_worker_whose_lease_was_overtaken_records_nothing(engine: sa.Engine, r
 
 
 def test_run_delivers_until_stopped(engine: sa.Engine, receiver: Receiver) -> None:
-    import threading
-
     sub, _ = add_subscription(engine, receiver.url)
     worker = DeliveryWorker(engine, settings(), worker_id="w1", clock=wall)
     stop = threading.Event()
@@ -347,6 +349,167 @@ def test_run_delivers_until_stopped(engine: sa.Engine, receiver: Receiver) -> No
     finally:
         stop.set()
         thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_stopping_run_finishes_and_records_the_attempts_in_flight(
+    engine: sa.Engine, receiver: Receiver
+) -> None:
+    answering = threading.Event()
+
+    def slow(h: BaseHTTPRequestHandler, _r: Received) -> None:
+        answering.set()
+        time.sleep(0.5)
+        reply(h, 200)
+
+    receiver.answer = slow
+    sub, _ = add_subscription(engine, receiver.url)
+    add_delivery(engine, sub, warning_id="w-1")
+    worker = DeliveryWorker(engine, settings(), worker_id="w1", clock=wall)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    assert answering.wait(10)
+    stop.set()  # while the receiver is still answering
+    thread.join(10)
+    assert not thread.is_alive()
+    assert statuses(engine) == ["delivered"] and len(attempt_rows(engine)) == 1
+
+
+def test_a_claim_takes_no_more_of_a_subscriptions_rows_than_its_room(engine: sa.Engine) -> None:
+    busy, _ = add_subscription(engine, "http://127.0.0.1:9/")
+    busy_ids = [add_delivery(engine, busy, warning_id=f"w-{n}") for n in range(10)]
+    add_delivery(engine, busy, warning_id="w-0")  # behind busy_ids[0] in its warning's queue
+    quiet, _ = add_subscription(engine, "http://127.0.0.1:9/")
+    quiet_ids = [add_delivery(engine, quiet, warning_id=f"w-{n}") for n in range(3)]
+    store, lease = DeliveryStore(engine), timedelta(seconds=30)
+
+    def claim(limit: int, in_flight: dict[str, int]) -> list[int]:
+        claimed = store.claim(
+            now=wall(), worker="w1", limit=limit, lease=lease, per_subscription=2, in_flight=in_flight
+        )
+        return [c.delivery_id for c in claimed]
+
+    # The quiet subscription's rows, behind ten of the busy one's, are reached within one claim.
+    assert claim(4, {}) == [*busy_ids[:2], *quiet_ids[:2]]
+    # Room is the cap less what is in flight; a subscription at its cap is left out.
+    assert claim(4, {busy: 1, quiet: 2}) == [busy_ids[2]]
+    assert claim(4, {busy: 2, quiet: 2}) == []
+    assert claim(8, {busy: 2}) == [quiet_ids[2]]
+    # Without a cap a claim is oldest first, as many as asked, each the head of its queue.
+    assert claim_all(store) == busy_ids[3:8]
+
+
+def claim_all(store: DeliveryStore) -> list[int]:
+    claimed = store.claim(now=wall(), worker="w2", limit=5, lease=timedelta(seconds=30))
+    return [c.delivery_id for c in claimed]
+
+
+class Hanging:
+    """An endpoint that hangs: each request is held until its client gives up on it, or until the test
+    releases it (then 503). Counts the requests it holds at once, as the integrator would see them."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.holding = 0
+        self.most = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, h: BaseHTTPRequestHandler, _r: Received) -> None:
+        with self._lock:
+            self.holding += 1
+            self.most = max(self.most, self.holding)
+        try:
+            while not self.release.is_set():
+                if _hung_up(h.connection):
+                    return
+            reply(h, 503)
+        finally:
+            with self._lock:
+                self.holding -= 1
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """Whether the client closed the connection (waits up to 20 ms to find out)."""
+    readable, _, _ = select.select([conn], [], [], 0.02)
+    return bool(readable) and conn.recv(1, socket.MSG_PEEK) == b""
+
+
+@pytest.fixture
+def hanging() -> Iterator[tuple[Receiver, Hanging]]:
+    r, h = Receiver(), Hanging()
+    r.answer = h
+    yield r, h
+    h.release.set()
+    r.close()
+
+
+def running(worker: DeliveryWorker) -> tuple[threading.Event, threading.Thread]:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    return stop, thread
+
+
+# Concurrency 8 and a 3 s timeout: one hanging endpoint's rows would fill every slot for 3 s a pass.
+FAIRNESS = {"webhook_concurrency": 8, "webhook_timeout_s": 3, "webhook_poll_s": 0.5}
+
+
+def test_a_hanging_endpoint_holds_only_its_cap_and_another_gets_its_events_at_once(
+    engine: sa.Engine, receiver: Receiver, hanging: tuple[Receiver, Hanging]
+) -> None:
+    slow_receiver, slow = hanging
+    a, _ = add_subscription(engine, slow_receiver.url)
+    for n in range(20):  # a storm: one queue head per warning, all older than b's
+        add_delivery(engine, a, warning_id=f"w-{n}")
+    b, _ = add_subscription(engine, receiver.url)
+    b_ids = {add_delivery(engine, b, warning_id=f"w-{n}") for n in range(5)}
+    cap = per_subscription_cap(FAIRNESS["webhook_concurrency"])
+    worker = DeliveryWorker(engine, settings(**FAIRNESS), worker_id="w1", clock=wall)
+    started = time.monotonic()
+    stop, thread = running(worker)
+    try:
+        receiver.wait_for(lambda got: len(got) == 5, timeout_s=1.5)
+        assert time.monotonic() - started < 1.5
+        assert {t.delivery_id for t in attempt_rows(engine)} <= b_ids  # a's attempts are still in flight
+        assert slow.holding == cap
+        # Past a's timeouts its slots are refilled with its next rows, never more than the cap at once.
+        slow_receiver.wait_for(lambda got: len(got) >= 2 * cap, timeout_s=15)
+    finally:
+        stop.set()
+        slow.release.set()
+        thread.join(20)
+    assert not thread.is_alive()
+    assert slow.most == cap
+    assert all(r.status == "delivered" for r in delivery_rows(engine) if r.id in b_ids)
+
+
+def test_a_slot_freed_or_idle_is_filled_without_waiting_for_the_slow_attempts(
+    engine: sa.Engine, receiver: Receiver, hanging: tuple[Receiver, Hanging]
+) -> None:
+    slow_receiver, slow = hanging
+    a, _ = add_subscription(engine, slow_receiver.url)
+    for n in range(20):
+        add_delivery(engine, a, warning_id=f"w-{n}")
+    b, _ = add_subscription(engine, receiver.url)
+    worker = DeliveryWorker(engine, settings(**FAIRNESS), worker_id="w1", clock=wall)
+    stop, thread = running(worker)
+    try:
+        cap = per_subscription_cap(FAIRNESS["webhook_concurrency"])
+        slow_receiver.wait_for(lambda got: len(got) == cap, timeout_s=5)
+        # b's events arrive while a's attempts hang: they go out in the free slots, not after a's pass.
+        arrived = time.monotonic()
+        # One queue, so each waits for the one before it: five refills in a row.
+        b_ids = {add_delivery(engine, b, warning_id="w-b", data={"seq": n}) for n in range(5)}
+        got = receiver.wait_for(lambda got: len(got) == 5, timeout_s=1.5)
+        assert time.monotonic() - arrived < 1.5
+        wait_until(lambda: {t.delivery_id for t in attempt_rows(engine)} == b_ids, timeout_s=1, what="b's")
+        assert slow.holding == cap and len(slow_receiver.received()) == cap  # a's are still in flight
+        assert [json.loads(r.body)["data"]["seq"] for r in got] == [0, 1, 2, 3, 4]
+    finally:
+        stop.set()
+        slow.release.set()
+        thread.join(20)
     assert not thread.is_alive()
 
 

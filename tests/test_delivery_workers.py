@@ -126,7 +126,7 @@ def test_a_worker_killed_mid_flight_and_restarted_delivers_everything(
         "CITYWARN_WEBHOOK_ALLOW_PRIVATE": "true",
         "CITYWARN_WEBHOOK_RETRY_SCHEDULE": "[0, 0.2, 0.2, 0.2]",
         "CITYWARN_WEBHOOK_TIMEOUT_S": "1",  # the lease, and so the wait for a killed worker's rows: 6 s
-        "CITYWARN_WEBHOOK_CONCURRENCY": "4",
+        "CITYWARN_WEBHOOK_CONCURRENCY": "16",  # one subscription may have 4 in flight (a quarter)
         "CITYWARN_WEBHOOK_POLL_S": "0.1",
     }
     log = tmp_path / "deliver.log"
