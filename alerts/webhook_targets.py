@@ -272,9 +272,20 @@ def post(
         poster.close()
 
 
+# As many connections as a worker may have attempts in flight (the webhook_concurrency setting's
+# bound): past httpx's default of 100, attempts would queue for a connection inside httpx, and that
+# wait would count against their timeout.
+MAX_CONNECTIONS = 256
+
+
 def _client(verify: ssl.SSLContext | bool) -> httpx.Client:
     # trust_env=False: a proxy from the environment would connect on our behalf, past the checks.
-    return httpx.Client(follow_redirects=False, trust_env=False, verify=verify)
+    return httpx.Client(
+        follow_redirects=False,
+        trust_env=False,
+        verify=verify,
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=32),
+    )
 
 
 def _ms_since(started: float) -> float:

@@ -209,7 +209,11 @@ class Settings(BaseSettings):
         "signatures are sent), so an integrator can deploy the new secret without missing a delivery.",
     )
     webhook_concurrency: int = Field(
-        default=8, ge=1, le=256, description="Deliveries one worker attempts at once."
+        default=8,
+        ge=1,
+        le=256,
+        description="Deliveries one worker attempts at once; at most a quarter of them (at least one) "
+        "for one subscription, so an endpoint that hangs delays only its own events.",
     )
     webhook_poll_s: float = Field(
         default=0.5, gt=0, le=60, description="How often an idle delivery worker looks for due deliveries."
