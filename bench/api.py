@@ -1,0 +1,394 @@
+"""The API under concurrent load while readings flow into the same service.
+
+Run: ``python -m bench.api [--duration S] [--concurrency N] [--rate R]
+[--store influxdb|embedded] [--database sqlite|postgresql] [--json PATH]``.
+
+``citywarn run`` starts as a child process (``bench.replay_service``) on a
+Tansu broker of our own, so readings can be produced to it, and on a private
+influxd unless ``--store embedded``. Its only settings beyond the defaults
+are those and ``CITYWARN_RATE_LIMITS_ENABLED=false``: the bench key would
+otherwise be held to an operator's 30 requests a second.
+
+The demo city's day (readings and reports) is produced first and consumed,
+so there are warnings to list and series to read. Then, for ``--duration``
+seconds, a producer process sends the catalog's sensors' readings at a
+paced ``--rate`` (each holding its sensor's end-of-day level, with fresh
+noise, stamped at the time it is sent) while a loopback load generator
+(asyncio and httpx, one process) keeps ``--concurrency`` requests in flight
+per endpoint: ``GET /v1/warnings?limit=50`` and ``GET
+/v1/sensors/{id}/series`` over the demo day's last hour (12 points a
+sensor, the sensors taken in turn). The bench's own processes share the
+machine's cores with the service, so on a small machine the figures are
+the service's and the load generator's together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.replay_service import RunningService
+from bench.servers import fresh_postgres_database, private_influxd
+from config.catalog import Catalog, load_catalog
+from config.settings import ENV_PREFIX, Settings
+from demo.city import demo_live_readings, demo_readings, demo_reports
+from ingest.broker import EmbeddedBroker
+from ingest.kafka import ensure_topics, producer_config
+from ingest.producer import ConfirmedProducer
+
+WARNINGS_PATH = "/v1/warnings?limit=50"
+TICK_S = 0.05  # the producer sends what is due every tick: 250 readings a tick at 5,000/s
+SETTLE_TIMEOUT_S = 300.0
+WARMUP_S = 2.0  # requests that start in the first seconds (connections opening) are not counted
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointFigures:
+    requests: int
+    errors: int
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+
+    @classmethod
+    def of(cls, latencies_s: Sequence[float], errors: int, seconds: float) -> EndpointFigures:
+        ms = np.asarray(latencies_s) * 1000.0 if latencies_s else np.asarray([np.nan])
+        p50, p95, p99 = (float(x) for x in np.percentile(ms, [50, 95, 99]))
+        return cls(len(latencies_s), errors, len(latencies_s) / seconds, p50, p95, p99)
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name:<9} {self.rps:>8,.0f} req/s  p50 {self.p50_ms:6.1f} ms  p95 {self.p95_ms:6.1f} ms  "
+            f"p99 {self.p99_ms:6.1f} ms  ({self.requests:,} answered, {self.errors} errors)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    warnings_rps: float
+    warnings_p99_ms: float
+    series_rps: float
+    series_p99_ms: float
+    ingest_rate: float  # readings a second the producer achieved while the load ran
+    stored_rate: float  # readings a second the service stored meanwhile (its /metrics, before and after)
+    warnings_errors: int
+    series_errors: int
+    warnings_page_items: int
+    series_points: int
+    consumer_lag_after: int
+
+
+# ---------------------------------------------------------------------------- readings
+
+
+def steady_readings(catalog: Catalog, day_end: datetime, seed: int = 11) -> Iterator[tuple[bytes, bytes]]:
+    """The catalog's sensors in turn, each near its level at the demo day's end, stamped now.
+
+    The noise keeps a sensor from looking stuck; the microsecond stamps keep
+    every reading a point of its own in the store.
+    """
+    base = demo_live_readings(day_end, tick=0, day_end=day_end, catalog=catalog)
+    rng = np.random.default_rng(seed)
+    bounds = [
+        (catalog.kinds[str(r["kind"])].valid_min, catalog.kinds[str(r["kind"])].valid_max) for r in base
+    ]
+    while True:
+        noise = rng.normal(0.0, 0.002, len(base))
+        ts = datetime.now(UTC).isoformat(timespec="microseconds")
+        for r, (lo, hi), e in zip(base, bounds, noise, strict=True):
+            value = float(r["value"])  # type: ignore[arg-type]
+            value = min(hi, max(lo, value + e * (abs(value) + 0.01)))
+            yield str(r["sensor_id"]).encode(), json.dumps({**r, "value": value, "ts": ts}).encode()
+
+
+def produce_paced(
+    bootstrap: str, topic: str, rate: float, seconds: float, day_end: datetime, out: Connection
+) -> None:
+    """Send readings at ``rate`` a second for ``seconds`` (its own process); sends back (sent, elapsed).
+
+    Every tick sends what is due by then, so a late tick is made up by the
+    next rather than lowering the rate.
+    """
+    catalog = load_catalog(Settings().catalog_path)
+    producer = ConfirmedProducer(producer_config(Settings(kafka_bootstrap=bootstrap)))
+    readings = steady_readings(catalog, day_end)
+    sent = 0
+    start = time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        due = int(rate * elapsed) - sent
+        if due > 0:
+            sent += producer.send_all(topic, ((*next(readings), None) for _ in range(due)))
+        time.sleep(max(0.0, TICK_S - (time.perf_counter() - start - elapsed)))
+    elapsed = time.perf_counter() - start
+    producer.close()
+    out.send((sent, elapsed))
+
+
+# ---------------------------------------------------------------------------- load
+
+
+@dataclass(slots=True)
+class Tally:
+    latencies_s: list[float]
+    errors: int = 0
+
+
+async def hammer(
+    client: httpx.AsyncClient, paths: Sequence[str], tally: Tally, counted_from: float, until: float
+) -> None:
+    """One connection's worth of requests, back to back, cycling through ``paths``."""
+    i = 0
+    while (started := time.perf_counter()) < until:
+        path = paths[i % len(paths)]
+        i += 1
+        try:
+            answer = await client.get(path)
+            ok = answer.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        if started < counted_from:
+            continue
+        if ok:
+            tally.latencies_s.append(time.perf_counter() - started)
+        else:
+            tally.errors += 1
+
+
+async def load(
+    base_url: str, headers: dict[str, str], series_paths: Sequence[str], concurrency: int, seconds: float
+) -> tuple[EndpointFigures, EndpointFigures]:
+    limits = httpx.Limits(max_connections=2 * concurrency, max_keepalive_connections=2 * concurrency)
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        counted_from, until = start + WARMUP_S, start + WARMUP_S + seconds
+        warnings, series = Tally([]), Tally([])
+        await asyncio.gather(
+            *(hammer(client, [WARNINGS_PATH], warnings, counted_from, until) for _ in range(concurrency)),
+            *(hammer(client, series_paths, series, counted_from, until) for _ in range(concurrency)),
+        )
+    return (
+        EndpointFigures.of(warnings.latencies_s, warnings.errors, seconds),
+        EndpointFigures.of(series.latencies_s, series.errors, seconds),
+    )
+
+
+# ---------------------------------------------------------------------------- the service
+
+
+@contextlib.contextmanager
+def backends(root: Path, store: str, database: str) -> Iterator[dict[str, str]]:
+    """The store and state database settings for the service, their servers started here."""
+    env: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        if store == "influxdb":
+            server = stack.enter_context(private_influxd(root / "influxd"))
+            env[f"{ENV_PREFIX}STORE_URL"] = server.store_url("citywarn")
+        if database == "postgresql":
+            env[f"{ENV_PREFIX}DATABASE_URL"] = stack.enter_context(fresh_postgres_database())
+        yield env
+
+
+def seed_demo_day(settings: Settings, catalog: Catalog, day_end: datetime) -> int:
+    """Produce the demo city's day, readings and reports, as its sources would have; returns how many."""
+    ensure_topics(settings)
+    producer = ConfirmedProducer(producer_config(settings))
+    readings = demo_readings(end=day_end, catalog=catalog)
+    reports = demo_reports(end=day_end)
+    producer.send_all(
+        settings.topic_readings,
+        ((str(m["sensor_id"]).encode(), json.dumps(m).encode(), None) for m in readings),
+    )
+    producer.send_all(
+        settings.topic_reports, ((str(m["area"]).encode(), json.dumps(m).encode(), None) for m in reports)
+    )
+    producer.close()
+    return len(readings) + len(reports)
+
+
+def readings_stored(client: httpx.Client) -> float:
+    """The service's count of readings written to the store so far, from its ``/metrics``."""
+    text = client.get("/metrics").text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "citywarn_ingest_stored_total" and sample.labels.get("stream") == "readings"
+    )
+
+
+def readings_lag(service: RunningService) -> int:
+    consumer = service.readiness().get("consumers", {}).get("readings", {})
+    return int(consumer.get("lag") or 0)
+
+
+def wait_settled(service: RunningService, client: httpx.Client, timeout_s: float) -> int:
+    """Wait until the demo day is consumed and has opened warnings; returns how many are listed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        total = int(client.get("/v1/warnings", params={"limit": 1}).json()["total"])
+        if total > 0 and readings_lag(service) == 0:
+            return total
+        if not service.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the demo day did not settle (warnings {total})\n{service.log_tail()}")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def started_service(store: str, database: str) -> Iterator[tuple[RunningService, str]]:
+    """``citywarn run`` on a broker, store and state database of its own; yields it and the bootstrap."""
+    root = Path(tempfile.mkdtemp(prefix="citywarn-bench-api-"))
+    try:
+        with EmbeddedBroker() as broker, backends(root, store, database) as backend_env:
+            env = {
+                f"{ENV_PREFIX}KAFKA_BOOTSTRAP": broker.bootstrap,
+                f"{ENV_PREFIX}BROKER_DURABLE": "false",
+                # What citywarn run sets on the Tansu it starts itself (app.cli.EMBEDDED_KAFKA).
+                f"{ENV_PREFIX}KAFKA_MAX_POLL_INTERVAL_MS": "10000",
+                f"{ENV_PREFIX}KAFKA_SESSION_TIMEOUT_MS": "6000",
+                f"{ENV_PREFIX}RATE_LIMITS_ENABLED": "false",
+                **backend_env,
+            }
+            service = RunningService(root, env)
+            try:
+                service.start()
+                yield service, broker.bootstrap
+            finally:
+                code = service.stop()
+                if code != 0:
+                    print(f"citywarn run exited with {code}\n{service.log_tail()}", file=sys.stderr)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run_bench(
+    *, seconds: float, concurrency: int, rate: float, store: str, database: str
+) -> tuple[Figures, EndpointFigures, EndpointFigures, float]:
+    """Start everything, load it, stop it; the figures, each endpoint's, and the producer's seconds."""
+    catalog = load_catalog(Settings().catalog_path)
+    day_end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    window = httpx.QueryParams(
+        {"start": (day_end - timedelta(hours=1)).isoformat(), "end": day_end.isoformat()}
+    )
+    series_paths = [f"/v1/sensors/{s.id}/series?{window}" for s in catalog.sensors]
+    with (
+        started_service(store, database) as (service, bootstrap),
+        httpx.Client(base_url=service.url, headers=service.headers, timeout=60) as client,
+    ):
+        settings = Settings(kafka_bootstrap=bootstrap)
+        seed_demo_day(settings, catalog, day_end)
+        wait_settled(service, client, SETTLE_TIMEOUT_S)
+        page_items = len(client.get(WARNINGS_PATH).json()["items"])
+        points = len(client.get(series_paths[0]).json()["points"])
+        stored_before, load_started = readings_stored(client), time.perf_counter()
+        warnings, series, (sent, produced_s) = _measure(
+            service, bootstrap, settings.topic_readings, day_end, seconds, concurrency, rate, series_paths
+        )
+        stored_rate = (readings_stored(client) - stored_before) / (time.perf_counter() - load_started)
+        figures = Figures(
+            warnings_rps=warnings.rps,
+            warnings_p99_ms=warnings.p99_ms,
+            series_rps=series.rps,
+            series_p99_ms=series.p99_ms,
+            ingest_rate=sent / produced_s,
+            stored_rate=stored_rate,
+            warnings_errors=warnings.errors,
+            series_errors=series.errors,
+            warnings_page_items=page_items,
+            series_points=points,
+            consumer_lag_after=readings_lag(service),
+        )
+    return figures, warnings, series, produced_s
+
+
+def _measure(
+    service: RunningService,
+    bootstrap: str,
+    topic: str,
+    day_end: datetime,
+    seconds: float,
+    concurrency: int,
+    rate: float,
+    series_paths: Sequence[str],
+) -> tuple[EndpointFigures, EndpointFigures, tuple[int, float]]:
+    """The producer runs from the load's warm-up to its end; its own process keeps it off our GIL."""
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    producer = ctx.Process(
+        target=produce_paced, args=(bootstrap, topic, rate, WARMUP_S + seconds, day_end, send), daemon=True
+    )
+    producer.start()
+    try:
+        warnings, series = asyncio.run(load(service.url, service.headers, series_paths, concurrency, seconds))
+        if not receive.poll(60):
+            raise RuntimeError("the producer did not report its rate")
+        sent, elapsed = receive.recv()
+    finally:
+        producer.join(10)
+        if producer.is_alive():
+            producer.kill()
+    return warnings, series, (int(sent), float(elapsed))
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds measured (after a 2 s warm-up)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per endpoint")
+    parser.add_argument("--rate", type=float, default=5000.0, help="readings a second produced meanwhile")
+    parser.add_argument("--store", choices=["influxdb", "embedded"], default="influxdb")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    figures, warnings, series, produced_s = run_bench(
+        seconds=args.duration,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        store=args.store,
+        database=args.database,
+    )
+    print(
+        f"citywarn run: store {args.store}, state database {args.database}, rate limits off; "
+        f"{args.concurrency} requests in flight per endpoint for {args.duration:g} s"
+    )
+    print(warnings.line("warnings") + f"  [{figures.warnings_page_items} items a page]")
+    print(series.line("series") + f"  [{figures.series_points} points an answer]")
+    print(
+        f"ingest    {figures.ingest_rate:>8,.0f} readings/s produced "
+        f"(asked {args.rate:,.0f}/s, {produced_s:.1f} s); "
+        f"{figures.stored_rate:,.0f}/s stored meanwhile; consumer lag after: {figures.consumer_lag_after:,}"
+    )
+    print(
+        f"measured on {os.cpu_count()} cores shared by the service, its broker and store, the producer "
+        "and the load generator: the load generator's CPU is taken from the service's"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(asdict(figures), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
