@@ -14,6 +14,7 @@ Layers below ``app`` never import this module: the ingest loop reports through
 from __future__ import annotations
 
 import logging
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +28,11 @@ from prometheus_client.registry import Collector
 
 from alerts import db
 from alerts.lifecycle import OPEN
+from config.areas import AreaIndex
 from ingest.consumer import IngestWorker
 from ingest.schemas import Reading, Report
 from models.signals import Signal
+from store.schemas import Point
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,11 @@ STORE_WRITE_SECONDS = Histogram(
     "Time of one write to the store (readings) or state database (reports), failed ones included.",
     ["stream"],
     buckets=LATENCY_BUCKETS_S,
+)
+READINGS_STORED_BY_DISTRICT = Counter(
+    "citywarn_readings_stored_by_district",
+    "Readings written to the store, by the district of their sensor's area (written again on a replay).",
+    ["district"],
 )
 SIGNALS = Counter(
     "citywarn_signals",
@@ -101,6 +109,24 @@ class IngestMetrics:
 
     def store_written(self, seconds: float) -> None:
         self._write.observe(seconds)
+
+
+def counting_districts(
+    write: Callable[[list[Point]], None], areas: AreaIndex
+) -> Callable[[list[Point]], None]:
+    """The store's write, counting what it wrote by district, so "no readings from a district" can be
+    alerted on. Districts are few, so the label stays small; each starts at 0, because an alert cannot
+    see a series that never appeared. Costs one pass over the batch after the write."""
+    district_of = {a.id: a.id for a in areas.districts()} | {g.id: g.parent or g.id for g in areas.grids()}
+    for district in sorted(set(district_of.values())):
+        READINGS_STORED_BY_DISTRICT.labels(district)
+
+    def write_counted(points: list[Point]) -> None:
+        write(points)
+        for area, n in Tally(p.area for p in points).items():
+            READINGS_STORED_BY_DISTRICT.labels(district_of.get(area, "unknown")).inc(n)
+
+    return write_counted
 
 
 def count_signals(signals: Sequence[Signal]) -> None:

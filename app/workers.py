@@ -18,7 +18,7 @@ from alerts.drill_store import DrillStore
 from alerts.drills import DrillRunner, DrillScenario, DrillTools, ScenarioData, ScenarioRegistry
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
-from app.metrics import IngestMetrics, count_signals
+from app.metrics import IngestMetrics, count_signals, counting_districts
 from app.services import Services
 from app.silence import SilenceWatch
 from ingest.consumer import BatchSink, IngestWorker, Item
@@ -110,7 +110,7 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
         topic=s.topic_readings,
         group=s.consumer_group,
         parse=svc.validator.parse,
-        write=svc.store.write,
+        write=counting_districts(svc.store.write, svc.areas),
         sink=sink,
     )
 
