@@ -69,8 +69,11 @@ class DeliveryWorker:
         worker_id: str,
         clock: Callable[[], datetime],
         rng: random.Random | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
+        """``on_outcome`` is told what came of each attempt once it is recorded (the process's metrics)."""
         self.store = DeliveryStore(engine)
+        self.on_outcome = on_outcome
         self.settings = settings
         self.worker_id = worker_id
         self.clock = clock
@@ -203,4 +206,6 @@ class DeliveryWorker:
             result.status_code if result.status_code is not None else result.error,
             outcome.value,
         )
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
         return outcome

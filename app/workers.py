@@ -18,7 +18,7 @@ from alerts.drill_store import DrillStore
 from alerts.drills import DrillRunner, DrillScenario, DrillTools, ScenarioData, ScenarioRegistry
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
-from app.metrics import IngestMetrics, count_signals, counting_districts
+from app.metrics import IngestMetrics, count_delivery, count_signals, counting_districts
 from app.services import Services
 from app.silence import SilenceWatch
 from ingest.consumer import BatchSink, IngestWorker, Item
@@ -241,7 +241,11 @@ def escalation_sweep(svc: Services) -> Callable[[threading.Event], None]:
 def delivery_worker(svc: Services) -> Callable[[threading.Event], None]:
     """The webhook delivery worker (``alerts.delivery``) over this process's state database."""
     worker = DeliveryWorker(
-        svc.engine, svc.settings, worker_id=default_worker_id(), clock=lambda: datetime.now(UTC)
+        svc.engine,
+        svc.settings,
+        worker_id=default_worker_id(),
+        clock=lambda: datetime.now(UTC),
+        on_outcome=count_delivery,
     )
     return worker.run
 

@@ -22,8 +22,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from alerts.subscription_store import SubscriptionStore
+from alerts.subscriptions import Filters
 from app.auth.roles import Role
 from app.main import create_app
+from app.workers import delivery_worker
 from bench.isolation import as_json, isolated_settings
 from config.settings import Settings
 from demo.city import demo_readings
@@ -34,6 +37,7 @@ from tests.auth_helpers import bearer, new_key
 from tests.factories import CATALOG
 from tests.factories import signal as a_signal
 from tests.pipeline_harness import wait_until
+from tests.webhook_receiver import Receiver, reply
 
 END = datetime.now(UTC).replace(microsecond=0)
 
@@ -301,3 +305,41 @@ def test_run_demo_exposes_every_family_and_its_counters_move(tmp_path: Path) -> 
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, log.read_text()[-3000:]
+
+
+def test_webhook_deliveries_are_counted_by_outcome(settings: Settings) -> None:
+    """The app's delivery worker posts pings to loopback receivers: one that takes them, one that fails."""
+    fast = settings.model_copy(
+        update={"webhook_allow_private": True, "webhook_poll_s": 0.05, "webhook_retry_schedule": [0.0, 60.0]}
+    )
+    taker, failing = Receiver(), Receiver()
+    failing.answer = lambda handler, _received: reply(handler, 500)
+    app = create_app(fast, extra_workers={"webhook-delivery": delivery_worker})
+    try:
+        with TestClient(app) as client:
+            subs = SubscriptionStore(client.app.state.services.engine)  # type: ignore[attr-defined]
+            before = scrape(client)
+            for receiver, pings in ((taker, 2), (failing, 1)):
+                sub = subs.create(
+                    url=f"{receiver.url}/hook",
+                    description="",
+                    filters=Filters(),
+                    owner="t",
+                    owner_label="t",
+                    now=datetime.now(UTC),
+                )
+                for _ in range(pings):
+                    subs.ping(sub.id, actor="t", now=datetime.now(UTC))
+            taker.wait_for(lambda got: len(got) == 2)
+            failing.wait_for(lambda got: len(got) == 1)
+
+            def delta(outcome: str) -> float:
+                now = scrape(client)
+                name = "citywarn_webhook_deliveries_total"
+                return value(now, name, outcome=outcome) - value(before, name, outcome=outcome)
+
+            wait_until(lambda: delta("delivered") == 2 and delta("retry") == 1, timeout_s=10, what="outcomes")
+            assert delta("failed") == delta("overtaken") == 0
+    finally:
+        taker.close()
+        failing.close()
