@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -343,3 +344,23 @@ def test_webhook_deliveries_are_counted_by_outcome(settings: Settings) -> None:
     finally:
         taker.close()
         failing.close()
+
+
+def test_open_warnings_leave_drills_out(serving: TestClient) -> None:
+    client = serving
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    now = datetime.now(UTC)
+
+    def gauge() -> dict[frozenset[tuple[str, str]], float]:
+        return {ls: v for (n, ls), v in scrape(client).items() if n == "citywarn_open_warnings"}
+
+    [wid] = svc.warnings.apply_signals([a_signal(level="orange", ts=now)], now=now, actor="t")
+    opened = svc.warnings.get(wid)
+    assert opened is not None
+    real = gauge()
+    assert real == {frozenset({"hazard": "flood", "level": "orange", "status": opened.status}.items()): 1}
+    drill = replace(a_signal(level="red", area="g-riverside-02", ts=now), exercise=True, drill_id="drill-1")
+    [drilled] = svc.warnings.apply_signals([drill], now=now, actor="t")
+    detail = svc.warnings.get(drilled)
+    assert detail is not None and detail.exercise and detail.status in ("pending", "active")
+    assert gauge() == real
