@@ -1,0 +1,555 @@
+"""The pipeline's real figures: throughput with one and two workers, the raw limits, latency, memory.
+
+Run: ``python -m bench.pipeline [--sensors 10000] [--rate 5000] [--json PATH]`` (``--quick``
+for a small run). Everything runs on real servers started for the run: a
+Tansu broker, a private influxd (the store), a fresh PostgreSQL database (the
+state database), and ``citywarn ingest`` worker processes configured through
+``CITYWARN_*`` as an operator would. In order:
+
+1. A generated catalog of ``--sensors`` sensors over the demo city's grids
+   (``bench.city_load``), checked by the service's own start-up check.
+2. History: ``--history-steps`` readings of every sensor, carried by one
+   worker, then ``citywarn train`` fits and archives the per-kind models.
+   Every later worker process loads them from the state database at start.
+3. One worker, then two sharing the group, each carrying ``--phase-steps``
+   readings of every sensor (with ``--anomalies`` past a red line) produced
+   beforehand. The rate is readings over the time from the first stored
+   batch (so start-up and the group join are not counted) until the group
+   has committed every offset, i.e. every reading is stored and scored and
+   its state checkpointed (which adds up to one checkpoint interval).
+4. Between the two, with no worker running: the raw limits
+   (``bench.raw_limits``) on the same broker and influxd.
+5. With the two workers still running, a producer paced at ``--rate``
+   readings a second for ``--latency-s`` seconds, with ``--latency-samples``
+   anomalies spread over it; each anomaly's latency runs from the wall time
+   just before it was produced until the bench sees it recorded as evidence
+   of a warning in the state database (opened or joined by it), polled every
+   ``POLL_S``.
+6. The memory of scoring state for ``--rss-series`` series
+   (``bench.series_memory``, a child process).
+
+``--profile PATH`` runs the one-worker phase under cProfile and writes its
+stats to PATH (that phase's rate is then the profiled one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from alerts import db
+from bench.city_load import DEFAULT_KINDS, BenchSensor, make_city, quiet_value, reading, rfc3339_ms, steps
+from bench.isolation import isolated_settings
+from bench.raw_limits import consume_and_decode_rate, store_write_rate
+from bench.servers import fresh_postgres_database, running_influxd
+from config.areas import load_areas
+from config.check import check
+from config.settings import Settings, env_var
+from config.timeutil import parse_instant, to_ns
+from ingest.broker import EmbeddedBroker
+from ingest.kafka import ensure_topics, producer_config
+from ingest.producer import ConfirmedProducer
+from store.influx import InfluxStore
+from store.schemas import Point
+
+POLL_S = 0.02  # how often the latency phase looks for new evidence: its figures' resolution
+PROGRESS_POLL_S = 0.05
+PHASE_TIMEOUT_S = 1800.0
+
+
+@dataclass
+class Bench:
+    """The run's servers, settings and sensors, and what it has produced so far."""
+
+    settings: Settings
+    sensors: list[BenchSensor]
+    influx_url: str
+    logs: Path
+    start_ms: int
+    cadence_ms: int
+    next_step: int = 0
+    produced: int = 0
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        values = self.settings.model_dump(mode="json", exclude_none=True)
+        return {
+            **os.environ,
+            **{
+                env_var(k): json.dumps(v) if isinstance(v, list | dict) else str(v) for k, v in values.items()
+            },
+        }
+
+
+# --- worker processes -----------------------------------------------------------------------------
+
+
+def start_workers(bench: Bench, n: int, *, profile: Path | None = None) -> None:
+    for _ in range(n):
+        command = [sys.executable, "-m", "app.cli", "ingest"]
+        if profile is not None:
+            command = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "app.cli", "ingest"]
+        log = bench.logs / f"worker-{len(bench.workers)}.log"
+        bench.workers.append(
+            subprocess.Popen(command, env=bench.env, stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+        )
+
+
+def stop_workers(bench: Bench) -> None:
+    """SIGTERM: each finishes its batch and checkpoints, as a supervisor would stop it."""
+    for proc in bench.workers:
+        proc.send_signal(signal.SIGTERM)
+    for proc in bench.workers:
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    bench.workers.clear()
+
+
+def check_workers(bench: Bench) -> None:
+    for proc in bench.workers:
+        if proc.poll() is not None:
+            logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in bench.logs.glob("worker-*.log"))
+            raise RuntimeError(f"an ingest worker exited with {proc.returncode}:\n{logs}")
+
+
+# --- progress -------------------------------------------------------------------------------------
+
+
+def committed_total(settings: Settings) -> int:
+    """Offsets the ingest group has committed on the readings topic, summed over its partitions."""
+    probe = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": settings.consumer_group})
+    try:
+        parts = [TopicPartition(settings.topic_readings, p) for p in range(settings.topic_partitions)]
+        return sum(max(tp.offset, 0) for tp in probe.committed(parts, timeout=10))
+    finally:
+        probe.close()
+
+
+def wait_for(bench: Bench, condition: Any, what: str, timeout_s: float = PHASE_TIMEOUT_S) -> float:
+    """Poll ``condition`` until true; returns the perf_counter time it first was."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        check_workers(bench)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(PROGRESS_POLL_S)
+    return time.perf_counter()
+
+
+def produce_steps(bench: Bench, count: int, anomalies: int) -> list[tuple[bytes, bytes, None]]:
+    messages, _ = steps(
+        bench.sensors,
+        first=bench.next_step,
+        count=count,
+        start_ms=bench.start_ms,
+        cadence_ms=bench.cadence_ms,
+        anomalies=anomalies,
+        seed=bench.next_step,
+    )
+    bench.next_step += count
+    producer = ConfirmedProducer(producer_config(bench.settings))
+    producer.send_all(bench.settings.topic_readings, messages, timeout_s=300)
+    producer.close()
+    bench.produced += len(messages)
+    return messages
+
+
+@dataclass
+class Carried:
+    readings: int  # counted from the first stored batch
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.readings / self.seconds
+
+
+def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | None = None) -> Carried:
+    """Start ``workers`` on what is in the topic; time them from the first stored batch to the last commit."""
+    before = store.count()
+    start_workers(bench, workers, profile=profile)
+    first_stored: list[int] = []
+
+    def stored() -> bool:
+        count = store.count()
+        if count > before:
+            first_stored.append(count - before)
+        return bool(first_stored)
+
+    t_first = wait_for(bench, stored, "the first stored batch")
+    t_done = wait_for(
+        bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
+    )
+    # The store held what earlier phases carried; the first batch seen was carried before t_first.
+    return Carried(readings=bench.produced - before - first_stored[0], seconds=t_done - t_first)
+
+
+# --- latency at a steady rate ---------------------------------------------------------------------
+
+
+@dataclass
+class Latency:
+    injected: int
+    samples_ms: list[float]
+    produced: int
+    achieved_rate: float
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples_ms)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+class EvidenceWatch:
+    """Polls the state database for new evidence rows; notes when each (sensor, time) was first seen."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine = db.connect(database_url)
+        self.seen: dict[tuple[str, int], float] = {}
+        self.multivariate_scored = 0
+        self._last_id = self._max_id()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _max_id(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.coalesce(sa.func.max(db.evidence.c.id), 0))).scalar_one()
+            )
+
+    def _run(self) -> None:
+        e = db.evidence.c
+        while not self._stop.wait(POLL_S):
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(e.id, e.sensor_id, e.observed_at, e.details).where(e.id > self._last_id)
+                ).all()
+            now = time.time()
+            for row in rows:
+                self._last_id = max(self._last_id, row.id)
+                self.seen.setdefault((row.sensor_id, ms_of(row.observed_at)), now)
+                self.multivariate_scored += "multivariate_model" in (row.details or {})
+
+    def __enter__(self) -> EvidenceWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.engine.dispose()
+
+
+def ms_of(ts: datetime) -> int:
+    return round(to_ns(ts) / 1e6)
+
+
+def steady_latency(bench: Bench, *, rate: float, seconds: float, samples: int, settle_s: float) -> Latency:
+    """Produce at ``rate`` for ``seconds``, ``samples`` anomalies evenly spread; time each to its evidence."""
+    rng = random.Random(7)
+    producer = Producer(producer_config(bench.settings))
+    topic = bench.settings.topic_readings
+    total = int(rate * seconds)
+    anomaly_at = {int((i + 0.5) * total / samples) for i in range(samples)}
+    injected: dict[tuple[str, int], float] = {}
+    last_ms = 0
+    with EvidenceWatch(bench.settings.database_url) as watch:
+        start = time.perf_counter()
+        for n in range(total):
+            due = start + n / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            sensor = bench.sensors[n % len(bench.sensors)]
+            ts_ms = max(time.time_ns() // 1_000_000, last_ms + 1)  # one timestamp per reading, rising
+            last_ms = ts_ms
+            spike = n in anomaly_at
+            value = sensor.spike if spike else quiet_value(sensor, rng)
+            payload = reading(sensor, rfc3339_ms(ts_ms), value)
+            if spike:
+                injected[(sensor.id, ts_ms)] = time.time()
+            while True:
+                try:
+                    producer.produce(topic, payload, key=sensor.id.encode())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            producer.poll(0)
+        achieved = total / (time.perf_counter() - start)
+        producer.flush(60)
+        bench.produced += total
+        deadline = time.monotonic() + settle_s
+        while not injected.keys() <= watch.seen.keys() and time.monotonic() < deadline:
+            check_workers(bench)
+            time.sleep(PROGRESS_POLL_S)
+        found = [(watch.seen[key] - at) * 1000 for key, at in injected.items() if key in watch.seen]
+    return Latency(injected=len(injected), samples_ms=found, produced=total, achieved_rate=achieved)
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+
+def series_memory(bench: Bench, *, series: int, points: int, cap_mib: float) -> dict[str, Any]:
+    command = [sys.executable, "-m", "bench.series_memory", "--series", str(series), "--points", str(points)]
+    command += ["--cap-mib", str(cap_mib)]
+    out = subprocess.run(command, env=bench.env, capture_output=True, text=True, check=False, timeout=3600)
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.series_memory failed ({out.returncode}): {out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def points_of(messages: list[tuple[bytes, bytes, None]]) -> list[Point]:
+    """The store's points of produced readings (area and kind as the generated catalog says)."""
+    out = []
+    for _, raw, _ in messages:
+        m = json.loads(raw)
+        out.append(
+            Point(m["sensor_id"], m["kind"], m["area"], to_ns(parse_instant(m["ts"])), float(m["value"]))
+        )
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    figures: dict[str, Any] = {
+        "sensors": args.sensors,
+        "kinds": list(args.kinds),
+        "load_before": load_average(),
+    }
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="citywarn-bench-")))
+        broker = stack.enter_context(EmbeddedBroker())
+        influx_url = stack.enter_context(running_influxd())
+        database_url = stack.enter_context(fresh_postgres_database())
+        catalog_path = tmp / "sensors.yaml"
+        sensors = make_city(args.sensors, tuple(args.kinds), load_areas(), catalog_path)
+        settings = isolated_settings(
+            bootstrap=broker.bootstrap,
+            store_url=f"influxdb://{influx_url.removeprefix('http://')}/bench",
+            database_url=database_url,
+            catalog_path=catalog_path,
+            checkpoint_interval_s=args.checkpoint_interval,
+            broker_durable=False,
+        ).model_copy(
+            # The service's own batching, not the tests' short wait; as many partitions as asked.
+            update={
+                "topic_partitions": args.partitions,
+                "batch_max_wait_s": Settings().batch_max_wait_s,
+                "batch_max_messages": args.batch_max_messages,
+            }
+        )
+        problems = check(settings).problems
+        if problems:
+            raise SystemExit(f"the generated catalog fails citywarn check: {problems[:5]}")
+        ensure_topics(settings)
+        cadence_ms = max(1, round(1000 * args.sensors / args.rate))  # the latency phase's own cadence
+        total_steps = args.history_steps + 2 * args.phase_steps
+        start_ms = time.time_ns() // 1_000_000 - (total_steps + 60) * cadence_ms
+        logs = tmp / "logs"
+        logs.mkdir()
+        bench = Bench(settings, sensors, influx_url, logs, start_ms, cadence_ms)
+        store = InfluxStore(settings.store_url)
+        stack.callback(store.close)
+        stack.callback(stop_workers, bench)
+
+        say(f"history: {args.history_steps} readings of each of {args.sensors} sensors")
+        produce_steps(bench, args.history_steps, anomalies=0)
+        history = carry(bench, store, 1)
+        stop_workers(bench)
+        say(f"  carried at {history.per_s:,.0f} readings/s before any model was trained")
+        trained = subprocess.run(
+            [sys.executable, "-m", "app.cli", "train"],
+            env=bench.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        models = [json.loads(line) for line in trained.stdout.splitlines() if line.startswith("{")]
+        figures["models_trained"] = sorted(m.get("kind", "?") for m in models)
+        say(f"  trained {len(models)} per-kind models: {', '.join(figures['models_trained'])}")
+
+        phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
+        say(f"one worker: {len(phase):,} readings")
+        one = carry(bench, store, 1, profile=args.profile)
+        stop_workers(bench)
+        say(f"  {one.per_s:,.0f} readings/s ({one.readings:,} in {one.seconds:.2f} s)")
+
+        say("raw limits (no worker running)")
+        consume = consume_and_decode_rate(settings.kafka_bootstrap, settings.topic_readings, len(phase))
+        write = store_write_rate(influx_url, points_of(phase))
+        say(f"  broker consume+json.loads {consume:,.0f}/s; store write of line protocol {write:,.0f}/s")
+
+        phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
+        say(f"two workers: {len(phase):,} readings")
+        two = carry(bench, store, 2)
+        say(f"  {two.per_s:,.0f} readings/s ({two.readings:,} in {two.seconds:.2f} s)")
+
+        say(f"latency: {args.rate:,.0f} readings/s for {args.latency_s:g} s, two workers")
+        latency = steady_latency(
+            bench, rate=args.rate, seconds=args.latency_s, samples=args.latency_samples, settle_s=30
+        )
+        stop_workers(bench)
+        stored = store.count()
+
+        say(f"memory: scoring state for {args.rss_series:,} series")
+        memory = series_memory(
+            bench, series=args.rss_series, points=args.rss_points, cap_mib=args.rss_cap_mib
+        )
+
+    lower = min(consume, write)
+    figures.update(
+        {
+            "readings_per_s": round(one.per_s),
+            "readings_per_s_2_workers": round(two.per_s),
+            "readings_per_s_history_no_models": round(history.per_s),
+            "one_worker_profiled": args.profile is not None,
+            "seconds_1_worker": round(one.seconds, 3),
+            "seconds_2_workers": round(two.seconds, 3),
+            "readings_timed_1_worker": one.readings,
+            "readings_timed_2_workers": two.readings,
+            "broker_consume_decode_per_s": round(consume),
+            "store_write_line_protocol_per_s": round(write),
+            # The pipeline's rate is the two workers' (the issue's figure); one worker's is beside it.
+            "ratio_to_limit": round(two.per_s / lower, 3),
+            "ratio_to_limit_1_worker": round(one.per_s / lower, 3),
+            "ratio_to_limit_2_workers": round(two.per_s / lower, 3),
+            "latency_rate_target": args.rate,
+            "latency_rate_achieved": round(latency.achieved_rate),
+            "latency_injected": latency.injected,
+            "latency_samples": len(latency.samples_ms),
+            "latency_p50_ms": round(latency.quantile(0.50), 1),
+            "latency_p95_ms": round(latency.quantile(0.95), 1),
+            "latency_p99_ms": round(latency.quantile(0.99), 1),
+            "latency_max_ms": round(max(latency.samples_ms, default=float("nan")), 1),
+            "latency_mean_ms": round(statistics.fmean(latency.samples_ms), 1) if latency.samples_ms else None,
+            "readings_produced": bench.produced,
+            "readings_stored": stored,
+            "rss_series_requested": args.rss_series,
+            "rss_series_held": memory["series"],
+            "rss_points_per_series": memory["points_per_series"],
+            "rss_stopped_at_cap": memory["stopped_at_cap"],
+            "rss_before_series_mib": memory["rss_before_mib"],
+            "peak_rss_mib_100k_series": None if memory["stopped_at_cap"] else memory["peak_rss_mib"],
+            "peak_rss_mib_at_cap": memory["peak_rss_mib"] if memory["stopped_at_cap"] else None,
+            "rss_mib_per_1000_series": round(
+                1000 * (memory["peak_rss_mib"] - memory["rss_before_mib"]) / max(1, memory["series"]), 1
+            ),
+            "load_after": load_average(),
+        }
+    )
+    return figures
+
+
+def load_average() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+STARTED = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f} s] {text}" if text else "", flush=True)
+
+
+def report(f: dict[str, Any]) -> None:
+    say("")
+    say(f"load average before {f['load_before']}, after {f['load_after']} (2 cores: above 2 is contended)")
+    say(f"end to end, 1 worker : {f['readings_per_s']:>10,} readings/s")
+    say(f"end to end, 2 workers: {f['readings_per_s_2_workers']:>10,} readings/s")
+    say(f"broker consume+decode: {f['broker_consume_decode_per_s']:>10,} /s")
+    say(f"store write (LP)     : {f['store_write_line_protocol_per_s']:>10,} /s")
+    say(
+        f"ratio to the lower limit: {f['ratio_to_limit']} (1 worker {f['ratio_to_limit_1_worker']}, "
+        f"2 workers {f['ratio_to_limit_2_workers']})"
+    )
+    say(
+        f"produce-to-warning at {f['latency_rate_achieved']:,}/s: p50 {f['latency_p50_ms']} ms, "
+        f"p95 {f['latency_p95_ms']} ms, p99 {f['latency_p99_ms']} ms, max {f['latency_max_ms']} ms "
+        f"({f['latency_samples']} of {f['latency_injected']} anomalies seen)"
+    )
+    held = f"{f['rss_series_held']:,} series x {f['rss_points_per_series']} readings"
+    if f["peak_rss_mib_100k_series"] is not None:
+        say(f"peak RSS of the scoring state, {held}: {f['peak_rss_mib_100k_series']:,} MiB")
+    else:
+        say(
+            f"peak RSS passed the cap at {held}: {f['peak_rss_mib_at_cap']:,} MiB "
+            f"({f['rss_mib_per_1000_series']} MiB per 1,000 series)"
+        )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sensors", type=int, default=10_000)
+    parser.add_argument("--kinds", type=lambda s: s.split(","), default=list(DEFAULT_KINDS))
+    parser.add_argument("--history-steps", type=int, default=250, help="readings per sensor before training")
+    parser.add_argument(
+        "--phase-steps", type=int, default=100, help="readings per sensor in each timed phase"
+    )
+    parser.add_argument("--anomalies", type=int, default=20, help="red-line crossings in each timed phase")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch-max-messages", type=int, default=Settings().batch_max_messages)
+    parser.add_argument("--checkpoint-interval", type=float, default=Settings().checkpoint_interval_s)
+    parser.add_argument("--rate", type=float, default=5000.0, help="readings/s of the latency phase")
+    parser.add_argument("--latency-s", type=float, default=30.0)
+    parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--rss-series", type=int, default=100_000)
+    parser.add_argument("--rss-points", type=int, default=2)
+    parser.add_argument("--rss-cap-mib", type=float, default=4096.0)
+    parser.add_argument("--profile", type=Path, help="run the one-worker phase under cProfile, stats here")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every part")
+    if "--quick" in (sys.argv[1:] if argv is None else argv):
+        # Smaller defaults; sizes given on the command line still win.
+        parser.set_defaults(
+            sensors=300,
+            history_steps=20,
+            phase_steps=20,
+            anomalies=5,
+            rate=500.0,
+            latency_s=6.0,
+            latency_samples=12,
+            rss_series=2000,
+            rss_cap_mib=2048.0,
+            batch_max_messages=500,  # several batches even in a small phase, so there is a rate to time
+        )
+    args = parser.parse_args(argv)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    figures = run(args)
+    report(figures)
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Peak resident memory of the scoring state an ingest worker holds, by number of series.
+
+Run as a child process (``bench.pipeline`` does) with the ``CITYWARN_*``
+settings of a pipeline whose per-kind models are archived:
+``python -m bench.series_memory --series 100000``. It builds the scoring
+engine exactly as ``citywarn ingest`` does (``app.workers.scoring_engine``:
+the configured detector, the archived per-kind models), then scores batches
+of ``--batch`` readings of series it has not seen, ``--points`` readings
+each, until ``--series`` distinct series are held, and prints one JSON line:
+``ru_maxrss`` (the process's peak resident set, imports, catalog, models and
+all) before the first batch and at the end.
+
+It stops early, saying so, once the resident set passes ``--cap-mib``: this
+machine is shared, and a state that outgrows it is measured well enough by
+the series it reached. Readings carry sensor ids the catalog need not know
+(the engine then takes the kind's warning lines), so the catalog in memory is
+the run's, not one of ``--series`` sensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+from app.services import build_services
+from app.workers import scoring_engine
+from config.settings import Settings
+from store.schemas import Point
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--points", type=int, default=2, help="readings per series")
+    parser.add_argument("--batch", type=int, default=5000, help="readings per scored batch")
+    parser.add_argument("--cap-mib", type=float, default=4096.0)
+    args = parser.parse_args()
+    svc = build_services(Settings())
+    area_of = {s.kind: s.area for s in svc.catalog.sensors}  # a real area for each kind in use
+    kinds = sorted(area_of)
+    lines = {k: svc.catalog.kinds[k] for k in kinds}
+    engine = scoring_engine(svc)
+    before = peak_rss_mib()
+    started = time.perf_counter()
+    per_batch = max(1, args.batch // args.points)
+    held, offset, capped = 0, 0, False
+    t0_ns = time.time_ns() - args.points * 300 * 10**9
+    while held < args.series and not capped:
+        points = []
+        for n in range(held, min(held + per_batch, args.series)):
+            kind = kinds[n % len(kinds)]
+            thresholds = lines[kind].thresholds
+            quiet = thresholds.blue * 0.5 if thresholds is not None else 0.0
+            for k in range(args.points):
+                points.append(
+                    Point(f"mem-{n:07d}", kind, area_of[kind], t0_ns + k * 300 * 10**9, quiet + 0.001 * k)
+                )
+        positions = [(0, offset + i) for i in range(len(points))]
+        offset += len(points)
+        engine.score(points, positions)
+        held = min(held + per_batch, args.series)
+        capped = peak_rss_mib() > args.cap_mib
+    print(
+        json.dumps(
+            {
+                "series": held,
+                "points_per_series": args.points,
+                "detector": engine.detector_name,
+                "kind_models": sorted(engine.kind_models()),
+                "rss_before_mib": round(before, 1),
+                "peak_rss_mib": round(peak_rss_mib(), 1),
+                "stopped_at_cap": capped and held < args.series,
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+        )
+    )
+    svc.close()
+
+
+if __name__ == "__main__":
+    main()

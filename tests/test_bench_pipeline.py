@@ -1,0 +1,58 @@
+"""``python -m bench.pipeline`` runs every part end to end on tiny sizes and writes sensible figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+KEYS = (
+    "readings_per_s",
+    "readings_per_s_2_workers",
+    "ratio_to_limit",
+    "latency_p99_ms",
+    "peak_rss_mib_100k_series",
+    "broker_consume_decode_per_s",
+    "store_write_line_protocol_per_s",
+    "latency_samples",
+)
+
+
+def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "figures.json"
+    tiny = [
+        "--sensors",
+        "120",
+        "--kinds",
+        "water_level,gas",
+        "--phase-steps",
+        "10",
+        "--batch-max-messages",
+        "200",
+    ]
+    tiny += ["--checkpoint-interval", "1", "--rate", "300", "--latency-s", "3", "--latency-samples", "6"]
+    tiny += ["--rss-series", "300"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.pipeline", "--quick", *tiny, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert set(KEYS) <= figures.keys()
+    assert figures["sensors"] == 120
+    assert figures["models_trained"] == ["gas", "water_level"]
+    assert figures["readings_per_s"] > 0 and figures["readings_per_s_2_workers"] > 0
+    assert figures["broker_consume_decode_per_s"] > 0 and figures["store_write_line_protocol_per_s"] > 0
+    assert 0 < figures["ratio_to_limit"] <= 1.5
+    # Every reading produced, the latency phase's included, was stored once.
+    assert figures["readings_stored"] == figures["readings_produced"]
+    assert figures["latency_injected"] == 6 and 0 < figures["latency_samples"] <= 6
+    assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"] < 60_000
+    assert figures["rss_series_held"] == 300 and not figures["rss_stopped_at_cap"]
+    assert math.isfinite(figures["peak_rss_mib_100k_series"])
+    assert figures["peak_rss_mib_100k_series"] > figures["rss_before_series_mib"] > 0
