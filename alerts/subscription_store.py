@@ -201,7 +201,14 @@ class SubscriptionStore:
         return True
 
     def rotate_secret(
-        self, subscription_id: str, *, scope: str | None, actor: str, now: datetime, grace: timedelta
+        self,
+        subscription_id: str,
+        *,
+        scope: str | None,
+        actor: str,
+        now: datetime,
+        grace: timedelta,
+        note: str = "",
     ) -> Subscription | None:
         """A new secret; the replaced one keeps signing until ``now + grace``. None if not in scope."""
         now = as_utc(now)
@@ -226,7 +233,7 @@ class SubscriptionStore:
                 now,
                 actor,
                 "secret_rotated",
-                f"the old secret signs until {now + grace}",
+                _noted(f"the old secret signs until {now + grace}", note),
             )
         return sub
 
@@ -265,7 +272,9 @@ class SubscriptionStore:
             tried = _attempts_of(conn, [delivery_id])
         return replace(_delivery(row), attempts=tuple(tried.get(delivery_id, [])))
 
-    def retry(self, subscription_id: str, delivery_id: int, *, actor: str, now: datetime) -> Delivery | None:
+    def retry(
+        self, subscription_id: str, delivery_id: int, *, actor: str, now: datetime, note: str = ""
+    ) -> Delivery | None:
         """Send a pending or failed delivery again from the start of the schedule, now.
 
         Raises :class:`NotRetryable` for a delivered or cancelled one; None if it is not this
@@ -285,11 +294,20 @@ class SubscriptionStore:
                 .where(d.id == delivery_id)
                 .values(status="pending", attempts=0, next_attempt_at=now, lease_until=None, claimed_by=None)
             )
-            _record(conn, subscription_id, now, actor, "delivery_retried", f"delivery {delivery_id}")
+            _record(
+                conn, subscription_id, now, actor, "delivery_retried", _noted(f"delivery {delivery_id}", note)
+            )
         return self.delivery(subscription_id, delivery_id)
 
     def replay(
-        self, subscription_id: str, *, since: datetime, until: datetime | None, actor: str, now: datetime
+        self,
+        subscription_id: str,
+        *,
+        since: datetime,
+        until: datetime | None,
+        actor: str,
+        now: datetime,
+        note: str = "",
     ) -> list[Delivery]:
         """Queue again every message of the subscription created in [since, until), oldest first.
 
@@ -320,11 +338,11 @@ class SubscriptionStore:
                 now,
                 actor,
                 "replayed",
-                f"{len(ids)} message(s) from {as_utc(since)} to {shown_until}",
+                _noted(f"{len(ids)} message(s) from {as_utc(since)} to {shown_until}", note),
             )
         return [self._must(subscription_id, i) for i in ids]
 
-    def ping(self, subscription_id: str, *, actor: str, now: datetime) -> Delivery:
+    def ping(self, subscription_id: str, *, actor: str, now: datetime, note: str = "") -> Delivery:
         """Queue a test message, sent whatever the subscription's filters say."""
         now = as_utc(now)
         body = PingPayload(type="ping", timestamp=now, data=PingData(subscription_id=subscription_id))
@@ -341,7 +359,7 @@ class SubscriptionStore:
                     "created_at": now,
                 },
             )
-            _record(conn, subscription_id, now, actor, "pinged", f"delivery {delivery_id}")
+            _record(conn, subscription_id, now, actor, "pinged", _noted(f"delivery {delivery_id}", note))
         return self._must(subscription_id, delivery_id)
 
     def _must(self, subscription_id: str, delivery_id: int) -> Delivery:
@@ -358,6 +376,11 @@ def _visible(scope: str | None) -> sa.Select[Any]:
 def _locked(conn: sa.Connection, subscription_id: str, scope: str | None) -> sa.RowMapping | None:
     query = _visible(scope).where(subscriptions.c.id == subscription_id).with_for_update()
     return conn.execute(query).mappings().first()
+
+
+def _noted(what: str, note: str) -> str:
+    """The history line's note: what was done, then the caller's reason if it gave one."""
+    return f"{what}; {note}" if note else what
 
 
 def _record(

@@ -524,7 +524,8 @@ def test_an_endpoint_gone_is_disabled_and_its_subscription_says_so_with_who_and_
     try:
         who = key(client, Role.INTEGRATOR, "sms gateway")
         sid = create(client, who, url=f"{receiver.url}/hooks")["id"]
-        assert client.post(f"/v1/subscriptions/{sid}/test", headers=who).status_code == 202
+        ping = client.post(f"/v1/subscriptions/{sid}/test", json={"note": "after the deploy"}, headers=who)
+        assert ping.status_code == 202
         svc = services(client)
         worker = DeliveryWorker(svc.engine, svc.settings, worker_id="t", clock=lambda: datetime.now(UTC))
         try:
@@ -541,4 +542,7 @@ def test_an_endpoint_gone_is_disabled_and_its_subscription_says_so_with_who_and_
         ("pinged", "sms gateway"),
         ("auto_disabled", "citywarn"),
     ]
+    assert shown["history"][1]["note"] == f"delivery {ping.json()['id']}; after the deploy", (
+        "the caller's why"
+    )
     assert shown["history"][-1]["note"] == "410 Gone"

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
@@ -125,6 +125,17 @@ class SubscriptionPatch(BaseModel):
         if not self.model_fields_set:
             raise ValueError("nothing to change: give at least one field")
         return self
+
+
+class ReasonIn(BaseModel):
+    """Why, for the subscription's history (optional, as is the body)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: Description = Field(default="", examples=["receiver restored from backup"])
+
+
+ReasonBody = Annotated[ReasonIn | None, Body()]
 
 
 class SubscriptionOut(BaseModel):
@@ -336,9 +347,12 @@ def rotate_secret(
     svc: Annotated[Services, Depends(services)],
     store: Store,
     at: Now,
+    body: ReasonBody = None,
 ) -> SubscriptionCreated:
     grace = timedelta(seconds=svc.settings.webhook_secret_grace_s)
-    sub = store.rotate_secret(subscription_id, scope=scope_of(who), actor=who.label, now=at, grace=grace)
+    sub = store.rotate_secret(
+        subscription_id, scope=scope_of(who), actor=who.label, now=at, grace=grace, note=_note(body)
+    )
     if sub is None:
         raise _not_found(subscription_id)
     return SubscriptionCreated(**_out(sub, at).model_dump(), secret=sub.secret)
@@ -373,11 +387,16 @@ def list_deliveries(
     summary="Send a pending or failed delivery again now, from the start of its schedule",
 )
 def retry_delivery(
-    subscription_id: SubscriptionId, delivery_id: DeliveryId, who: Subscriber, store: Store, at: Now
+    subscription_id: SubscriptionId,
+    delivery_id: DeliveryId,
+    who: Subscriber,
+    store: Store,
+    at: Now,
+    body: ReasonBody = None,
 ) -> DeliveryOut:
     _visible(store, subscription_id, who)
     try:
-        retried = store.retry(subscription_id, delivery_id, actor=who.label, now=at)
+        retried = store.retry(subscription_id, delivery_id, actor=who.label, now=at, note=_note(body))
     except NotRetryable as exc:
         raise HTTPException(409, detail=str(exc)) from None
     if retried is None:
@@ -399,10 +418,13 @@ def replay(
     at: Now,
     since: Annotated[datetime, Depends(replay_since)],
     until: Annotated[datetime | None, Depends(replay_until)],
+    body: ReasonBody = None,
 ) -> ReplayOut:
     """Each message is queued once, however often it was sent; a receiver drops those it has by id."""
     _visible(store, subscription_id, who)
-    queued = store.replay(subscription_id, since=since, until=until, actor=who.label, now=at)
+    queued = store.replay(
+        subscription_id, since=since, until=until, actor=who.label, now=at, note=_note(body)
+    )
     return ReplayOut(queued=len(queued), deliveries=[_delivery_out(d) for d in queued])
 
 
@@ -413,9 +435,15 @@ def replay(
     responses=NOT_FOUND,
     summary="Queue a ping to the subscription's URL, whatever its filters",
 )
-def ping(subscription_id: SubscriptionId, who: Subscriber, store: Store, at: Now) -> DeliveryOut:
+def ping(
+    subscription_id: SubscriptionId, who: Subscriber, store: Store, at: Now, body: ReasonBody = None
+) -> DeliveryOut:
     _visible(store, subscription_id, who)
-    return _delivery_out(store.ping(subscription_id, actor=who.label, now=at))
+    return _delivery_out(store.ping(subscription_id, actor=who.label, now=at, note=_note(body)))
+
+
+def _note(body: ReasonIn | None) -> str:
+    return body.note if body is not None else ""
 
 
 def _visible(store: SubscriptionStore, subscription_id: str, who: Principal) -> Subscription:
