@@ -257,8 +257,8 @@ def backends(root: Path, store: str, database: str) -> Iterator[dict[str, str]]:
         yield env
 
 
-def seed_demo_day(settings: Settings, catalog: Catalog, day_end: datetime) -> int:
-    """Produce the demo city's day, readings and reports, as its sources would have; returns how many."""
+def seed_demo_day(settings: Settings, catalog: Catalog, day_end: datetime) -> dict[str, int]:
+    """Produce the demo city's day as its sources would have; returns how many messages, by stream."""
     ensure_topics(settings)
     producer = ConfirmedProducer(producer_config(settings))
     readings = demo_readings(end=day_end, catalog=catalog)
@@ -271,18 +271,22 @@ def seed_demo_day(settings: Settings, catalog: Catalog, day_end: datetime) -> in
         settings.topic_reports, ((str(m["area"]).encode(), json.dumps(m).encode(), None) for m in reports)
     )
     producer.close()
-    return len(readings) + len(reports)
+    return {"readings": len(readings), "reports": len(reports)}
+
+
+def ingest_counts(client: httpx.Client, name: str) -> dict[str, float]:
+    """One of the service's ingest counters by stream, read from its ``/metrics``."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name:
+                stream = sample.labels.get("stream", "")
+                counts[stream] = counts.get(stream, 0.0) + sample.value
+    return counts
 
 
 def readings_stored(client: httpx.Client) -> float:
-    """The service's count of readings written to the store so far, from its ``/metrics``."""
-    text = client.get("/metrics").text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "citywarn_ingest_stored_total" and sample.labels.get("stream") == "readings"
-    )
+    return ingest_counts(client, "citywarn_ingest_stored_total").get("readings", 0.0)
 
 
 def readings_lag(service: RunningService) -> int:
@@ -290,15 +294,18 @@ def readings_lag(service: RunningService) -> int:
     return int(consumer.get("lag") or 0)
 
 
-def wait_settled(service: RunningService, client: httpx.Client, timeout_s: float) -> int:
-    """Wait until the demo day is consumed and has opened warnings; returns how many are listed."""
+def wait_settled(
+    service: RunningService, client: httpx.Client, seeded: dict[str, int], timeout_s: float
+) -> None:
+    """Wait until the service has handled every seeded message (stored, scored, decided) and warned."""
     deadline = time.monotonic() + timeout_s
     while True:
+        consumed = ingest_counts(client, "citywarn_ingest_consumed_total")
         total = int(client.get("/v1/warnings", params={"limit": 1}).json()["total"])
-        if total > 0 and readings_lag(service) == 0:
-            return total
+        if total > 0 and all(consumed.get(stream, 0) >= n for stream, n in seeded.items()):
+            return
         if not service.alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the demo day did not settle (warnings {total})\n{service.log_tail()}")
+            raise RuntimeError(f"the demo day did not settle: {consumed} of {seeded}\n{service.log_tail()}")
         time.sleep(0.5)
 
 
@@ -344,8 +351,8 @@ def run_bench(
         httpx.Client(base_url=service.url, headers=service.headers, timeout=60) as client,
     ):
         settings = Settings(kafka_bootstrap=bootstrap)
-        seed_demo_day(settings, catalog, day_end)
-        wait_settled(service, client, SETTLE_TIMEOUT_S)
+        seeded = seed_demo_day(settings, catalog, day_end)
+        wait_settled(service, client, seeded, SETTLE_TIMEOUT_S)
         page_items = len(client.get(WARNINGS_PATH).json()["items"])
         points = len(client.get(series_paths[0]).json()["points"])
         stored_before, load_started = readings_stored(client), time.perf_counter()
