@@ -21,6 +21,7 @@ from alerts.migrations import head_revision
 from app.auth import commands as key_commands
 from app.json_logs import configure_logging
 from app.main import ExtraWorker, create_app
+from app.metrics import AppStateCollector, count_delivery, serve_headless
 from app.preflight import checked_settings
 from app.services import Services, build_services, migrate_state_database
 from app.workers import BackgroundThreads, delivery_worker, start_ingest, train_now
@@ -95,8 +96,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     serve_p = sub.add_parser("serve", help="the API only, against configured servers")
     _http_args(serve_p)
-    sub.add_parser("ingest", help="the consumers only, against configured servers")
-    sub.add_parser("deliver", help="the webhook delivery worker only, against the configured state database")
+    _metrics_args(sub.add_parser("ingest", help="the consumers only, against configured servers"))
+    _metrics_args(
+        sub.add_parser(
+            "deliver", help="the webhook delivery worker only, against the configured state database"
+        )
+    )
     sub.add_parser("train", help="fit the per-kind models now from the store's history")
     sub.add_parser("check", help="validate the settings and the city's files, then exit (2 on errors)")
     sub.add_parser("migrate", help="bring the state database to the latest schema, then exit")
@@ -126,9 +131,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             svc.close()
     elif args.command == "deliver":
-        deliver(settings)
+        deliver(settings, metrics=_metrics_at(args))
     else:
-        ingest(settings)
+        ingest(settings, metrics=_metrics_at(args))
+
+
+def _metrics_at(args: argparse.Namespace) -> tuple[str, int] | None:
+    return None if args.metrics_port is None else (args.metrics_host, args.metrics_port)
+
+
+def _metrics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics on this port (none by default: this process has no API)",
+    )
+    p.add_argument("--metrics-host", default="127.0.0.1", help="the address /metrics listens on")
 
 
 def _http_args(p: argparse.ArgumentParser) -> None:
@@ -190,7 +209,7 @@ def _demo_worker(speed: float) -> Callable[[Services], Callable[[threading.Event
     return make
 
 
-def ingest(settings: Settings) -> None:
+def ingest(settings: Settings, *, metrics: tuple[str, int] | None = None) -> None:
     """Run the consumers until SIGINT or SIGTERM, or until one dies; batches in hand finish.
 
     A worker that dies stops the others and the process exits non-zero, so a
@@ -207,7 +226,9 @@ def ingest(settings: Settings) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        start_ingest(threads, svc)
+        consumers = start_ingest(threads, svc)
+        if metrics is not None:
+            serve_headless(metrics[1], metrics[0], AppStateCollector(lambda: consumers, lambda: svc.engine))
         while not threads.stop_event.wait(1.0):
             pass
     finally:
@@ -217,13 +238,21 @@ def ingest(settings: Settings) -> None:
         raise SystemExit(f"citywarn ingest stopped because worker(s) died: {threads.failures}")
 
 
-def deliver(settings: Settings) -> None:
+def deliver(settings: Settings, *, metrics: tuple[str, int] | None = None) -> None:
     """Deliver webhooks until SIGINT or SIGTERM; attempts in flight finish and are recorded first.
 
     Run as many as you like: their claims keep them from sending one attempt twice.
     """
     engine = db.connect(settings.database_url)
-    worker = DeliveryWorker(engine, settings, worker_id=default_worker_id(), clock=lambda: datetime.now(UTC))
+    worker = DeliveryWorker(
+        engine,
+        settings,
+        worker_id=default_worker_id(),
+        clock=lambda: datetime.now(UTC),
+        on_outcome=count_delivery,
+    )
+    if metrics is not None:
+        serve_headless(metrics[1], metrics[0], AppStateCollector(dict, lambda: engine))
     threads = BackgroundThreads(on_failure=lambda _name, _exc: threads.stop_event.set())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

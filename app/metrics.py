@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -140,24 +147,30 @@ def count_delivery(outcome: str) -> None:
 
 
 class AppStateCollector(Collector):
-    """One app's gauges, computed when scraped: consumer lag, open warnings, checkpoint age.
+    """One process's gauges, computed when scraped: consumer lag, open warnings, checkpoint age.
 
-    Reads ``app.state`` lazily: before the lifespan has built the services, or
-    when the database does not answer, the database's gauges are left out (and
-    the failure logged) rather than failing the whole scrape.
+    ``consumers`` and ``engine`` are read lazily: before the services are built, or when the
+    database does not answer, the database's gauges are left out (and the failure logged) rather
+    than failing the whole scrape.
     """
 
-    def __init__(self, app: FastAPI, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.app = app
+    def __init__(
+        self,
+        consumers: Callable[[], Mapping[str, IngestWorker[Any]]],
+        engine: Callable[[], sa.Engine | None],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.consumers = consumers
+        self.engine = engine
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         yield self._lag()
-        services = getattr(self.app.state, "services", None)
-        if services is None:
+        engine = self.engine()
+        if engine is None:
             return
         try:
-            with services.engine.connect() as conn:
+            with engine.connect() as conn:
                 open_rows = conn.execute(OPEN_WARNINGS).all()
                 newest = conn.execute(sa.select(sa.func.max(db.checkpoints.c.updated_at))).scalar()
         except sa.exc.SQLAlchemyError as exc:
@@ -186,8 +199,7 @@ class AppStateCollector(Collector):
             "committed offset), measured by the consumer every few seconds.",
             labels=["stream", "topic", "partition"],
         )
-        consumers: dict[str, IngestWorker[Any]] = getattr(self.app.state, "consumers", {})
-        for stream, worker in consumers.items():
+        for stream, worker in self.consumers().items():
             for (topic, partition), behind in sorted(worker.partition_lag.items()):
                 lag.add_metric([stream, topic, str(partition)], behind)
         return lag
@@ -213,6 +225,22 @@ def metrics(request: Request) -> Response:
 def install_metrics(app: FastAPI) -> None:
     """``GET /metrics`` on ``app``, with the app's own collector on a registry of its own."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(AppStateCollector(app))
+    services = lambda: getattr(app.state, "services", None)  # noqa: E731 - read at scrape time
+    registry.register(
+        AppStateCollector(
+            consumers=lambda: getattr(app.state, "consumers", {}),
+            engine=lambda: getattr(services(), "engine", None),
+        )
+    )
     app.state.metrics_registry = registry
     app.include_router(router)
+
+
+def serve_headless(port: int, host: str, collector: AppStateCollector) -> None:
+    """``/metrics`` on ``host:port`` for a process without the API (``citywarn ingest``, ``deliver``).
+
+    One collector per such process, so it joins the default registry that the server shows.
+    """
+    REGISTRY.register(collector)
+    start_http_server(port, addr=host)
+    log.info("metrics on http://%s:%d/metrics", host, port)

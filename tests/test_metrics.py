@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from alerts import db
 from alerts.subscription_store import SubscriptionStore
 from alerts.subscriptions import Filters
 from app.auth.roles import Role
@@ -39,6 +40,7 @@ from tests.factories import CATALOG
 from tests.factories import signal as a_signal
 from tests.pipeline_harness import wait_until
 from tests.webhook_receiver import Receiver, reply
+from tests.webhook_rows import add_delivery, add_subscription
 
 END = datetime.now(UTC).replace(microsecond=0)
 
@@ -364,3 +366,88 @@ def test_open_warnings_leave_drills_out(serving: TestClient) -> None:
     detail = svc.warnings.get(drilled)
     assert detail is not None and detail.exercise and detail.status in ("pending", "active")
     assert gauge() == real
+
+
+def test_citywarn_deliver_serves_its_own_metrics_on_the_port_asked(tmp_path: Path) -> None:
+    """A process without the API still shows what it did: here, a delivery worker's outcomes."""
+    receiver = Receiver()
+    state = f"sqlite:///{tmp_path}/state.sqlite3"
+    engine = db.connect(state)
+    sub, _secret = add_subscription(engine, receiver.url)
+    for n in range(3):
+        add_delivery(engine, sub, warning_id=f"w-{n}")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
+    env |= {"CITYWARN_DATABASE_URL": state, "CITYWARN_WEBHOOK_ALLOW_PRIVATE": "true"}
+    citywarn = str(Path(sys.executable).parent / "citywarn")
+    with (tmp_path / "deliver.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [citywarn, "deliver", "--metrics-port", str(port)], cwd=tmp_path, env=env, stdout=out, stderr=out
+        )
+    try:
+        wait_until(lambda: len(receiver.received()) == 3, timeout_s=60, what="three deliveries")
+
+        def delivered() -> float:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                return -1
+            samples = {
+                (s.name, frozenset(s.labels.items())): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            return total(samples, "citywarn_webhook_deliveries_total", outcome="delivered")
+
+        wait_until(lambda: delivered() == 3, timeout_s=30, what="the delivered count on /metrics")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, (tmp_path / "deliver.log").read_text()
+        receiver.close()
+        engine.dispose()
+
+
+def test_citywarn_ingest_serves_its_counters_and_lag_on_the_port_asked(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+    )
+    sent = [m for m in demo_readings(end=END, catalog=CATALOG) if m["sensor_id"] == "gas-oldtown-01"][:100]
+    producer = ConfirmedProducer(producer_config(settings))
+    producer.send_all(settings.topic_readings, as_json(sent))
+    producer.close()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
+    env |= {f"CITYWARN_{k.upper()}": str(v) for k, v in settings.model_dump().items() if v is not None}
+    with (tmp_path / "ingest.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "ingest", "--metrics-port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+
+    def scraped() -> Samples:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return {}
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    try:
+        wait_until(
+            lambda: total(scraped(), "citywarn_ingest_stored_total", stream="readings") == len(sent),
+            timeout_s=90,
+            what="the readings stored, counted on the ingest process's /metrics",
+        )
+        wait_until(lambda: readings_lag(scraped()) != {}, timeout_s=30, what="the lag per partition")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, (tmp_path / "ingest.log").read_text()[-2000:]
