@@ -1,7 +1,8 @@
 """The API under concurrent load while readings flow into the same service.
 
 Run: ``python -m bench.api [--duration S] [--concurrency N] [--rate R]
-[--store influxdb|embedded] [--database sqlite|postgresql] [--json PATH]``.
+[--store influxdb|embedded] [--database sqlite|postgresql] [--demo-days N]
+[--json PATH]``.
 
 ``citywarn run`` starts as a child process (``bench.replay_service``) on a
 Tansu broker of our own, so readings can be produced to it, and on a private
@@ -9,15 +10,16 @@ influxd unless ``--store embedded``. Its only settings beyond the defaults
 are those and ``CITYWARN_RATE_LIMITS_ENABLED=false``: the bench key would
 otherwise be held to an operator's 30 requests a second.
 
-The demo city's day (readings and reports) is produced first and consumed,
-so there are warnings to list and series to read. Then, for ``--duration``
-seconds, a producer process sends the catalog's sensors' readings at a
-paced ``--rate`` (each holding its sensor's end-of-day level, with fresh
-noise, stamped at the time it is sent) while a loopback load generator
-(keep-alive connections on asyncio, one process; see ``KeepAlive``) keeps
-``--concurrency`` requests in flight per endpoint: ``GET
-/v1/warnings?limit=50`` and ``GET /v1/sensors/{id}/series`` over the demo
-day's last hour (12 points a sensor, the sensors taken in turn). The bench's own processes share the
+The demo city's day (readings and reports) is produced first, seven times
+two days apart, and consumed, so there are a page of warnings to list and
+series to read. Then, for ``--duration`` seconds, a producer process sends
+the catalog's sensors' readings at a paced ``--rate`` (each holding its
+sensor's end-of-day level, with fresh noise, stamped at the time it is
+sent) while a loopback load generator (keep-alive connections on asyncio,
+one process; see ``KeepAlive``) keeps ``--concurrency`` requests in flight
+per endpoint: ``GET /v1/warnings?limit=50`` and ``GET
+/v1/sensors/{id}/series`` over the last demo day's last hour (12 points a
+sensor, the sensors taken in turn). The bench's own processes share the
 machine's cores with the service, so on a small machine the figures are
 the service's and the load generator's together.
 """
@@ -58,6 +60,7 @@ TICK_S = 0.05  # the producer sends what is due every tick: 250 readings a tick 
 SETTLE_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 30.0
 WARMUP_S = 2.0  # requests that start in the first seconds (connections opening) are not counted
+DEMO_DAYS = 7  # each opens about 8 warnings, so 7 fill a page of 50
 
 
 # ---------------------------------------------------------------------------- figures
@@ -257,12 +260,17 @@ def backends(root: Path, store: str, database: str) -> Iterator[dict[str, str]]:
         yield env
 
 
-def seed_demo_day(settings: Settings, catalog: Catalog, day_end: datetime) -> dict[str, int]:
-    """Produce the demo city's day as its sources would have; returns how many messages, by stream."""
+def seed_demo_days(settings: Settings, catalog: Catalog, day_end: datetime, days: int) -> dict[str, int]:
+    """Produce the demo city's day ``days`` times, oldest first; returns how many messages, by stream.
+
+    The days are two apart, so each day's incidents come long after the last
+    one's evidence and open warnings of their own: enough to fill a page of 50.
+    """
+    ends = [day_end - timedelta(days=2 * k) for k in reversed(range(days))]
+    readings = [m for end in ends for m in demo_readings(end=end, catalog=catalog)]
+    reports = [m for end in ends for m in demo_reports(end=end)]
     ensure_topics(settings)
     producer = ConfirmedProducer(producer_config(settings))
-    readings = demo_readings(end=day_end, catalog=catalog)
-    reports = demo_reports(end=day_end)
     producer.send_all(
         settings.topic_readings,
         ((str(m["sensor_id"]).encode(), json.dumps(m).encode(), None) for m in readings),
@@ -337,7 +345,7 @@ def started_service(store: str, database: str) -> Iterator[tuple[RunningService,
 
 
 def run_bench(
-    *, seconds: float, concurrency: int, rate: float, store: str, database: str
+    *, seconds: float, concurrency: int, rate: float, store: str, database: str, demo_days: int
 ) -> tuple[Figures, EndpointFigures, EndpointFigures, float]:
     """Start everything, load it, stop it; the figures, each endpoint's, and the producer's seconds."""
     catalog = load_catalog(Settings().catalog_path)
@@ -351,7 +359,7 @@ def run_bench(
         httpx.Client(base_url=service.url, headers=service.headers, timeout=60) as client,
     ):
         settings = Settings(kafka_bootstrap=bootstrap)
-        seeded = seed_demo_day(settings, catalog, day_end)
+        seeded = seed_demo_days(settings, catalog, day_end, demo_days)
         wait_settled(service, client, seeded, SETTLE_TIMEOUT_S)
         page_items = len(client.get(WARNINGS_PATH).json()["items"])
         points = len(client.get(series_paths[0]).json()["points"])
@@ -417,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=5000.0, help="readings a second produced meanwhile")
     parser.add_argument("--store", choices=["influxdb", "embedded"], default="influxdb")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--demo-days", type=int, default=DEMO_DAYS, help="demo days seeded (the default fills a page of 50)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args(argv)
     figures, warnings, series, produced_s = run_bench(
@@ -425,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rate=args.rate,
         store=args.store,
         database=args.database,
+        demo_days=args.demo_days,
     )
     print(
         f"citywarn run: store {args.store}, state database {args.database}, rate limits off; "
