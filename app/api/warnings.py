@@ -88,7 +88,10 @@ def list_warnings(
         offset=offset,
     )
     if format == "json":
-        return page
+        # Serialised by pydantic in one call: returned as a model with no response_model (this route
+        # also answers GeoJSON), FastAPI would walk the page value by value in Python, about 22 ms for a
+        # page of 50 against 0.6 ms (bench.api's profile), on the event loop every request shares.
+        return Response(page.model_dump_json(), media_type="application/json")
     collection = WarningFeatureCollection(total=page.total, features=[_feature(w, svc) for w in page.items])
     return Response(collection.model_dump_json(), media_type=GEOJSON)
 
