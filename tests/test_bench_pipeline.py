@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.collapsed_stacks import read_collapsed, summary
+
 KEYS = (
     "readings_per_s",
     "readings_per_s_2_workers",
@@ -51,8 +53,25 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert 0 < figures["ratio_to_limit"] <= 1.5
     # Every reading produced, the latency phase's included, was stored once.
     assert figures["readings_stored"] == figures["readings_produced"]
-    assert figures["latency_injected"] == 6 and 0 < figures["latency_samples"] <= 6
+    assert figures["latency_injected"] == 6
+    assert figures["latency_samples"] > 0 and figures["latency_samples"] + figures["latency_unseen"] == 6
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"] < 60_000
     assert figures["rss_series_held"] == 300 and not figures["rss_stopped_at_cap"]
     assert math.isfinite(figures["peak_rss_mib_100k_series"])
     assert figures["peak_rss_mib_100k_series"] > figures["rss_before_series_mib"] > 0
+
+
+def test_collapsed_stacks_count_self_and_cumulative_time_per_function(tmp_path: Path) -> None:
+    raw = tmp_path / "stacks.txt"
+    raw.write_text(
+        'process 1:"python -m app.cli ingest";run (ingest/consumer.py:200);write (store/influx.py:70) 30\n'
+        'process 1:"python -m app.cli ingest";run (ingest/consumer.py:201);score (models/engine.py:180) 60\n'
+        "run (ingest/consumer.py:205);score (models/engine.py:181);score (models/engine.py:190) 10\n"
+    )
+    profile = read_collapsed(raw)
+    assert profile.samples == 100
+    # Line numbers are dropped, labels are not frames, and recursion counts once per stack.
+    assert profile.cumulative["run (ingest/consumer.py)"] == 100
+    assert profile.cumulative["score (models/engine.py)"] == 70
+    assert profile.self_samples == {"write (store/influx.py)": 30, "score (models/engine.py)": 70}
+    assert "top 2 by self time:\n   70.0%       70  score (models/engine.py)" in summary(profile, 2)
