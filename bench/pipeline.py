@@ -244,11 +244,16 @@ class Latency:
     achieved_rate: float
 
     def quantile(self, q: float) -> tuple[float, bool]:
-        """The nearest-rank quantile over every injected anomaly, and whether it is only a lower bound."""
-        ordered = sorted([(ms, False) for ms in self.samples_ms] + [(ms, True) for ms in self.unseen_ms])
+        """The nearest-rank quantile over every injected anomaly, and whether it is only a lower bound.
+
+        It is exact when it lies below every unseen anomaly's wait: those rank above it whatever their
+        true latency. Otherwise an unseen one may outrank it, and it is a lower bound.
+        """
+        ordered = sorted(self.samples_ms + self.unseen_ms)
         if not ordered:
             return float("nan"), False
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+        value = ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+        return value, any(wait <= value for wait in self.unseen_ms)
 
 
 class EvidenceWatch:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.collapsed_stacks import read_collapsed, summary
+from bench.pipeline import Latency
 
 KEYS = (
     "readings_per_s",
@@ -75,3 +76,13 @@ def test_collapsed_stacks_count_self_and_cumulative_time_per_function(tmp_path: 
     assert profile.cumulative["score (models/engine.py)"] == 70
     assert profile.self_samples == {"write (store/influx.py)": 30, "score (models/engine.py)": 70}
     assert "top 2 by self time:\n   70.0%       70  score (models/engine.py)" in summary(profile, 2)
+
+
+def test_latency_quantiles_count_unseen_anomalies_as_lower_bounds() -> None:
+    latency = Latency(
+        injected=4, samples_ms=[10.0, 20.0, 63.0], unseen_ms=[60.0], produced=4, achieved_rate=1.0
+    )
+    # Below every unseen anomaly's wait the quantile is exact; at or above it, only a lower bound.
+    assert latency.quantile(0.50) == (20.0, False)
+    assert latency.quantile(0.75) == (60.0, True)
+    assert latency.quantile(0.99) == (63.0, True)
