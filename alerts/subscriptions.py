@@ -13,19 +13,15 @@ import base64
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import get_args
 
+from alerts import signing
+from alerts.webhook_payloads import EventType
 from config.catalog import Level
 
-# The events a subscription may ask for; an empty ``event_types`` asks for them all.
-EVENT_TYPES: tuple[str, ...] = (
-    "warning.opened",
-    "warning.updated",
-    "warning.escalated",
-    "warning.deescalated",
-    "warning.acknowledged",
-    "warning.resolved",
-    "recommendation.issued",
-)
+# The events a subscription may ask for (an empty ``event_types`` asks for them all): the payloads'
+# types, named once in alerts.webhook_payloads (EventType is a union of Literals; each gives its names).
+EVENT_TYPES: tuple[str, ...] = tuple(name for member in get_args(EventType) for name in get_args(member))
 # Sent only by POST /v1/subscriptions/{id}/test, whatever the filters say.
 PING = "ping"
 SECRET_PREFIX = "whsec_"
@@ -79,15 +75,11 @@ class Subscription:
 
     def previous_valid_until(self, at: datetime) -> datetime | None:
         """Until when the secret before the last rotation still signs; None if it no longer does."""
-        until = self.previous_secret_until
-        if self.previous_secret is None or until is None or until <= at:
-            return None
-        return until
+        return self.previous_secret_until if len(self.signing_secrets(at)) > 1 else None
 
     def signing_secrets(self, at: datetime) -> list[str]:
-        """The secrets that sign a delivery made at ``at``: the current one first."""
-        previous = self.previous_secret if self.previous_valid_until(at) is not None else None
-        return [self.secret] + ([previous] if previous is not None else [])
+        """The secrets that sign a delivery made at ``at``, by ``alerts.signing``'s rule."""
+        return signing.signing_secrets(self.secret, self.previous_secret, self.previous_secret_until, at=at)
 
 
 def rotated(sub: Subscription, *, now: datetime, grace: timedelta) -> Subscription:

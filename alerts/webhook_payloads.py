@@ -28,7 +28,7 @@ WarningEventType = Literal[
     "warning.acknowledged",
     "warning.resolved",
 ]
-# The names alerts.subscriptions.EVENT_TYPES lists, which subscriptions filter on.
+# Every event type a subscription may ask for (alerts.subscriptions.EVENT_TYPES is made from it).
 EventType = WarningEventType | Literal["recommendation.issued"]
 
 
