@@ -17,6 +17,7 @@ from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from tests.auth_helpers import admin_client
 from tests.factories import CATALOG, PLAYBOOKS
+from tests.webhook_receiver import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -68,3 +69,11 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """
     with admin_client(create_app(settings)) as c:
         yield c
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """An integrator's webhook endpoint: a real HTTP server on loopback, answering 204 unless told."""
+    r = Receiver()
+    yield r
+    r.close()

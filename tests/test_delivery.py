@@ -52,13 +52,6 @@ def wall() -> datetime:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture
 def worker(engine: sa.Engine) -> Iterator[DeliveryWorker]:
     w = DeliveryWorker(engine, settings(), worker_id="w1", clock=wall)
     yield w

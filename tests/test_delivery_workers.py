@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from standardwebhooks.webhooks import Webhook
 
@@ -32,13 +31,6 @@ from tests.webhook_rows import add_delivery, add_subscription, attempt_rows, del
 
 def wall() -> datetime:
     return datetime.now(UTC)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
 
 
 def delivered_count(engine: sa.Engine) -> int:
