@@ -49,7 +49,7 @@ def integrator(app: FastAPI, label: str) -> tuple[str, dict[str, str]]:
     return record.id, bearer(token)
 
 
-def subscribe(engine: sa.Engine, owner: str) -> str:
+def subscribe(engine: sa.Engine, owner: str, *, created_at: datetime = NOW) -> str:
     sid = str(uuid.uuid4())
     with engine.begin() as conn:
         conn.execute(
@@ -67,8 +67,8 @@ def subscribe(engine: sa.Engine, owner: str) -> str:
                 enabled=True,
                 secret="whsec_" + "B" * 32,
                 failures=0,
-                created_at=NOW,
-                updated_at=NOW,
+                created_at=created_at,
+                updated_at=created_at,
             )
         )
     return sid
@@ -94,7 +94,9 @@ def test_deliveries_follow_the_transition_they_tell_of_and_show_how_they_went(ap
     district_id, district = integrator(app, "district command")  # type: ignore[arg-type]
     gateway_id, gateway = integrator(app, "sms gateway")  # type: ignore[arg-type]
     mine = subscribe(svc.engine, district_id)
-    theirs = subscribe(svc.engine, gateway_id)
+    # The outbox stages for subscriptions oldest first; made at one instant, their order would be their
+    # random ids'.
+    theirs = subscribe(svc.engine, gateway_id, created_at=NOW + timedelta(seconds=1))
     [wid] = svc.warnings.apply_signals([signal(level="red", ts=NOW)], now=NOW, actor="detector")
     d = db.deliveries.c
     with svc.engine.begin() as conn:  # what the delivery worker records of a first answer
