@@ -7,11 +7,17 @@ identity of the Kafka log that position belongs to (``ingest.log_identity``).
 A position is meaningful only within its log: after the embedded broker
 restarts, offset 0 holds a new reading, not one already learned. The log id
 is kept inside the JSON ``state`` column, beside the state it qualifies.
+
+Sensor series checkpoint incrementally (``save_series``): the row above then
+holds only the position and how many points the series has learned, its
+whole state sits in ``detector_snapshots`` (rewritten rarely), and the points
+learned since in ``detector_deltas``. ``load`` hands the engine all three.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +25,13 @@ import sqlalchemy as sa
 
 from alerts import db
 from config.timeutil import as_utc
+from models.series_checkpoint import INCREMENTAL_FORMAT, SeriesCheckpoint
+
+IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's limit on bound parameters
+
+
+def batched(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 class CheckpointRepository:
@@ -63,19 +76,115 @@ class CheckpointRepository:
             rows = conn.execute(sa.select(c.sensor_id, c.updated_at)).all()
         return {r.sensor_id: as_utc(r.updated_at) for r in rows}
 
+    def save_series(self, records: Sequence[SeriesCheckpoint], *, log: str | None, now: datetime) -> None:
+        """Save sensor series' incremental checkpoints in one transaction.
+
+        A snapshot replaces the series' snapshot and clears its deltas; a delta is appended.
+        """
+        if not records:
+            return
+        rows = [
+            {
+                "sensor_id": r.sensor_id,
+                "detector": r.detector,
+                "state": {
+                    "log": log,
+                    "state": {"format": INCREMENTAL_FORMAT, "learned": r.learned, "health": r.health},
+                },
+                "partition": r.position[0] if r.position else None,
+                "offset": r.position[1] if r.position else None,
+                "updated_at": now,
+            }
+            for r in records
+        ]
+        snapshots = [
+            {"sensor_id": r.sensor_id, "learned": r.learned, "snapshot": r.snapshot}
+            for r in records
+            if r.snapshot is not None
+        ]
+        deltas = [
+            {"sensor_id": r.sensor_id, "learned": r.learned, "points": r.delta}
+            for r in records
+            if r.delta is not None
+        ]
+        with self.engine.begin() as conn:
+            insert = db.dialect_insert(conn, db.checkpoints)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=["sensor_id"],
+                    set_={
+                        c: insert.excluded[c]
+                        for c in ("detector", "state", "partition", "offset", "updated_at")
+                    },
+                ),
+                rows,
+            )
+            if snapshots:
+                for chunk in batched([r.sensor_id for r in records if r.snapshot is not None], IN_CHUNK):
+                    conn.execute(sa.delete(db.deltas).where(db.deltas.c.sensor_id.in_(chunk)))
+                upsert = db.dialect_insert(conn, db.snapshots)
+                conn.execute(
+                    upsert.on_conflict_do_update(
+                        index_elements=["sensor_id"],
+                        set_={c: upsert.excluded[c] for c in ("learned", "snapshot")},
+                    ),
+                    snapshots,
+                )
+            if deltas:
+                conn.execute(sa.insert(db.deltas), deltas)
+
     def load(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The saved checkpoints of ``keys`` that exist.
+
+        An incremental one's ``state`` carries its snapshot, ``learned`` as of that
+        snapshot, and the deltas after it in order, for ``ScoringEngine.restore``.
+        """
         ids = list(keys)
         if not ids:
             return {}
         c = db.checkpoints.c
+        out: dict[str, dict[str, Any]] = {}
+        incremental: list[str] = []
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(db.checkpoints).where(c.sensor_id.in_(ids))).all()
-        return {
-            r.sensor_id: {
-                "detector": r.detector,
-                "state": r.state.get("state", {}),
-                "log": r.state.get("log"),
-                "position": (r.partition, r.offset) if r.partition is not None else None,
+            for chunk in batched(ids, IN_CHUNK):
+                for r in conn.execute(sa.select(db.checkpoints).where(c.sensor_id.in_(chunk))):
+                    state = r.state.get("state", {})
+                    out[r.sensor_id] = {
+                        "detector": r.detector,
+                        "state": state,
+                        "log": r.state.get("log"),
+                        "position": (r.partition, r.offset) if r.partition is not None else None,
+                    }
+                    if state.get("format") == INCREMENTAL_FORMAT:
+                        incremental.append(r.sensor_id)
+            snapshots, deltas = self._incremental(conn, incremental)
+        for sensor_id in incremental:
+            snapshot = snapshots.get(sensor_id)
+            if snapshot is None:  # cannot happen short of a hand edit: start the series afresh
+                del out[sensor_id]
+                continue
+            learned, blob = snapshot
+            out[sensor_id]["state"] = {
+                **out[sensor_id]["state"],
+                "learned": learned,
+                "snapshot": blob,
+                "deltas": [points for at, points in deltas[sensor_id] if at > learned],
             }
-            for r in rows
-        }
+        return out
+
+    @staticmethod
+    def _incremental(
+        conn: sa.Connection, ids: list[str]
+    ) -> tuple[dict[str, tuple[int, bytes]], dict[str, list[tuple[int, bytes]]]]:
+        snapshots: dict[str, tuple[int, bytes]] = {}
+        deltas: dict[str, list[tuple[int, bytes]]] = defaultdict(list)
+        s, d = db.snapshots.c, db.deltas.c
+        for chunk in batched(ids, IN_CHUNK):
+            for r in conn.execute(
+                sa.select(s.sensor_id, s.learned, s.snapshot).where(s.sensor_id.in_(chunk))
+            ):
+                snapshots[r.sensor_id] = (int(r.learned), bytes(r.snapshot))
+            query = sa.select(d.sensor_id, d.learned, d.points).where(d.sensor_id.in_(chunk))
+            for r in conn.execute(query.order_by(d.sensor_id, d.learned)):
+                deltas[r.sensor_id].append((int(r.learned), bytes(r.points)))
+        return snapshots, deltas

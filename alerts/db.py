@@ -210,6 +210,26 @@ checkpoints = sa.Table(
 )
 
 
+# A series' latest whole state (``models.series_checkpoint``), apart from the small row above
+# that every checkpoint rewrites: SQLite rewrites a whole row on update, blob included.
+snapshots = sa.Table(
+    "detector_snapshots",
+    metadata,
+    sa.Column("sensor_id", sa.String(128), primary_key=True),
+    sa.Column("learned", sa.BigInteger, nullable=False),
+    sa.Column("snapshot", sa.LargeBinary, nullable=False),
+)
+
+# The points each series learned after its snapshot, one row per checkpoint, ordered by ``learned``.
+deltas = sa.Table(
+    "detector_deltas",
+    metadata,
+    sa.Column("sensor_id", sa.String(128), primary_key=True),
+    sa.Column("learned", sa.BigInteger, primary_key=True),
+    sa.Column("points", sa.LargeBinary, nullable=False),
+)
+
+
 def dialect_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that knows ``ON CONFLICT``: both databases have it, but in their own dialect."""
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)

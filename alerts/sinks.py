@@ -78,9 +78,7 @@ class DetectionSink:
             self.faults.apply(health, now=now)
 
     def checkpoint(self, *, now: datetime) -> None:
-        log = self._current_log()
-        states = self.engine.dirty_states()
-        self.checkpoints.save({sid: {**rec, "log": log} for sid, rec in states.items()}, now=now)
+        self.checkpoints.save_series(self.engine.checkpoint(), log=self._current_log(), now=now)
 
     def reset(self) -> None:
         self.engine.forget_all()

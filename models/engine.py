@@ -4,12 +4,18 @@ The per-kind model is the exception to "series by series": one call of it
 costs milliseconds whatever the rows, so it scores every series of a kind in a
 batch at once (each with its own context), which gives the same scores.
 
-Pure: observations in, signals out; the caller persists ``dirty_states()``
+Pure: observations in, signals out; the caller persists ``checkpoint()``
 beside the Kafka offsets they correspond to. Each series' checkpoint holds
 everything its next score depends on: the detector state, the last points the
 per-kind model needs as context, the decision state, and the (partition,
 offset) of the last point learned. So a replay after a crash skips points
 already learned and scores the rest exactly as the uninterrupted stream did.
+
+Checkpoints are incremental (``models.series_checkpoint``): a series writes
+its whole state (a snapshot) only once the points it learned since the last
+one weigh as much as that snapshot; in between it writes just those points,
+and a restore replays them through the same steps. A full window is tens of
+KiB, a point 24 bytes, and most checkpoints carry a few points per series.
 
 Points of a series are taken in arrival order (partition, then offset), not
 in timestamp order: arrival order is the same however the stream is cut into
@@ -23,6 +29,7 @@ judged for health and never scored: no detector learns an impossible value.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,9 +43,18 @@ from config.positions import Position
 from models.decision import DecisionRule, SeriesDecision, decide_series
 from models.features import history_needed
 from models.multivariate import KindModel
-from models.protocol import FloatArray, StreamingDetector
+from models.protocol import BatchScores, FloatArray, StreamingDetector
 from models.registry import detector_class
 from models.sensor_health import HealthEvent, HealthRule, SeriesHealth
+from models.series_checkpoint import (
+    INCREMENTAL_FORMAT,
+    Learned,
+    SeriesCheckpoint,
+    decode_points,
+    decode_snapshot,
+    encode_points,
+    encode_snapshot,
+)
 from models.signals import Observation, Signal
 
 CHECKPOINT_FORMAT = 3  # detector, context and decision state together; older checkpoints are ignored
@@ -51,6 +67,13 @@ class _Series:
     context: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=history_needed()))
     position: Position | None = None
     health: SeriesHealth = field(default_factory=SeriesHealth)
+    kind: str = ""
+    # Incremental checkpointing: every point learned since the last checkpoint, as
+    # (ts_ns, value, per-kind model score or NaN), and the sizes that decide when to snapshot.
+    unsaved: list[tuple[int, float, float]] = field(default_factory=list)
+    learned: int = 0  # points taken by the series since it began, checkpoints included
+    snapshot_bytes: int = 0  # 0: no snapshot yet, the next checkpoint writes one
+    logged_bytes: int = 0  # points written as deltas since that snapshot
 
 
 @dataclass(slots=True)
@@ -126,24 +149,56 @@ class ScoringEngine:
         return sensor_id in self._series
 
     def restore(self, states: dict[str, dict[str, Any]]) -> None:
-        """Load checkpoints written by ``dirty_states``; other detectors' and formats' are ignored.
+        """Load checkpoints written by ``checkpoint`` (or ``dirty_states``); other detectors' are ignored.
 
         A checkpoint whose ``position`` is None keeps what the series learned but
         takes every point it is given as new (the caller voids positions of another log).
         """
         cls = detector_class(self.detector_name)
+        catalog = self.catalog.current()
         for sensor_id, saved in states.items():
             state = saved["state"]
-            if saved.get("detector") != self.detector_name or state.get("format") != CHECKPOINT_FORMAT:
+            if saved.get("detector") != self.detector_name:
                 continue
             position = saved.get("position")
-            self._series[sensor_id] = _Series(
-                detector=cls.from_state(state["detector"]),
-                decision=SeriesDecision.from_state(state["decision"]),
-                context=deque((tuple(p) for p in state["context"]), maxlen=history_needed()),  # type: ignore[misc]
-                position=None if position is None else (int(position[0]), int(position[1])),
-                health=SeriesHealth.from_state(state.get("health")),
-            )
+            if state.get("format") == INCREMENTAL_FORMAT:
+                series = self._from_snapshot(cls, decode_snapshot(state["snapshot"]))
+                series.snapshot_bytes, series.learned = len(state["snapshot"]), int(state["learned"])
+                for delta in state.get("deltas", []):
+                    self._replay(sensor_id, series, decode_points(delta), catalog)
+            elif state.get("format") == CHECKPOINT_FORMAT:
+                series = self._from_snapshot(cls, state)  # a whole state: the next checkpoint rewrites it
+            else:
+                continue
+            series.position = None if position is None else (int(position[0]), int(position[1]))
+            self._series[sensor_id] = series
+
+    @staticmethod
+    def _from_snapshot(cls: type[StreamingDetector], state: dict[str, Any]) -> _Series:
+        return _Series(
+            detector=cls.from_state(state["detector"]),
+            decision=SeriesDecision.from_state(state["decision"]),
+            context=deque((tuple(p) for p in state["context"]), maxlen=history_needed()),  # type: ignore[misc]
+            health=SeriesHealth.from_state(state.get("health")),
+            kind=state.get("kind", ""),
+        )
+
+    def _replay(self, sensor_id: str, series: _Series, delta: Learned, catalog: Catalog) -> None:
+        """Advance a restored series over points it learned after its snapshot, exactly as it did then.
+
+        The per-kind model's scores are replayed as they were given (a model trained
+        since would score them differently); health changes and signals were told then.
+        """
+        rule = self._health_rules.get(series.kind, HealthRule())
+        for ts_ns, value in zip(delta.ts_ns.tolist(), delta.values.tolist(), strict=True):
+            series.health.observe(rule, ts_ns, value)
+        keep = np.fromiter((rule.in_range(v) for v in delta.values.tolist()), bool, len(delta.values))
+        ts, values, mv = delta.ts_ns[keep] / 1e9, delta.values[keep], delta.multivariate[keep]
+        series.context.extend(zip(ts.tolist(), values.tolist(), strict=True))
+        if len(values):
+            self._advance(sensor_id, series, ts, values, None if np.isnan(mv).all() else mv, catalog)
+        series.learned += len(delta.values)
+        series.logged_bytes += delta.nbytes
 
     def forget_all(self) -> None:
         self._series.clear()
@@ -156,26 +211,58 @@ class ScoringEngine:
         return events
 
     def dirty_states(self) -> dict[str, dict[str, Any]]:
-        """States changed since the last call, ready to checkpoint.
+        """The whole state of every series changed since the last checkpoint, as JSON-ready dicts.
 
-        Call it only when the states are saved right after: the dirty set is cleared.
+        It counts as a checkpoint of them (the next ``checkpoint`` starts from here), so
+        call it only when the states are saved right after.
         """
         out = {}
         for sid in self._dirty:
             series = self._series[sid]
             out[sid] = {
                 "detector": self.detector_name,
-                "state": {
-                    "format": CHECKPOINT_FORMAT,
-                    "detector": series.detector.get_state(),
-                    "decision": series.decision.get_state(),
-                    "context": [list(p) for p in series.context],
-                    "health": series.health.get_state(),
-                },
+                "state": {"format": CHECKPOINT_FORMAT, **self._whole_state(series)},
                 "position": series.position,
             }
+            series.unsaved.clear()
+            series.snapshot_bytes = 0  # not one of ``checkpoint``'s snapshots: its next one is whole
         self._dirty.clear()
         return out
+
+    def checkpoint(self) -> list[SeriesCheckpoint]:
+        """What each series changed since the last checkpoint must save, cheapest first.
+
+        A series saves the points it learned since then, unless the points it has
+        logged since its snapshot would then outweigh a new snapshot: then it saves a
+        snapshot and its logged points can go. So the log never holds more than one snapshot's worth
+        (a restore replays at most that) and a point is written at most about twice.
+        Call it only when the records are saved right after.
+        """
+        out = []
+        for sid in self._dirty:
+            series = self._series[sid]
+            delta = encode_points(series.unsaved)
+            series.learned += len(series.unsaved)
+            series.unsaved.clear()
+            head = (sid, self.detector_name, series.position, series.learned, series.health.get_state())
+            if series.snapshot_bytes and series.logged_bytes + len(delta) < series.snapshot_bytes:
+                series.logged_bytes += len(delta)
+                out.append(SeriesCheckpoint(*head, delta=delta))
+            else:
+                snapshot = encode_snapshot(self._whole_state(series))
+                series.snapshot_bytes, series.logged_bytes = len(snapshot), 0
+                out.append(SeriesCheckpoint(*head, snapshot=snapshot))
+        self._dirty.clear()
+        return out
+
+    def _whole_state(self, series: _Series) -> dict[str, Any]:
+        return {
+            "detector": series.detector.get_state(),
+            "decision": series.decision.get_state(),
+            "context": [list(p) for p in series.context],
+            "health": series.health.get_state(),
+            "kind": series.kind,
+        }
 
     def score(
         self,
@@ -191,6 +278,7 @@ class ScoringEngine:
         for i, obs in enumerate(observations):
             groups[obs.sensor_id].append(i)
         batch: list[_NewPoints] = []
+        taken: list[tuple[_Series, list[Observation], _NewPoints | None]] = []
         for sensor_id, idx in groups.items():
             series = self._series.get(sensor_id)
             if series is None:
@@ -200,11 +288,17 @@ class ScoringEngine:
                 if not idx:
                     continue
                 series.position = positions[idx[-1]]  # the highest offset, not the latest timestamp
-            scored = self._judge_health(sensor_id, series, [observations[i] for i in idx])
-            if scored:
-                batch.append(_NewPoints.of(sensor_id, series, scored))
+            points = [observations[i] for i in idx]
+            series.kind = points[0].kind
+            scored = self._judge_health(sensor_id, series, points)
+            new = _NewPoints.of(sensor_id, series, scored) if scored else None
+            if new is not None:
+                batch.append(new)
+            taken.append((series, points, new))
             self._dirty.add(sensor_id)
         self._score_kind_models(self._kind_models, batch)
+        for series, points, new in taken:
+            series.unsaved += _unsaved(points, new)
         catalog = self.catalog.current()  # one catalog for the whole batch (sensors may be registered)
         signals: list[Signal] = []
         for new in batch:
@@ -262,18 +356,25 @@ class ScoringEngine:
         for new in batch:
             new.series.context.extend(zip(new.ts.tolist(), new.values.tolist(), strict=True))
 
-    def _score_series(self, new: _NewPoints, catalog: Catalog) -> list[Signal]:
-        sensor_id, kind, ts, values = new.sensor_id, new.kind, new.ts, new.values
-        result = new.series.detector.score_batch(ts, values)
+    def _advance(
+        self,
+        sensor_id: str,
+        series: _Series,
+        ts: FloatArray,
+        values: FloatArray,
+        multivariate: FloatArray | None,
+        catalog: Catalog,
+    ) -> tuple[BatchScores, list[Any]]:
+        """Score in-range points and decide on them: the one path of both scoring and replay."""
+        result = series.detector.score_batch(ts, values)
         scores = result.scores
-        multivariate = new.multivariate
         if multivariate is not None:
             # The per-kind model speaks only when it is sure: it has no per-series memory.
             scores = np.maximum(
                 scores, np.where(multivariate >= self.multivariate_threshold, multivariate, 0.0)
             )
-        kind_info = catalog.kinds.get(kind)
-        thresholds = catalog.thresholds_for(sensor_id, kind)
+        kind_info = catalog.kinds.get(series.kind)
+        thresholds = catalog.thresholds_for(sensor_id, series.kind)
         rule = DecisionRule.for_series(
             kind_info, thresholds, threshold=self.signal_threshold, repeat_s=self.repeat_s
         )
@@ -281,7 +382,13 @@ class ScoringEngine:
         # that knows the time of day says so as ``expected``), else from its baseline.
         nan = np.full(len(ts), np.nan)
         baselines = result.evidence.get("expected", result.evidence.get("baseline", nan))
-        decisions = decide_series(new.series.decision, rule, ts, values, scores, baselines)
+        return result, decide_series(series.decision, rule, ts, values, scores, baselines)
+
+    def _score_series(self, new: _NewPoints, catalog: Catalog) -> list[Signal]:
+        sensor_id, kind, multivariate = new.sensor_id, new.kind, new.multivariate
+        result, decisions = self._advance(sensor_id, new.series, new.ts, new.values, multivariate, catalog)
+        kind_info = catalog.kinds.get(kind)
+        thresholds = catalog.thresholds_for(sensor_id, kind)
         signals = []
         for i, decision in enumerate(decisions):
             if not decision.signal:
@@ -311,3 +418,15 @@ class ScoringEngine:
                 )
             )
         return signals
+
+
+def _unsaved(obs: list[Observation], scored: _NewPoints | None) -> list[tuple[int, float, float]]:
+    """The points a batch taught a series, for its next checkpoint, with the model score each was given.
+
+    Out-of-range points are kept too (health learned from them) with no score;
+    ``scored.obs`` are the in-range ones, in the same order.
+    """
+    mv: dict[int, float] = {}
+    if scored is not None and scored.multivariate is not None:
+        mv = {id(o): s for o, s in zip(scored.obs, scored.multivariate.tolist(), strict=True)}
+    return [(o.ts_ns, float(o.value), mv.get(id(o), math.nan)) for o in obs]

@@ -157,12 +157,12 @@ def day_committed(base: str, workdir: Path, run: int) -> bool:
 
 
 def points_scored(workdir: Path, sensor_id: str) -> int:
-    """How many points the sensor's detector has learned, as its checkpoint says."""
+    """How many points the sensor's series has learned, as its checkpoint says (``models.engine``)."""
     with sqlite3.connect(workdir / "var" / "state.sqlite3") as conn:
         row = conn.execute(
             "SELECT state FROM detector_checkpoints WHERE sensor_id = ?", (sensor_id,)
         ).fetchone()
-    return int(json.loads(row[0])["state"]["detector"]["counters"]["seen"]) if row else 0
+    return int(json.loads(row[0])["state"]["learned"]) if row else 0
 
 
 def test_a_second_demo_run_in_the_same_directory_scores_its_day(tmp_path: Path) -> None:

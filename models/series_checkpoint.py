@@ -1,0 +1,88 @@
+"""What one series' checkpoint writes: a snapshot of its whole state, or the points learned since the last.
+
+``models.engine`` decides which (see ``ScoringEngine.checkpoint``);
+``alerts.checkpoints`` stores them. A delta is the raw points, not a diff of
+the state: the state is a deterministic function of the points, and a point
+is 24 bytes where the state a full window holds is tens of KiB.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from config.positions import Position
+from models import state_codec
+from models.protocol import FloatArray
+
+INCREMENTAL_FORMAT = 4  # a binary snapshot plus the points learned since (format 3: one JSON state)
+POINT_BYTES = 24  # ts_ns (int64), value and per-kind model score (float64 each)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesCheckpoint:
+    """One series' share of a checkpoint: exactly one of ``snapshot`` and ``delta`` is set.
+
+    ``learned`` counts every point the series has taken, these included: it orders
+    a series' deltas and tells which a snapshot made obsolete. ``health`` is the
+    series' health now, readable without replaying anything (``app.silence``).
+    """
+
+    sensor_id: str
+    detector: str
+    position: Position | None
+    learned: int
+    health: dict[str, Any]
+    snapshot: bytes | None = None
+    delta: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """Points a series took after its snapshot, as they were taken (NaN: no per-kind model score)."""
+
+    ts_ns: np.ndarray
+    values: FloatArray
+    multivariate: FloatArray
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.values) * POINT_BYTES
+
+
+def encode_points(points: list[tuple[int, float, float]]) -> bytes:
+    """Three little-endian columns: all timestamps, then all values, then all model scores."""
+    if not points:
+        return b""
+    ts, values, mv = zip(*points, strict=True)
+    return b"".join(
+        (
+            np.asarray(ts, dtype="<i8").tobytes(),
+            np.asarray(values, dtype="<f8").tobytes(),
+            np.asarray(mv, dtype="<f8").tobytes(),
+        )
+    )
+
+
+def decode_points(blob: bytes) -> Learned:
+    if len(blob) % POINT_BYTES:
+        raise state_codec.StateDecodeError(f"a delta of {len(blob)} bytes is not whole points")
+    n = len(blob) // POINT_BYTES
+    return Learned(
+        ts_ns=np.frombuffer(blob, dtype="<i8", count=n),
+        values=np.frombuffer(blob, dtype="<f8", count=n, offset=8 * n),
+        multivariate=np.frombuffer(blob, dtype="<f8", count=n, offset=16 * n),
+    )
+
+
+def encode_snapshot(state: dict[str, Any]) -> bytes:
+    return state_codec.encode(state)
+
+
+def decode_snapshot(blob: bytes) -> dict[str, Any]:
+    state = state_codec.decode(blob)
+    if not isinstance(state, dict):
+        raise state_codec.StateDecodeError("a snapshot is a mapping")
+    return state
