@@ -24,6 +24,7 @@ from shapely.geometry import Point as ShapelyPoint
 from config.areas import AreaIndex
 from config.catalog import SensorKind, load_catalog
 from config.settings import CITY_DIR
+from ingest.keys import area_key
 
 DEFAULT_KINDS = ("water_level", "rainfall", "gas", "power_load", "traffic_speed", "temperature")
 
@@ -145,5 +146,5 @@ def steps(
                 injected.append((sensor.id, ts))
             else:
                 value = quiet_value(sensor, rng)
-            messages.append((sensor.id.encode(), reading(sensor, ts, value), None))
+            messages.append((area_key(sensor.area), reading(sensor, ts, value), None))
     return messages, injected

@@ -6,11 +6,13 @@ passes) store and state database; the tests and the benchmarks both use it.
 
 from __future__ import annotations
 
-import json
 import uuid
+from functools import cache
 from typing import Any
 
-from config.settings import Settings
+from config.catalog import Catalog, load_catalog
+from config.settings import CITY_DIR, Settings
+from ingest.keys import keyed_readings, sensor_areas
 
 FAST_GROUP_JOIN = {"kafka_max_poll_interval_ms": 10_000, "kafka_session_timeout_ms": 6_000}
 
@@ -31,5 +33,17 @@ def isolated_settings(*, bootstrap: str, store_url: str, database_url: str, **ex
     )
 
 
-def as_json(messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes, None]]:
-    return [(str(m["sensor_id"]).encode(), json.dumps(m).encode(), None) for m in messages]
+@cache
+def _bundled_areas() -> dict[str, str]:
+    return sensor_areas(load_catalog(CITY_DIR / "sensors.yaml"))
+
+
+def as_json(
+    messages: list[dict[str, Any]], catalog: Catalog | None = None
+) -> list[tuple[bytes, bytes, None]]:
+    """Readings as messages keyed as every producer keys them (``ingest.keys``), by ``catalog``'s areas.
+
+    The bundled catalog by default, which is the one the callers' readings come from.
+    """
+    areas = _bundled_areas() if catalog is None else sensor_areas(catalog)
+    return list(keyed_readings(messages, areas))

@@ -10,7 +10,6 @@ time, holding the state the day ended in (``demo.city.demo_live_readings``).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 
 from config.catalog import Catalog
 from demo.city import demo_live_readings
+from ingest.keys import keyed_readings, sensor_areas
 from ingest.producer import ConfirmedProducer
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,10 @@ def stream_live(
     """Send one reading per sensor every ``step_s`` seconds until ``stop``; returns the ticks sent."""
     log.info("demo: the day is replayed; live readings every %g s", step_s)
     tick = 0
+    areas = sensor_areas(catalog)
     while not stop.is_set():
         readings = demo_live_readings(clock(), tick=tick, day_end=day_end, catalog=catalog)
-        producer.send_all(
-            topic, ((str(r["sensor_id"]).encode(), json.dumps(r).encode(), None) for r in readings)
-        )
+        producer.send_all(topic, keyed_readings(readings, areas))
         tick += 1
         stop.wait(step_s)
     return tick

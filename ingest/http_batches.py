@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from config.settings import Settings
+from ingest.keys import area_key
 from ingest.producer import ConfirmedProducer, DeliveryFailed
 from ingest.report_validation import ReportValidator
 from ingest.schemas import BatchAnswer, ItemRefused, Reading, Rejection, Report
@@ -59,8 +60,8 @@ class BatchIngest(Generic[Model, Checked]):
     field: str
     model: type[Model]
     check: Callable[[Model, datetime], Checked | list[Rejection]]
-    # The Kafka key: it decides the partition, so it decides what stays in order.
-    key_of: Callable[[Model, Checked], str]
+    # The Kafka key (ingest.keys): it decides the partition, so what stays in order and on one worker.
+    key_of: Callable[[Model, Checked], bytes]
     topic: str
     producer: ConfirmedProducer
     max_items: int
@@ -78,7 +79,7 @@ class BatchIngest(Generic[Model, Checked]):
             else:
                 checked = self.check(parsed, now)
                 if not isinstance(checked, list):
-                    key = self.key_of(parsed, checked).encode()
+                    key = self.key_of(parsed, checked)
                     accepted.append((key, parsed.model_dump_json().encode(), None))
                     continue
                 problems = [r.model_copy(update={"field": f"{self.field}[{i}].{r.field}"}) for r in checked]
@@ -125,7 +126,8 @@ def readings_ingest(
         field="readings",
         model=Reading,
         check=validator.check,
-        key_of=lambda reading, _: reading.sensor_id,
+        # The area validation resolved from the catalog, whatever the reading claimed or left out.
+        key_of=lambda _, point: area_key(point.area),
         topic=settings.topic_readings,
         producer=producer,
         max_items=settings.max_batch_items,
@@ -141,7 +143,7 @@ def reports_ingest(
         model=Report,
         check=validator.check,
         # By area, so one area's reports stay in order on one partition.
-        key_of=lambda _, record: record.area,
+        key_of=lambda _, record: area_key(record.area),
         topic=settings.topic_reports,
         producer=producer,
         max_items=settings.max_batch_items,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ingest.keys import reading_area
 from ingest.producer import ConfirmedProducer
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,15 @@ class Recorded:
     topic: str
     key: str
     message: dict[str, Any]
+
+    @classmethod
+    def reading(cls, topic: str, message: dict[str, Any], areas: Mapping[str, str]) -> Recorded:
+        """A reading keyed as every producer keys it: its sensor's area (``ingest.keys``)."""
+        return cls(topic, reading_area(message, areas), message)
+
+    @classmethod
+    def report(cls, topic: str, message: dict[str, Any]) -> Recorded:
+        return cls(topic, str(message["area"]), message)
 
     @property
     def ts(self) -> float:
