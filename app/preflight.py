@@ -8,15 +8,39 @@ code 2, before a broker, a database or a port is touched.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
 import models.detectors  # noqa: F401  (registers the built-in detectors)
+from config.catalog import Catalog
 from config.check import CheckResult, Problem, check, settings_problems
 from config.settings import Settings
 from models.registry import DETECTORS
 
 EXIT_CONFIG_ERROR = 2
+
+FileStamp = tuple[Path, int, int]  # resolved path, mtime in ns, size
+
+# The catalog this process's check loaded, and its file's stamp from before the check read it.
+# build_services takes it rather than parsing the same YAML again: seconds at 10,000 sensors.
+_checked_catalog: tuple[FileStamp, Catalog] | None = None
+
+
+def _stamp(path: Path) -> FileStamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return path.resolve(), st.st_mtime_ns, st.st_size
+
+
+def checked_catalog(path: Path) -> Catalog | None:
+    """The catalog the start-up check loaded from ``path``, if the file has not changed since; else None."""
+    if _checked_catalog is None:
+        return None
+    stamp, catalog = _checked_catalog
+    return catalog if _stamp(path) == stamp else None
 
 
 def checked_settings() -> tuple[Settings, CheckResult]:
@@ -25,9 +49,13 @@ def checked_settings() -> tuple[Settings, CheckResult]:
         settings = Settings()
     except ValidationError as exc:
         _fail(settings_problems(exc))
+    global _checked_catalog
+    stamp = _stamp(settings.catalog_path)  # before the read: a change during it shows as another stamp
     result = check(settings, detectors=DETECTORS)
     if result.problems:
         _fail(result.problems)
+    if result.city is not None and stamp is not None:
+        _checked_catalog = stamp, result.city.catalog
     return settings, result
 
 

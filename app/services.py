@@ -16,6 +16,7 @@ from alerts.repository import SqlWarningRepository
 from alerts.rollup import RollUp
 from alerts.service import WarningService
 from alerts.silence_store import SilenceStore
+from app.preflight import checked_catalog
 from config.areas import AreaIndex, load_areas
 from config.assets import AssetRegister, load_assets
 from config.catalog import Catalog, load_catalog, registration_problems
@@ -77,7 +78,10 @@ def migrate_state_database(settings: Settings) -> list[str]:
 
 def build_services(settings: Settings) -> Services:
     """Everything built from the settings; the state database is migrated to the latest schema first."""
-    catalog = load_catalog(settings.catalog_path)
+    # The start-up check's catalog when this process ran it on the same, unchanged file.
+    catalog = checked_catalog(settings.catalog_path)
+    if catalog is None:
+        catalog = load_catalog(settings.catalog_path)
     playbooks = load_playbooks(settings.playbooks_path)
     engine = db.connect(settings.database_url)
     areas = load_areas(settings.areas_path)
