@@ -6,20 +6,27 @@ file, and state database, so tests share the servers but never data.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import Consumer, TopicPartition
 
 from app.services import Services, build_services
 from app.workers import build_ingest_worker
 from config.settings import Settings
 from demo.city import DemoScenario
+from ingest.broker import free_port
 from ingest.consumer import IngestWorker
 from ingest.kafka import ensure_topics
 
@@ -45,6 +52,69 @@ def running_pipeline(settings: Settings) -> Iterator[tuple[Services, IngestWorke
         stop.set()
         thread.join(30)
         svc.close()
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """A running `citywarn run --demo`: where it answers, its admin key, and where it runs."""
+
+    base: str
+    key: str
+    cwd: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def tail(self) -> str:
+        return self.log.read_text()[-3000:]
+
+    def assert_alive(self) -> None:
+        assert self.proc.poll() is None, self.tail()
+
+
+@contextmanager
+def demo_run(cwd: Path, env: Mapping[str, str] | None = None, *, ready_s: float = 90) -> Iterator[DemoRun]:
+    """`citywarn run --demo` as the README starts it, in ``cwd`` on a free port, once ready.
+
+    The process gets no CITYWARN_ settings of the test's environment, only ``env``
+    on top. Ready means its demo key file is written and /readyz answers 200; on
+    exit it is sent SIGTERM and must exit 0 within a minute.
+    """
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")} | dict(env or {})
+    log = cwd / "run.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "citywarn"), "run", "--demo", "--port", str(port)],
+            cwd=cwd,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    key_file = cwd / "citywarn-demo.key"
+    try:
+        deadline = time.monotonic() + ready_s
+        while not _ready(base, key_file):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text()[-3000:]
+                raise AssertionError(f"the demo was not ready within {ready_s} s; log tail:\n{tail}")
+            time.sleep(0.2)
+        yield DemoRun(base, key_file.read_text().strip(), cwd, full_env, proc, log)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, log.read_text()[-3000:]
+
+
+def _ready(base: str, key_file: Path) -> bool:
+    try:
+        return key_file.exists() and httpx.get(f"{base}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def wait_until(condition: Callable[[], bool], *, timeout_s: float, what: str) -> None:

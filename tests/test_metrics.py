@@ -38,7 +38,7 @@ from ingest.producer import ConfirmedProducer
 from tests.auth_helpers import bearer, new_key
 from tests.factories import CATALOG
 from tests.factories import signal as a_signal
-from tests.pipeline_harness import wait_until
+from tests.pipeline_harness import demo_run, wait_until
 from tests.webhook_receiver import Receiver, reply
 from tests.webhook_rows import add_delivery, add_subscription
 
@@ -254,19 +254,8 @@ FAMILIES = {
 
 def test_run_demo_exposes_every_family_and_its_counters_move(tmp_path: Path) -> None:
     """`citywarn run --demo` as the README starts it: scraped twice while the demo's readings flow."""
-    port = free_port()
-    log = tmp_path / "run.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "citywarn"), "run", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
 
-    def families() -> dict[str, list[Sample]]:
+    def families(base: str) -> dict[str, list[Sample]]:
         text = httpx.get(f"{base}/metrics", timeout=5).text
         return {f.name: f.samples for f in text_string_to_metric_families(text)}
 
@@ -275,14 +264,14 @@ def test_run_demo_exposes_every_family_and_its_counters_move(tmp_path: Path) -> 
             s.value for s in fams.get("citywarn_ingest_stored", []) if s.labels["stream"] == "readings"
         )
 
-    try:
+    with demo_run(tmp_path) as run:
         first: dict[str, list[Sample]] = {}
 
         def flowing() -> bool:
             nonlocal first
-            assert proc.poll() is None, log.read_text()[-3000:]
+            run.assert_alive()
             try:
-                first = families()
+                first = families(run.base)
             except httpx.HTTPError:
                 return False
             return stored(first) > 0 and bool(first.get("citywarn_open_warnings")) and set(first) >= FAMILIES
@@ -292,7 +281,7 @@ def test_run_demo_exposes_every_family_and_its_counters_move(tmp_path: Path) -> 
 
         def moved() -> bool:
             nonlocal second
-            second = families()
+            second = families(run.base)
             lagging = {s.labels["stream"] for s in second["citywarn_consumer_lag_messages"]}
             return stored(second) > stored(first) and lagging == {"readings", "reports"}
 
@@ -305,9 +294,6 @@ def test_run_demo_exposes_every_family_and_its_counters_move(tmp_path: Path) -> 
             s.name.endswith("_count") and s.value > 0
             for s in second["citywarn_ingest_batch_duration_seconds"]
         )
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
 
 
 def test_webhook_deliveries_are_counted_by_outcome(settings: Settings) -> None:

@@ -6,10 +6,6 @@ else, and another integrator's key cannot see that subscription."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,8 +19,8 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from alerts.subscriptions import EVENT_TYPES
 from config.areas import load_areas
 from config.catalog import LEVELS
-from ingest.broker import free_port
 from tests.auth_helpers import cli_key
+from tests.pipeline_harness import demo_run
 from tests.webhook_receiver import Received, Receiver
 
 DISTRICT = "d-riverside"  # where the demo's river and underpass flood
@@ -58,38 +54,12 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """`citywarn run --demo` with private targets allowed (the receiver is on loopback)."""
     cwd = tmp_path_factory.mktemp("webhooks-demo")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
-    env["CITYWARN_WEBHOOK_ALLOW_PRIVATE"] = "true"
-    log = cwd / "run.log"
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "citywarn"), "run", "--demo", "--port", str(port)],
-        cwd=cwd,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     receiver = Receiver()
     try:
-        key = _wait_ready(base, cwd / "citywarn-demo.key", log)
-        yield Demo(base, {"Authorization": f"Bearer {key}"}, cwd, env, receiver)
+        with demo_run(cwd, {"CITYWARN_WEBHOOK_ALLOW_PRIVATE": "true"}) as run:
+            yield Demo(run.base, run.admin, cwd, run.env, receiver)
     finally:
         receiver.close()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0, log.read_text()[-3000:]
-
-
-def _wait_ready(base: str, key_file: Path, log: Path) -> str:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if key_file.exists() and httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return key_file.read_text().strip()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"the service was not ready within 90 s; log tail:\n{log.read_text()[-3000:]}")
 
 
 def poll(what: str, condition: Callable[[], Any], timeout_s: float = 90) -> Any:
