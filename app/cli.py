@@ -28,6 +28,7 @@ from app.workers import BackgroundThreads, delivery_worker, start_ingest, train_
 from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics
+from ingest.keys import sensor_areas
 from ingest.replay import Recorded, replay
 
 log = logging.getLogger("citywarn")
@@ -190,13 +191,13 @@ def _demo_worker(speed: float) -> Callable[[Services], Callable[[threading.Event
         def work(stop: threading.Event) -> None:
             end = datetime.now(UTC)
             topics = svc.settings
+            areas = sensor_areas(svc.catalog)
             events = [
-                Recorded(topics.topic_readings, str(m["sensor_id"]), m)
+                Recorded.reading(topics.topic_readings, m, areas)
                 for m in demo_readings(end=end, catalog=svc.catalog)
             ]
             events += [
-                Recorded(topics.topic_reports, str(m["area"]), m)
-                for m in demo_reports(end=end, areas=svc.areas)
+                Recorded.report(topics.topic_reports, m) for m in demo_reports(end=end, areas=svc.areas)
             ]
             log.info("demo: replaying the demo city's day, %d messages", len(events))
             replay(svc.producer, events, speed=speed, stop=stop)

@@ -70,6 +70,7 @@ from config.settings import Settings, env_var
 from config.timeutil import parse_instant, to_ns
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics, producer_config
+from ingest.keys import area_key
 from ingest.producer import ConfirmedProducer
 from store.influx import InfluxStore
 from store.schemas import Point
@@ -326,7 +327,7 @@ def steady_latency(bench: Bench, *, rate: float, seconds: float, samples: int, s
                 injected[(sensor.id, ts_ms)] = time.time()
             while True:
                 try:
-                    producer.produce(topic, payload, key=sensor.id.encode())
+                    producer.produce(topic, payload, key=area_key(sensor.area))
                     break
                 except BufferError:
                     producer.poll(0.01)

@@ -43,7 +43,7 @@ def test_post_readings_produces_valid_batch_to_kafka(client: TestClient, setting
     assert resp.status_code == 202
     assert (resp.json()["accepted"], resp.json()["rejected"], resp.json()["status"]) == (3, [], "queued")
     msgs = read_topic(settings.kafka_bootstrap, settings.topic_readings, 3)
-    assert sorted(m.key() for m in msgs) == [b"gas-oldtown-01"] * 3
+    assert sorted(m.key() for m in msgs) == [b"g-oldtown-05"] * 3  # gas-oldtown-01's area
     assert len(msgs) == 3
 
 
