@@ -54,10 +54,19 @@ and ``days`` 7 make the seasonal median a week of the same half hour (days
 in UTC: a city's own offset only moves which slot is which).
 ``clip`` 2 was chosen by the leave-one-category-out cross-validation mean on
 NAB among 1.2, 1.5, 2 and 3 (``bench.nab --cv``; README, Detection).
+
+Memory follows what a series has seen, since a worker holds one detector per
+series: every buffer starts at a few values and doubles when the kernel finds
+it full, up to the size its parameter fixes (``record_kernel``, "Why buffers
+grow"). A new series holds about 6 KiB, one a day old (288 points) about
+37 KiB, one with a full window about 180 KiB (every buffer at full size, as
+before, was 490 KiB from the first reading); scores and checkpoints are bit
+for bit those of full-size buffers.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -68,6 +77,8 @@ from models.registry import register
 
 DAY_S = 86400.0
 WARM_UP_POINTS = 300  # past the warm-up, so every branch of the kernel runs
+# A new series' sorted windows and record deques hold this many values before they first double.
+FIRST_CAPACITY = 8
 
 
 @register
@@ -76,6 +87,28 @@ class RecordEnsembleDetector:
 
     name: ClassVar[str] = "recordensemble"
     evidence_names: ClassVar[tuple[str, ...]] = k.EVIDENCE
+    # A worker holds one per series: no per-instance ``__dict__``.
+    __slots__ = (
+        "_cap_ring",
+        "_counters",
+        "_jump_ring",
+        "_jump_srt",
+        "_p_float",
+        "_p_int",
+        "_prev",
+        "_rec_base",
+        "_rec_index",
+        "_rec_meta",
+        "_rec_values",
+        "_res_ring",
+        "_res_srt",
+        "_season",
+        "_season_acc",
+        "_season_meta",
+        "_win_ring",
+        "_win_srt",
+        "params",
+    )
 
     def __init__(
         self,
@@ -99,54 +132,42 @@ class RecordEnsembleDetector:
             raise ValueError("bins, days and residuals must be at least 1")
         if min(z_cap, z_floor, bandwidth, rarity_floor) <= 0 or clip < 1:
             raise ValueError("z_cap, z_floor, bandwidth and rarity_floor must be positive, clip at least 1")
-        self.params: dict[str, Any] = {
-            "window": int(window),
-            "level_len": int(level_len),
-            "density_len": int(density_len),
-            "history": int(history),
-            "warmup": int(warmup),
-            "bins": int(bins),
-            "days": int(days),
-            "residuals": int(residuals),
-            "z_cap": float(z_cap),
-            "z_floor": float(z_floor),
-            "bandwidth": float(bandwidth),
-            "rarity_floor": float(rarity_floor),
-            "clip": float(clip),
-        }
+        # Shared by every detector with the same parameters (a city has a handful of sets): read only.
+        ints = (window, level_len, density_len, history, warmup, bins, days, residuals)
+        floats = (z_cap, z_floor, bandwidth, rarity_floor, clip)
+        self.params, self._p_int, self._p_float = _parameters(
+            tuple(int(x) for x in ints), tuple(float(x) for x in floats)
+        )
         p = self.params
-        self._p_int = np.array(
-            [
-                p["window"],
-                p["level_len"],
-                p["density_len"],
-                p["history"],
-                p["warmup"],
-                p["bins"],
-                p["days"],
-                p["residuals"],
-            ],
-            dtype=np.int64,
-        )
-        self._p_float = np.array(
-            [p["z_cap"], p["z_floor"], p["bandwidth"], p["rarity_floor"], p["clip"], DAY_S], dtype=np.float64
-        )
         self._counters = np.zeros(k.N_COUNTERS, dtype=np.int64)
         self._prev = np.zeros(1)
-        self._win_ring = np.zeros(p["window"])
-        self._win_srt = np.zeros(p["window"])
-        self._jump_ring = np.zeros(p["window"])
-        self._jump_srt = np.zeros(p["window"])
         self._cap_ring = np.zeros(p["density_len"])
-        self._rec_values = np.zeros((k.N_CHANNELS, p["history"] + 1))
-        self._rec_index = np.zeros((k.N_CHANNELS, p["history"] + 1), dtype=np.int64)
         self._rec_meta = np.zeros((k.N_CHANNELS, 4), dtype=np.int64)  # head, length, count, run
         self._rec_base = np.zeros(k.N_CHANNELS)  # each record before its current run
-        self._season = np.zeros((p["bins"], p["days"]))
         self._season_meta = np.zeros((p["bins"], 3), dtype=np.int64)  # ring start, days kept, day
         self._season_acc = np.zeros((p["bins"], 2))  # the current day's sum and count
-        self._res_ring = np.zeros(p["residuals"])
-        self._res_srt = np.zeros(p["residuals"])
+        # The growing buffers, at their first sizes (see ``_allocate``).
+        self._allocate(window=0, jumps=0, residuals=0, records=0, season_days=0)
+
+    def _allocate(self, *, window: int, jumps: int, residuals: int, records: int, season_days: int) -> None:
+        """Empty buffers sized for the given numbers of values held (the next point then makes them grow).
+
+        The sizes are the parameters' at most: each buffer doubles on demand (``_grow``), so a
+        series' memory follows what it has seen, not the window it may one day fill.
+        """
+        p = self.params
+        # At least level_len slots: the first level medians read slots past the values held, which
+        # must be unwritten zeros as they are in a full-size ring (record_kernel, "Why buffers grow").
+        self._win_ring = np.zeros(_capacity(window, p["window"], max(FIRST_CAPACITY, p["level_len"])))
+        self._win_srt = np.zeros(self._win_ring.shape[0])
+        self._jump_ring = np.zeros(_capacity(jumps, p["window"]))
+        self._jump_srt = np.zeros(self._jump_ring.shape[0])
+        self._res_ring = np.zeros(_capacity(residuals, p["residuals"]))
+        self._res_srt = np.zeros(self._res_ring.shape[0])
+        size = _capacity(records, p["history"] + 1)
+        self._rec_values = np.zeros((k.N_CHANNELS, size))
+        self._rec_index = np.zeros((k.N_CHANNELS, size), dtype=np.int64)
+        self._season = np.zeros((p["bins"], _capacity(season_days, p["days"], 1)))
 
     @classmethod
     def warm_up(cls) -> None:
@@ -167,31 +188,76 @@ class RecordEnsembleDetector:
             raise ValueError("ts and values must be 1-d arrays of the same length")
         scores = np.empty(len(vals))
         evidence = np.empty((len(k.EVIDENCE), len(vals)))
-        k.score_points(
-            ts_arr,
-            vals,
-            self._p_int,
-            self._p_float,
-            self._counters,
-            self._prev,
-            self._win_ring,
-            self._win_srt,
-            self._jump_ring,
-            self._jump_srt,
-            self._cap_ring,
-            self._rec_values,
-            self._rec_index,
-            self._rec_meta,
-            self._rec_base,
-            self._season,
-            self._season_meta,
-            self._season_acc,
-            self._res_ring,
-            self._res_srt,
-            scores,
-            evidence,
-        )
+        done = 0
+        while True:
+            done = k.score_points(
+                done,
+                ts_arr,
+                vals,
+                self._p_int,
+                self._p_float,
+                self._counters,
+                self._prev,
+                self._win_ring,
+                self._win_srt,
+                self._jump_ring,
+                self._jump_srt,
+                self._cap_ring,
+                self._rec_values,
+                self._rec_index,
+                self._rec_meta,
+                self._rec_base,
+                self._season,
+                self._season_meta,
+                self._season_acc,
+                self._res_ring,
+                self._res_srt,
+                scores,
+                evidence,
+            )
+            if done == len(vals):
+                break
+            if not self._grow():
+                raise RuntimeError("recordensemble: the kernel stopped at a point every buffer had room for")
         return BatchScores(scores, {name: evidence[j] for j, name in enumerate(k.EVIDENCE)})
+
+    def _grow(self) -> bool:
+        """Double the buffers the kernel found full, and with them any other that soon will be.
+
+        Growing every buffer at least three quarters full at once (the window and the jumps
+        fill a point apart) halves the calls. Values move oldest first to slot 0. Returns
+        whether any buffer grew (the kernel stops only when one must).
+        """
+        p, c = self.params, self._counters
+        grew = False
+        if grown := _grown_window(self._win_ring, self._win_srt, c, k.C_WIN_N, p["window"]):
+            self._win_ring, self._win_srt = grown
+            grew = True
+        if grown := _grown_window(self._jump_ring, self._jump_srt, c, k.C_JUMP_N, p["window"]):
+            self._jump_ring, self._jump_srt = grown
+            grew = True
+        if grown := _grown_window(self._res_ring, self._res_srt, c, k.C_RES_N, p["residuals"]):
+            self._res_ring, self._res_srt = grown
+            grew = True
+        size, limit = self._rec_values.shape[1], p["history"] + 1
+        if size < limit and _due(int(self._rec_meta[:, 1].max()), size):
+            # A channel's deque wraps once its oldest entries expire: rotate each row to its head.
+            slots = (self._rec_meta[:, :1] + np.arange(size)) % size
+            values = np.zeros((k.N_CHANNELS, min(limit, 2 * size)))
+            index = np.zeros((k.N_CHANNELS, values.shape[1]), dtype=np.int64)
+            values[:, :size] = np.take_along_axis(self._rec_values, slots, axis=1)
+            index[:, :size] = np.take_along_axis(self._rec_index, slots, axis=1)
+            self._rec_values, self._rec_index = values, index
+            self._rec_meta[:, 0] = 0
+            grew = True
+        size, limit = self._season.shape[1], p["days"]
+        if size < limit and _due(int(self._season_meta[:, 1].max()), size):
+            # Below ``days`` days no slot has wrapped (the kernel wraps a slot at ``days``): each starts at 0.
+            season = np.zeros((p["bins"], min(limit, 2 * size)))
+            season[:, :size] = self._season
+            self._season = season
+            grew = True
+        return grew
 
     def score_one(self, ts: float, value: float) -> float:
         return float(self.score_batch(np.array([ts], dtype=np.float64), np.array([value])).scores[0])
@@ -238,6 +304,13 @@ class RecordEnsembleDetector:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         det = cls(**state["params"])
+        det._allocate(
+            window=len(state["window"]),
+            jumps=len(state["jumps"]),
+            residuals=len(state["residuals"]),
+            records=max(len(rec["values"]) for rec in state["records"]),
+            season_days=max((len(slot) for slot in state["season"]), default=0),
+        )
         c = det._counters
         saved = state["counters"]
         c[k.C_SEEN], c[k.C_HAS_PREV], c[k.C_CAP_HEAD] = saved["seen"], saved["has_prev"], saved["cap_head"]
@@ -260,6 +333,47 @@ class RecordEnsembleDetector:
         det._season_meta[:, 2] = state["season_day"]
         det._season_acc[:] = state["season_today"]
         return det
+
+
+_INT_PARAMS = ("window", "level_len", "density_len", "history", "warmup", "bins", "days", "residuals")
+_FLOAT_PARAMS = ("z_cap", "z_floor", "bandwidth", "rarity_floor", "clip")
+
+
+@functools.lru_cache(maxsize=64)
+def _parameters(
+    ints: tuple[int, ...], floats: tuple[float, ...]
+) -> tuple[dict[str, Any], np.ndarray, FloatArray]:
+    """The ``params`` dict and the kernel's two parameter arrays, built once per parameter set."""
+    params: dict[str, Any] = dict(zip(_INT_PARAMS + _FLOAT_PARAMS, ints + floats, strict=True))
+    p_int = np.array(ints, dtype=np.int64)  # in the kernel's P_* order
+    p_float = np.array([*floats, DAY_S], dtype=np.float64)
+    return params, p_int, p_float
+
+
+def _due(held: int, size: int) -> bool:
+    """Whether a buffer below its full size grows now: it is at least three quarters full."""
+    return 4 * held >= 3 * size
+
+
+def _grown_window(
+    ring: FloatArray, srt: FloatArray, counters: np.ndarray, c_n: int, limit: int
+) -> tuple[FloatArray, FloatArray] | None:
+    """A sorted window at twice its size (at most ``limit``), oldest first from slot 0; None if not due."""
+    n, head, size = int(counters[c_n]), int(counters[c_n + 1]), ring.shape[0]
+    if size >= limit or not _due(n, size):
+        return None
+    new_ring = np.zeros(min(limit, 2 * size))
+    new_ring[: size - head] = ring[head:]
+    new_ring[size - head : size] = ring[:head]
+    new_srt = np.zeros(new_ring.shape[0])
+    new_srt[:n] = srt[:n]
+    counters[c_n + 1] = 0
+    return new_ring, new_srt
+
+
+def _capacity(held: int, limit: int, first: int = FIRST_CAPACITY) -> int:
+    """A buffer's size for ``held`` values: at least ``first``, at most ``limit`` (its parameter's size)."""
+    return min(limit, max(held, first))
 
 
 def _ring(ring: FloatArray, n: int, head: int) -> list[float]:

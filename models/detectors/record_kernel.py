@@ -22,6 +22,27 @@ bit-for-bit. The structures:
 
 Nothing here allocates per point except the tiny sorts of at most
 ``max(level_len, days)`` values.
+
+Why buffers grow: a worker holds 100,000 series, most of them young or with
+short record deques, so every buffer starts small and the Python side doubles
+it, up to the size its parameter fixes, whenever ``score_points`` stops at a
+point that would not fit (``_room_for_point``; it returns where it stopped).
+
+Why a ring's size is still its array's length (``shape``), not its parameter:
+the kernel stops *before* a point that would fill a ring smaller than its
+parameter, so such a ring never takes the full, wrapping branch of
+``_window_push``: its head stays 0 and it holds its values oldest first from
+slot 0, exactly where a full-size ring holds them, and the modulus never
+matters. A ring at its parameter's size is the code that ran before buffers
+grew, unchanged, and that is the path a city runs most. The one read beyond
+the values held (the level median of the first points when ``level_len``
+exceeds ``warmup`` reads slots no value reached yet, zeros) gives zeros in
+both layouts as long as the ring has ``level_len`` slots, which the Python
+side keeps. Record deques wrap at their array's length at any size (entries
+expire from the head), and are rotated to slot 0 when they grow; seasonal
+rings wrap at ``days``, so below that they have not wrapped. A grown or
+resumed detector thus scores bit for bit as one that held every buffer at
+full size from its first point.
 """
 
 from __future__ import annotations
@@ -158,7 +179,48 @@ def _median_of(values: FloatArray) -> float:
 
 
 @_jit
+def _room_for_point(
+    counters: np.ndarray,
+    p_int: np.ndarray,
+    win_ring: FloatArray,
+    jump_ring: FloatArray,
+    res_ring: FloatArray,
+    rec_values: FloatArray,
+    rec_meta: np.ndarray,
+    season: FloatArray,
+    season_meta: np.ndarray,
+    slot: int,
+) -> bool:
+    """Whether one more point fits every buffer not yet at its full size.
+
+    A point adds at most one value to each sorted window, one entry to each
+    record deque (which may hold one more before its oldest expires) and one
+    day to its slot's seasonal ring.
+    """
+    window = p_int[P_WINDOW]
+    size = win_ring.shape[0]
+    if size < window and counters[C_WIN_N] >= size:
+        return False
+    size = jump_ring.shape[0]
+    if size < window and counters[C_JUMP_N] >= size:
+        return False
+    size = res_ring.shape[0]
+    if size < p_int[P_RESIDUALS] and counters[C_RES_N] >= size:
+        return False
+    size = season.shape[1]
+    if size < p_int[P_DAYS] and season_meta[slot, 1] >= size:
+        return False
+    size = rec_values.shape[1]
+    if size < p_int[P_HISTORY] + 1:
+        for k in range(N_CHANNELS):
+            if rec_meta[k, 1] >= size:
+                return False
+    return True
+
+
+@_jit
 def score_points(
+    start: int,
     ts: FloatArray,
     values: FloatArray,
     p_int: np.ndarray,
@@ -181,8 +243,12 @@ def score_points(
     res_srt: FloatArray,
     scores: FloatArray,
     evidence: FloatArray,
-) -> None:
-    """Score each point against the past, then learn it (see ``recordensemble`` for the why)."""
+) -> int:
+    """Score each point from ``start`` on against the past, then learn it (see ``recordensemble``).
+
+    Returns the number of points done: all of them, or the first that does not
+    fit a buffer still growing (nothing of it is learnt; grow, then call again from there).
+    """
     level_len, density_len = p_int[P_LEVEL_LEN], p_int[P_DENSITY_LEN]
     history, warmup = p_int[P_HISTORY], p_int[P_WARMUP]
     bins, days = p_int[P_BINS], p_int[P_DAYS]
@@ -193,7 +259,7 @@ def score_points(
     ev = np.zeros(N_CHANNELS)
     valid = np.ones(N_CHANNELS, dtype=np.bool_)
     recent = np.empty(level_len)
-    for i in range(values.shape[0]):
+    for i in range(start, values.shape[0]):
         v = values[i]
         evidence[:, i] = 0.0
         evidence[E_CHANNEL, i] = -1.0
@@ -205,6 +271,10 @@ def score_points(
         day = math.floor(ts[i] / day_s)
         phase = ts[i] - day * day_s
         slot = min(bins - 1, int(phase / day_s * bins))
+        if not _room_for_point(
+            counters, p_int, win_ring, jump_ring, res_ring, rec_values, rec_meta, season, season_meta, slot
+        ):
+            return i
         if season_meta[slot, 2] != day and season_acc[slot, 1] > 0:
             # The slot's last day is over: keep its mean, start the new day's.
             mean = season_acc[slot, 0] / season_acc[slot, 1]
@@ -230,6 +300,7 @@ def score_points(
             spread = max(iqr_sd, floor)
             deviation = (v - baseline) / spread
             head = counters[C_WIN_HEAD]
+            # Until level_len - 1 values are held this also reads unwritten slots (zeros) at the ring end.
             for j in range(level_len - 1):
                 recent[j] = win_ring[(head + n - (level_len - 1) + j) % size]
             recent[level_len - 1] = v
@@ -306,3 +377,4 @@ def score_points(
         counters[C_HAS_PREV] = 1
         _window_push(win_ring, win_srt, counters, C_WIN_N, C_WIN_HEAD, v)
         counters[C_SEEN] += 1
+    return values.shape[0]

@@ -1,0 +1,153 @@
+"""``recordensemble``'s buffers grow with what a series has seen, and scores do not notice.
+
+The reference is the detector as it was before its buffers grew: every buffer
+allocated at its parameter's full size before the first point (``_allocate``
+with the full sizes). Growing ones must give the same scores and evidence, bit
+for bit, across every doubling, past the full window, and through checkpoint
+round trips taken while they grow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.detectors.record_ensemble import RecordEnsembleDetector
+
+STEP_S = 300.0
+SMALL = {"window": 64, "level_len": 10, "density_len": 5, "history": 50, "warmup": 20, "bins": 6, "days": 3}
+TINY = {"window": 9, "level_len": 9, "warmup": 4, "history": 1, "residuals": 1, "days": 1, "bins": 1}
+# level_len above warmup: the first level medians read ring slots no value has reached yet (zeros).
+LONG_LEVEL = {
+    "window": 100,
+    "level_len": 30,
+    "warmup": 8,
+    "history": 40,
+    "residuals": 9,
+    "days": 2,
+    "bins": 4,
+}
+
+
+def _preallocated(params: dict[str, Any]) -> RecordEnsembleDetector:
+    """A detector holding every buffer at full size from the start, as before they grew."""
+    det = RecordEnsembleDetector(**params)
+    p = det.params
+    det._allocate(
+        window=p["window"],
+        jumps=p["window"],
+        residuals=p["residuals"],
+        records=p["history"] + 1,
+        season_days=p["days"],
+    )
+    return det
+
+
+def _series(kind: str, n: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    ts = 1.4e9 + STEP_S * t
+    if kind == "daily":
+        values = 10 + 40 * np.exp(-(((t % 288) - 200) ** 2) / 800.0) + rng.normal(0, 0.5, n)
+    elif kind == "falling":  # each point a new minimum: record deques as long as the history
+        values = -0.01 * t + rng.normal(0, 0.001, n)
+    elif kind == "gappy":  # missing readings, and timestamps jumping back and forth across days
+        ts = 1.4e9 + np.cumsum(rng.normal(3000, 9000, n))
+        values = np.sin(t / 7) + rng.normal(0, 0.3, n)
+        values[rng.random(n) < 0.1] = np.nan
+    else:
+        values = 20 + rng.normal(0, 1, n)
+    return ts, values
+
+
+def _run(
+    det: RecordEnsembleDetector, ts: np.ndarray, values: np.ndarray, cuts: list[int], restore_at: set[int]
+) -> tuple[np.ndarray, RecordEnsembleDetector]:
+    """Scores and evidence rows of ``values`` fed in the batches ``cuts`` makes, JSON round trips between."""
+    out = []
+    for start, end in itertools.pairwise(cuts):
+        if start in restore_at:
+            det = RecordEnsembleDetector.from_state(json.loads(json.dumps(det.get_state())))
+        batch = det.score_batch(ts[start:end], values[start:end])
+        out.append(np.vstack([batch.scores, *batch.evidence.values()]))
+    return np.hstack(out), det
+
+
+def _cuts(n: int, seed: int) -> list[int]:
+    """Batch bounds: single points first (every doubling inside a call), then uneven batches."""
+    rng = np.random.default_rng(seed)
+    return sorted({*range(0, 40), *rng.integers(40, n, 40).tolist(), n})
+
+
+@pytest.mark.parametrize(
+    ("params", "kind", "n"),
+    [
+        ({}, "daily", 5200),  # past the full window (4000), history (3000) and residuals (2000)
+        ({}, "falling", 3200),
+        (SMALL, "noise", 700),
+        (SMALL, "falling", 400),
+        (SMALL, "gappy", 900),
+        (LONG_LEVEL, "noise", 400),
+        (
+            {"window": 9, "level_len": 9, "warmup": 4, "history": 1, "residuals": 1, "days": 1, "bins": 1},
+            "noise",
+            300,
+        ),
+    ],
+)
+def test_growing_buffers_score_bit_for_bit_as_preallocated_ones(
+    params: dict[str, Any], kind: str, n: int
+) -> None:
+    ts, values = _series(kind, n)
+    reference, full = _run(_preallocated(params), ts, values, [0, n], set())
+    cuts = _cuts(n, seed=n)
+    for restore_at in (set(), set(cuts[1::5])):
+        got, grown = _run(RecordEnsembleDetector(**params), ts, values, cuts, restore_at)
+        assert np.array_equal(got.view(np.int64), reference.view(np.int64)), restore_at  # NaN == NaN too
+        assert json.dumps(grown.get_state()) == json.dumps(full.get_state())
+
+
+def test_a_checkpoint_of_a_preallocated_detector_restores_and_continues_alike() -> None:
+    """Checkpoints written before buffers grew restore into growing ones (the format is unchanged)."""
+    ts, values = _series("daily", 4600, seed=4)
+    old = _preallocated({})
+    old.score_batch(ts[:2500], values[:2500])
+    restored = RecordEnsembleDetector.from_state(json.loads(json.dumps(old.get_state())))
+    assert restored._win_ring.shape[0] < 4000  # sized to the 2,500 values it holds, not the window
+    a = old.score_batch(ts[2500:], values[2500:])
+    b = restored.score_batch(ts[2500:], values[2500:])
+    assert np.array_equal(a.scores, b.scores)
+    assert json.dumps(old.get_state()) == json.dumps(restored.get_state())
+
+
+def _held_bytes(det: RecordEnsembleDetector) -> int:
+    return sum(getattr(det, name).nbytes for name in RecordEnsembleDetector.__slots__ if name.startswith("_"))
+
+
+def test_memory_follows_what_the_series_has_seen_up_to_the_preallocated_size() -> None:
+    ts, values = _series("daily", 6000, seed=2)
+    det = RecordEnsembleDetector()
+    det.score_batch(ts[:2], values[:2])
+    young = _held_bytes(det)
+    det.score_batch(ts[2:300], values[2:300])
+    day = _held_bytes(det)
+    det.score_batch(ts[300:], values[300:])
+    full = _held_bytes(det)
+    preallocated = _held_bytes(_preallocated({}))
+    assert young < 6 * 1024 < preallocated / 50, (young, preallocated)
+    assert young < day < full <= preallocated, (young, day, full, preallocated)
+    # Never beyond the parameters' sizes: the full window is the window, a deque at most history + 1.
+    assert det._win_ring.shape == det._jump_ring.shape == (4000,)
+    assert det._res_ring.shape == (2000,) and det._season.shape == (48, 7)
+    assert det._rec_values.shape[1] <= 3001
+
+
+def test_the_parameters_of_one_set_are_shared_not_copied_per_series() -> None:
+    a, b = RecordEnsembleDetector(), RecordEnsembleDetector()
+    assert a.params is b.params and a._p_int is b._p_int
+    assert RecordEnsembleDetector(window=50).params["window"] == 50 and a.params["window"] == 4000
+    assert a.get_state()["params"] is not a.params  # a checkpoint owns its copy
