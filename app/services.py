@@ -26,6 +26,7 @@ from config.playbooks import Playbooks, load_playbooks
 from config.settings import Settings
 from config.taxonomy import Taxonomy, load_taxonomy
 from ingest.kafka import producer_config
+from ingest.keys import AreaPartitioner
 from ingest.producer import ConfirmedProducer
 from ingest.report_validation import ReportValidator
 from ingest.validation import ReadingValidator
@@ -145,7 +146,12 @@ def build_services(settings: Settings) -> Services:
             max_future_skew_s=settings.max_future_skew_s,
             max_past_age_s=settings.max_past_age_s,
         ),
-        producer=ConfirmedProducer(producer_config(settings)),
+        producer=ConfirmedProducer(producer_config(settings), partitioner=area_partitioner(areas)),
         silences=silences,
         mutes=mutes,
     )
+
+
+def area_partitioner(areas: AreaIndex) -> AreaPartitioner:
+    """How every citywarn producer places readings and reports: by area, dealt out evenly."""
+    return AreaPartitioner([a.id for a in (*areas.districts(), *areas.grids())])

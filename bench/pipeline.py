@@ -59,6 +59,7 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from alerts import db
+from app.services import area_partitioner
 from bench.city_load import DEFAULT_KINDS, BenchSensor, make_city, quiet_value, reading, rfc3339_ms, steps
 from bench.collapsed_stacks import read_collapsed, summary
 from bench.isolation import isolated_settings
@@ -70,8 +71,8 @@ from config.settings import Settings, env_var
 from config.timeutil import parse_instant, to_ns
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics, producer_config
-from ingest.keys import area_key
-from ingest.producer import ConfirmedProducer
+from ingest.keys import AreaPartitioner, area_key
+from ingest.producer import UNASSIGNED, ConfirmedProducer
 from store.influx import InfluxStore
 from store.schemas import Point
 
@@ -182,6 +183,11 @@ def wait_for(bench: Bench, condition: Any, what: str, timeout_s: float = PHASE_T
     return time.perf_counter()
 
 
+def partitioner(bench: Bench) -> AreaPartitioner:
+    """Place readings as citywarn's own producers do (``app.services.area_partitioner``)."""
+    return area_partitioner(load_areas(bench.settings.areas_path))
+
+
 def produce_steps(bench: Bench, count: int, anomalies: int) -> list[tuple[bytes, bytes, None]]:
     messages, _ = steps(
         bench.sensors,
@@ -193,7 +199,7 @@ def produce_steps(bench: Bench, count: int, anomalies: int) -> list[tuple[bytes,
         seed=bench.next_step,
     )
     bench.next_step += count
-    producer = ConfirmedProducer(producer_config(bench.settings))
+    producer = ConfirmedProducer(producer_config(bench.settings), partitioner=partitioner(bench))
     producer.send_all(bench.settings.topic_readings, messages, timeout_s=300)
     producer.close()
     bench.produced += len(messages)
@@ -306,6 +312,8 @@ def steady_latency(bench: Bench, *, rate: float, seconds: float, samples: int, s
     rng = random.Random(7)
     producer = Producer(producer_config(bench.settings))
     topic = bench.settings.topic_readings
+    partitions = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
+    place = partitioner(bench)
     total = int(rate * seconds)
     anomaly_at = {int((i + 0.5) * total / samples) for i in range(samples)}
     injected: dict[tuple[str, int], float] = {}
@@ -327,7 +335,9 @@ def steady_latency(bench: Bench, *, rate: float, seconds: float, samples: int, s
                 injected[(sensor.id, ts_ms)] = time.time()
             while True:
                 try:
-                    producer.produce(topic, payload, key=area_key(sensor.area))
+                    key = area_key(sensor.area)
+                    at = place(key, partitions)
+                    producer.produce(topic, payload, key=key, partition=UNASSIGNED if at is None else at)
                     break
                 except BufferError:
                     producer.poll(0.01)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -12,11 +12,23 @@ class DeliveryFailed(Exception):
     """At least one message was not acknowledged by the broker."""
 
 
-class ConfirmedProducer:
-    """Wraps a confluent-kafka producer: ``send_all`` returns only when the broker acked all."""
+UNASSIGNED = -1  # librdkafka's RD_KAFKA_PARTITION_UA: its own partitioner decides
 
-    def __init__(self, config: dict[str, Any]) -> None:
+# (key, number of partitions) -> the partition, or None for the client's own hash of the key.
+Partitioner = Callable[[bytes | None, int], int | None]
+
+
+class ConfirmedProducer:
+    """Wraps a confluent-kafka producer: ``send_all`` returns only when the broker acked all.
+
+    With a ``partitioner`` (``ingest.keys.AreaPartitioner``) it picks each message's
+    partition itself; confluent-kafka's Python client takes no partitioner callback.
+    """
+
+    def __init__(self, config: dict[str, Any], *, partitioner: Partitioner | None = None) -> None:
         self._producer = Producer(config)
+        self._partitioner = partitioner
+        self._partitions: dict[str, int] = {}
 
     def send_all(
         self,
@@ -33,10 +45,19 @@ class ConfirmedProducer:
                 errors.append(err)
 
         sent = 0
+        place = self._placement(topic)
         for key, value, headers in messages:
+            partition = place(key) if place is not None else None
             while True:
                 try:
-                    self._producer.produce(topic, value, key=key, headers=headers, on_delivery=on_delivery)
+                    self._producer.produce(
+                        topic,
+                        value,
+                        key=key,
+                        headers=headers,
+                        on_delivery=on_delivery,
+                        partition=UNASSIGNED if partition is None else partition,
+                    )
                     break
                 except BufferError:
                     # The local queue is full: let librdkafka drain it, then try again.
@@ -48,6 +69,19 @@ class ConfirmedProducer:
         if errors:
             raise DeliveryFailed(f"{len(errors)} message(s) to {topic} failed: {errors[0]}")
         return sent
+
+    def _placement(self, topic: str) -> Callable[[bytes | None], int | None] | None:
+        """The partitioner bound to the topic's partition count (asked of the broker once per topic)."""
+        partitioner = self._partitioner
+        if partitioner is None:
+            return None
+        count = self._partitions.get(topic)
+        if count is None:
+            found = self._producer.list_topics(topic, timeout=10).topics.get(topic)
+            if found is None or found.error is not None or not found.partitions:
+                return None  # not created yet: the broker's default placement, by key hash
+            count = self._partitions[topic] = len(found.partitions)
+        return lambda key: partitioner(key, count)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued, then let librdkafka's threads go (they reconnect otherwise)."""

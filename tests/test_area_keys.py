@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.services import build_services
+from app.services import area_partitioner, build_services
 from app.workers import build_ingest_worker
 from bench.city_load import BenchSensor, steps
 from bench.isolation import as_json, isolated_settings
+from config.areas import load_areas
 from config.positions import Position
 from config.settings import Settings
 from config.timeutil import to_ns
@@ -30,7 +32,7 @@ from ingest.broker import EmbeddedBroker
 from ingest.consumer import IngestWorker
 from ingest.http_batches import readings_ingest
 from ingest.kafka import ensure_topics, producer_config
-from ingest.keys import area_key
+from ingest.keys import AreaPartitioner, area_key
 from ingest.producer import ConfirmedProducer
 from models.engine import ScoringEngine
 from store.schemas import Point
@@ -38,6 +40,7 @@ from tests.factories import CATALOG
 from tests.pipeline_harness import committed_total, read_topic, wait_until
 
 AREA_OF = {s.id: s.area for s in CATALOG.sensors}
+PARTITIONER = area_partitioner(load_areas(Settings().areas_path))  # as every citywarn producer places
 
 
 def quiet_readings(*, minutes: int, end: datetime, seed: int) -> list[dict[str, Any]]:
@@ -86,7 +89,7 @@ def test_every_producers_readings_of_one_area_land_in_one_partition(
         assert answer.accepted == len(readings), answer.rejected
     finally:
         svc.close()
-    producer = ConfirmedProducer(producer_config(settings))
+    producer = ConfirmedProducer(producer_config(settings), partitioner=PARTITIONER)
     try:
         producer.send_all(settings.topic_readings, as_json(readings))  # the tests' and benches' helper
         stop = threading.Event()
@@ -111,7 +114,17 @@ def test_every_producers_readings_of_one_area_land_in_one_partition(
     by_area = partitions_by_area(messages)
     assert set(by_area) == set(AREA_OF.values())
     assert all(len(partitions) == 1 for partitions in by_area.values()), by_area
-    assert len(set().union(*by_area.values())) == settings.topic_partitions  # the areas do spread
+    # Dealt out in turn, not hashed: the partitions' numbers of areas differ by at most one.
+    per_partition = Counter(next(iter(partitions)) for partitions in by_area.values())
+    assert set(per_partition) == set(range(settings.topic_partitions)), per_partition
+    assert max(per_partition.values()) - min(per_partition.values()) <= 1, per_partition
+
+
+def test_areas_are_dealt_out_to_partitions_in_turn_and_other_keys_left_to_the_client() -> None:
+    place = AreaPartitioner(["g-b", "d-a", "g-a", "g-c", "g-b"])
+    assert [place(area_key(a), 2) for a in ("d-a", "g-a", "g-b", "g-c")] == [0, 1, 0, 1]
+    assert [place(area_key(a), 3) for a in ("d-a", "g-a", "g-b", "g-c")] == [0, 1, 2, 0]
+    assert place(b"somewhere-else", 3) is None and place(None, 3) is None
 
 
 class RecordingSink:
@@ -197,7 +210,7 @@ def test_an_areas_series_stay_on_one_worker_and_move_with_their_checkpointed_sta
     ensure_topics(settings)
     end = datetime.now(UTC) - timedelta(minutes=2)
     parts = [quiet_readings(minutes=20, end=end - timedelta(minutes=40 - 20 * k), seed=k) for k in range(3)]
-    producer = ConfirmedProducer(producer_config(settings))
+    producer = ConfirmedProducer(producer_config(settings), partitioner=PARTITIONER)
     sent = 0
 
     def produce_and_settle(readings: list[dict[str, Any]]) -> None:
