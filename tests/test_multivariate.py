@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from models.features import FEATURE_NAMES, history_needed, window_features
-from models.multivariate import MIN_SAMPLES, KindModel, fit_kind_model
+from models.multivariate import CALIBRATION_POINTS, MIN_SAMPLES, KindModel, fit_kind_model, range_excess
 
 STEP_S = 300.0
 T0 = 1.7e9
@@ -147,6 +148,49 @@ def test_score_is_batch_shaped_and_checks_its_input(model: KindModel) -> None:
         model.score(np.zeros((3, len(FEATURE_NAMES) + 1)))
     with pytest.raises(ValueError, match="shape"):
         model.score(np.zeros(len(FEATURE_NAMES)))
+
+
+def test_non_finite_rows_are_refused_before_the_forest(model: KindModel) -> None:
+    for bad in (np.nan, np.inf, -np.inf):
+        rows = np.zeros((3, len(FEATURE_NAMES)))
+        rows[1, 2] = bad
+        with pytest.raises(ValueError, match="finite"):
+            model.score(rows)
+
+
+@pytest.mark.parametrize(("n_estimators", "max_samples"), [(100, 256), (10, 64), (150, 2000)])
+def test_forest_scores_and_calibration_are_sklearns_bit_for_bit(
+    n_estimators: int, max_samples: int, held_out: Series
+) -> None:
+    """The compiled forest replaces ``score_samples`` without moving any score by one bit."""
+    feats = _training_features(n_sensors=3, n=1200)
+    fitted = fit_kind_model(
+        "gas", feats, trained_from=FROM, trained_to=TO, n_estimators=n_estimators, max_samples=max_samples
+    )
+    ts, values, noise = held_out[0], held_out[1].copy(), held_out[2]
+    values[1000] += 10 * noise
+    values[1500:1600] = values[1500]
+    window = window_features(ts, values)
+    probe = np.vstack([window, feats[:500], 3.0 * window[-200:]])  # normal, trained-on, out-of-range
+    guard = fitted.params["range_weight"] * range_excess(probe, fitted.feature_range)
+    assert np.any(guard > 0)
+    assert np.array_equal(fitted.raw_scores(probe), -fitted.estimator.score_samples(probe) + guard)
+
+    raw = np.sort(-fitted.estimator.score_samples(feats))
+    positions = np.round(np.linspace(0, len(raw) - 1, min(CALIBRATION_POINTS, len(raw)))).astype(np.intp)
+    assert np.array_equal(fitted.calibration, raw[positions])
+
+
+def test_the_compiled_forest_always_belongs_to_the_estimator(model: KindModel, held_out: Series) -> None:
+    """Derived, never stored: a loaded model builds its own, and a swapped estimator gets a new one."""
+    probe = window_features(*held_out[:2])
+    restored = KindModel.from_bytes(model.to_bytes())
+    assert restored.kernel is not None and restored.kernel.source is restored.estimator
+    other = fit_kind_model("water_level", _training_features(2, 600), trained_from=FROM, trained_to=TO)
+    swapped = dataclasses.replace(model, estimator=other.estimator)
+    assert swapped.kernel is not None and swapped.kernel.source is other.estimator
+    forest_only = dataclasses.replace(swapped, params=model.params | {"range_weight": 0.0})
+    assert np.array_equal(forest_only.raw_scores(probe), -other.estimator.score_samples(probe))
 
 
 # --- training, persistence, metadata ----------------------------------------------------------------
