@@ -57,8 +57,11 @@ def main() -> None:
     parser.add_argument("--without-model", action="store_true", help="detector and decision step only")
     args = parser.parse_args()
 
+    settings = Settings()  # the shipped detector and threshold, as `citywarn ingest` runs them
     engine = ScoringEngine(
-        load_catalog(Settings().catalog_path), detector="recordrarity", signal_threshold=0.9
+        load_catalog(settings.catalog_path),
+        detector=settings.detector,
+        signal_threshold=settings.signal_threshold,
     )
     if not args.without_model:
         engine.set_kind_models({"gas": gas_model()})
@@ -71,7 +74,7 @@ def main() -> None:
         offset += len(points)
         started = time.perf_counter()
         engine.score(points, positions)
-        engine.dirty_states()
+        engine.checkpoint()  # what a worker writes after the batch (incremental: mostly deltas)
         if b:
             timings.append(time.perf_counter() - started)
     per_batch = float(np.median(timings))

@@ -40,7 +40,7 @@ by one rank, and a lasting shift is meant to become the new normal.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Self
 
 from config.catalog import LEVELS, SensorKind, Thresholds
@@ -156,7 +156,7 @@ class SeriesDecision:
         return held
 
     def get_state(self) -> dict[str, Any]:
-        state = asdict(self)
+        state = {name: getattr(self, name) for name in _DECISION_FIELDS}  # scalars: no deep copy
         if math.isinf(self.clock_s):
             state["clock_s"] = None  # JSON has no infinity
         return state
@@ -193,3 +193,6 @@ def decide_series(
             ts_s.tolist(), values.tolist(), scores.tolist(), baselines.tolist(), strict=True
         )
     ]
+
+
+_DECISION_FIELDS = tuple(f.name for f in fields(SeriesDecision))

@@ -25,6 +25,7 @@ MAGIC = b"CWS1"
 MIN_ARRAY = 8  # shorter lists stay in the JSON: a reference would be longer than the numbers
 _ARRAY_KEY = "$a"
 _DTYPES = {"f8": np.dtype("<f8"), "i8": np.dtype("<i8")}
+_CONTAINERS = (list, tuple, dict, np.ndarray)
 
 
 class StateDecodeError(ValueError):
@@ -39,12 +40,15 @@ def encode(state: Any) -> bytes:
         nonlocal size
         if isinstance(value, np.ndarray):
             array = value
-        elif isinstance(value, list | tuple) and len(value) >= MIN_ARRAY and _uniform_numbers(value):
-            array = np.asarray(value)
         elif isinstance(value, dict):
             return {key: pack(item) for key, item in value.items()}
         elif isinstance(value, list | tuple):
-            return [pack(item) for item in value]
+            if not any(isinstance(item, _CONTAINERS) for item in value):
+                if len(value) < MIN_ARRAY or not _uniform_numbers(value):
+                    return value  # scalars only: nothing inside to pack
+                array = np.asarray(value)
+            else:
+                return [pack(item) for item in value]
         else:
             return value
         code = "f8" if array.dtype.kind == "f" else "i8"
