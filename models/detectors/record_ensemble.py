@@ -229,18 +229,22 @@ class RecordEnsembleDetector:
         whether any buffer grew (the kernel stops only when one must).
         """
         p, c = self.params, self._counters
+        n = c.tolist()  # plain ints: this runs a few dozen times in a series' life, in Python
         grew = False
-        if grown := _grown_window(self._win_ring, self._win_srt, c, k.C_WIN_N, p["window"]):
+        if grown := _grown_window(self._win_ring, self._win_srt, n, k.C_WIN_N, p["window"]):
             self._win_ring, self._win_srt = grown
+            c[k.C_WIN_HEAD] = 0
             grew = True
-        if grown := _grown_window(self._jump_ring, self._jump_srt, c, k.C_JUMP_N, p["window"]):
+        if grown := _grown_window(self._jump_ring, self._jump_srt, n, k.C_JUMP_N, p["window"]):
             self._jump_ring, self._jump_srt = grown
+            c[k.C_JUMP_HEAD] = 0
             grew = True
-        if grown := _grown_window(self._res_ring, self._res_srt, c, k.C_RES_N, p["residuals"]):
+        if grown := _grown_window(self._res_ring, self._res_srt, n, k.C_RES_N, p["residuals"]):
             self._res_ring, self._res_srt = grown
+            c[k.C_RES_HEAD] = 0
             grew = True
         size, limit = self._rec_values.shape[1], p["history"] + 1
-        if size < limit and _due(int(self._rec_meta[:, 1].max()), size):
+        if size < limit and _due(max(self._rec_meta[:, 1].tolist()), size):
             # A channel's deque wraps once its oldest entries expire: rotate each row to its head.
             slots = (self._rec_meta[:, :1] + np.arange(size)) % size
             values = np.zeros((k.N_CHANNELS, min(limit, 2 * size)))
@@ -251,7 +255,7 @@ class RecordEnsembleDetector:
             self._rec_meta[:, 0] = 0
             grew = True
         size, limit = self._season.shape[1], p["days"]
-        if size < limit and _due(int(self._season_meta[:, 1].max()), size):
+        if size < limit and _due(max(self._season_meta[:, 1].tolist()), size):
             # Below ``days`` days no slot has wrapped (the kernel wraps a slot at ``days``): each starts at 0.
             season = np.zeros((p["bins"], min(limit, 2 * size)))
             season[:, :size] = self._season
@@ -356,10 +360,13 @@ def _due(held: int, size: int) -> bool:
 
 
 def _grown_window(
-    ring: FloatArray, srt: FloatArray, counters: np.ndarray, c_n: int, limit: int
+    ring: FloatArray, srt: FloatArray, counters: list[int], c_n: int, limit: int
 ) -> tuple[FloatArray, FloatArray] | None:
-    """A sorted window at twice its size (at most ``limit``), oldest first from slot 0; None if not due."""
-    n, head, size = int(counters[c_n]), int(counters[c_n + 1]), ring.shape[0]
+    """A sorted window at twice its size (at most ``limit``), oldest first from slot 0; None if not due.
+
+    ``counters`` are the kernel's, as ints; the caller sets the window's head to 0.
+    """
+    n, head, size = counters[c_n], counters[c_n + 1], ring.shape[0]
     if size >= limit or not _due(n, size):
         return None
     new_ring = np.zeros(min(limit, 2 * size))
@@ -367,7 +374,6 @@ def _grown_window(
     new_ring[size - head : size] = ring[:head]
     new_srt = np.zeros(new_ring.shape[0])
     new_srt[:n] = srt[:n]
-    counters[c_n + 1] = 0
     return new_ring, new_srt
 
 
