@@ -57,6 +57,20 @@ def window_features(ts_s: FloatArray, values: FloatArray, *, window: int = DEFAU
     input (upstream validation already refuses NaN and infinity), mismatched
     lengths or a window shorter than 3.
     """
+    ts, x = _checked(ts_s, values, window)
+    n = len(x)
+    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
+    m = n - window  # rows with a full trailing window: i = window .. n-1
+    if m <= 0:
+        return out
+    # hist[j] = x[j : j+window], the points before i = j+window; incl[j] ends at i itself
+    spans = sliding_window_view(x, window + 1)
+    gaps = sliding_window_view(np.diff(ts), window)  # gaps[k] = ts[k+1] - ts[k]
+    out[window:] = _feature_rows(spans[:, :-1], spans[:, 1:], gaps, window)
+    return out
+
+
+def _checked(ts_s: FloatArray, values: FloatArray, window: int) -> tuple[FloatArray, FloatArray]:
     ts = np.asarray(ts_s, dtype=np.float64)
     x = np.asarray(values, dtype=np.float64)
     if ts.ndim != 1 or x.ndim != 1 or ts.shape != x.shape:
@@ -65,22 +79,26 @@ def window_features(ts_s: FloatArray, values: FloatArray, *, window: int = DEFAU
         raise ValueError(f"window must be at least 3, got {window}")
     if not (np.isfinite(ts).all() and np.isfinite(x).all()):
         raise ValueError("ts_s and values must be finite")
-    n = len(x)
-    out = np.zeros((n, len(FEATURE_NAMES)), dtype=np.float64)
-    m = n - window  # rows with a full trailing window: i = window .. n-1
-    if m <= 0:
-        return out
+    return ts, x
 
-    hist = sliding_window_view(x, window)[:m]  # hist[j] = x[j : j+window], the points before i = j+window
-    incl = sliding_window_view(x, window)[1:]  # incl[j] = x[j+1 : j+window+1], ending at i itself
-    cur = x[window:]
+
+def _feature_rows(hist: FloatArray, incl: FloatArray, gaps: FloatArray, window: int) -> FloatArray:
+    """Feature rows from each point's trailing windows, one row per window row.
+
+    ``hist`` holds the ``window`` values before each point, ``incl`` the
+    ``window`` values ending at it, ``gaps`` the ``window`` time gaps ending
+    at it. Each is reduced along its rows only, so a row's features depend on
+    its own windows and nothing else (``stacked_window_features`` relies on
+    it: it passes only the rows it keeps).
+    """
+    cur = incl[:, -1]
     med = np.median(hist, axis=1)
     mad = np.median(np.abs(hist - med[:, None]), axis=1)
     spread = np.maximum(np.maximum(MAD_TO_SIGMA * mad, REL_FLOOR * np.abs(med)), ABS_FLOOR)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         deviation = _signed_log((cur - med) / spread)
-        step = _signed_log((cur - x[window - 1 : n - 1]) / spread)
+        step = _signed_log((cur - hist[:, -1]) / spread)
         ratio = hist.std(axis=1) / spread
         volatility = np.log(np.clip(ratio, np.exp(-LOG_CLIP), np.exp(LOG_CLIP)))
         centred = np.arange(window, dtype=np.float64) - (window - 1) / 2.0
@@ -88,14 +106,12 @@ def window_features(ts_s: FloatArray, values: FloatArray, *, window: int = DEFAU
         rise = _signed_log(slope * (window - 1) / spread)
         flat = (np.ptp(incl, axis=1) <= FLAT_REL * np.abs(med) + ABS_FLOOR).astype(np.float64)
 
-        gaps = np.diff(ts)  # gaps[k] = ts[k+1] - ts[k]
-        hist_gaps = sliding_window_view(gaps, window - 1)[:m]  # gaps between the history points of i
-        gap_ratio = np.maximum(gaps[window - 1 :], 0.0) / np.maximum(np.median(hist_gaps, axis=1), 1e-9)
+        # gaps[:, :-1] are the gaps between the history points, gaps[:, -1] the one before the point
+        gap_ratio = np.maximum(gaps[:, -1], 0.0) / np.maximum(np.median(gaps[:, :-1], axis=1), 1e-9)
         gap = np.log(np.clip(gap_ratio, np.exp(-LOG_CLIP), np.exp(LOG_CLIP)))
 
     rows = np.column_stack((deviation, step, volatility, rise, flat, gap))
-    out[window:] = np.clip(np.nan_to_num(rows, nan=0.0), -FEATURE_CLIP, FEATURE_CLIP)
-    return out
+    return np.clip(np.nan_to_num(rows, nan=0.0), -FEATURE_CLIP, FEATURE_CLIP)
 
 
 def stacked_window_features(
@@ -103,22 +119,31 @@ def stacked_window_features(
 ) -> FloatArray:
     """Rows of ``window_features`` for many series, stacked, without each series' first ``context`` rows.
 
-    Each segment is ``(ts_s, values, context)``. One call over the series laid
-    end to end costs what one series costs, where a call per series pays
-    numpy's per-call overhead a thousand times. A row depends only on its
-    point and the ``window`` before it, so rows whose window stays inside one
-    series are the same as that series' own; the rest are its warm-up rows,
-    which are zero either way.
+    Each segment is ``(ts_s, values, context)``. The series are laid end to
+    end and only the rows kept are computed, each from its own point and the
+    ``window`` before it (gathered into one array per window), so a thousand
+    series cost a few numpy calls and a live batch of one new point per
+    series does not pay for its context's rows. Kept rows with fewer than
+    ``window`` predecessors in their series are warm-up rows: zero.
     """
     if not segments:
         return np.zeros((0, len(FEATURE_NAMES)), dtype=np.float64)
-    lengths = np.array([len(ts) for ts, _, _ in segments], dtype=np.intp)
-    rows = window_features(
-        np.concatenate([ts for ts, _, _ in segments]),
-        np.concatenate([v for _, v, _ in segments]),
-        window=window,
+    ts, x = _checked(
+        np.concatenate([ts for ts, _, _ in segments]), np.concatenate([v for _, v, _ in segments]), window
     )
-    local = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # index within its series
-    rows[local < window] = 0.0
-    keep = local >= np.repeat([context for _, _, context in segments], lengths)
-    return rows[keep]
+    lengths = np.fromiter((len(ts) for ts, _, _ in segments), np.intp, len(segments))
+    skip = np.clip(np.fromiter((context for _, _, context in segments), np.intp, len(segments)), 0, lengths)
+    kept = lengths - skip
+    starts = np.cumsum(lengths) - lengths
+    # index (in the stacked arrays) of every kept row, and its index within its own series
+    first_kept = np.cumsum(kept) - kept
+    rows = np.arange(int(kept.sum()), dtype=np.intp) - np.repeat(first_kept - starts - skip, kept)
+    local = rows - np.repeat(starts, kept)
+    out = np.zeros((len(rows), len(FEATURE_NAMES)), dtype=np.float64)
+    full = local >= window
+    if full.any():
+        at = rows[full][:, None] + np.arange(-window, 1)  # each point and the window before it
+        spans = x[at]
+        gaps = np.diff(ts[at], axis=1)
+        out[full] = _feature_rows(spans[:, :-1], spans[:, 1:], gaps, window)
+    return out

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from models.features import FEATURE_NAMES, history_needed, window_features
+from models.features import FEATURE_NAMES, history_needed, stacked_window_features, window_features
 from models.multivariate import CALIBRATION_POINTS, MIN_SAMPLES, KindModel, fit_kind_model, range_excess
 
 STEP_S = 300.0
@@ -86,6 +86,37 @@ def test_features_reject_bad_input() -> None:
         window_features(ts[:-1], values)
     with pytest.raises(ValueError, match="window"):
         window_features(ts, np.ones(50), window=2)
+
+
+@pytest.mark.parametrize("window", [3, 12, 30])
+def test_stacked_features_compute_only_kept_rows_and_change_no_value(window: int) -> None:
+    """A live batch (the window as context, one new point) and every odd segment, bit for bit."""
+    rng = np.random.default_rng(window)
+    segments = []
+    for _ in range(400):
+        n = window + 1 if rng.random() < 0.5 else int(rng.integers(0, 3 * window))
+        ts = 1.7e9 + np.cumsum(np.round(rng.exponential(300.0, n)))  # rounding leaves some zero gaps
+        values = 10.0 ** rng.uniform(-6, 6) * (rng.uniform(-10, 10) + rng.standard_normal(n))
+        if n > window + 5 and rng.random() < 0.3:
+            values[2 : window + 5] = values[2]  # a flatline
+        context = window if n == window + 1 else int(rng.integers(0, n + 3))  # sometimes past the end
+        segments.append((ts, values, context))
+    segments.append((np.empty(0), np.empty(0), 0))
+    stacked = stacked_window_features(segments, window=window)
+    expected = np.vstack([window_features(ts, v, window=window)[context:] for ts, v, context in segments])
+    assert np.array_equal(stacked, expected) and np.array_equal(np.signbit(stacked), np.signbit(expected))
+    assert np.count_nonzero(stacked.any(axis=1)) > 200
+
+
+def test_stacked_features_check_every_segment() -> None:
+    ts, values, _ = _sensor(40, seed=6)
+    bad = values.copy()
+    bad[3] = np.inf  # in the context: it would still reach a kept row's window
+    with pytest.raises(ValueError, match="finite"):
+        stacked_window_features([(ts, values, 12), (ts, bad, 39)])
+    with pytest.raises(ValueError, match="equal length"):
+        stacked_window_features([(ts, values[:-1], 12)])
+    assert stacked_window_features([]).shape == (0, len(FEATURE_NAMES))
 
 
 # --- scores -----------------------------------------------------------------------------------------
