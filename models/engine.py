@@ -30,14 +30,14 @@ judged for health and never scored: no detector learns an impossible value.
 from __future__ import annotations
 
 import math
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from config.catalog import LEVELS, Catalog
+from config.catalog import LEVELS, Catalog, SensorKind, Thresholds
 from config.live_catalog import CatalogView
 from config.positions import Position
 from models.decision import DecisionRule, SeriesDecision, decide_series
@@ -58,13 +58,31 @@ from models.series_checkpoint import (
 from models.signals import Observation, Signal
 
 CHECKPOINT_FORMAT = 3  # detector, context and decision state together; older checkpoints are ignored
+CONTEXT = history_needed()
+NO_HEALTH_RULE = HealthRule()  # a kind the catalog file does not define: no valid range, never stuck
+# A series' context is a 2 x n array (timestamps in seconds, values), replaced, never changed in
+# place: two small arrays cost ~0.4 KiB where a deque of 12 (ts, value) tuples cost ~1.9 KiB.
+NO_CONTEXT = np.empty((2, 0))
+NO_CONTEXT.flags.writeable = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """What deciding on a series needs from the catalog, kept until the catalog changes."""
+
+    generation: int
+    kind_id: str
+    kind: SensorKind | None
+    thresholds: Thresholds | None
+    decision: DecisionRule
 
 
 @dataclass(slots=True)
 class _Series:
     detector: StreamingDetector
     decision: SeriesDecision = field(default_factory=SeriesDecision)
-    context: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=history_needed()))
+    context: FloatArray = field(default_factory=lambda: NO_CONTEXT)
+    rules: _Rules | None = None
     position: Position | None = None
     health: SeriesHealth = field(default_factory=SeriesHealth)
     kind: str = ""
@@ -88,12 +106,6 @@ class _NewPoints:
     multivariate: FloatArray | None = None  # the per-kind model's scores, when the kind has a model
     model_version: str | None = None
 
-    @classmethod
-    def of(cls, sensor_id: str, series: _Series, obs: list[Observation]) -> _NewPoints:
-        ts = np.fromiter((o.ts_ns for o in obs), dtype=np.float64, count=len(obs)) / 1e9
-        values = np.fromiter((o.value for o in obs), dtype=np.float64, count=len(obs))
-        return cls(sensor_id, series, obs, ts, values)
-
     @property
     def kind(self) -> str:
         return self.obs[0].kind
@@ -101,10 +113,17 @@ class _NewPoints:
     def with_context(self) -> tuple[FloatArray, FloatArray, int]:
         """The series' remembered points followed by the new ones, and how many are remembered."""
         context = self.series.context
-        past = len(context)
-        ts = np.concatenate([np.fromiter((p[0] for p in context), np.float64, past), self.ts])
-        values = np.concatenate([np.fromiter((p[1] for p in context), np.float64, past), self.values])
-        return ts, values, past
+        return (
+            np.concatenate((context[0], self.ts)),
+            np.concatenate((context[1], self.values)),
+            context.shape[1],
+        )
+
+
+def _remember(series: _Series, ts: FloatArray, values: FloatArray) -> None:
+    """Move the series' context on to include these points (a copy: no view keeps a batch alive)."""
+    joined = np.concatenate((series.context, np.stack((ts, values))), axis=1)
+    series.context = np.ascontiguousarray(joined[:, -CONTEXT:])
 
 
 class ScoringEngine:
@@ -133,6 +152,8 @@ class ScoringEngine:
         self._health_rules = {name: HealthRule.for_kind(k) for name, k in catalog.current().kinds.items()}
         self.multivariate_threshold = multivariate_threshold
         self._kind_models: dict[str, KindModel] = {}
+        self._catalog: Catalog | None = None  # the catalog the series' cached rules come from
+        self._generation = 0
 
     def set_kind_models(self, models: dict[str, KindModel]) -> None:
         """Swap in freshly trained per-kind models; series keep their context.
@@ -178,7 +199,7 @@ class ScoringEngine:
         return _Series(
             detector=cls.from_state(state["detector"]),
             decision=SeriesDecision.from_state(state["decision"]),
-            context=deque((tuple(p) for p in state["context"]), maxlen=history_needed()),  # type: ignore[misc]
+            context=np.array(state["context"], dtype=np.float64).reshape(-1, 2).T.copy()[:, -CONTEXT:],
             health=SeriesHealth.from_state(state.get("health")),
             kind=state.get("kind", ""),
         )
@@ -189,12 +210,12 @@ class ScoringEngine:
         The per-kind model's scores are replayed as they were given (a model trained
         since would score them differently); health changes and signals were told then.
         """
-        rule = self._health_rules.get(series.kind, HealthRule())
+        rule = self._health_rules.get(series.kind) or NO_HEALTH_RULE
         for ts_ns, value in zip(delta.ts_ns.tolist(), delta.values.tolist(), strict=True):
             series.health.observe(rule, ts_ns, value)
         keep = np.fromiter((rule.in_range(v) for v in delta.values.tolist()), bool, len(delta.values))
         ts, values, mv = delta.ts_ns[keep] / 1e9, delta.values[keep], delta.multivariate[keep]
-        series.context.extend(zip(ts.tolist(), values.tolist(), strict=True))
+        _remember(series, ts, values)
         if len(values):
             self._advance(sensor_id, series, ts, values, None if np.isnan(mv).all() else mv, catalog)
         series.learned += len(delta.values)
@@ -259,7 +280,7 @@ class ScoringEngine:
         return {
             "detector": series.detector.get_state(),
             "decision": series.decision.get_state(),
-            "context": [list(p) for p in series.context],
+            "context": series.context.T.tolist(),
             "health": series.health.get_state(),
             "kind": series.kind,
         }
@@ -277,6 +298,10 @@ class ScoringEngine:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, obs in enumerate(observations):
             groups[obs.sensor_id].append(i)
+        # Timestamps and values of the whole batch at once; each series takes its rows by index.
+        n = len(observations)
+        ts_all = np.fromiter((o.ts_ns for o in observations), np.float64, n) / 1e9
+        values_all = np.fromiter((o.value for o in observations), np.float64, n)
         batch: list[_NewPoints] = []
         taken: list[tuple[_Series, list[Observation], _NewPoints | None]] = []
         for sensor_id, idx in groups.items():
@@ -290,9 +315,12 @@ class ScoringEngine:
                 series.position = positions[idx[-1]]  # the highest offset, not the latest timestamp
             points = [observations[i] for i in idx]
             series.kind = points[0].kind
-            scored = self._judge_health(sensor_id, series, points)
-            new = _NewPoints.of(sensor_id, series, scored) if scored else None
-            if new is not None:
+            in_range = self._judge_health(sensor_id, series, points)
+            new = None
+            if any(in_range):
+                rows = [i for i, ok in zip(idx, in_range, strict=True) if ok]
+                scored = [observations[i] for i in rows]
+                new = _NewPoints(sensor_id, series, scored, ts_all[rows], values_all[rows])
                 batch.append(new)
             taken.append((series, points, new))
             self._dirty.add(sensor_id)
@@ -305,9 +333,9 @@ class ScoringEngine:
             signals += self._score_series(new, catalog)
         return signals
 
-    def _judge_health(self, sensor_id: str, series: _Series, obs: list[Observation]) -> list[Observation]:
-        """Advance the series' health over its new points; returns those worth scoring (in range)."""
-        rule = self._health_rules.get(obs[0].kind, HealthRule())
+    def _judge_health(self, sensor_id: str, series: _Series, obs: list[Observation]) -> list[bool]:
+        """Advance the series' health over its new points; returns which are worth scoring (in range)."""
+        rule = self._health_rules.get(obs[0].kind) or NO_HEALTH_RULE
         health = series.health
         for o in obs:
             before_ns, before_value = health.last_good_ns, health.last_good_value
@@ -329,7 +357,7 @@ class ScoringEngine:
                     last_good_value=health.last_good_value if flat else before_value,
                 )
             )
-        return [o for o in obs if rule.in_range(o.value)]
+        return [rule.in_range(o.value) for o in obs]
 
     @staticmethod
     def _unlearned(last: Position | None, idx: list[int], positions: Sequence[Position]) -> list[int]:
@@ -354,7 +382,7 @@ class ScoringEngine:
             for new, series_scores in zip(members, scores, strict=True):
                 new.multivariate, new.model_version = series_scores, model.version
         for new in batch:
-            new.series.context.extend(zip(new.ts.tolist(), new.values.tolist(), strict=True))
+            _remember(new.series, new.ts, new.values)
 
     def _advance(
         self,
@@ -373,22 +401,32 @@ class ScoringEngine:
             scores = np.maximum(
                 scores, np.where(multivariate >= self.multivariate_threshold, multivariate, 0.0)
             )
-        kind_info = catalog.kinds.get(series.kind)
-        thresholds = catalog.thresholds_for(sensor_id, series.kind)
-        rule = DecisionRule.for_series(
-            kind_info, thresholds, threshold=self.signal_threshold, repeat_s=self.repeat_s
-        )
+        rule = self._rules(sensor_id, series, catalog).decision
         # The minimum deviation is measured from what was expected at that moment (a detector
         # that knows the time of day says so as ``expected``), else from its baseline.
         nan = np.full(len(ts), np.nan)
         baselines = result.evidence.get("expected", result.evidence.get("baseline", nan))
         return result, decide_series(series.decision, rule, ts, values, scores, baselines)
 
+    def _rules(self, sensor_id: str, series: _Series, catalog: Catalog) -> _Rules:
+        """The series' kind, warning lines and decision rule: looked up once per catalog, not per batch."""
+        if catalog is not self._catalog:
+            self._catalog, self._generation = catalog, self._generation + 1
+        rules = series.rules
+        if rules is None or rules.generation != self._generation or rules.kind_id != series.kind:
+            kind_info = catalog.kinds.get(series.kind)
+            thresholds = catalog.thresholds_for(sensor_id, series.kind)
+            decision = DecisionRule.for_series(
+                kind_info, thresholds, threshold=self.signal_threshold, repeat_s=self.repeat_s
+            )
+            rules = series.rules = _Rules(self._generation, series.kind, kind_info, thresholds, decision)
+        return rules
+
     def _score_series(self, new: _NewPoints, catalog: Catalog) -> list[Signal]:
         sensor_id, kind, multivariate = new.sensor_id, new.kind, new.multivariate
         result, decisions = self._advance(sensor_id, new.series, new.ts, new.values, multivariate, catalog)
-        kind_info = catalog.kinds.get(kind)
-        thresholds = catalog.thresholds_for(sensor_id, kind)
+        rules = self._rules(sensor_id, new.series, catalog)
+        kind_info, thresholds = rules.kind, rules.thresholds
         signals = []
         for i, decision in enumerate(decisions):
             if not decision.signal:
