@@ -480,6 +480,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         memory = series_memory(
             bench, series=args.rss_series, points=args.rss_points, cap_mib=args.rss_cap_mib
         )
+        # New series are the cheapest state there is; a day of readings each is what a city holds.
+        say(f"memory: {args.rss_day_series:,} series of {args.rss_day_points} readings each")
+        day = series_memory(
+            bench, series=args.rss_day_series, points=args.rss_day_points, cap_mib=args.rss_cap_mib
+        )
 
     lower = min(consume, write)
     figures.update(
@@ -516,13 +521,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rss_before_series_mib": memory["rss_before_mib"],
             "peak_rss_mib_100k_series": None if memory["stopped_at_cap"] else memory["peak_rss_mib"],
             "peak_rss_mib_at_cap": memory["peak_rss_mib"] if memory["stopped_at_cap"] else None,
-            "rss_mib_per_1000_series": round(
-                1000 * (memory["peak_rss_mib"] - memory["rss_before_mib"]) / max(1, memory["series"]), 1
-            ),
+            "rss_mib_per_1000_series": per_thousand(memory),
+            "rss_day_points_per_series": day["points_per_series"],
+            "rss_day_series_held": day["series"],
+            "rss_mib_per_1000_series_day": per_thousand(day),
             "load_after": load_average(),
         }
     )
     return figures
+
+
+def per_thousand(memory: dict[str, Any]) -> float:
+    """MiB of resident memory the scoring state took per 1,000 series (the process's start left out)."""
+    return round(1000 * (memory["peak_rss_mib"] - memory["rss_before_mib"]) / max(1, memory["series"]), 1)
 
 
 def load_average() -> list[float]:
@@ -564,6 +575,10 @@ def report(f: dict[str, Any]) -> None:
             f"peak RSS passed the cap at {held}: {f['peak_rss_mib_at_cap']:,} MiB "
             f"({f['rss_mib_per_1000_series']} MiB per 1,000 series)"
         )
+    say(
+        f"scoring state at {f['rss_day_points_per_series']} readings a series "
+        f"({f['rss_day_series_held']:,} series): {f['rss_mib_per_1000_series_day']} MiB per 1,000 series"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -594,6 +609,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rss-series", type=int, default=100_000)
     parser.add_argument("--rss-points", type=int, default=2)
     parser.add_argument("--rss-cap-mib", type=float, default=4096.0)
+    parser.add_argument("--rss-day-series", type=int, default=10_000)
+    parser.add_argument(
+        "--rss-day-points", type=int, default=288, help="readings per series of the second memory figure"
+    )
     parser.add_argument(
         "--profile", type=Path, help="sample the one-worker phase's worker with py-spy; collapsed stacks here"
     )
@@ -610,6 +629,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             latency_s=6.0,
             latency_samples=12,
             rss_series=2000,
+            rss_day_series=500,
+            rss_day_points=50,
             rss_cap_mib=2048.0,
             batch_max_messages=500,  # several batches even in a small phase, so there is a rate to time
             max_poll_interval_ms=10_000,  # fast joins on Tansu: small checkpoints fit in 10 s

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import resource
 import time
 
@@ -50,6 +51,7 @@ def main() -> None:
     started = time.perf_counter()
     per_batch = max(1, args.batch // args.points)
     held, offset, capped = 0, 0, False
+    rng = random.Random(5)
     t0_ns = time.time_ns() - args.points * 300 * 10**9
     while held < args.series and not capped:
         points = []
@@ -57,13 +59,16 @@ def main() -> None:
             kind = kinds[n % len(kinds)]
             thresholds = lines[kind].thresholds
             quiet = thresholds.blue * 0.5 if thresholds is not None else 0.0
+            noise = 0.05 * lines[kind].min_deviation
             for k in range(args.points):
-                points.append(
-                    Point(f"mem-{n:07d}", kind, area_of[kind], t0_ns + k * 300 * 10**9, quiet + 0.001 * k)
-                )
+                # Quiet noise, as a sensor reads between incidents (a steady ramp would make every
+                # point a record low of some evidence and fill the record deques as no city does).
+                value = quiet + rng.gauss(0.0, noise)
+                points.append(Point(f"mem-{n:07d}", kind, area_of[kind], t0_ns + k * 300 * 10**9, value))
         positions = [(0, offset + i) for i in range(len(points))]
         offset += len(points)
         engine.score(points, positions)
+        engine.checkpoint()  # as a worker does: points kept for the next checkpoint are let go
         held = min(held + per_batch, args.series)
         capped = peak_rss_mib() > args.cap_mib
     print(

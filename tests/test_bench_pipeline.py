@@ -60,6 +60,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert figures["rss_series_held"] == 300 and not figures["rss_stopped_at_cap"]
     assert math.isfinite(figures["peak_rss_mib_100k_series"])
     assert figures["peak_rss_mib_100k_series"] > figures["rss_before_series_mib"] > 0
+    assert figures["rss_day_series_held"] == 500 and figures["rss_day_points_per_series"] == 50
+    assert figures["rss_mib_per_1000_series_day"] > 0
 
 
 def test_collapsed_stacks_count_self_and_cumulative_time_per_function(tmp_path: Path) -> None:
