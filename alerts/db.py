@@ -209,7 +209,6 @@ checkpoints = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-
 # A series' latest whole state (``models.series_checkpoint``), apart from the small row above
 # that every checkpoint rewrites: SQLite rewrites a whole row on update, blob included.
 snapshots = sa.Table(
@@ -235,12 +234,22 @@ def dialect_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | 
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
+# Connections the pool keeps and may add: an API process runs its blocking routes on anyio's 40
+# threads, each of which may hold one, beside the ingest, delivery and drill threads. SQLAlchemy's
+# default (5 kept, 10 more) made requests queue for a connection under load. A SQLite connection is
+# a file handle, so all are kept; a PostgreSQL one is a server process, so most are made only when
+# needed and closed after (a few processes of 10 each stay inside the server's default 100).
+SQLITE_POOL = {"pool_size": 40, "max_overflow": 20}
+POSTGRES_POOL = {"pool_size": 10, "max_overflow": 40}
+
+
 def open_engine(url: str) -> sa.Engine:
     """Engine for the state database, as it is: nothing is created or migrated."""
     if not url.startswith("sqlite:///"):
-        return sa.create_engine(url, pool_pre_ping=True)
+        pool = POSTGRES_POOL if url.startswith("postgresql") else {}
+        return sa.create_engine(url, pool_pre_ping=True, **pool)
     Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **SQLITE_POOL)
 
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

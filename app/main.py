@@ -28,6 +28,7 @@ from app.api.problems import install_problem_handlers
 from app.api.webhook_docs import install_webhook_docs
 from app.auth.audit import AuditLog
 from app.http_metrics import HttpMetrics
+from app.kept_pages import KeptPages
 from app.limits import BodySizeLimit, InputLimits
 from app.metrics import install_metrics
 from app.rate_limits import build_rate_limiter
@@ -91,6 +92,9 @@ def create_app(
         max_json_number_chars=settings.max_json_number_chars,
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)  # counts before InputLimits reads
+    # Inside the metrics, outside the limits: a kept page of GET /v1/warnings is counted, and answered
+    # without the layers below, which have nothing to check in a GET it may answer (app.kept_pages).
+    app.add_middleware(KeptPages)
     app.add_middleware(HttpMetrics)  # outside the limits: their refusals are counted and timed too
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
     for module in (health, readings, reports, warnings, timeline, recommendations, cap, sensors, areas, keys):

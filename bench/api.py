@@ -2,7 +2,7 @@
 
 Run: ``python -m bench.api [--duration S] [--concurrency N] [--rate R]
 [--store influxdb|embedded] [--database sqlite|postgresql] [--demo-days N]
-[--json PATH]``.
+[--json PATH] [--profile PATH]``.
 
 ``citywarn run`` starts as a child process (``bench.replay_service``) on a
 Tansu broker of our own, so readings can be produced to it, and on a private
@@ -22,6 +22,12 @@ per endpoint: ``GET /v1/warnings?limit=50`` and ``GET
 sensor, the sensors taken in turn). The bench's own processes share the
 machine's cores with the service, so on a small machine the figures are
 the service's and the load generator's together.
+
+``--profile PATH`` samples the service's threads with py-spy while the load
+runs (the event loop, the request threads and the ingest threads: cProfile
+would see only one), writes the collapsed stacks there and prints the top
+functions (``bench.collapsed_stacks``). py-spy takes CPU of its own, so the
+figures of a profiled run are lower.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,13 +53,16 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.collapsed_stacks import read_collapsed, summary
+from bench.pipeline import py_spy
+from bench.replay import backends
 from bench.replay_service import RunningService
-from bench.servers import fresh_postgres_database, private_influxd
 from config.catalog import Catalog, load_catalog
 from config.settings import ENV_PREFIX, Settings
 from demo.city import demo_live_readings, demo_readings, demo_reports
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics, producer_config
+from ingest.keys import area_key, keyed_readings, reading_area, sensor_areas
 from ingest.producer import ConfirmedProducer
 
 WARNINGS_PATH = "/v1/warnings?limit=50"
@@ -117,13 +127,15 @@ def steady_readings(catalog: Catalog, day_end: datetime, seed: int = 11) -> Iter
     bounds = [
         (catalog.kinds[str(r["kind"])].valid_min, catalog.kinds[str(r["kind"])].valid_max) for r in base
     ]
+    areas = sensor_areas(catalog)
+    keys = [area_key(reading_area(r, areas)) for r in base]  # by area, as every producer keys readings
     while True:
         noise = rng.normal(0.0, 0.002, len(base))
         ts = datetime.now(UTC).isoformat(timespec="microseconds")
-        for r, (lo, hi), e in zip(base, bounds, noise, strict=True):
+        for i, (r, (lo, hi), e) in enumerate(zip(base, bounds, noise, strict=True)):
             value = float(r["value"])  # type: ignore[arg-type]
             value = min(hi, max(lo, value + e * (abs(value) + 0.01)))
-            yield str(r["sensor_id"]).encode(), json.dumps({**r, "value": value, "ts": ts}).encode()
+            yield keys[i], json.dumps({**r, "value": value, "ts": ts}).encode()
 
 
 def produce_paced(
@@ -247,19 +259,6 @@ async def load(
 # ---------------------------------------------------------------------------- the service
 
 
-@contextlib.contextmanager
-def backends(root: Path, store: str, database: str) -> Iterator[dict[str, str]]:
-    """The store and state database settings for the service, their servers started here."""
-    env: dict[str, str] = {}
-    with contextlib.ExitStack() as stack:
-        if store == "influxdb":
-            server = stack.enter_context(private_influxd(root / "influxd"))
-            env[f"{ENV_PREFIX}STORE_URL"] = server.store_url("citywarn")
-        if database == "postgresql":
-            env[f"{ENV_PREFIX}DATABASE_URL"] = stack.enter_context(fresh_postgres_database())
-        yield env
-
-
 def seed_demo_days(settings: Settings, catalog: Catalog, day_end: datetime, days: int) -> dict[str, int]:
     """Produce the demo city's day ``days`` times, oldest first; returns how many messages, by stream.
 
@@ -273,10 +272,10 @@ def seed_demo_days(settings: Settings, catalog: Catalog, day_end: datetime, days
     producer = ConfirmedProducer(producer_config(settings))
     producer.send_all(
         settings.topic_readings,
-        ((str(m["sensor_id"]).encode(), json.dumps(m).encode(), None) for m in readings),
+        keyed_readings(readings, sensor_areas(catalog)),
     )
     producer.send_all(
-        settings.topic_reports, ((str(m["area"]).encode(), json.dumps(m).encode(), None) for m in reports)
+        settings.topic_reports, ((area_key(str(m["area"])), json.dumps(m).encode(), None) for m in reports)
     )
     producer.close()
     return {"readings": len(readings), "reports": len(reports)}
@@ -322,7 +321,7 @@ def started_service(store: str, database: str) -> Iterator[tuple[RunningService,
     """``citywarn run`` on a broker, store and state database of its own; yields it and the bootstrap."""
     root = Path(tempfile.mkdtemp(prefix="citywarn-bench-api-"))
     try:
-        with EmbeddedBroker() as broker, backends(root, store, database) as backend_env:
+        with EmbeddedBroker() as broker, backends(store, database, root) as backend_env:
             env = {
                 f"{ENV_PREFIX}KAFKA_BOOTSTRAP": broker.bootstrap,
                 f"{ENV_PREFIX}BROKER_DURABLE": "false",
@@ -345,7 +344,14 @@ def started_service(store: str, database: str) -> Iterator[tuple[RunningService,
 
 
 def run_bench(
-    *, seconds: float, concurrency: int, rate: float, store: str, database: str, demo_days: int
+    *,
+    seconds: float,
+    concurrency: int,
+    rate: float,
+    store: str,
+    database: str,
+    demo_days: int,
+    profile: Path | None = None,
 ) -> tuple[Figures, EndpointFigures, EndpointFigures, float]:
     """Start everything, load it, stop it; the figures, each endpoint's, and the producer's seconds."""
     catalog = load_catalog(Settings().catalog_path)
@@ -365,7 +371,15 @@ def run_bench(
         points = len(client.get(series_paths[0]).json()["points"])
         stored_before, load_started = readings_stored(client), time.perf_counter()
         warnings, series, (sent, produced_s) = _measure(
-            service, bootstrap, settings.topic_readings, day_end, seconds, concurrency, rate, series_paths
+            service,
+            bootstrap,
+            settings.topic_readings,
+            day_end,
+            seconds,
+            concurrency,
+            rate,
+            series_paths,
+            profile,
         )
         stored_rate = (readings_stored(client) - stored_before) / (time.perf_counter() - load_started)
         figures = Figures(
@@ -393,8 +407,10 @@ def _measure(
     concurrency: int,
     rate: float,
     series_paths: Sequence[str],
+    profile: Path | None = None,
 ) -> tuple[EndpointFigures, EndpointFigures, tuple[int, float]]:
     """The producer runs from the load's warm-up to its end; its own process keeps it off our GIL."""
+    spy = _sample(service, profile, WARMUP_S + seconds) if profile is not None else None
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     producer = ctx.Process(
@@ -410,7 +426,19 @@ def _measure(
         producer.join(10)
         if producer.is_alive():
             producer.kill()
+        if spy is not None and spy.wait(60) != 0:
+            print(f"py-spy exited with {spy.returncode}", file=sys.stderr)
     return warnings, series, (int(sent), float(elapsed))
+
+
+def _sample(service: RunningService, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy on every thread of the service for ``seconds`` (from the load's warm-up to its end)."""
+    pid = service._proc.pid if service._proc is not None else None  # RunningService names no pid of its own
+    if pid is None:
+        raise RuntimeError("the service is not running")
+    command = [py_spy(), "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
+    command += ["--rate", "100", "--nonblocking", "--duration", str(max(1, round(seconds)))]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 # ---------------------------------------------------------------------------- the command
@@ -429,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--demo-days", type=int, default=DEMO_DAYS, help="demo days seeded (the default fills a page of 50)"
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--profile", type=Path, help="sample the service with py-spy while loaded; collapsed stacks here"
+    )
     args = parser.parse_args(argv)
     figures, warnings, series, produced_s = run_bench(
         seconds=args.duration,
@@ -437,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         store=args.store,
         database=args.database,
         demo_days=args.demo_days,
+        profile=args.profile,
     )
     print(
         f"citywarn run: store {args.store}, state database {args.database}, rate limits off; "
@@ -453,6 +485,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"measured on {os.cpu_count()} cores shared by the service, its broker and store, the producer "
         "and the load generator: the load generator's CPU is taken from the service's"
     )
+    if args.profile:
+        print(f"profile of the service under that load (py-spy, {args.profile}):")
+        print(summary(read_collapsed(args.profile), 25))
     if args.json:
         args.json.write_text(json.dumps(asdict(figures), indent=2) + "\n")
 

@@ -363,8 +363,10 @@ class Replay:
 
 
 @contextlib.contextmanager
-def _backends(store: str, database: str, root: Path) -> Iterator[dict[str, str]]:
-    """Settings for the store and database; empty for the service's own defaults (files in ./var)."""
+def backends(store: str, database: str, root: Path) -> Iterator[dict[str, str]]:
+    """Settings for the store and database, their servers started here (a private influxd under
+    ``root``, a fresh PostgreSQL database); empty for the service's own defaults (files in ./var).
+    ``bench.api`` starts its service on these too."""
     env: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         if store == "influxdb":
@@ -388,7 +390,7 @@ def replay(
     started = time.monotonic()
     p = plan(corpus, int(time.time()))
     city = write_city(p.files, root / "city")
-    with _backends(store, database, root) as backend_env:
+    with backends(store, database, root) as backend_env:
         env = {
             f"{ENV_PREFIX}CATALOG_PATH": str(city.catalog),
             f"{ENV_PREFIX}AREAS_PATH": str(city.areas),

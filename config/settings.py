@@ -250,6 +250,15 @@ class Settings(BaseSettings):
         description="Where `citywarn run --demo` writes the admin key it makes (mode 0600; relative "
         "to the working directory).",
     )
+    auth_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="Seconds an API process trusts a key it has admitted without asking the database "
+        "again: the longest a key revoked by another process (`citywarn keys revoke`, another API "
+        "process) is still accepted here. A revocation through this process's API, and expiry, take "
+        "effect at once. 0: every request asks the database.",
+    )
 
     # --- logs
     log_format: Literal["text", "json"] = Field(

@@ -3,9 +3,14 @@
 No ``from __future__ import annotations`` here: the query-parameter factories
 put their names in annotations, which FastAPI must evaluate where they are
 defined, inside the factory.
+
+Every dependency here but ``now`` is ``async`` although none awaits: FastAPI runs a plain
+``def`` dependency on a pool thread, and each such hop waits for the GIL
+behind busy ingest threads (up to the 5 ms switch interval each way); these
+only read the request or parse a string, which the event loop does at once.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -33,11 +38,12 @@ WarningId = Annotated[str, Path(max_length=128, description="A warning's id")]
 AreaId = Annotated[str, Path(max_length=128, description="A district's or community grid's id")]
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
 def now() -> datetime:
+    """Plain ``def``: the ingest routers also call it directly (``ingest.http_batches``)."""
     return datetime.now(UTC)
 
 
@@ -55,7 +61,7 @@ def time_bounds(
     *,
     lower_doc: str = "At or after",
     upper_doc: str = "Before (at or before the lower bound: an empty range)",
-) -> Callable[..., TimeBounds]:
+) -> Callable[..., Awaitable[TimeBounds]]:
     """A dependency reading two query parameters as one checked UTC range, for any router.
 
     Each bound must lie where the stores can hold it (a signed 64-bit count of
@@ -65,7 +71,7 @@ def time_bounds(
     Usage: ``bounds: Annotated[TimeBounds, Depends(time_bounds())]``.
     """
 
-    def dependency(
+    async def dependency(
         lo: Annotated[str | None, _instant(lower, lower_doc)] = None,
         hi: Annotated[str | None, _instant(upper, upper_doc)] = None,
     ) -> TimeBounds:
@@ -74,19 +80,19 @@ def time_bounds(
     return dependency
 
 
-def time_bound(name: str, *, doc: str) -> Callable[..., datetime | None]:
+def time_bound(name: str, *, doc: str) -> Callable[..., Awaitable[datetime | None]]:
     """One optional instant in a query parameter, checked and normalised like ``time_bounds``."""
 
-    def dependency(value: Annotated[str | None, _instant(name, doc)] = None) -> datetime | None:
+    async def dependency(value: Annotated[str | None, _instant(name, doc)] = None) -> datetime | None:
         return _checked(name, value)
 
     return dependency
 
 
-def required_instant(name: str, *, doc: str) -> Callable[..., datetime]:
+def required_instant(name: str, *, doc: str) -> Callable[..., Awaitable[datetime]]:
     """One instant in a query parameter that must be given, checked and normalised like ``time_bounds``."""
 
-    def dependency(value: Annotated[str, _instant(name, doc)]) -> datetime:
+    async def dependency(value: Annotated[str, _instant(name, doc)]) -> datetime:
         checked = _checked(name, value)
         assert checked is not None  # the parameter is required
         return checked

@@ -7,6 +7,14 @@ password stretching), and it is compared with ``hmac.compare_digest`` so the
 time taken says nothing about how much of it matched. An unknown id is
 compared against a dummy hash for the same reason, and a key's expiry or
 revocation is told only to a caller who showed the right secret.
+
+``AuthCache`` keeps what a token was found to be for a few seconds, so a
+busy console does not cost a database query and a hash per request. A key
+revoked through this process's ``KeyStore`` is forgotten at once; one revoked
+by another process (``citywarn keys revoke``, another API process), or
+re-admitted by an authentication that read the key just before this process
+revoked it, is refused at most ``ttl_s`` later. Expiry is checked on every
+hit, so it is exact.
 """
 
 from __future__ import annotations
@@ -15,6 +23,10 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -84,9 +96,76 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    principal: Principal
+    expires_at: datetime | None
+    until: float  # on the cache's monotonic clock
+
+
+class AuthCache:
+    """Principals of recently admitted tokens, for at most ``ttl_s`` each.
+
+    Keyed by a SHA-256 of the whole token, so neither the secret nor anything
+    that opens a key stays in memory, and a wrong secret never hits. Only
+    admissions are kept: a refusal is always asked of the database. One cache
+    per engine (``for_engine``), so every ``KeyStore`` on it forgets a key it revokes.
+    """
+
+    MAX_ENTRIES = 10_000  # past this, the whole cache is dropped: cheaper than an LRU, and rare
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: dict[bytes, _Admitted] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def for_engine(engine: sa.Engine, ttl_s: float) -> AuthCache:
+        """The engine's cache (made on first use); ``ttl_s`` follows the latest caller's setting."""
+        with _CACHES_LOCK:
+            cache = _CACHES.get(engine)
+            if cache is None:
+                cache = _CACHES[engine] = AuthCache(ttl_s)
+        cache.ttl_s = ttl_s
+        return cache
+
+    def lookup(self, token: str, *, now: datetime) -> Principal | None:
+        """The token's principal if it was admitted less than ``ttl_s`` ago and has not expired since."""
+        found = self._entries.get(_token_key(token))
+        if found is None or self._clock() >= found.until:
+            return None
+        if found.expires_at is not None and as_utc(now) >= found.expires_at:
+            return None
+        return found.principal
+
+    def admit(self, token: str, principal: Principal, expires_at: datetime | None) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[_token_key(token)] = _Admitted(principal, expires_at, self._clock() + self.ttl_s)
+
+    def forget(self, key_id: str) -> None:
+        with self._lock:
+            self._entries = {k: v for k, v in self._entries.items() if v.principal.key_id != key_id}
+
+
+_CACHES: weakref.WeakKeyDictionary[sa.Engine, AuthCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _token_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 class KeyStore:
-    def __init__(self, engine: sa.Engine) -> None:
+    """``cache``: where an admitted token is remembered (``AuthCache``); None asks the database every time."""
+
+    def __init__(self, engine: sa.Engine, cache: AuthCache | None = None) -> None:
         self.engine = engine
+        self.cache = cache
 
     def create(
         self, role: Role, label: str, *, expires: timedelta | None, created_by: str, now: datetime
@@ -141,6 +220,8 @@ class KeyStore:
                 api_keys.update().where(c.id == key_id, c.revoked_at.is_(None)).values(revoked_at=as_utc(at))
             )
             row = conn.execute(sa.select(api_keys).where(c.id == key_id)).first()
+        if (cache := self.cache or _CACHES.get(self.engine)) is not None:
+            cache.forget(key_id)
         if row is None:
             raise KeyNotFound(key_id)
         return _record(row)
@@ -162,7 +243,10 @@ class KeyStore:
         state = record.state(now)
         if state != "active":
             return AuthFailure(state)
-        return Principal(key_id=record.id, label=record.label, role=record.role)
+        principal = Principal(key_id=record.id, label=record.label, role=record.role)
+        if self.cache is not None:
+            self.cache.admit(token, principal, record.expires_at)
+        return principal
 
 
 def _record(row: Any) -> KeyRecord:
