@@ -46,10 +46,13 @@ class _Server(uvicorn.Server):
     is dead would accept readings that nothing stores.
     """
 
-    def __init__(self, app: FastAPI, host: str, port: int, *, json_logs: bool = False) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, *, settings: Settings) -> None:
         # JSON logs: uvicorn's loggers get no handlers of their own and reach the root's JSON handler.
-        log_config = None if json_logs else uvicorn.config.LOGGING_CONFIG
-        super().__init__(uvicorn.Config(app, host=host, port=port, log_level="info", log_config=log_config))
+        log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="info", log_config=log_config, access_log=settings.access_log
+        )
+        super().__init__(config)
         self.citywarn_app = app
 
     @contextlib.contextmanager
@@ -72,9 +75,9 @@ class _Server(uvicorn.Server):
         return dict(threads.failures) if threads is not None else {}
 
 
-def _serve(app: FastAPI, host: str, port: int, *, json_logs: bool = False) -> None:
+def _serve(app: FastAPI, host: str, port: int, *, settings: Settings) -> None:
     """Serve until a signal; exit non-zero if the app never started or a worker died."""
-    server = _Server(app, host, port, json_logs=json_logs)
+    server = _Server(app, host, port, settings=settings)
     server.run()
     if not server.started:
         log.error("the service did not start (see the errors above)")
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "run":
         run(settings, host=args.host, port=args.port, demo=args.demo, demo_speed=args.demo_speed)
     elif args.command == "serve":
-        _serve(create_app(settings), args.host, args.port, json_logs=settings.log_format == "json")
+        _serve(create_app(settings), args.host, args.port, settings=settings)
     elif args.command == "train":
         svc = build_services(settings)
         try:
@@ -176,7 +179,7 @@ def run(settings: Settings, *, host: str, port: int, demo: bool, demo_speed: flo
                 flush=True,
             )
         app = create_app(settings, run_ingest=True, extra_workers=extra)
-        _serve(app, host, port, json_logs=settings.log_format == "json")
+        _serve(app, host, port, settings=settings)
     finally:
         if broker is not None:
             broker.stop()

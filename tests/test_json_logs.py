@@ -95,6 +95,7 @@ def test_citywarn_serve_writes_only_json_lines(tmp_path: Path, broker: EmbeddedB
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWARN_")}
     env |= {
         "CITYWARN_LOG_FORMAT": "json",
+        "CITYWARN_ACCESS_LOG": "true",
         "CITYWARN_DATABASE_URL": f"sqlite:///{tmp_path}/state.sqlite3",
         "CITYWARN_STORE_URL": f"file://{tmp_path}/store.sqlite3",
         "CITYWARN_KAFKA_BOOTSTRAP": broker.bootstrap,
