@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from models import state_codec
-from models.engine import ScoringEngine
+from models.engine import MAX_LOGGED_POINTS, ScoringEngine
 from models.features import window_features
 from models.multivariate import KindModel, fit_kind_model
 from models.series_checkpoint import POINT_BYTES, decode_points, encode_points
@@ -143,6 +143,7 @@ def test_the_log_never_outweighs_the_snapshot_and_snapshots_are_rewritten(
         for sid, (learned, size) in snaps.items():
             snapshot_at[sid].add(learned)
             assert (logged.get(sid) or 0) < size, f"{sid}: the log holds more than a snapshot's worth"
+            assert (logged.get(sid) or 0) < MAX_LOGGED_POINTS * POINT_BYTES, f"{sid}: too long to replay"
     for sid, times in snapshot_at.items():
         assert len(times) >= 3, f"{sid} rewrote its snapshot only {len(times)} times"
 
