@@ -519,6 +519,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rss_points_per_series": memory["points_per_series"],
             "rss_stopped_at_cap": memory["stopped_at_cap"],
             "rss_before_series_mib": memory["rss_before_mib"],
+            "resident_before_series_mib": memory["resident_before_mib"],
+            "resident_100k_series_mib": memory["resident_after_mib"],
             "peak_rss_mib_100k_series": None if memory["stopped_at_cap"] else memory["peak_rss_mib"],
             "peak_rss_mib_at_cap": memory["peak_rss_mib"] if memory["stopped_at_cap"] else None,
             "rss_mib_per_1000_series": per_thousand(memory),
@@ -533,7 +535,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def per_thousand(memory: dict[str, Any]) -> float:
     """MiB of resident memory the scoring state took per 1,000 series (the process's start left out)."""
-    return round(1000 * (memory["peak_rss_mib"] - memory["rss_before_mib"]) / max(1, memory["series"]), 1)
+    grown = memory["resident_after_mib"] - memory["resident_before_mib"]
+    return round(1000 * grown / max(1, memory["series"]), 1)
 
 
 def load_average() -> list[float]:
@@ -569,7 +572,11 @@ def report(f: dict[str, Any]) -> None:
     )
     held = f"{f['rss_series_held']:,} series x {f['rss_points_per_series']} readings"
     if f["peak_rss_mib_100k_series"] is not None:
-        say(f"peak RSS of the scoring state, {held}: {f['peak_rss_mib_100k_series']:,} MiB")
+        say(
+            f"worker with the scoring state of {held}: peak RSS {f['peak_rss_mib_100k_series']:,} MiB, "
+            f"resident {f['resident_100k_series_mib']:,} MiB (before any series: peak "
+            f"{f['rss_before_series_mib']:,}, resident {f['resident_before_series_mib']:,})"
+        )
     else:
         say(
             f"peak RSS passed the cap at {held}: {f['peak_rss_mib_at_cap']:,} MiB "

@@ -8,7 +8,9 @@ the configured detector, the archived per-kind models), then scores batches
 of ``--batch`` readings of series it has not seen, ``--points`` readings
 each, until ``--series`` distinct series are held, and prints one JSON line:
 ``ru_maxrss`` (the process's peak resident set, imports, catalog, models and
-all) before the first batch and at the end.
+all) before the first batch and at the end, and the resident set at both moments
+(the state's own size: a start-up spike, such as compiling a kernel, can hide
+it under the peak).
 
 It stops early, saying so, once the resident set passes ``--cap-mib``: this
 machine is shared, and a state that outgrows it is measured well enough by
@@ -24,11 +26,17 @@ import json
 import random
 import resource
 import time
+from pathlib import Path
 
 from app.services import build_services
 from app.workers import scoring_engine
 from config.settings import Settings
 from store.schemas import Point
+
+
+def rss_mib() -> float:
+    """The resident set now (``/proc/self/statm``): the peak hides a state smaller than a start-up spike."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
 def peak_rss_mib() -> float:
@@ -47,7 +55,7 @@ def main() -> None:
     kinds = sorted(area_of)
     lines = {k: svc.catalog.kinds[k] for k in kinds}
     engine = scoring_engine(svc)
-    before = peak_rss_mib()
+    before, resident_before = peak_rss_mib(), rss_mib()
     started = time.perf_counter()
     per_batch = max(1, args.batch // args.points)
     held, offset, capped = 0, 0, False
@@ -80,6 +88,8 @@ def main() -> None:
                 "kind_models": sorted(engine.kind_models()),
                 "rss_before_mib": round(before, 1),
                 "peak_rss_mib": round(peak_rss_mib(), 1),
+                "resident_before_mib": round(resident_before, 1),
+                "resident_after_mib": round(rss_mib(), 1),
                 "stopped_at_cap": capped and held < args.series,
                 "seconds": round(time.perf_counter() - started, 2),
             }
