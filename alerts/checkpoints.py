@@ -34,6 +34,18 @@ def batched(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     return (items[i : i + size] for i in range(0, len(items), size))
 
 
+def _upsert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Write the small per-key rows of ``detector_checkpoints``, replacing what a key had."""
+    insert = db.dialect_insert(conn, db.checkpoints)
+    columns = ("detector", "state", "partition", "offset", "updated_at")
+    conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["sensor_id"], set_={c: insert.excluded[c] for c in columns}
+        ),
+        rows,
+    )
+
+
 class CheckpointRepository:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -53,17 +65,7 @@ class CheckpointRepository:
             for key, rec in records.items()
         ]
         with self.engine.begin() as conn:
-            insert = db.dialect_insert(conn, db.checkpoints)
-            conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["sensor_id"],
-                    set_={
-                        c: insert.excluded[c]
-                        for c in ("detector", "state", "partition", "offset", "updated_at")
-                    },
-                ),
-                rows,
-            )
+            _upsert_rows(conn, rows)
 
     def last_saved(self) -> dict[str, datetime]:
         """When each key's state was last saved, without reading any state: cheap enough to poll.
@@ -108,17 +110,7 @@ class CheckpointRepository:
             if r.delta is not None
         ]
         with self.engine.begin() as conn:
-            insert = db.dialect_insert(conn, db.checkpoints)
-            conn.execute(
-                insert.on_conflict_do_update(
-                    index_elements=["sensor_id"],
-                    set_={
-                        c: insert.excluded[c]
-                        for c in ("detector", "state", "partition", "offset", "updated_at")
-                    },
-                ),
-                rows,
-            )
+            _upsert_rows(conn, rows)
             if snapshots:
                 for chunk in batched([r.sensor_id for r in records if r.snapshot is not None], IN_CHUNK):
                     conn.execute(sa.delete(db.deltas).where(db.deltas.c.sensor_id.in_(chunk)))

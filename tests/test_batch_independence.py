@@ -17,11 +17,11 @@ from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from alerts.service import WarningService
 from alerts.sinks import DetectionSink
+from bench.scoring import gas_model as quiet_gas_model
 from config.areas import load_areas
 from config.settings import CITY_DIR
 from models.engine import ScoringEngine
-from models.features import window_features
-from models.multivariate import KindModel, fit_kind_model
+from models.multivariate import KindModel
 from models.signals import Signal
 from store.schemas import Point
 from tests.factories import CATALOG, PLAYBOOKS
@@ -55,16 +55,7 @@ def stream(n: int = 700) -> tuple[list[Point], list[Position]]:
 
 @pytest.fixture(scope="module")
 def gas_model() -> KindModel:
-    rng = np.random.default_rng(7)
-    history = [
-        window_features(np.arange(2000) * 300.0, 1.5 + 0.2 * rng.standard_normal(2000)) for _ in range(4)
-    ]
-    return fit_kind_model(
-        "gas",
-        np.vstack(history),
-        trained_from=datetime(2026, 1, 1, tzinfo=UTC),
-        trained_to=datetime(2026, 2, 1, tzinfo=UTC),
-    )
+    return quiet_gas_model()  # bench.scoring's: four quiet series, the same model every run
 
 
 def new_engine(model: KindModel) -> ScoringEngine:

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 
 from alerts import db
 from alerts.checkpoints import CheckpointRepository
+from bench.scoring import gas_model as quiet_gas_model
 from models import state_codec
 from models.engine import MAX_LOGGED_POINTS, ScoringEngine
-from models.features import window_features
-from models.multivariate import KindModel, fit_kind_model
+from models.multivariate import KindModel
 from models.series_checkpoint import POINT_BYTES, decode_points, encode_points
 from models.signals import Signal
 from store.schemas import Point
@@ -58,16 +58,7 @@ def stream(n: int) -> tuple[list[Point], list[tuple[int, int]]]:
 
 @pytest.fixture(scope="module")
 def gas_model() -> KindModel:
-    rng = np.random.default_rng(7)
-    history = [
-        window_features(np.arange(2000) * 300.0, 1.5 + 0.2 * rng.standard_normal(2000)) for _ in range(4)
-    ]
-    return fit_kind_model(
-        "gas",
-        np.vstack(history),
-        trained_from=datetime(2026, 1, 1, tzinfo=UTC),
-        trained_to=datetime(2026, 2, 1, tzinfo=UTC),
-    )
+    return quiet_gas_model()  # bench.scoring's: four quiet series, the same model every run
 
 
 def new_engine(model: KindModel) -> ScoringEngine:
