@@ -13,9 +13,10 @@ already learned and scores the rest exactly as the uninterrupted stream did.
 
 Checkpoints are incremental (``models.series_checkpoint``): a series writes
 its whole state (a snapshot) only once the points it learned since the last
-one weigh as much as that snapshot; in between it writes just those points,
-and a restore replays them through the same steps. A full window is tens of
-KiB, a point 24 bytes, and most checkpoints carry a few points per series.
+one weigh as much as that snapshot, or number ``MAX_LOGGED_POINTS``; in
+between it writes just those points, and a restore replays them through the
+same steps. A full window is tens of KiB, a point 24 bytes, and most
+checkpoints carry a few points per series.
 
 Points of a series are taken in arrival order (partition, then offset), not
 in timestamp order: arrival order is the same however the stream is cut into
@@ -60,14 +61,14 @@ from models.signals import Observation, Signal
 
 CHECKPOINT_FORMAT = 3  # detector, context and decision state together; older checkpoints are ignored
 CONTEXT = history_needed()
-NO_HEALTH_RULE = HealthRule()
+NO_HEALTH_RULE = HealthRule()  # a kind the catalog file does not define: no valid range, never stuck
 # A restore replays a series' logged points through the detector and decision step. Measured
 # on 1,000 full-window gas series (loaded machine): a snapshot is ~91 KB and restores in ~0.6 ms,
 # 256 logged points replay in ~1.5 ms more. Without a cap a full series would log ~3,800 points
-# before its snapshot outweighed them (~23 ms to replay; in bench.pipeline, restoring 10,000
+# before its snapshot outweighed them (~23 ms to replay at that rate; in bench.pipeline, restoring 10,000
 # young series was already ~10 % of the one-worker phase); with it, a snapshot is written every
 # 256 points, ~360 bytes a point.
-MAX_LOGGED_POINTS = 256  # a kind the catalog file does not define: no valid range, never stuck
+MAX_LOGGED_POINTS = 256
 # A series' context is a 2 x n array (timestamps in seconds, values), replaced, never changed in
 # place: two small arrays cost ~0.4 KiB where a deque of 12 (ts, value) tuples cost ~1.9 KiB.
 NO_CONTEXT = np.empty((2, 0))
