@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 
 class DeliveryFailed(Exception):
@@ -45,7 +45,7 @@ class ConfirmedProducer:
                 errors.append(err)
 
         sent = 0
-        place = self._placement(topic)
+        place = self._placement(topic, timeout_s)
         for key, value, headers in messages:
             partition = place(key) if place is not None else None
             while True:
@@ -70,14 +70,21 @@ class ConfirmedProducer:
             raise DeliveryFailed(f"{len(errors)} message(s) to {topic} failed: {errors[0]}")
         return sent
 
-    def _placement(self, topic: str) -> Callable[[bytes | None], int | None] | None:
-        """The partitioner bound to the topic's partition count (asked of the broker once per topic)."""
+    def _placement(self, topic: str, timeout_s: float) -> Callable[[bytes | None], int | None] | None:
+        """The partitioner bound to the topic's partition count (asked of the broker once per topic).
+
+        A broker that cannot say is a delivery failure, as an unacknowledged message
+        is: placing by the client's hash instead would split an area over two partitions.
+        """
         partitioner = self._partitioner
         if partitioner is None:
             return None
         count = self._partitions.get(topic)
         if count is None:
-            found = self._producer.list_topics(topic, timeout=10).topics.get(topic)
+            try:
+                found = self._producer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+            except KafkaException as exc:
+                raise DeliveryFailed(f"no partition count for {topic}: {exc}") from exc
             if found is None or found.error is not None or not found.partitions:
                 return None  # not created yet: the broker's default placement, by key hash
             count = self._partitions[topic] = len(found.partitions)

@@ -19,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.services import area_partitioner, build_services
 from app.workers import build_ingest_worker
 from bench.city_load import BenchSensor, steps
@@ -33,7 +35,7 @@ from ingest.consumer import IngestWorker
 from ingest.http_batches import readings_ingest
 from ingest.kafka import ensure_topics, producer_config
 from ingest.keys import AreaPartitioner, area_key
-from ingest.producer import ConfirmedProducer
+from ingest.producer import ConfirmedProducer, DeliveryFailed
 from models.engine import ScoringEngine
 from store.schemas import Point
 from tests.factories import CATALOG
@@ -272,3 +274,13 @@ def test_an_areas_series_stay_on_one_worker_and_move_with_their_checkpointed_sta
     assert set(got) == set(want) == set(AREA_OF)
     differ = sorted(sid for sid in want if got[sid] != want[sid])
     assert not differ, f"series that did not continue from their checkpoint: {differ}"
+
+
+def test_a_partitioned_producer_without_a_broker_fails_delivery_instead_of_guessing() -> None:
+    """No partition count, no placement: the message is refused as undelivered (HTTP ingest's 503)."""
+    producer = ConfirmedProducer(
+        {"bootstrap.servers": "127.0.0.1:9", "log_level": 0, "message.timeout.ms": 2000},
+        partitioner=PARTITIONER,
+    )
+    with pytest.raises(DeliveryFailed, match="no partition count"):
+        producer.send_all("readings", [(area_key("g-oldtown-05"), b"{}", None)], timeout_s=2)
