@@ -602,8 +602,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch-max-messages", type=int, default=Settings().batch_max_messages)
     # Kafka's defaults, as against a production broker. The shorter interval `citywarn run` uses on Tansu
-    # (10 s, for fast group joins) is shorter than a checkpoint of 10,000 series takes under load: the
-    # worker is then dropped from the group and replays. Joins are not timed, so only wall time suffers.
+    # (10 s, for fast group joins) was shorter than a whole-state checkpoint of 10,000 series took under
+    # load (before checkpoints were incremental): the worker was dropped from the group and replayed.
+    # Joins are not timed, so the longer interval costs only wall time.
     parser.add_argument("--max-poll-interval-ms", type=int, default=Settings().kafka_max_poll_interval_ms)
     parser.add_argument("--session-timeout-ms", type=int, default=Settings().kafka_session_timeout_ms)
     parser.add_argument("--checkpoint-interval", type=float, default=Settings().checkpoint_interval_s)
