@@ -18,8 +18,6 @@ the next request reads a new version and makes the page again) or after it
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import mmap
 import sqlite3
 import threading
 import weakref
@@ -37,19 +35,15 @@ MAX_QUERIES = 4096  # query strings remembered for app.kept_pages; past this the
 class StateVersion:
     """Reads a value that changes whenever a transaction commits to the state database; None: unknown.
 
-    SQLite in WAL mode: the WAL-index header at the start of the ``-shm``
-    file (https://www.sqlite.org/walformat.html), the very bytes SQLite
-    compares to tell a reader the database changed: a commit rewrites them
-    (frame count, running checksum; salts after a WAL restart), and a read
-    transaction begun after they are read sees at least that commit. It is
-    read from memory, holding the GIL: the thread that answers requests must
-    not let go of it, as a database call does, because a busy ingest thread
-    then keeps it up to the 5 ms switch interval (measured: the SQL version
-    of this check, ``PRAGMA data_version``, cost more than the rest of a kept
-    page's answer). SQLite writes the header twice, second copy first; two
-    copies that differ are a commit in progress: unknown. A connection of our
-    own keeps the file open and mapped; without WAL, ``PRAGMA data_version``
-    on that connection (it counts other connections' commits, and it never writes).
+    SQLite: ``PRAGMA data_version`` on a connection of our own, which never
+    writes; SQLite changes it whenever another connection, in any process, has
+    committed. Reading the WAL-index header straight from a mapping of the
+    ``-shm`` file was cheaper, but it cannot be made safe: closing our own
+    descriptor of that file dropped the process's POSIX locks on it, so another
+    process (``citywarn keys create``) then opened the database as its only user
+    and truncated the file, and the next read of the mapping killed the service
+    with SIGBUS (``tests/test_cli_run_demo.py`` caught it: keys made beside a
+    running ``citywarn run --demo``).
 
     PostgreSQL: the current snapshot (``xmin:xmax:in-progress``); two equal
     snapshots see exactly the same committed transactions, so the same rows.
@@ -64,9 +58,8 @@ class StateVersion:
         path = engine.url.database if self.dialect == "sqlite" else None
         self._path = path if path and path != ":memory:" and not path.startswith("file:") else None
         self._conn: sqlite3.Connection | None = None
-        self._shm: mmap.mmap | None = None
         self._lock = threading.Lock()
-        # SQLite's header is read from memory on the event loop; PostgreSQL's is a round trip.
+        # SQLite's version is a local call on the event loop; PostgreSQL's is a round trip.
         self.blocking = self.dialect != "sqlite"
         if self._path is not None:
             sa.event.listen(engine, "engine_disposed", self._close)
@@ -77,41 +70,16 @@ class StateVersion:
                 return str(conn.exec_driver_sql("SELECT pg_current_snapshot()").scalar_one())
         if self._path is None:
             return None
-        shm = self._shm
-        if shm is None:
-            with self._lock:
-                if self._conn is None:
-                    self._open(self._path)
-                assert self._conn is not None
-                shm = self._shm
-                if shm is None:
-                    return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-        try:
-            both = shm[:_WAL_HEADERS]
-        except ValueError:  # closed meanwhile: the engine was disposed
-            return None
-        half = _WAL_HEADERS // 2
-        return both[:half] if both[:half] == both[half:] else None
-
-    def _open(self, path: str) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        # A read attaches the connection to the WAL index, so the -shm file exists while it is open.
-        wal = self._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        self._conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        if wal:
-            with contextlib.suppress(OSError, ValueError), open(f"{path}-shm", "rb") as f:
-                self._shm = mmap.mmap(f.fileno(), _WAL_HEADERS, access=mmap.ACCESS_READ)
+        with self._lock:
+            if self._conn is None:
+                self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _close(self, *_args: object) -> None:
         with self._lock:
-            shm, conn, self._shm, self._conn = self._shm, self._conn, None, None
-            if shm is not None:
-                shm.close()
+            conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
-
-
-_WAL_HEADERS = 96  # two copies of the 48-byte WAL-index header
 
 
 @dataclass(slots=True)
