@@ -43,6 +43,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
+import numpy as np
+
 from config.catalog import LEVELS, SensorKind, Thresholds
 from models.protocol import FloatArray
 
@@ -193,6 +195,27 @@ def decide_series(
             ts_s.tolist(), values.tolist(), scores.tolist(), baselines.tolist(), strict=True
         )
     ]
+
+
+def pass_quiet(
+    state: SeriesDecision, rule: DecisionRule, ts_s: FloatArray, values: FloatArray, scores: FloatArray
+) -> bool:
+    """Advance over a run holding no signal in one step; False, ``state`` untouched, if it may hold one.
+
+    Most runs are quiet: no line held or crossed, every score under the threshold.
+    Then no point can rise, remind or be an anomaly (a held score is 0 or the
+    score itself), so ``decide`` would only move the count and the clock. Doing
+    that at once skips a Python call per point, which was most of a restore's replay.
+    """
+    if not len(values):
+        return True
+    if state.held_level != NO_LINE or rule.threshold <= 0 or not bool(np.all(scores < rule.threshold)):
+        return False
+    if rule.lines and (values.max() >= min(rule.lines) if rule.above else values.min() <= max(rule.lines)):
+        return False
+    state.seen += len(values)
+    state.clock_s = max(state.clock_s, float(ts_s.max()))
+    return True
 
 
 _DECISION_FIELDS = tuple(f.name for f in fields(SeriesDecision))

@@ -41,7 +41,7 @@ import numpy as np
 from config.catalog import LEVELS, Catalog, SensorKind, Thresholds
 from config.live_catalog import CatalogView
 from config.positions import Position
-from models.decision import DecisionRule, SeriesDecision, decide_series
+from models.decision import Decision, DecisionRule, SeriesDecision, decide_series, pass_quiet
 from models.features import history_needed
 from models.multivariate import KindModel
 from models.protocol import BatchScores, FloatArray, StreamingDetector
@@ -403,8 +403,11 @@ class ScoringEngine:
         values: FloatArray,
         multivariate: FloatArray | None,
         catalog: Catalog,
-    ) -> tuple[BatchScores, list[Any]]:
-        """Score in-range points and decide on them: the one path of both scoring and replay."""
+    ) -> tuple[BatchScores, list[tuple[int, Decision]]]:
+        """Score in-range points and decide on them: the one path of both scoring and replay.
+
+        Returns the detector's result and the signals among the points, by index.
+        """
         result = series.detector.score_batch(ts, values)
         scores = result.scores
         if multivariate is not None:
@@ -413,11 +416,16 @@ class ScoringEngine:
                 scores, np.where(multivariate >= self.multivariate_threshold, multivariate, 0.0)
             )
         rule = self._rules(sensor_id, series, catalog).decision
+        if pass_quiet(series.decision, rule, ts, values, scores):
+            return result, []
         # The minimum deviation is measured from what was expected at that moment (a detector
         # that knows the time of day says so as ``expected``), else from its baseline.
-        nan = np.full(len(ts), np.nan)
-        baselines = result.evidence.get("expected", result.evidence.get("baseline", nan))
-        return result, decide_series(series.decision, rule, ts, values, scores, baselines)
+        evidence = result.evidence
+        baselines = evidence.get("expected", evidence.get("baseline"))
+        if baselines is None:
+            baselines = np.full(len(ts), np.nan)
+        decisions = decide_series(series.decision, rule, ts, values, scores, baselines)
+        return result, [(i, d) for i, d in enumerate(decisions) if d.signal]
 
     def _rules(self, sensor_id: str, series: _Series, catalog: Catalog) -> _Rules:
         """The series' kind, warning lines and decision rule: looked up once per catalog, not per batch."""
@@ -439,9 +447,7 @@ class ScoringEngine:
         rules = self._rules(sensor_id, new.series, catalog)
         kind_info, thresholds = rules.kind, rules.thresholds
         signals = []
-        for i, decision in enumerate(decisions):
-            if not decision.signal:
-                continue
+        for i, decision in decisions:
             o = new.obs[i]
             evidence: dict[str, float | str] = {
                 k: v for k, v in result.evidence_at(i).items() if np.isfinite(v)
