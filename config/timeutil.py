@@ -32,14 +32,18 @@ def from_ns(ts_ns: int) -> datetime:
 
 
 def to_ns(ts: datetime) -> int:
-    """An instant as integer nanoseconds since the epoch, exact to the microsecond."""
-    return (as_utc(ts) - EPOCH) // _MICROSECOND * 1000
+    """An instant as integer nanoseconds since the epoch, exact to the microsecond.
+
+    Subtracting an aware datetime applies its offset already; converting it to UTC
+    first would only cost a call per reading.
+    """
+    return ((ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)) - EPOCH) // _MICROSECOND * 1000
 
 
 def storable(ts: datetime) -> bool:
     """Whether the stores can hold this instant (false, not an error, for years 1 or 9999 with offsets)."""
-    try:
-        return EARLIEST <= as_utc(ts) <= LATEST
+    try:  # aware datetimes compare by instant, whatever their offsets
+        return EARLIEST <= (ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)) <= LATEST
     except OverflowError:
         return False
 

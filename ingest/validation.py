@@ -81,13 +81,18 @@ class TimeWindow:
     max_future_skew_s: float
     max_past_age_s: float
 
+    def bounds_ns(self, now: datetime) -> tuple[int, int]:
+        """The earliest and latest accepted instants, in ns, around ``now``."""
+        now_ns = to_ns(now)
+        return now_ns - int(self.max_past_age_s * 1e9), now_ns + int(self.max_future_skew_s * 1e9)
+
     def check(self, ts: datetime, now: datetime, *, ts_ns: int | None = None) -> list[Rejection]:
         """``ts_ns``, when the caller has it already, saves converting ``ts`` twice."""
         ts_ns = to_ns(ts) if ts_ns is None else ts_ns
-        now_ns = to_ns(now)
-        if ts_ns > now_ns + int(self.max_future_skew_s * 1e9):
+        earliest, latest = self.bounds_ns(now)
+        if ts_ns > latest:
             return [Rejection(field="ts", reason="too far in the future", value=ts.isoformat())]
-        if ts_ns < now_ns - int(self.max_past_age_s * 1e9):
+        if ts_ns < earliest:
             return [Rejection(field="ts", reason="older than the accepted window", value=ts.isoformat())]
         return []
 
@@ -121,6 +126,8 @@ class ReadingValidator:
         self._known: tuple[Catalog, dict[str, Sensor]] = self._index(catalog.current())
         self._missed_at: datetime | None = None
         self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
+        # The window's bounds for the last ``now`` seen: a batch shares one ``now``.
+        self._bounds: tuple[datetime | None, int, int] = (None, 0, 0)
 
     @staticmethod
     def _index(catalog: Catalog) -> tuple[Catalog, dict[str, Sensor]]:
@@ -160,9 +167,36 @@ class ReadingValidator:
         return Point(sensor.id, sensor.kind, sensor.area, ts_ns=to_ns(r.ts), value=r.value)
 
     def check(self, r: Reading, now: datetime) -> Point | list[Rejection]:
-        """Semantic checks on a well-formed reading; all problems are reported, not just the first."""
-        problems: list[Rejection] = []
+        """Semantic checks on a well-formed reading; all problems are reported, not just the first.
+
+        Almost every reading passes, so passing is decided first with the fewest
+        steps (about a tenth of a worker's time went here); only a reading that
+        fails is looked at again to name each of its problems.
+        """
         catalog, sensor = self._lookup(r.sensor_id, now)
+        ts_ns = to_ns(r.ts)
+        when, earliest, latest = self._bounds
+        if when is not now:
+            earliest, latest = self.window.bounds_ns(now)
+            self._bounds = (now, earliest, latest)
+        if sensor is not None and sensor.kind == r.kind:
+            kind = catalog.kinds.get(r.kind)
+            if (
+                kind is not None
+                and kind.valid_min <= r.value <= kind.valid_max
+                and earliest <= ts_ns <= latest
+                and (not r.unit or r.unit == kind.unit)
+                and (r.area is None or r.area == sensor.area)
+            ):
+                return Point(sensor.id, sensor.kind, sensor.area, ts_ns, r.value)
+        return self._problems(r, now, catalog, sensor, ts_ns) or [
+            Rejection(field="body", reason="refused by a check that named no field")  # never expected
+        ]
+
+    def _problems(
+        self, r: Reading, now: datetime, catalog: Catalog, sensor: Sensor | None, ts_ns: int
+    ) -> list[Rejection]:
+        problems: list[Rejection] = []
         if sensor is None:
             problems.append(
                 Rejection(field="sensor_id", reason="not in the sensor catalog", value=r.sensor_id)
@@ -192,8 +226,5 @@ class ReadingValidator:
             known = self.areas is None or r.area in self.areas
             reason = f"sensor {r.sensor_id} is in {sensor.area}" if known else "unknown area"
             problems.append(Rejection(field="area", reason=reason, value=r.area))
-        ts_ns = to_ns(r.ts)
         problems.extend(self.window.check(r.ts, now, ts_ns=ts_ns))
-        if problems or sensor is None:
-            return problems
-        return Point(sensor_id=sensor.id, kind=sensor.kind, area=sensor.area, ts_ns=ts_ns, value=r.value)
+        return problems

@@ -1,0 +1,96 @@
+"""The validator's quick acceptance agrees with its full account of problems, for any reading.
+
+``ReadingValidator.check`` accepts a reading after a few comparisons and names
+problems only for the rest; the two must never disagree, or a bad reading would
+be stored (or a good one refused) on the quick path alone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from config.areas import load_areas
+from config.timeutil import EARLIEST, EPOCH, LATEST, storable, to_ns
+from ingest.schemas import Reading
+from ingest.validation import ReadingValidator
+from store.schemas import Point
+from tests.factories import CATALOG, NOW
+
+VALIDATOR = ReadingValidator(CATALOG, areas=load_areas(), max_future_skew_s=300, max_past_age_s=7 * 86400)
+SENSORS = CATALOG.sensors[:8]
+KINDS = sorted(CATALOG.kinds)
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> Reading:
+    sensor = draw(st.sampled_from(SENSORS))
+    kind = CATALOG.kinds[sensor.kind]
+    return Reading(
+        sensor_id=draw(st.sampled_from([sensor.id, "not-a-sensor"])),
+        kind=draw(st.sampled_from([sensor.kind, *KINDS[:2], "no_such_kind"])),
+        value=draw(
+            st.one_of(
+                st.floats(kind.valid_min, kind.valid_max),
+                st.sampled_from([kind.valid_min, kind.valid_max, kind.valid_min - 1, kind.valid_max + 1]),
+            )
+        ),
+        unit=draw(st.sampled_from(["", kind.unit, "furlongs"])),
+        ts=NOW
+        + timedelta(
+            seconds=draw(st.sampled_from([0, -7 * 86400, -7 * 86400 - 1, 300, 301, -3600, 86400 * 30]))
+        ),
+        area=draw(st.sampled_from([None, sensor.area, "d-riverside", "no-such-area"])),
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(reading=readings())
+def test_quick_acceptance_and_the_full_account_agree(reading: Reading) -> None:
+    sensor = next((s for s in CATALOG.sensors if s.id == reading.sensor_id), None)
+    problems = VALIDATOR._problems(reading, NOW, CATALOG, sensor, to_ns(reading.ts))
+    result = VALIDATOR.check(reading, NOW)
+    if problems:
+        assert result == problems
+    else:
+        assert isinstance(result, Point)
+        assert result == Point(sensor.id, sensor.kind, sensor.area, to_ns(reading.ts), reading.value)  # type: ignore[union-attr]
+
+
+def test_the_window_follows_now_from_one_batch_to_the_next() -> None:
+    ts = NOW + timedelta(seconds=250)
+    first = VALIDATOR.check(
+        Reading(sensor_id=SENSORS[0].id, kind=SENSORS[0].kind, value=_valid(), ts=ts), NOW
+    )
+    assert isinstance(first, Point)
+    later = NOW - timedelta(seconds=60)  # a new batch's "now": the same reading is now too far ahead
+    second = VALIDATOR.check(
+        Reading(sensor_id=SENSORS[0].id, kind=SENSORS[0].kind, value=_valid(), ts=ts), later
+    )
+    assert isinstance(second, list) and [r.field for r in second] == ["ts"]
+
+
+def _valid() -> float:
+    kind = CATALOG.kinds[SENSORS[0].kind]
+    return (kind.valid_min + kind.valid_max) / 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ts=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+    offset_min=st.integers(-18 * 60 + 1, 18 * 60 - 1),
+)
+def test_instants_convert_the_same_whatever_their_offset(ts: datetime, offset_min: int) -> None:
+    aware = ts.replace(tzinfo=timezone(timedelta(minutes=offset_min)))
+    try:
+        in_utc = aware.astimezone(UTC)
+    except OverflowError:
+        in_utc = None
+    expected = in_utc is not None and EARLIEST <= in_utc <= LATEST
+    assert storable(aware) == expected
+    if expected:
+        assert in_utc is not None
+        assert to_ns(aware) == (in_utc - EPOCH) // timedelta(microseconds=1) * 1000
+    assert to_ns(ts) == to_ns(ts.replace(tzinfo=UTC))  # naive means UTC
