@@ -1,14 +1,17 @@
 """The API under concurrent load while readings flow into the same service.
 
 Run: ``python -m bench.api [--duration S] [--concurrency N] [--rate R]
-[--store influxdb|embedded] [--database sqlite|postgresql] [--demo-days N]
-[--json PATH] [--profile PATH]``.
+[--store influxdb|embedded] [--database sqlite|postgresql] [--layout run|split]
+[--demo-days N] [--json PATH] [--profile PATH]``.
 
 ``citywarn run`` starts as a child process (``bench.replay_service``) on a
 Tansu broker of our own, so readings can be produced to it, and on a private
 influxd unless ``--store embedded``. Its only settings beyond the defaults
 are those and ``CITYWARN_RATE_LIMITS_ENABLED=false``: the bench key would
-otherwise be held to an operator's 30 requests a second.
+otherwise be held to an operator's 30 requests a second. ``--layout split``
+starts ``citywarn serve`` and ``citywarn ingest`` as two processes instead
+(``bench.split_service``), the production layout: the API then shares no GIL
+with the consumers.
 
 The demo city's day (readings and reports) is produced first, seven times
 two days apart, and consumed, so there are a page of warnings to list and
@@ -57,6 +60,7 @@ from bench.collapsed_stacks import read_collapsed, summary
 from bench.pipeline import py_spy
 from bench.replay import backends
 from bench.replay_service import RunningService
+from bench.split_service import SplitService
 from config.catalog import Catalog, load_catalog
 from config.settings import ENV_PREFIX, Settings
 from demo.city import demo_live_readings, demo_readings, demo_reports
@@ -296,18 +300,36 @@ def readings_stored(client: httpx.Client) -> float:
     return ingest_counts(client, "citywarn_ingest_stored_total").get("readings", 0.0)
 
 
-def readings_lag(service: RunningService) -> int:
-    consumer = service.readiness().get("consumers", {}).get("readings", {})
-    return int(consumer.get("lag") or 0)
+def readings_lag(client: httpx.Client) -> int:
+    """The readings consumer's lag over its partitions, from ``/metrics`` (split: the ingest process's)."""
+    families = text_string_to_metric_families(client.get("/metrics").text)
+    return int(
+        sum(
+            s.value
+            for f in families
+            if f.name == "citywarn_consumer_lag_messages"
+            for s in f.samples
+            if s.labels.get("stream") == "readings"
+        )
+    )
+
+
+def metrics_url(service: RunningService) -> str:
+    """Where the ingest counters are served: the service itself, or (split) the ingest process."""
+    return service.metrics_url if isinstance(service, SplitService) else service.url
 
 
 def wait_settled(
-    service: RunningService, client: httpx.Client, seeded: dict[str, int], timeout_s: float
+    service: RunningService,
+    client: httpx.Client,
+    metrics: httpx.Client,
+    seeded: dict[str, int],
+    timeout_s: float,
 ) -> None:
     """Wait until the service has handled every seeded message (stored, scored, decided) and warned."""
     deadline = time.monotonic() + timeout_s
     while True:
-        consumed = ingest_counts(client, "citywarn_ingest_consumed_total")
+        consumed = ingest_counts(metrics, "citywarn_ingest_consumed_total")
         total = int(client.get("/v1/warnings", params={"limit": 1}).json()["total"])
         if total > 0 and all(consumed.get(stream, 0) >= n for stream, n in seeded.items()):
             return
@@ -317,8 +339,9 @@ def wait_settled(
 
 
 @contextlib.contextmanager
-def started_service(store: str, database: str) -> Iterator[tuple[RunningService, str]]:
-    """``citywarn run`` on a broker, store and state database of its own; yields it and the bootstrap."""
+def started_service(store: str, database: str, layout: str = "run") -> Iterator[tuple[RunningService, str]]:
+    """``citywarn run`` (or, split, ``serve`` and ``ingest``) on a broker, store and state database of
+    its own; yields it and the bootstrap."""
     root = Path(tempfile.mkdtemp(prefix="citywarn-bench-api-"))
     try:
         with EmbeddedBroker() as broker, backends(store, database, root) as backend_env:
@@ -331,14 +354,14 @@ def started_service(store: str, database: str) -> Iterator[tuple[RunningService,
                 f"{ENV_PREFIX}RATE_LIMITS_ENABLED": "false",
                 **backend_env,
             }
-            service = RunningService(root, env)
+            service = (SplitService if layout == "split" else RunningService)(root, env)
             try:
                 service.start()
                 yield service, broker.bootstrap
             finally:
                 code = service.stop()
                 if code != 0:
-                    print(f"citywarn run exited with {code}\n{service.log_tail()}", file=sys.stderr)
+                    print(f"citywarn exited with {code}\n{service.log_tail()}", file=sys.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -351,6 +374,7 @@ def run_bench(
     store: str,
     database: str,
     demo_days: int,
+    layout: str = "run",
     profile: Path | None = None,
 ) -> tuple[Figures, EndpointFigures, EndpointFigures, float]:
     """Start everything, load it, stop it; the figures, each endpoint's, and the producer's seconds."""
@@ -361,15 +385,16 @@ def run_bench(
     )
     series_paths = [f"/v1/sensors/{s.id}/series?{window}" for s in catalog.sensors]
     with (
-        started_service(store, database) as (service, bootstrap),
+        started_service(store, database, layout) as (service, bootstrap),
         httpx.Client(base_url=service.url, headers=service.headers, timeout=60) as client,
+        httpx.Client(base_url=metrics_url(service), timeout=60) as metrics,
     ):
         settings = Settings(kafka_bootstrap=bootstrap)
         seeded = seed_demo_days(settings, catalog, day_end, demo_days)
-        wait_settled(service, client, seeded, SETTLE_TIMEOUT_S)
+        wait_settled(service, client, metrics, seeded, SETTLE_TIMEOUT_S)
         page_items = len(client.get(WARNINGS_PATH).json()["items"])
         points = len(client.get(series_paths[0]).json()["points"])
-        stored_before, load_started = readings_stored(client), time.perf_counter()
+        stored_before, load_started = readings_stored(metrics), time.perf_counter()
         warnings, series, (sent, produced_s) = _measure(
             service,
             bootstrap,
@@ -381,7 +406,7 @@ def run_bench(
             series_paths,
             profile,
         )
-        stored_rate = (readings_stored(client) - stored_before) / (time.perf_counter() - load_started)
+        stored_rate = (readings_stored(metrics) - stored_before) / (time.perf_counter() - load_started)
         figures = Figures(
             warnings_rps=warnings.rps,
             warnings_p99_ms=warnings.p99_ms,
@@ -393,7 +418,7 @@ def run_bench(
             series_errors=series.errors,
             warnings_page_items=page_items,
             series_points=points,
-            consumer_lag_after=readings_lag(service),
+            consumer_lag_after=readings_lag(metrics),
         )
     return figures, warnings, series, produced_s
 
@@ -454,6 +479,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--store", choices=["influxdb", "embedded"], default="influxdb")
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument(
+        "--layout",
+        choices=["run", "split"],
+        default="run",
+        help="run: citywarn run, one process; split: citywarn serve and citywarn ingest apart",
+    )
+    parser.add_argument(
         "--demo-days", type=int, default=DEMO_DAYS, help="demo days seeded (the default fills a page of 50)"
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -468,10 +499,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         store=args.store,
         database=args.database,
         demo_days=args.demo_days,
+        layout=args.layout,
         profile=args.profile,
     )
     print(
-        f"citywarn run: store {args.store}, state database {args.database}, rate limits off; "
+        f"{'citywarn serve + citywarn ingest' if args.layout == 'split' else 'citywarn run'}: "
+        f"store {args.store}, state database {args.database}, rate limits off; "
         f"{args.concurrency} requests in flight per endpoint for {args.duration:g} s"
     )
     print(warnings.line("warnings") + f"  [{figures.warnings_page_items} items a page]")
