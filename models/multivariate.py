@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import struct
 import time
 from collections.abc import Sequence
@@ -38,7 +37,9 @@ from typing import Any, Self
 
 import numpy as np
 import sklearn
+import skops.io
 from sklearn.ensemble import IsolationForest
+from skops.io.exceptions import UntrustedTypesFoundException
 
 from models.features import DEFAULT_WINDOW, FEATURE_NAMES, stacked_window_features, window_features
 from models.forest_kernel import FlatForest, flatten_forest
@@ -49,7 +50,11 @@ CALIBRATION_POINTS = 2000  # enough resolution for a 0.999 score, small enough t
 DEFAULT_FLAG_AT = 0.99  # calibrated score at which the training metrics count a window as flagged
 DEFAULT_RANGE_WEIGHT = 0.05  # raw score added per unit of range excess: ~ the training p50-to-p99 distance
 MIN_RANGE_SCALE = 0.1  # excess unit floor: a feature constant in training must not make tiny changes infinite
-_MAGIC = b"CWKM1\n"  # citywarn kind model, format 1
+_MAGIC = b"CWKM2\n"  # citywarn kind model, format 2: the estimator as a skops file
+_PICKLED = b"CWKM1\n"  # format 1 held a pickle: refused, since loading one could run any code
+# What an IsolationForest's skops file holds beyond the types skops trusts by itself; anything
+# else in a file is refused before it is built.
+_TRUSTED = ["sklearn.tree._tree.Tree"]
 _HEADER = struct.Struct(">I")  # length of the JSON metadata that follows the magic
 
 
@@ -137,8 +142,8 @@ class KindModel:
         }
 
     def to_bytes(self) -> bytes:
-        """Magic, JSON metadata (with the calibration), then the pickled estimator."""
-        payload = pickle.dumps(self.estimator, protocol=pickle.HIGHEST_PROTOCOL)
+        """Magic, JSON metadata (with the calibration), then the estimator as a skops file."""
+        payload = skops.io.dumps(self.estimator)
         meta = self.describe()
         meta["calibration"] = [float(v) for v in self.calibration]  # repr round-trips floats exactly
         meta["feature_range"] = self.feature_range.tolist()
@@ -151,10 +156,15 @@ class KindModel:
     def from_bytes(cls, data: bytes) -> Self:
         """Rebuild a model written by ``to_bytes``.
 
-        Security: the estimator is a pickle, and unpickling runs code. Only load
-        bytes this service wrote to its own database; never bytes from an
-        upload, an API request or another party.
+        The estimator is a skops file, not a pickle: loading it builds only the
+        types skops trusts and ``_TRUSTED``, so bytes from a database (or a copy
+        of one) cannot run code when a worker starts. Format 1 models were
+        pickles; they are refused and must be trained again.
         """
+        if data.startswith(_PICKLED):
+            raise ValueError(
+                "a format 1 kind model (a pickle) is no longer loaded: run `citywarn train` again"
+            )
         if not data.startswith(_MAGIC):
             raise ValueError("not a citywarn kind model (bad magic)")
         start = len(_MAGIC) + _HEADER.size
@@ -168,7 +178,10 @@ class KindModel:
                 f"model {meta['version']!r} was trained on features {meta['feature_names']}, "
                 f"this code builds {list(FEATURE_NAMES)}: retrain it"
             )
-        estimator = pickle.loads(payload)  # our own database only, see docstring
+        try:
+            estimator = skops.io.loads(payload, trusted=_TRUSTED)
+        except UntrustedTypesFoundException as exc:
+            raise ValueError(f"model {meta['version']!r}: holds types not allowed: {exc}") from exc
         if not isinstance(estimator, IsolationForest):
             raise ValueError(f"model {meta['version']!r}: payload is {type(estimator).__name__}")
         return cls(

@@ -109,8 +109,19 @@ def train_kind_models(
 
 
 def latest_kind_models(archive: ModelArchive, kinds: Collection[str] | None = None) -> dict[str, KindModel]:
-    """The newest archived model of each kind, or of ``kinds`` only."""
-    return {kind: KindModel.from_bytes(blob) for kind, blob in archive.latest_blobs(kinds).items()}
+    """The newest archived model of each kind, or of ``kinds`` only.
+
+    A kind whose model cannot be loaded (an old format, damaged bytes) is left
+    out with an error in the log: its sensors are still scored by their own
+    detectors, and the other kinds keep their models.
+    """
+    out = {}
+    for kind, blob in archive.latest_blobs(kinds).items():
+        try:
+            out[kind] = KindModel.from_bytes(blob)
+        except ValueError as exc:
+            log.error("the %s model was not loaded: %s", kind, exc)
+    return out
 
 
 class ModelRefresher:
