@@ -18,7 +18,7 @@ SQLite stores naive text and compares it as text.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, Protocol, Unpack
@@ -77,6 +77,8 @@ class WarningWriter(Protocol):
 
     def change_times(self, warning_id: str, *, since: datetime) -> list[datetime]: ...
 
+    def change_times_of(self, since: Mapping[str, datetime]) -> dict[str, list[datetime]]: ...
+
     def last_action(self, warning_id: str) -> str | None: ...
 
     def locked(self, warning_id: str) -> WarningOut | None: ...
@@ -92,6 +94,10 @@ class WarningWriter(Protocol):
     def add_evidence(self, warning_id: str, signals: Sequence[Signal]) -> None: ...
 
     def evidence_since(self, warning_id: str, *, since: datetime, limit: int) -> list[Evidence]: ...
+
+    def evidence_since_of(
+        self, since: Mapping[str, datetime], *, limit: int
+    ) -> dict[str, list[Evidence]]: ...
 
     def evidence_count(self, warning_id: str) -> int: ...
 
@@ -398,6 +404,27 @@ class _SqlWriter:
         ).scalars()
         return [as_utc(t) for t in rows]
 
+    def change_times_of(self, since: Mapping[str, datetime]) -> dict[str, list[datetime]]:
+        """``change_times`` of many warnings (each after its own time) in one round trip."""
+        if not since:
+            return {}
+        h = db.events.c
+        rows = self.conn.execute(
+            sa.select(h.warning_id, h.event_time)
+            .where(
+                h.warning_id.in_(sorted(since)),
+                h.event_time > as_utc(min(since.values())),
+                h.action.in_(sorted(CHANGES)),
+            )
+            .order_by(h.event_time, h.id)
+        ).all()
+        out: dict[str, list[datetime]] = {warning_id: [] for warning_id in since}
+        for r in rows:
+            at = as_utc(r.event_time)
+            if at > since[r.warning_id]:
+                out[r.warning_id].append(at)
+        return out
+
     def last_action(self, warning_id: str) -> str | None:
         h = db.events.c
         query = sa.select(h.action).where(h.warning_id == warning_id).order_by(h.id.desc()).limit(1)
@@ -468,6 +495,30 @@ class _SqlWriter:
             .limit(limit)
         ).all()
         return [_evidence(r) for r in rows]
+
+    def evidence_since_of(self, since: Mapping[str, datetime], *, limit: int) -> dict[str, list[Evidence]]:
+        """``evidence_since`` of many warnings (each from its own time, at most ``limit`` rows each,
+        newest first) in one round trip."""
+        if not since:
+            return {}
+        e = db.evidence.c
+        newest = sa.func.row_number().over(partition_by=e.warning_id, order_by=e.observed_at.desc())
+        ranked = (
+            sa.select(db.evidence, newest.label("nth"))
+            .where(
+                sa.or_(*(sa.and_(e.warning_id == w, e.observed_at >= as_utc(t)) for w, t in since.items()))
+            )
+            .subquery()
+        )
+        rows = self.conn.execute(
+            sa.select(*(ranked.c[c.name] for c in db.evidence.columns))
+            .where(ranked.c.nth <= limit)
+            .order_by(ranked.c.warning_id, ranked.c.nth)
+        ).all()
+        out: dict[str, list[Evidence]] = {warning_id: [] for warning_id in since}
+        for r in rows:
+            out[r.warning_id].append(_evidence(r))
+        return out
 
     def evidence_count(self, warning_id: str) -> int:
         count = (

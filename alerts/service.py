@@ -19,6 +19,7 @@ highest that any new signal's own window of evidence earns (``_earned``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, Unpack
 
@@ -79,6 +80,14 @@ class Mutes(Protocol):
 
 
 RollUpKey = tuple[str, str, bool]  # (hazard, grid area, exercise)
+
+
+@dataclass(frozen=True)
+class _WalkInputs:
+    """Change times and evidence of many warnings, read at once (``WarningService._walk_inputs``)."""
+
+    changes: Mapping[str, list[datetime]]
+    evidence: Mapping[str, list[Evidence]]
 
 
 class RollUp(Protocol):
@@ -264,27 +273,28 @@ class WarningService:
         before: bool = False,
         revisit: bool = False,
         advise: bool = False,
+        read: _WalkInputs | None = None,
     ) -> WarningOut | None:
         """Move a locked warning along event time to ``until`` (``lifecycle.walk``) and store what
         happened; returns it as it now is, or None if it resolved. ``advise``: re-derive its advice
-        when the level moved (after new signals the caller does, in ``_refresh``)."""
-        if warning.hazard == SENSOR_FAULT or warning.scope != "grid" or warning.status not in lifecycle.OPEN:
+        when the level moved (after new signals the caller does, in ``_refresh``). ``read``: its
+        change times and evidence as ``_walk_inputs`` read them for many warnings at once."""
+        if not self._walks(warning, until=until, revisit=revisit):
             return warning
         timing = self.lifecycle_config.timing(warning.hazard)
         clock = warning.clock_at or warning.last_signal_at
-        if until <= clock and not revisit:
-            return warning
         # The window at the clock, and all after it up to ``until``. A late signal (``revisit``, at or
         # before the clock) is judged at the clock, on every row up to the clock: bounding the rows by
         # its own older time would empty the window and release a warning whose line still holds.
         since = clock - timing.release_time
         upto = max(until, clock) if revisit else until
-        life = lifecycle.Life.of(warning, tx.change_times(warning.id, since=clock - timing.flap_time))
-        evidence = [
-            e
-            for e in tx.evidence_since(warning.id, since=since, limit=EVIDENCE_SCANNED)
-            if e.observed_at <= upto
-        ]
+        if read is None:
+            changes = tx.change_times(warning.id, since=clock - timing.flap_time)
+            scanned = tx.evidence_since(warning.id, since=since, limit=EVIDENCE_SCANNED)
+        else:
+            changes, scanned = read.changes.get(warning.id, []), read.evidence.get(warning.id, [])
+        life = lifecycle.Life.of(warning, changes)
+        evidence = [e for e in scanned if e.observed_at <= upto]
         moved, steps = lifecycle.walk(
             life, evidence, timing, self._earn, until=until, before=before, revisit=revisit
         )
@@ -335,6 +345,24 @@ class WarningService:
             self._refresh(tx, walked, [], opened=False, now=now, actor=actor, level_was=warning.level)
         return walked
 
+    def _walks(self, warning: WarningOut, *, until: datetime, revisit: bool = False) -> bool:
+        """Whether ``_walk`` has anything to do: an open grid warning whose clock is behind ``until``."""
+        if warning.hazard == SENSOR_FAULT or warning.scope != "grid" or warning.status not in lifecycle.OPEN:
+            return False
+        return revisit or until > (warning.clock_at or warning.last_signal_at)
+
+    def _walk_inputs(self, tx: WarningWriter, warnings: Sequence[WarningOut]) -> _WalkInputs:
+        """What ``_walk`` reads of each of these warnings, in two queries for all of them: advancing
+        every open warning of a batch's areas would otherwise cost two round trips each, per batch."""
+        changes, evidence = {}, {}
+        for w in warnings:
+            clock, timing = w.clock_at or w.last_signal_at, self.lifecycle_config.timing(w.hazard)
+            changes[w.id] = clock - timing.flap_time
+            evidence[w.id] = clock - timing.release_time
+        return _WalkInputs(
+            tx.change_times_of(changes), tx.evidence_since_of(evidence, limit=EVIDENCE_SCANNED)
+        )
+
     def advance(self, clock: Mapping[str, datetime], *, now: datetime, exercise: bool = False) -> None:
         """Move the open warnings of these areas (and those covering them) to each area's event time:
         the latest reading stored for it. Called by the sinks after each stored batch, and by a drill
@@ -354,8 +382,12 @@ class WarningService:
     ) -> None:
         changed.clear()
         with self.repository.writing() as tx:
-            for warning in tx.open_in(sorted(clock), exercise=exercise):
-                until = max(clock[a] for a in {warning.area, *warning.covers} if a in clock)
+            walking = [
+                (w, max(clock[a] for a in {w.area, *w.covers} if a in clock))
+                for w in tx.open_in(sorted(clock), exercise=exercise)
+            ]
+            read = self._walk_inputs(tx, [w for w, until in walking if self._walks(w, until=until)])
+            for warning, until in walking:
                 # Up to, not at, the latest reading: readings of that same instant may come in the next batch.
                 self._walk(
                     tx,
@@ -366,6 +398,7 @@ class WarningService:
                     actor=lifecycle.AUTOMATIC,
                     changed=changed,
                     advise=True,
+                    read=read,
                 )
 
     def _refresh(

@@ -1,0 +1,46 @@
+"""Advancing many warnings reads their change times and evidence in one query each; the rows are
+exactly those the one-warning reads return, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from alerts.service import EVIDENCE_SCANNED, WarningService
+from tests.factories import NOW, signal
+
+
+def test_many_warnings_read_at_once_match_one_at_a_time(service: WarningService) -> None:
+    minute = timedelta(minutes=1)
+    signals = [
+        signal(
+            level="red" if i % 3 == 2 else "yellow",
+            ts=NOW + i * minute,
+            sensor_id=f"wl-riverside-0{i % 2 + 1}",
+        )
+        for i in range(12)
+    ]
+    signals += [
+        signal(area="g-riverside-03", sensor_id="wl-riverside-02", ts=NOW + i * minute, level="orange")
+        for i in range(5)
+    ]
+    signals.append(signal(hazard="gas_leak", kind="gas", sensor_id="gas-oldtown-01", area="g-oldtown-01"))
+    ids = sorted(set(service.apply_signals(signals, now=NOW, actor="a")))
+    assert len(ids) == 3
+    # Each warning read from its own time, some before and some within its rows.
+    since = {wid: NOW + (n - 1) * minute for n, wid in enumerate(ids)}
+    with service.repository.writing() as tx:
+        changes = tx.change_times_of(since)
+        evidence = tx.evidence_since_of(since, limit=EVIDENCE_SCANNED)
+        two_newest = tx.evidence_since_of(since, limit=2)
+        for wid, at in since.items():
+            assert changes[wid] == tx.change_times(wid, since=at)
+            one = tx.evidence_since(wid, since=at, limit=EVIDENCE_SCANNED)
+            assert evidence[wid] == one
+            assert two_newest[wid] == tx.evidence_since(wid, since=at, limit=2)
+        for wid in ids:  # each warning's own time bounds its rows, not the earliest asked for
+            later = {**dict.fromkeys(ids, NOW - minute), wid: NOW + 30 * minute}
+            assert tx.change_times_of(later)[wid] == tx.change_times(wid, since=later[wid]) == []
+            assert tx.evidence_since_of(later, limit=EVIDENCE_SCANNED)[wid] == []
+        assert tx.change_times_of({}) == {} and tx.evidence_since_of({}, limit=1) == {}
+    assert any(changes.values())  # the red signals escalated: there are change times to compare
+    assert sum(map(len, evidence.values())) > sum(map(len, two_newest.values())) > 2
