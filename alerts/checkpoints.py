@@ -16,6 +16,7 @@ learned since in ``detector_deltas``. ``load`` hands the engine all three.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -44,6 +45,68 @@ def _upsert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         ),
         rows,
     )
+
+
+# Each checkpoint of a worker rewrites a row per series it scored since the last (10,000 series:
+# 2.6 to 4.2 s a checkpoint through SQLAlchemy's executemany on a loaded machine, every 5 s). On
+# PostgreSQL the rows go in by COPY into a temporary table, then one INSERT ... ON CONFLICT.
+_STAGED = {
+    "detector_checkpoints": (
+        'sensor_id text, detector text, state json, partition integer, "offset" bigint, '
+        "updated_at timestamptz",
+        ("detector", "state", "partition", "offset", "updated_at"),
+    ),
+    "detector_snapshots": ("sensor_id text, learned bigint, snapshot bytea", ("learned", "snapshot")),
+}
+
+
+def _save_series_copying(
+    conn: sa.Connection,
+    rows: list[dict[str, Any]],
+    snapshots: list[dict[str, Any]],
+    deltas: list[dict[str, Any]],
+) -> None:
+    """``save_series`` on PostgreSQL, in the caller's transaction: the same rows, by COPY."""
+    raw = conn.connection.driver_connection
+    assert raw is not None  # a connection inside ``engine.begin()`` is checked out, never detached
+    with raw.cursor() as cur:
+        checkpoint_rows = [
+            (
+                r["sensor_id"],
+                r["detector"],
+                json.dumps(r["state"]),
+                r["partition"],
+                r["offset"],
+                r["updated_at"],
+            )
+            for r in rows
+        ]
+        _copy_upsert(cur, "detector_checkpoints", checkpoint_rows)
+        if snapshots:
+            cur.execute(
+                "DELETE FROM detector_deltas WHERE sensor_id = ANY(%s)",
+                ([r["sensor_id"] for r in snapshots],),
+            )
+            _copy_upsert(
+                cur, "detector_snapshots", [(r["sensor_id"], r["learned"], r["snapshot"]) for r in snapshots]
+            )
+        if deltas:
+            with cur.copy("COPY detector_deltas (sensor_id, learned, points) FROM STDIN") as copy:
+                for r in deltas:
+                    copy.write_row((r["sensor_id"], r["learned"], r["points"]))
+
+
+def _copy_upsert(cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert or replace ``rows`` (the key first) by way of a temporary table emptied at commit."""
+    columns, updated = _STAGED[table]
+    staging = f"staged_{table}"
+    cur.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ({columns}) ON COMMIT DELETE ROWS")
+    with cur.copy(f"COPY {staging} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updated)
+    cur.execute(f"INSERT INTO {table} SELECT * FROM {staging} ON CONFLICT (sensor_id) DO UPDATE SET {sets}")
+    cur.execute(f"TRUNCATE {staging}")  # a second call in the same transaction starts empty
 
 
 class CheckpointRepository:
@@ -110,6 +173,9 @@ class CheckpointRepository:
             if r.delta is not None
         ]
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                _save_series_copying(conn, rows, snapshots, deltas)
+                return
             _upsert_rows(conn, rows)
             if snapshots:
                 for chunk in batched([r.sensor_id for r in records if r.snapshot is not None], IN_CHUNK):
