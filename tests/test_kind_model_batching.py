@@ -161,14 +161,15 @@ def archives(
     trainer.dispose()
 
 
-def save(archive: ModelRepository, model: KindModel, now: datetime) -> None:
+def save(archive: ModelRepository, model: KindModel, now: datetime, blob: bytes | None = None) -> None:
+    """Archive ``model`` as `citywarn train` does (``blob``: other bytes in its place)."""
     archive.save(
         version=model.version,
         kind=model.kind,
         trained_from=model.trained_from,
         trained_to=model.trained_to,
         description=model.describe(),
-        blob=model.to_bytes(),
+        blob=model.to_bytes() if blob is None else blob,
         now=now,
     )
 

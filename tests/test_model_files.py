@@ -26,6 +26,7 @@ from models.features import window_features
 from models.multivariate import KindModel, fit_kind_model
 from models.training import latest_kind_models
 from store.model_repository import ModelRepository
+from tests.test_kind_model_batching import save
 
 FROM, TO = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 2, 1, tzinfo=UTC)
 NOW = datetime(2026, 2, 2, tzinfo=UTC)
@@ -89,19 +90,8 @@ def test_a_kind_whose_model_cannot_be_loaded_is_left_out_and_the_others_load(
     archive: ModelRepository, gas: KindModel, caplog: pytest.LogCaptureFixture
 ) -> None:
     rain = _model("rainfall", 2)
-    for model, blob in (
-        (gas, gas.to_bytes()),
-        (rain, _with_payload(rain, pickle.dumps(rain.estimator), b"CWKM1\n")),
-    ):
-        archive.save(
-            version=model.version,
-            kind=model.kind,
-            trained_from=model.trained_from,
-            trained_to=model.trained_to,
-            description=model.describe(),
-            blob=blob,
-            now=NOW,
-        )
+    save(archive, gas, NOW)
+    save(archive, rain, NOW, blob=_with_payload(rain, pickle.dumps(rain.estimator), b"CWKM1\n"))
     loaded = latest_kind_models(archive)
     assert sorted(loaded) == ["gas"] and loaded["gas"].version == gas.version
     assert any("rainfall model was not loaded" in r.getMessage() for r in caplog.records)
