@@ -39,6 +39,7 @@ by one rank, and a lasting shift is meant to become the new normal.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Any, Self
@@ -76,14 +77,12 @@ class DecisionRule:
     def for_series(
         cls, kind: SensorKind | None, thresholds: Thresholds | None, **knobs: float | int
     ) -> DecisionRule:
-        """The rule of one sensor: the kind's minimum deviation and the sensor's (or kind's) lines."""
-        lines = tuple(float(getattr(thresholds, level)) for level in LEVELS) if thresholds else ()
-        return cls(
-            min_deviation=kind.min_deviation if kind else 0.0,
-            lines=lines,
-            above=thresholds is None or thresholds.direction == "above",
-            **knobs,  # type: ignore[arg-type]
-        )
+        """The rule of one sensor: the kind's minimum deviation and the sensor's (or kind's) lines.
+
+        One object per distinct rule, shared: a worker keeps one per series (about 0.3 KiB
+        with its lines), and the series of a kind nearly all have the kind's.
+        """
+        return _shared_rule(kind, thresholds, tuple(sorted(knobs.items())))
 
     def level_of(self, value: float) -> int:
         """Index into ``LEVELS`` of the highest line ``value`` has crossed, or ``NO_LINE``."""
@@ -99,6 +98,22 @@ class DecisionRule:
         neighbour = lines[level - 1] if level > 0 else lines[1] if len(lines) > 1 else lines[0]
         margin = self.hysteresis * abs(lines[level] - neighbour)
         return value >= lines[level] - margin if self.above else value <= lines[level] + margin
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_rule(
+    kind: SensorKind | None,
+    thresholds: Thresholds | None,
+    knobs: tuple[tuple[str, float | int], ...],
+) -> DecisionRule:
+    """``DecisionRule.for_series``'s rule, built once per distinct (frozen, so equal-valued) input."""
+    lines = tuple(float(getattr(thresholds, level)) for level in LEVELS) if thresholds else ()
+    return DecisionRule(
+        min_deviation=kind.min_deviation if kind else 0.0,
+        lines=lines,
+        above=thresholds is None or thresholds.direction == "above",
+        **dict(knobs),  # type: ignore[arg-type]
+    )
 
 
 @dataclass(frozen=True, slots=True)

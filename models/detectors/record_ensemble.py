@@ -58,16 +58,18 @@ NAB among 1.2, 1.5, 2 and 3 (``bench.nab --cv``; README, Detection).
 Memory follows what a series has seen, since a worker holds one detector per
 series: every buffer starts at a few values and doubles when the kernel finds
 it full, up to the size its parameter fixes (``record_kernel``, "Why buffers
-grow"). A new series holds about 6 KiB, one a day old (288 points) about
-37 KiB, one with a full window about 180 KiB (every buffer at full size, as
-before, was 490 KiB from the first reading); scores and checkpoints are bit
-for bit those of full-size buffers.
+grow"), and a buffer a young series cannot have used yet starts empty. The
+state is two arrays, not sixteen ("Why two packed arrays"). A new series
+(two readings) holds about 3 KiB (6 KiB as sixteen arrays), one a day old
+(288 points) about 35 KiB, one with a full window about 190 KiB (every
+buffer at full size, as before, was 490 KiB from the first reading); scores
+and checkpoints are bit for bit those of full-size buffers.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 import numpy as np
 
@@ -87,28 +89,9 @@ class RecordEnsembleDetector:
 
     name: ClassVar[str] = "recordensemble"
     evidence_names: ClassVar[tuple[str, ...]] = k.EVIDENCE
-    # A worker holds one per series: no per-instance ``__dict__``.
-    __slots__ = (
-        "_cap_ring",
-        "_counters",
-        "_jump_ring",
-        "_jump_srt",
-        "_p_float",
-        "_p_int",
-        "_prev",
-        "_rec_base",
-        "_rec_index",
-        "_rec_meta",
-        "_rec_values",
-        "_res_ring",
-        "_res_srt",
-        "_season",
-        "_season_acc",
-        "_season_meta",
-        "_win_ring",
-        "_win_srt",
-        "params",
-    )
+    # A worker holds one per series: no per-instance ``__dict__``, and the state in two arrays
+    # (``record_kernel``, "Why two packed arrays").
+    __slots__ = ("_f", "_i", "_p_float", "_p_int", "params")
 
     def __init__(
         self,
@@ -138,36 +121,38 @@ class RecordEnsembleDetector:
         self.params, self._p_int, self._p_float = _parameters(
             tuple(int(x) for x in ints), tuple(float(x) for x in floats)
         )
-        p = self.params
-        self._counters = np.zeros(k.N_COUNTERS, dtype=np.int64)
-        self._prev = np.zeros(1)
-        self._cap_ring = np.zeros(p["density_len"])
-        self._rec_meta = np.zeros((k.N_CHANNELS, 4), dtype=np.int64)  # head, length, count, run
-        self._rec_base = np.zeros(k.N_CHANNELS)  # each record before its current run
-        self._season_meta = np.zeros((p["bins"], 3), dtype=np.int64)  # ring start, days kept, day
-        self._season_acc = np.zeros((p["bins"], 2))  # the current day's sum and count
-        # The growing buffers, at their first sizes (see ``_allocate``).
+        # The growing buffers at their first sizes (see ``_allocate``).
         self._allocate(window=0, jumps=0, residuals=0, records=0, season_days=0)
 
     def _allocate(self, *, window: int, jumps: int, residuals: int, records: int, season_days: int) -> None:
-        """Empty buffers sized for the given numbers of values held (the next point then makes them grow).
+        """A zero state whose buffers hold the given numbers of values (the next point then makes them grow).
 
         The sizes are the parameters' at most: each buffer doubles on demand (``_grow``), so a
-        series' memory follows what it has seen, not the window it may one day fill.
+        series' memory follows what it has seen, not the window it may one day fill. A buffer
+        that holds nothing yet has no room at all, except the window's.
         """
         p = self.params
         # At least level_len slots: the first level medians read slots past the values held, which
         # must be unwritten zeros as they are in a full-size ring (record_kernel, "Why buffers grow").
-        self._win_ring = np.zeros(_capacity(window, p["window"], max(FIRST_CAPACITY, p["level_len"])))
-        self._win_srt = np.zeros(self._win_ring.shape[0])
-        self._jump_ring = np.zeros(_capacity(jumps, p["window"]))
-        self._jump_srt = np.zeros(self._jump_ring.shape[0])
-        self._res_ring = np.zeros(_capacity(residuals, p["residuals"]))
-        self._res_srt = np.zeros(self._res_ring.shape[0])
-        size = _capacity(records, p["history"] + 1)
-        self._rec_values = np.zeros((k.N_CHANNELS, size))
-        self._rec_index = np.zeros((k.N_CHANNELS, size), dtype=np.int64)
-        self._season = np.zeros((p["bins"], _capacity(season_days, p["days"], 1)))
+        caps = (
+            min(p["window"], max(window, FIRST_CAPACITY, p["level_len"])),
+            _capacity(jumps, p["window"]),
+            _capacity(residuals, p["residuals"]),
+            _capacity(records, p["history"] + 1),
+            _capacity(season_days, p["days"], 1),
+        )
+        self._i, self._f = _packed(p, caps)
+
+    def _parts(self) -> _Parts:
+        """Views of the state's parts, for the Python side (checkpoints, growth); the kernel has its own."""
+        return _Parts(*k.unpack(self._p_int, self._i, self._f))
+
+    # Views of the growing buffers, to inspect their sizes.
+    _win_ring = property(lambda self: self._parts().win_ring)
+    _jump_ring = property(lambda self: self._parts().jump_ring)
+    _res_ring = property(lambda self: self._parts().res_ring)
+    _rec_values = property(lambda self: self._parts().rec_values)
+    _season = property(lambda self: self._parts().season)
 
     @classmethod
     def warm_up(cls) -> None:
@@ -191,29 +176,7 @@ class RecordEnsembleDetector:
         done = 0
         while True:
             done = k.score_points(
-                done,
-                ts_arr,
-                vals,
-                self._p_int,
-                self._p_float,
-                self._counters,
-                self._prev,
-                self._win_ring,
-                self._win_srt,
-                self._jump_ring,
-                self._jump_srt,
-                self._cap_ring,
-                self._rec_values,
-                self._rec_index,
-                self._rec_meta,
-                self._rec_base,
-                self._season,
-                self._season_meta,
-                self._season_acc,
-                self._res_ring,
-                self._res_srt,
-                scores,
-                evidence,
+                done, ts_arr, vals, self._p_int, self._p_float, self._i, self._f, scores, evidence
             )
             if done == len(vals):
                 break
@@ -222,46 +185,48 @@ class RecordEnsembleDetector:
         return BatchScores(scores, {name: evidence[j] for j, name in enumerate(k.EVIDENCE)})
 
     def _grow(self) -> bool:
-        """Double the buffers the kernel found full, and with them any other that soon will be.
+        """Grow the buffers the kernel found full (``C_NEED``), and with them any other that soon will be.
 
         Growing every buffer at least three quarters full at once (the window and the jumps
-        fill a point apart) halves the calls. Values move oldest first to slot 0. Returns
-        whether any buffer grew (the kernel stops only when one must).
+        fill a point apart) halves the calls. A buffer doubles, or from empty takes its first
+        size. Values move oldest first to slot 0. Returns whether any buffer grew (the kernel
+        stops only when one must).
         """
-        p, c = self.params, self._counters
-        n = c.tolist()  # plain ints: this runs a few dozen times in a series' life, in Python
-        grew = False
-        if grown := _grown_window(self._win_ring, self._win_srt, n, k.C_WIN_N, p["window"]):
-            self._win_ring, self._win_srt = grown
-            c[k.C_WIN_HEAD] = 0
-            grew = True
-        if grown := _grown_window(self._jump_ring, self._jump_srt, n, k.C_JUMP_N, p["window"]):
-            self._jump_ring, self._jump_srt = grown
-            c[k.C_JUMP_HEAD] = 0
-            grew = True
-        if grown := _grown_window(self._res_ring, self._res_srt, n, k.C_RES_N, p["residuals"]):
-            self._res_ring, self._res_srt = grown
-            c[k.C_RES_HEAD] = 0
-            grew = True
-        size, limit = self._rec_values.shape[1], p["history"] + 1
-        if size < limit and _due(max(self._rec_meta[:, 1].tolist()), size):
+        p, old = self.params, self._parts()
+        n = old.counters.tolist()  # plain ints: this runs a few dozen times in a series' life, in Python
+        need = n[k.C_NEED]
+        caps = tuple(self._i[k.S_WIN : k.N_HEAD].tolist())
+        win, jumps, res, rec, days = caps
+        records_held = max(old.rec_meta[:, 1].tolist())
+        days_held = max(old.season_meta[:, 1].tolist())
+        grown = (
+            _next_size(win, p["window"], need & k.NEED_WIN, n[k.C_WIN_N]),
+            _next_size(jumps, p["window"], need & k.NEED_JUMP, n[k.C_JUMP_N]),
+            _next_size(res, p["residuals"], need & k.NEED_RES, n[k.C_RES_N]),
+            _next_size(rec, p["history"] + 1, need & k.NEED_REC, records_held),
+            _next_size(days, p["days"], need & k.NEED_SEASON, days_held, first=1),
+        )
+        if grown == caps:
+            return False
+        self._i, self._f = _packed(p, grown)
+        new = self._parts()
+        for name in ("counters", "prev", "cap_ring", "rec_base", "rec_meta", "season_meta", "season_acc"):
+            getattr(new, name)[...] = getattr(old, name)
+        _move_window(old.win_ring, old.win_srt, new.win_ring, new.win_srt, new, k.C_WIN_N)
+        _move_window(old.jump_ring, old.jump_srt, new.jump_ring, new.jump_srt, new, k.C_JUMP_N)
+        _move_window(old.res_ring, old.res_srt, new.res_ring, new.res_srt, new, k.C_RES_N)
+        size = old.rec_values.shape[1]
+        if size == new.rec_values.shape[1]:
+            new.rec_values[...], new.rec_index[...] = old.rec_values, old.rec_index
+        elif size:
             # A channel's deque wraps once its oldest entries expire: rotate each row to its head.
-            slots = (self._rec_meta[:, :1] + np.arange(size)) % size
-            values = np.zeros((k.N_CHANNELS, min(limit, 2 * size)))
-            index = np.zeros((k.N_CHANNELS, values.shape[1]), dtype=np.int64)
-            values[:, :size] = np.take_along_axis(self._rec_values, slots, axis=1)
-            index[:, :size] = np.take_along_axis(self._rec_index, slots, axis=1)
-            self._rec_values, self._rec_index = values, index
-            self._rec_meta[:, 0] = 0
-            grew = True
-        size, limit = self._season.shape[1], p["days"]
-        if size < limit and _due(max(self._season_meta[:, 1].tolist()), size):
-            # Below ``days`` days no slot has wrapped (the kernel wraps a slot at ``days``): each starts at 0.
-            season = np.zeros((p["bins"], min(limit, 2 * size)))
-            season[:, :size] = self._season
-            self._season = season
-            grew = True
-        return grew
+            slots = (old.rec_meta[:, :1] + np.arange(size)) % size
+            new.rec_values[:, :size] = np.take_along_axis(old.rec_values, slots, axis=1)
+            new.rec_index[:, :size] = np.take_along_axis(old.rec_index, slots, axis=1)
+            new.rec_meta[:, 0] = 0
+        # Below ``days`` days no slot has wrapped (the kernel wraps a slot at ``days``): each starts at 0.
+        new.season[:, : old.season.shape[1]] = old.season
+        return True
 
     def score_one(self, ts: float, value: float) -> float:
         return float(self.score_batch(np.array([ts], dtype=np.float64), np.array([value])).scores[0])
@@ -271,7 +236,8 @@ class RecordEnsembleDetector:
     # holds each value once and a restored detector is equal in every score it gives.
 
     def get_state(self) -> dict[str, Any]:
-        c = self._counters
+        s = self._parts()
+        c = s.counters
         return {
             "params": dict(self.params),
             "counters": {
@@ -279,30 +245,15 @@ class RecordEnsembleDetector:
                 "has_prev": int(c[k.C_HAS_PREV]),
                 "cap_head": int(c[k.C_CAP_HEAD]),
             },
-            "prev": float(self._prev[0]),
-            "window": _ring(self._win_ring, c[k.C_WIN_N], c[k.C_WIN_HEAD]),
-            "jumps": _ring(self._jump_ring, c[k.C_JUMP_N], c[k.C_JUMP_HEAD]),
-            "residuals": _ring(self._res_ring, c[k.C_RES_N], c[k.C_RES_HEAD]),
-            "capped": self._cap_ring[: c[k.C_CAP_N]].tolist(),
-            "records": [self._record_state(ch) for ch in range(k.N_CHANNELS)],
-            "season": [
-                _ring(self._season[b], self._season_meta[b, 1], self._season_meta[b, 0])
-                for b in range(self.params["bins"])
-            ],
-            "season_day": self._season_meta[:, 2].tolist(),
-            "season_today": self._season_acc.tolist(),
-        }
-
-    def _record_state(self, channel: int) -> dict[str, Any]:
-        head, length, count, run = (int(x) for x in self._rec_meta[channel])
-        cap = self._rec_values.shape[1]
-        slots = [(head + j) % cap for j in range(length)]
-        return {
-            "count": count,
-            "run": run,
-            "base": float(self._rec_base[channel]),
-            "index": [int(self._rec_index[channel, s]) for s in slots],
-            "values": [float(self._rec_values[channel, s]) for s in slots],
+            "prev": float(s.prev[0]),
+            "window": _ring(s.win_ring, c[k.C_WIN_N], c[k.C_WIN_HEAD]),
+            "jumps": _ring(s.jump_ring, c[k.C_JUMP_N], c[k.C_JUMP_HEAD]),
+            "residuals": _ring(s.res_ring, c[k.C_RES_N], c[k.C_RES_HEAD]),
+            "capped": s.cap_ring[: c[k.C_CAP_N]].tolist(),
+            "records": [_record_state(s, ch) for ch in range(k.N_CHANNELS)],
+            "season": [_ring(s.season[b], *s.season_meta[b, 1::-1]) for b in range(self.params["bins"])],
+            "season_day": s.season_meta[:, 2].tolist(),
+            "season_today": s.season_acc.tolist(),
         }
 
     @classmethod
@@ -315,28 +266,50 @@ class RecordEnsembleDetector:
             records=max(len(rec["values"]) for rec in state["records"]),
             season_days=max((len(slot) for slot in state["season"]), default=0),
         )
-        c = det._counters
+        s = det._parts()
+        c = s.counters
         saved = state["counters"]
         c[k.C_SEEN], c[k.C_HAS_PREV], c[k.C_CAP_HEAD] = saved["seen"], saved["has_prev"], saved["cap_head"]
-        det._prev[0] = float(state["prev"])
-        _restore(det._win_ring, det._win_srt, state["window"], c, k.C_WIN_N)
-        _restore(det._jump_ring, det._jump_srt, state["jumps"], c, k.C_JUMP_N)
-        _restore(det._res_ring, det._res_srt, state["residuals"], c, k.C_RES_N)
+        s.prev[0] = float(state["prev"])
+        _restore(s.win_ring, s.win_srt, state["window"], c, k.C_WIN_N)
+        _restore(s.jump_ring, s.jump_srt, state["jumps"], c, k.C_JUMP_N)
+        _restore(s.res_ring, s.res_srt, state["residuals"], c, k.C_RES_N)
         capped = state["capped"]
-        det._cap_ring[: len(capped)] = capped
+        s.cap_ring[: len(capped)] = capped
         c[k.C_CAP_N] = len(capped)
         for ch, rec in enumerate(state["records"]):
             n = len(rec["values"])
-            det._rec_values[ch, :n] = rec["values"]
-            det._rec_index[ch, :n] = rec["index"]
-            det._rec_meta[ch] = (0, n, rec["count"], rec["run"])
-            det._rec_base[ch] = rec["base"]
+            s.rec_values[ch, :n] = rec["values"]
+            s.rec_index[ch, :n] = rec["index"]
+            s.rec_meta[ch] = (0, n, rec["count"], rec["run"])
+            s.rec_base[ch] = rec["base"]
         for b, slot in enumerate(state["season"]):
-            det._season[b, : len(slot)] = slot
-            det._season_meta[b, :2] = (0, len(slot))
-        det._season_meta[:, 2] = state["season_day"]
-        det._season_acc[:] = state["season_today"]
+            s.season[b, : len(slot)] = slot
+            s.season_meta[b, :2] = (0, len(slot))
+        s.season_meta[:, 2] = state["season_day"]
+        s.season_acc[:] = state["season_today"]
         return det
+
+
+class _Parts(NamedTuple):
+    """The parts of a detector's state, as views of its two arrays (``record_kernel.unpack``'s order)."""
+
+    counters: np.ndarray
+    prev: FloatArray
+    win_ring: FloatArray
+    win_srt: FloatArray
+    jump_ring: FloatArray
+    jump_srt: FloatArray
+    cap_ring: FloatArray
+    rec_values: FloatArray
+    rec_index: np.ndarray
+    rec_meta: np.ndarray
+    rec_base: FloatArray
+    season: FloatArray
+    season_meta: np.ndarray
+    season_acc: FloatArray
+    res_ring: FloatArray
+    res_srt: FloatArray
 
 
 _INT_PARAMS = ("window", "level_len", "density_len", "history", "warmup", "bins", "days", "residuals")
@@ -354,32 +327,62 @@ def _parameters(
     return params, p_int, p_float
 
 
+def _packed(p: dict[str, Any], caps: tuple[int, ...]) -> tuple[np.ndarray, FloatArray]:
+    """A zero state (int and float arrays) whose growing buffers have capacities ``caps``."""
+    win, jumps, res, rec, days = caps
+    n_int, n_float = k.sizes(p["bins"], p["density_len"], (win, jumps, res, rec, days))
+    state_i = np.zeros(n_int, dtype=np.int64)
+    state_i[k.S_WIN : k.N_HEAD] = caps
+    return state_i, np.zeros(n_float)
+
+
 def _due(held: int, size: int) -> bool:
     """Whether a buffer below its full size grows now: it is at least three quarters full."""
     return 4 * held >= 3 * size
 
 
-def _grown_window(
-    ring: FloatArray, srt: FloatArray, counters: list[int], c_n: int, limit: int
-) -> tuple[FloatArray, FloatArray] | None:
-    """A sorted window at twice its size (at most ``limit``), oldest first from slot 0; None if not due.
+def _next_size(size: int, limit: int, needed: int, held: int, first: int = FIRST_CAPACITY) -> int:
+    """A buffer's size after growing: doubled (from empty, ``first``) if the kernel needs it or it is
+    due, at most ``limit``; else unchanged. An empty buffer grows only when needed."""
+    if size >= limit or not (needed or (size and _due(held, size))):
+        return size
+    return min(limit, max(first, 2 * size))
 
-    ``counters`` are the kernel's, as ints; the caller sets the window's head to 0.
+
+def _move_window(
+    ring: FloatArray, srt: FloatArray, new_ring: FloatArray, new_srt: FloatArray, new: _Parts, c_n: int
+) -> None:
+    """Copy a sorted window into its new buffers; into larger ones oldest first from slot 0 (head 0).
+
+    ``new.counters`` already holds the old counters; ``c_n + 1`` is the window's head.
     """
-    n, head, size = counters[c_n], counters[c_n + 1], ring.shape[0]
-    if size >= limit or not _due(n, size):
-        return None
-    new_ring = np.zeros(min(limit, 2 * size))
+    size = ring.shape[0]
+    if size == new_ring.shape[0]:
+        new_ring[...], new_srt[...] = ring, srt
+        return
+    n, head = int(new.counters[c_n]), int(new.counters[c_n + 1])
     new_ring[: size - head] = ring[head:]
     new_ring[size - head : size] = ring[:head]
-    new_srt = np.zeros(new_ring.shape[0])
     new_srt[:n] = srt[:n]
-    return new_ring, new_srt
+    new.counters[c_n + 1] = 0
 
 
 def _capacity(held: int, limit: int, first: int = FIRST_CAPACITY) -> int:
-    """A buffer's size for ``held`` values: at least ``first``, at most ``limit`` (its parameter's size)."""
-    return min(limit, max(held, first))
+    """A buffer's size for ``held`` values: none for none, else at least ``first``, at most ``limit``."""
+    return min(limit, max(held, first)) if held else 0
+
+
+def _record_state(s: _Parts, channel: int) -> dict[str, Any]:
+    head, length, count, run = (int(x) for x in s.rec_meta[channel])
+    cap = s.rec_values.shape[1]
+    slots = [(head + j) % cap for j in range(length)]
+    return {
+        "count": count,
+        "run": run,
+        "base": float(s.rec_base[channel]),
+        "index": [int(s.rec_index[channel, i]) for i in slots],
+        "values": [float(s.rec_values[channel, i]) for i in slots],
+    }
 
 
 def _ring(ring: FloatArray, n: int, head: int) -> list[float]:

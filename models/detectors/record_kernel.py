@@ -5,8 +5,8 @@ core (100,000 points per second). The same loop in CPython, with sorted lists
 and deques, managed about 40,000. Numba compiles this module once per machine
 (``cache=True`` keeps the machine code beside the source).
 
-Why arrays: the whole state is a handful of arrays and two small counters
-arrays, so checkpointing is ``tolist()`` and a resumed detector continues
+Why arrays: the whole state is numbers in two arrays (see "Why two packed
+arrays"), so checkpointing is ``tolist()`` and a resumed detector continues
 bit-for-bit. The structures:
 
 * a *sorted window*: a ring buffer in arrival order plus the same values kept
@@ -43,6 +43,18 @@ expire from the head), and are rotated to slot 0 when they grow; seasonal
 rings wrap at ``days``, so below that they have not wrapped. A grown or
 resumed detector thus scores bit for bit as one that held every buffer at
 full size from its first point.
+
+Why two packed arrays: a worker holds one detector per series, and a numpy
+array costs about a hundred bytes of header and allocation before its first
+value. Sixteen small arrays a series came to about 2 KiB of headers alone, a
+third of a new series' state. So a detector's state is one int64 and one
+float64 array (``unpack`` lays out the parts, the same code from Python and
+from the kernel), and the kernel carves its views, which cost no Python
+object. Buffers a young series cannot have touched yet (jumps before a
+second value, records before ``warmup`` values, residuals and past days
+before a slot's first day ends) start empty: ``_room_for_point`` asks for
+room only for what the point will push, and says which (``C_NEED``), so the
+Python side grows just those.
 """
 
 from __future__ import annotations
@@ -74,8 +86,14 @@ P_Z_CAP, P_Z_FLOOR, P_BANDWIDTH, P_RARITY_FLOOR, P_CLIP, P_DAY_S = range(6)
     C_RES_N,
     C_RES_HEAD,
     C_HAS_PREV,
-) = range(10)
-N_COUNTERS = 10
+    C_NEED,  # set when the kernel stops for room: the NEED_* bits of the buffers that must grow
+) = range(11)
+N_COUNTERS = 11
+# Bits of ``C_NEED``.
+NEED_WIN, NEED_JUMP, NEED_RES, NEED_REC, NEED_SEASON = 1, 2, 4, 8, 16
+# The capacities of the growing buffers, stored after the counters in the int array.
+S_WIN, S_JUMP, S_RES, S_REC, S_SEASON = range(N_COUNTERS, N_COUNTERS + 5)
+N_HEAD = N_COUNTERS + 5
 # Evidence rows written per point.
 EVIDENCE = (
     "baseline",
@@ -94,6 +112,98 @@ EVIDENCE = (
 E_RATIO, E_CHANNEL, E_EXPECTED = 9, 10, 11
 
 _jit = numba.njit(cache=True, nogil=True)
+
+
+def sizes(bins: int, density_len: int, caps: tuple[int, int, int, int, int]) -> tuple[int, int]:
+    """Lengths of the int and float arrays of a state whose growing buffers have capacities ``caps``
+    (window, jumps, residuals, record deques, days of the seasonal table)."""
+    win, jump, res, rec, days = caps
+    n_int = N_HEAD + 4 * N_CHANNELS + 3 * bins + N_CHANNELS * rec
+    n_float = 1 + density_len + N_CHANNELS + 2 * bins + 2 * (win + jump + res)
+    n_float += N_CHANNELS * rec + bins * days
+    return n_int, n_float
+
+
+def unpack(
+    p_int: np.ndarray, state_i: np.ndarray, state_f: FloatArray
+) -> tuple[
+    np.ndarray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+    np.ndarray,
+    np.ndarray,
+    FloatArray,
+    FloatArray,
+    np.ndarray,
+    FloatArray,
+    FloatArray,
+    FloatArray,
+]:
+    """Views of the parts of a packed state, in ``score_points``' order: counters, prev, window ring
+    and sorted, jump ring and sorted, capped ring, record values, indices, meta and bases, seasonal
+    table, meta and today's sums, residual ring and sorted. Compiled for the kernel (``_unpack``)
+    and run as it is from Python, so both read one layout."""
+    bins, density_len = p_int[P_BINS], p_int[P_DENSITY_LEN]
+    win, jump, res, rec, days = (
+        state_i[S_WIN],
+        state_i[S_JUMP],
+        state_i[S_RES],
+        state_i[S_REC],
+        state_i[S_SEASON],
+    )
+    counters = state_i[:N_COUNTERS]
+    at = N_HEAD
+    rec_meta = state_i[at : at + 4 * N_CHANNELS].reshape((N_CHANNELS, 4))  # head, length, count, run
+    at += 4 * N_CHANNELS
+    season_meta = state_i[at : at + 3 * bins].reshape((bins, 3))  # ring start, days kept, day
+    at += 3 * bins
+    rec_index = state_i[at : at + N_CHANNELS * rec].reshape((N_CHANNELS, rec))
+    prev = state_f[:1]
+    at = 1
+    cap_ring = state_f[at : at + density_len]
+    at += density_len
+    rec_base = state_f[at : at + N_CHANNELS]  # each record before its current run
+    at += N_CHANNELS
+    season_acc = state_f[at : at + 2 * bins].reshape((bins, 2))  # the current day's sum and count
+    at += 2 * bins
+    win_ring = state_f[at : at + win]
+    win_srt = state_f[at + win : at + 2 * win]
+    at += 2 * win
+    jump_ring = state_f[at : at + jump]
+    jump_srt = state_f[at + jump : at + 2 * jump]
+    at += 2 * jump
+    res_ring = state_f[at : at + res]
+    res_srt = state_f[at + res : at + 2 * res]
+    at += 2 * res
+    rec_values = state_f[at : at + N_CHANNELS * rec].reshape((N_CHANNELS, rec))
+    at += N_CHANNELS * rec
+    season = state_f[at : at + bins * days].reshape((bins, days))
+    return (
+        counters,
+        prev,
+        win_ring,
+        win_srt,
+        jump_ring,
+        jump_srt,
+        cap_ring,
+        rec_values,
+        rec_index,
+        rec_meta,
+        rec_base,
+        season,
+        season_meta,
+        season_acc,
+        res_ring,
+        res_srt,
+    )
+
+
+_unpack = _jit(unpack)
 
 
 @_jit
@@ -189,33 +299,40 @@ def _room_for_point(
     rec_meta: np.ndarray,
     season: FloatArray,
     season_meta: np.ndarray,
+    season_acc: FloatArray,
     slot: int,
+    day: int,
 ) -> bool:
-    """Whether one more point fits every buffer not yet at its full size.
+    """Whether one more point fits every buffer not yet at its full size; else ``C_NEED`` says which.
 
     A point adds at most one value to each sorted window, one entry to each
     record deque (which may hold one more before its oldest expires) and one
-    day to its slot's seasonal ring.
+    day to its slot's seasonal ring, and only to those it will push to: a jump
+    once there is a previous value, a residual once its slot has a day, a
+    day when its slot's day ends, records once the window holds ``warmup``.
     """
+    need = 0
     window = p_int[P_WINDOW]
     size = win_ring.shape[0]
     if size < window and counters[C_WIN_N] >= size:
-        return False
+        need |= NEED_WIN
     size = jump_ring.shape[0]
-    if size < window and counters[C_JUMP_N] >= size:
-        return False
+    if size < window and counters[C_HAS_PREV] == 1 and counters[C_JUMP_N] >= size:
+        need |= NEED_JUMP
+    day_ends = season_meta[slot, 2] != day and season_acc[slot, 1] > 0
     size = res_ring.shape[0]
-    if size < p_int[P_RESIDUALS] and counters[C_RES_N] >= size:
-        return False
+    if size < p_int[P_RESIDUALS] and (season_meta[slot, 1] > 0 or day_ends) and counters[C_RES_N] >= size:
+        need |= NEED_RES
     size = season.shape[1]
-    if size < p_int[P_DAYS] and season_meta[slot, 1] >= size:
-        return False
+    if size < p_int[P_DAYS] and day_ends and season_meta[slot, 1] >= size:
+        need |= NEED_SEASON
     size = rec_values.shape[1]
-    if size < p_int[P_HISTORY] + 1:
+    if size < p_int[P_HISTORY] + 1 and counters[C_WIN_N] >= p_int[P_WARMUP]:
         for k in range(N_CHANNELS):
             if rec_meta[k, 1] >= size:
-                return False
-    return True
+                need |= NEED_REC
+    counters[C_NEED] = need
+    return need == 0
 
 
 @_jit
@@ -225,22 +342,8 @@ def score_points(
     values: FloatArray,
     p_int: np.ndarray,
     p_float: FloatArray,
-    counters: np.ndarray,
-    prev: FloatArray,
-    win_ring: FloatArray,
-    win_srt: FloatArray,
-    jump_ring: FloatArray,
-    jump_srt: FloatArray,
-    cap_ring: FloatArray,
-    rec_values: FloatArray,
-    rec_index: np.ndarray,
-    rec_meta: np.ndarray,
-    rec_base: FloatArray,
-    season: FloatArray,
-    season_meta: np.ndarray,
-    season_acc: FloatArray,
-    res_ring: FloatArray,
-    res_srt: FloatArray,
+    state_i: np.ndarray,
+    state_f: FloatArray,
     scores: FloatArray,
     evidence: FloatArray,
 ) -> int:
@@ -249,6 +352,24 @@ def score_points(
     Returns the number of points done: all of them, or the first that does not
     fit a buffer still growing (nothing of it is learnt; grow, then call again from there).
     """
+    (
+        counters,
+        prev,
+        win_ring,
+        win_srt,
+        jump_ring,
+        jump_srt,
+        cap_ring,
+        rec_values,
+        rec_index,
+        rec_meta,
+        rec_base,
+        season,
+        season_meta,
+        season_acc,
+        res_ring,
+        res_srt,
+    ) = _unpack(p_int, state_i, state_f)
     level_len, density_len = p_int[P_LEVEL_LEN], p_int[P_DENSITY_LEN]
     history, warmup = p_int[P_HISTORY], p_int[P_WARMUP]
     bins, days = p_int[P_BINS], p_int[P_DAYS]
@@ -272,7 +393,18 @@ def score_points(
         phase = ts[i] - day * day_s
         slot = min(bins - 1, int(phase / day_s * bins))
         if not _room_for_point(
-            counters, p_int, win_ring, jump_ring, res_ring, rec_values, rec_meta, season, season_meta, slot
+            counters,
+            p_int,
+            win_ring,
+            jump_ring,
+            res_ring,
+            rec_values,
+            rec_meta,
+            season,
+            season_meta,
+            season_acc,
+            slot,
+            day,
         ):
             return i
         if season_meta[slot, 2] != day and season_acc[slot, 1] > 0:
