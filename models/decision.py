@@ -44,8 +44,6 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
-import numpy as np
-
 from config.catalog import LEVELS, SensorKind, Thresholds
 from models.protocol import FloatArray
 
@@ -224,12 +222,19 @@ def pass_quiet(
     """
     if not len(values):
         return True
-    if state.held_level != NO_LINE or rule.threshold <= 0 or not bool(np.all(scores < rule.threshold)):
+    if state.held_level != NO_LINE or rule.threshold <= 0:
         return False
-    if rule.lines and (values.max() >= min(rule.lines) if rule.above else values.min() <= max(rule.lines)):
+    # Python's own all/max over lists: a batch brings a series one or two points, and numpy's
+    # reductions cost microseconds each on arrays that short, more than ``decide`` itself.
+    threshold = rule.threshold
+    if not all(score < threshold for score in scores.tolist()):  # a NaN score is not under it
         return False
+    if rule.lines:
+        listed = values.tolist()
+        if max(listed) >= min(rule.lines) if rule.above else min(listed) <= max(rule.lines):
+            return False
     state.seen += len(values)
-    state.clock_s = max(state.clock_s, float(ts_s.max()))
+    state.clock_s = max(state.clock_s, *ts_s.tolist())
     return True
 
 
