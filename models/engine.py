@@ -130,9 +130,13 @@ class _NewPoints:
 
 
 def _remember(series: _Series, ts: FloatArray, values: FloatArray) -> None:
-    """Move the series' context on to include these points (a copy: no view keeps a batch alive)."""
+    """Move the series' context on to include these points (a copy: no view keeps a batch alive).
+
+    A context that fits is kept as the joined array itself, not a view of it: a view is a second
+    array header per series, and keeps the first alive anyway.
+    """
     joined = np.concatenate((series.context, np.stack((ts, values))), axis=1)
-    series.context = np.ascontiguousarray(joined[:, -CONTEXT:])
+    series.context = joined if joined.shape[1] <= CONTEXT else joined[:, -CONTEXT:].copy()
 
 
 class ScoringEngine:
