@@ -7,10 +7,16 @@ engine exactly as ``citywarn ingest`` does (``app.workers.scoring_engine``:
 the configured detector, the archived per-kind models), then scores batches
 of ``--batch`` readings of series it has not seen, ``--points`` readings
 each, until ``--series`` distinct series are held, and prints one JSON line:
-``ru_maxrss`` (the process's peak resident set, imports, catalog, models and
-all) before the first batch and at the end, and the resident set at both moments
-(the state's own size: a start-up spike, such as compiling a kernel, can hide
-it under the peak).
+the process's peak resident set (imports, catalog, models and all) before the
+first batch and at the end, and the resident set at both moments (the state's
+own size: a start-up spike, such as compiling a kernel, can hide it under the
+peak), with the end's split into anonymous memory and mapped files (shared
+libraries such as LLVM's, which worker processes share).
+
+The peak is the kernel's high-water mark of this process's memory
+(``VmHWM``), not ``ru_maxrss``: a child started by ``subprocess`` (vfork, then
+exec) begins with its parent's peak in ``ru_maxrss``, so ``bench.pipeline``'s
+child reported the bench's own ~1 GiB as its "start-up peak".
 
 It stops early, saying so, once the resident set passes ``--cap-mib``: this
 machine is shared, and a state that outgrows it is measured well enough by
@@ -39,8 +45,17 @@ def rss_mib() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
 
 
+def status_mib(field: str) -> float:
+    """A memory figure of ``/proc/self/status`` (``VmHWM``, ``RssAnon``, ``RssFile``), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise KeyError(field)
+
+
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak resident set (see the module docstring: not ``ru_maxrss``)."""
+    return status_mib("VmHWM")
 
 
 def main() -> None:
@@ -90,6 +105,10 @@ def main() -> None:
                 "peak_rss_mib": round(peak_rss_mib(), 1),
                 "resident_before_mib": round(resident_before, 1),
                 "resident_after_mib": round(rss_mib(), 1),
+                "anon_after_mib": round(status_mib("RssAnon"), 1),
+                "files_after_mib": round(status_mib("RssFile"), 1),
+                # For comparison only: includes the parent's peak when the parent was larger.
+                "ru_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "stopped_at_cap": capped and held < args.series,
                 "seconds": round(time.perf_counter() - started, 2),
             }
