@@ -33,6 +33,10 @@ state database), and ``citywarn ingest`` worker processes configured through
 ``--profile PATH`` samples the one-worker phase's worker with py-spy (all
 its threads, 100 a second, without pausing it) and prints its top functions
 (``bench.collapsed_stacks``); that phase's rate is then the profiled one.
+``--profile-latency DIR`` samples both workers through the latency phase,
+idle threads included (a reading's wait may be a poll, a lock or a round trip).
+``--latency-only`` runs 1, 2, a two-worker warm-up of ``--phase-steps`` and 5,
+for working on the latency figure without waiting for the rest.
 """
 
 from __future__ import annotations
@@ -436,11 +440,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env=bench.env,
             capture_output=True,
             text=True,
-            check=True,
+            check=False,
         )
+        if trained.returncode != 0:
+            raise RuntimeError(f"citywarn train failed ({trained.returncode}): {trained.stderr[-3000:]}")
         models = [json.loads(line) for line in trained.stdout.splitlines() if line.startswith("{")]
         figures["models_trained"] = sorted(m.get("kind", "?") for m in models)
         say(f"  trained {len(models)} per-kind models: {', '.join(figures['models_trained'])}")
+
+        if args.latency_only:
+            phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
+            say(f"two workers warming up on {len(phase):,} readings")
+            carry(bench, store, 2)
+            latency = latency_phase(bench, args)
+            stop_workers(bench)
+            figures.update(latency_figures(latency, args))
+            figures.update(readings_produced=bench.produced, readings_stored=store.count())
+            figures["load_after"] = load_average()
+            return figures
 
         phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
         say(f"one worker: {len(phase):,} readings")
@@ -463,16 +480,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         two = carry(bench, store, 2)
         say(f"  {two.per_s:,.0f} readings/s ({two.readings:,} in {two.seconds:.2f} s)")
 
-        say(f"latency: {args.rate:,.0f} readings/s for {args.latency_s:g} s, two workers")
-        latency = steady_latency(
-            bench,
-            rate=args.rate,
-            seconds=args.latency_s,
-            samples=args.latency_samples,
-            settle_s=args.settle_s,
-        )
-        say("  letting the workers catch up, so every reading produced is stored")
-        wait_for(bench, lambda: committed_total(settings) >= bench.produced, "every offset committed")
+        latency = latency_phase(bench, args)
         stop_workers(bench)
         stored = store.count()
 
@@ -503,15 +511,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio_to_limit": round(two.per_s / lower, 3),
             "ratio_to_limit_1_worker": round(one.per_s / lower, 3),
             "ratio_to_limit_2_workers": round(two.per_s / lower, 3),
-            "latency_rate_target": args.rate,
-            "latency_rate_achieved": round(latency.achieved_rate),
-            "latency_injected": latency.injected,
-            "latency_settle_s": args.settle_s,
-            "latency_samples": len(latency.samples_ms),
-            "latency_unseen": len(latency.unseen_ms),
-            **{f"latency_p{q}_ms": round(latency.quantile(q / 100)[0], 1) for q in (50, 95, 99)},
-            **{f"latency_p{q}_is_lower_bound": latency.quantile(q / 100)[1] for q in (50, 95, 99)},
-            "latency_max_seen_ms": round(max(latency.samples_ms, default=float("nan")), 1),
+            **latency_figures(latency, args),
             "readings_produced": bench.produced,
             "readings_stored": stored,
             "rss_series_requested": args.rss_series,
@@ -531,6 +531,51 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     return figures
+
+
+def latency_phase(bench: Bench, args: argparse.Namespace) -> Latency:
+    """The steady-rate phase on the running workers (sampled by py-spy with ``--profile-latency``), then
+    their catch-up, so every reading produced is stored."""
+    say(f"latency: {args.rate:,.0f} readings/s for {args.latency_s:g} s, two workers")
+    spies = []
+    if args.profile_latency is not None:
+        args.profile_latency.mkdir(parents=True, exist_ok=True)
+        for n, proc in enumerate(bench.workers):
+            # --idle: waits (poll, locks, round trips) are where a reading's latency can hide.
+            command = [py_spy(), "record", "--pid", str(proc.pid), "--format", "raw", "--rate", "100"]
+            command += ["--nonblocking", "--idle", "--duration", str(math.ceil(args.latency_s))]
+            command += ["--output", str(args.profile_latency / f"worker-{n}.txt")]
+            spies.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    latency = steady_latency(
+        bench,
+        rate=args.rate,
+        seconds=args.latency_s,
+        samples=args.latency_samples,
+        settle_s=args.settle_s,
+    )
+    for spy in spies:
+        spy.wait(120)
+    say("  letting the workers catch up, so every reading produced is stored")
+    wait_for(bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed")
+    if args.profile_latency is not None:
+        for n in range(len(spies)):
+            profile = read_collapsed(args.profile_latency / f"worker-{n}.txt")
+            say(f"  profile of worker {n} in the latency phase (py-spy, idle included):\n" + summary(profile))
+    return latency
+
+
+def latency_figures(latency: Latency, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "latency_rate_target": args.rate,
+        "latency_rate_achieved": round(latency.achieved_rate),
+        "latency_injected": latency.injected,
+        "latency_settle_s": args.settle_s,
+        "latency_samples": len(latency.samples_ms),
+        "latency_unseen": len(latency.unseen_ms),
+        **{f"latency_p{q}_ms": round(latency.quantile(q / 100)[0], 1) for q in (50, 95, 99)},
+        **{f"latency_p{q}_is_lower_bound": latency.quantile(q / 100)[1] for q in (50, 95, 99)},
+        "latency_max_seen_ms": round(max(latency.samples_ms, default=float("nan")), 1),
+    }
 
 
 def per_thousand(memory: dict[str, Any]) -> float:
@@ -553,6 +598,9 @@ def say(text: str) -> None:
 def report(f: dict[str, Any]) -> None:
     say("")
     say(f"load average before {f['load_before']}, after {f['load_after']} (2 cores: above 2 is contended)")
+    if "readings_per_s" not in f:  # --latency-only
+        report_latency(f)
+        return
     say(f"end to end, 1 worker : {f['readings_per_s']:>10,} readings/s")
     say(f"end to end, 2 workers: {f['readings_per_s_2_workers']:>10,} readings/s")
     say(f"broker consume+decode: {f['broker_consume_decode_per_s']:>10,} /s")
@@ -561,15 +609,7 @@ def report(f: dict[str, Any]) -> None:
         f"ratio to the lower limit: {f['ratio_to_limit']} (1 worker {f['ratio_to_limit_1_worker']}, "
         f"2 workers {f['ratio_to_limit_2_workers']})"
     )
-    shown = {
-        q: ("≥ " if f[f"latency_p{q}_is_lower_bound"] else "") + f"{f[f'latency_p{q}_ms']:,} ms"
-        for q in (50, 95, 99)
-    }
-    say(
-        f"produce-to-warning at {f['latency_rate_achieved']:,}/s: p50 {shown[50]}, p95 {shown[95]}, "
-        f"p99 {shown[99]} ({f['latency_samples']} of {f['latency_injected']} anomalies seen within "
-        f"{f['latency_settle_s']:g} s of the end of production; ≥: an anomaly not seen, counted at the wait)"
-    )
+    report_latency(f)
     held = f"{f['rss_series_held']:,} series x {f['rss_points_per_series']} readings"
     if f["peak_rss_mib_100k_series"] is not None:
         say(
@@ -585,6 +625,18 @@ def report(f: dict[str, Any]) -> None:
     say(
         f"scoring state at {f['rss_day_points_per_series']} readings a series "
         f"({f['rss_day_series_held']:,} series): {f['rss_mib_per_1000_series_day']} MiB per 1,000 series"
+    )
+
+
+def report_latency(f: dict[str, Any]) -> None:
+    shown = {
+        q: ("≥ " if f[f"latency_p{q}_is_lower_bound"] else "") + f"{f[f'latency_p{q}_ms']:,} ms"
+        for q in (50, 95, 99)
+    }
+    say(
+        f"produce-to-warning at {f['latency_rate_achieved']:,}/s: p50 {shown[50]}, p95 {shown[95]}, "
+        f"p99 {shown[99]} ({f['latency_samples']} of {f['latency_injected']} anomalies seen within "
+        f"{f['latency_settle_s']:g} s of the end of production; ≥: an anomaly not seen, counted at the wait)"
     )
 
 
@@ -623,6 +675,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", type=Path, help="sample the one-worker phase's worker with py-spy; collapsed stacks here"
+    )
+    parser.add_argument(
+        "--profile-latency",
+        type=Path,
+        help="sample both workers with py-spy during the latency phase (idle too); a file each in this dir",
+    )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="history, training, a two-worker warm-up of --phase-steps, then only the latency phase",
     )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of every part")
