@@ -78,7 +78,18 @@ class DetectionSink:
             self.faults.apply(health, now=now)
 
     def checkpoint(self, *, now: datetime) -> None:
-        self.checkpoints.save_series(self.engine.checkpoint(), log=self._current_log(), now=now)
+        self.stage_checkpoint(now=now)()
+
+    def stage_checkpoint(self, *, now: datetime) -> Callable[[], None]:
+        """Take what every series must save now; the call returned saves it, from any thread.
+
+        The ingest worker saves on a thread of its own while it handles later batches
+        (``ingest.consumer.StagedSink``): a checkpoint of thousands of series is seconds of
+        writing, which every reading arriving meanwhile waited out. The records are bytes
+        and fresh dicts, so batches scored meanwhile cannot change them.
+        """
+        records, log = self.engine.checkpoint(), self._current_log()
+        return lambda: self.checkpoints.save_series(records, log=log, now=now)
 
     def reset(self) -> None:
         self.engine.forget_all()

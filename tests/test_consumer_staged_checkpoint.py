@@ -57,8 +57,7 @@ class GatedStagingSink:
         self.inner.reset()
 
     def stage_checkpoint(self, *, now: datetime) -> Callable[[], None]:
-        records = self.inner.engine.checkpoint()
-        log = self.inner._current_log()
+        real_save = self.inner.stage_checkpoint(now=now)
         self.saves += 1
         failing = self.saves == self.fail_save
 
@@ -70,7 +69,7 @@ class GatedStagingSink:
                     raise sa.exc.OperationalError(
                         "INSERT INTO detector_checkpoints ...", {}, ConnectionError("injected: went away")
                     )
-                self.inner.checkpoints.save_series(records, log=log, now=now)
+                real_save()
             finally:
                 self.saving.clear()
 
