@@ -28,8 +28,6 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
-from app.api.sqlite_version import DataVersionReader, open_reader
-
 MAX_BYTES = 16 * 1024 * 1024  # the pages kept, together; a page of 500 warnings is about 1 MiB
 MAX_QUERIES = 4096  # query strings remembered for app.kept_pages; past this they are forgotten at once
 
@@ -39,15 +37,16 @@ class StateVersion:
 
     SQLite: ``PRAGMA data_version`` on a connection of our own, which never
     writes; SQLite changes it whenever another connection, in any process, has
-    committed. Read through ``app.api.sqlite_version`` where it may be (the
-    GIL kept: no wait behind the ingest threads for every page), else through
-    ``sqlite3``. Reading the WAL-index header straight from a mapping of the
+    committed. Reading the WAL-index header straight from a mapping of the
     ``-shm`` file was cheaper, but it cannot be made safe: closing our own
     descriptor of that file dropped the process's POSIX locks on it, so another
     process (``citywarn keys create``) then opened the database as its only user
     and truncated the file, and the next read of the mapping killed the service
     with SIGBUS (``tests/test_cli_run_demo.py`` caught it: keys made beside a
-    running ``citywarn run --demo``).
+    running ``citywarn run --demo``). Reading it through ``sqlite3``'s own
+    library by ctypes, so the event loop keeps the GIL, cut the wait in the
+    profile but not the pages a second (181 against 188 in the same hour), so
+    that was taken out again.
 
     PostgreSQL: the current snapshot (``xmin:xmax:in-progress``); two equal
     snapshots see exactly the same committed transactions, so the same rows.
@@ -62,7 +61,6 @@ class StateVersion:
         path = engine.url.database if self.dialect == "sqlite" else None
         self._path = path if path and path != ":memory:" and not path.startswith("file:") else None
         self._conn: sqlite3.Connection | None = None
-        self._reader: DataVersionReader | None = None
         # A connection's data_version counts only what it has seen, from its own start: a version read
         # on a connection opened again (after the engine was disposed) is told apart by this.
         self._opened = 0
@@ -79,25 +77,16 @@ class StateVersion:
         if self._path is None:
             return None
         with self._lock:
-            if self._reader is None and self._conn is None:
+            if self._conn is None:
                 self._opened += 1
-                self._reader = open_reader(self._path)
-                if self._reader is None:
-                    self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-            if self._reader is not None:
-                value = self._reader.read()
-                return None if value is None else (self._opened, value)
-            assert self._conn is not None
+                self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             return (self._opened, int(self._conn.execute("PRAGMA data_version").fetchone()[0]))
 
     def _close(self, *_args: object) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
-            reader, self._reader = self._reader, None
             if conn is not None:
                 conn.close()
-            if reader is not None:
-                reader.close()
 
 
 @dataclass(slots=True)
