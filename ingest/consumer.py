@@ -489,12 +489,12 @@ class IngestWorker(Generic[Item]):
             staged.done.wait()
         return staged
 
-    def _commit_saved(self, staged: _Save) -> bool:
-        """Commit the offsets a finished save covers, of the partitions still ours."""
-        offsets = [TopicPartition(t, p, o) for (t, p), o in staged.offsets.items() if (t, p) in self.owned]
+    def _commit_saved(self, offsets: dict[PartitionKey, int]) -> bool:
+        """Commit offsets whose state is saved, of the partitions still ours. False if the broker refused."""
+        owned = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.owned]
         try:
-            if offsets:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+            if owned:
+                self._consumer.commit(offsets=owned, asynchronous=False)
         except KafkaException as exc:
             # The state is saved; the replay of these offsets skips what it already learned.
             log.warning("offset commit failed, those batches will be replayed: %s", exc)
@@ -513,7 +513,7 @@ class IngestWorker(Generic[Item]):
                 raise staged.error
             self._rewind(f"checkpoint failed: {staged.error}")
             return False
-        return self._commit_saved(staged)
+        return self._commit_saved(staged.offsets)
 
     def _checkpoint(self) -> bool:
         """Save the sink's state, then commit what it covers. False if either failed."""
@@ -527,19 +527,9 @@ class IngestWorker(Generic[Item]):
                 raise
             self._rewind(f"checkpoint failed: {exc}")
             return False
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._pending.items()]
-        try:
-            if offsets:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # The state is saved; the replay of these offsets skips what it already learned.
-            log.warning("offset commit failed, those batches will be replayed: %s", exc)
-            return False
-        finally:
-            self._pending.clear()
-            self._last_checkpoint = time.monotonic()
-        self.stats.checkpoints += 1
-        return True
+        saved, self._pending = self._pending, {}
+        self._last_checkpoint = time.monotonic()
+        return self._commit_saved(saved)
 
     def _measure_lag(self) -> None:
         """Messages on our partitions not yet committed: the log end minus the committed offset.
@@ -596,7 +586,7 @@ class IngestWorker(Generic[Item]):
             self._pending.clear()
             self._lost = True
         elif staged is not None:
-            self._commit_saved(staged)
+            self._commit_saved(staged.offsets)
         if self._pending:
             try:
                 self.sink.checkpoint(now=self.clock())
