@@ -59,7 +59,10 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"] < 60_000
     assert figures["rss_series_held"] == 300 and not figures["rss_stopped_at_cap"]
     assert math.isfinite(figures["peak_rss_mib_100k_series"])
-    assert figures["peak_rss_mib_100k_series"] > figures["rss_before_series_mib"] > 0
+    # The peak is the process's high-water mark (VmHWM): it never falls, and 300 series may not lift it
+    # past what loading the models reached before the first one.
+    assert figures["peak_rss_mib_100k_series"] >= figures["rss_before_series_mib"] > 0
+    assert figures["resident_100k_series_mib"] > 0 and figures["resident_before_series_mib"] > 0
     assert figures["rss_day_series_held"] == 500 and figures["rss_day_points_per_series"] == 50
     assert figures["rss_mib_per_1000_series_day"] > 0
 
