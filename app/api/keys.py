@@ -26,7 +26,8 @@ class KeyIn(BaseModel):
     label: str = Field(
         min_length=1,
         max_length=LABEL_MAX,
-        description="Who holds the key: recorded as the actor of every change it makes.",
+        description="Who holds the key: recorded as the actor of every change it makes. Printable "
+        "characters only (no control, format or line-separator characters), not all blank.",
     )
     expires_days: int | None = Field(
         default=None, ge=1, le=3650, description="Days until the key stops working; none: never."
