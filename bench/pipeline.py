@@ -214,6 +214,12 @@ def produce_steps(bench: Bench, count: int, anomalies: int) -> list[tuple[bytes,
 class Carried:
     readings: int  # counted from the first stored batch
     seconds: float
+    cpu_s: float  # the workers' own CPU (user + system) over the same span
+
+    @property
+    def cpu_us_per_reading(self) -> float:
+        """What a reading costs the workers, whatever else shares the cores: the wall rate is not."""
+        return 1e6 * self.cpu_s / self.readings
 
     @property
     def per_s(self) -> float:
@@ -233,11 +239,27 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
         return bool(first_stored)
 
     t_first = wait_for(bench, stored, "the first stored batch")
+    cpu_first = workers_cpu_s(bench)
     t_done = wait_for(
         bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
     )
+    cpu_done = workers_cpu_s(bench)
     # The store held what earlier phases carried; the first batch seen was carried before t_first.
-    return Carried(readings=bench.produced - before - first_stored[0], seconds=t_done - t_first)
+    return Carried(
+        readings=bench.produced - before - first_stored[0],
+        seconds=t_done - t_first,
+        cpu_s=cpu_done - cpu_first,
+    )
+
+
+def workers_cpu_s(bench: Bench) -> float:
+    """User plus system CPU seconds the running workers have used, read from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in bench.workers:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return total / ticks
 
 
 # --- latency at a steady rate ---------------------------------------------------------------------
@@ -463,7 +485,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say(f"one worker: {len(phase):,} readings")
         one = carry(bench, store, 1, profile=args.profile)
         stop_workers(bench)
-        say(f"  {one.per_s:,.0f} readings/s ({one.readings:,} in {one.seconds:.2f} s)")
+        say(
+            f"  {one.per_s:,.0f} readings/s ({one.readings:,} in {one.seconds:.2f} s; "
+            f"{one.cpu_us_per_reading:,.1f} µs of the worker's CPU a reading)"
+        )
         if args.profile is not None:
             say(
                 f"  profile of that worker (py-spy, {args.profile}):\n"
@@ -478,7 +503,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
         say(f"two workers: {len(phase):,} readings")
         two = carry(bench, store, 2)
-        say(f"  {two.per_s:,.0f} readings/s ({two.readings:,} in {two.seconds:.2f} s)")
+        say(
+            f"  {two.per_s:,.0f} readings/s ({two.readings:,} in {two.seconds:.2f} s; "
+            f"{two.cpu_us_per_reading:,.1f} µs of the workers' CPU a reading)"
+        )
 
         latency = latency_phase(bench, args)
         stop_workers(bench)
@@ -502,6 +530,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "readings_per_s_history_no_models": round(history.per_s),
             "one_worker_profiled": args.profile is not None,
             "seconds_1_worker": round(one.seconds, 3),
+            "worker_cpu_us_per_reading": round(one.cpu_us_per_reading, 1),
+            "worker_cpu_us_per_reading_2_workers": round(two.cpu_us_per_reading, 1),
             "seconds_2_workers": round(two.seconds, 3),
             "readings_timed_1_worker": one.readings,
             "readings_timed_2_workers": two.readings,

@@ -50,6 +50,11 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert figures["sensors"] == 120
     assert figures["models_trained"] == ["gas", "water_level"]
     assert figures["readings_per_s"] > 0 and figures["readings_per_s_2_workers"] > 0
+    # The workers' own CPU over the timed span: counted in 10 ms ticks, at most both cores' worth of it.
+    for workers, suffix in ((1, "1_worker"), (2, "2_workers")):
+        cpu_s = figures[f"worker_cpu_us_per_reading{'' if workers == 1 else '_2_workers'}"]
+        cpu_s *= figures[f"readings_timed_{suffix}"] / 1e6
+        assert 0 <= cpu_s <= 2 * figures[f"seconds_{suffix}"] + 0.02 * workers
     assert figures["broker_consume_decode_per_s"] > 0 and figures["store_write_line_protocol_per_s"] > 0
     assert 0 < figures["ratio_to_limit"] <= 1.5
     # Every reading produced, the latency phase's included, was stored once.
