@@ -62,6 +62,10 @@ class PrivateInfluxd:
     def store_url(self, database: str) -> str:
         return f"influxdb://127.0.0.1:{self.port}/{database}"
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
     def start(self, timeout_s: float = 30.0) -> None:
         binary = shutil.which("influxd")
         if binary is None:
