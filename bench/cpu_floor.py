@@ -39,7 +39,7 @@ def readings(n: int) -> list[tuple[str, bytes]]:
     out = []
     for i in range(n):
         area = f"grid-{i % 27:02d}"
-        body = {"sensor_id": f"s{i % 10_000:05d}", "kind": "water_level", "area": area}
+        body: dict[str, Any] = {"sensor_id": f"s{i % 10_000:05d}", "kind": "water_level", "area": area}
         body |= {"ts": "2026-12-01T10:00:00Z", "value": 1.5 + i % 7}
         out.append((area, json.dumps(body).encode()))
     return out
