@@ -1,0 +1,97 @@
+// GET /v1/stream read with fetch() (EventSource cannot send the key), parsed frame by frame, and
+// reconnected after a drop with Last-Event-ID so no change is missed or applied twice.
+import { authHeaders } from './api.js';
+
+const MAX_BACKOFF_MS = 10_000;
+
+/** Server-sent event frames from a byte stream, as {event, data, id, retry} objects. */
+export async function* frames(body) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  let frame = { event: 'message', data: [], id: null, retry: null };
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    const lines = buffer.split(/\r\n|\r|\n/);
+    buffer = lines.pop(); // the last piece may be a line still arriving
+    for (const line of lines) {
+      if (line === '') {
+        if (frame.data.length || frame.event !== 'message') yield { ...frame, data: frame.data.join('\n') };
+        frame = { event: 'message', data: [], id: null, retry: null };
+        continue;
+      }
+      if (line.startsWith(':')) continue; // a comment: the keep-alive ping
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') frame.event = text;
+      else if (field === 'data') frame.data.push(text);
+      else if (field === 'id') frame.id = text;
+      else if (field === 'retry' && /^\d+$/.test(text)) frame.retry = Number(text);
+    }
+  }
+}
+
+/**
+ * Keep a stream open until stop(): onReady(readyData, firstTime) after each (re)connection,
+ * onWarning(change) per warning event, onState("open"|"connecting"|"closed"), onFailure(error)
+ * when a connection could not be made or broke, onUnauthorized() on a 401 (then it stops).
+ */
+export function openStream({ onReady, onWarning, onState, onFailure, onUnauthorized }) {
+  let cursor = null; // the last event id seen: where a reconnection resumes
+  let stopped = false;
+  let controller = null;
+  let backoff = 1000;
+  let timer = null;
+
+  async function connect() {
+    if (stopped) return;
+    onState('connecting');
+    controller = new AbortController();
+    const headers = authHeaders({ Accept: 'text/event-stream' });
+    if (cursor !== null) headers['Last-Event-ID'] = String(cursor);
+    try {
+      const resp = await fetch('/v1/stream?include_exercises=true', {
+        headers, signal: controller.signal, cache: 'no-store',
+      });
+      if (resp.status === 401) {
+        stopped = true;
+        onState('closed');
+        onUnauthorized();
+        return;
+      }
+      if (!resp.ok || !resp.body) throw new Error(`GET /v1/stream answered ${resp.status}`);
+      for await (const frame of frames(resp.body)) {
+        if (frame.retry !== null) backoff = Math.min(Math.max(frame.retry, 500), MAX_BACKOFF_MS);
+        if (frame.event === 'ready') {
+          const ready = JSON.parse(frame.data || '{}');
+          const firstTime = cursor === null;
+          if (firstTime) cursor = ready.last_event_id ?? null;
+          onState('open');
+          onReady(ready, firstTime);
+        } else if (frame.event === 'warning') {
+          if (frame.id !== null) cursor = Number(frame.id);
+          onWarning(JSON.parse(frame.data));
+        }
+      }
+      if (!stopped) onFailure(new Error('the stream ended'));
+    } catch (err) {
+      if (stopped) return;
+      onFailure(err);
+    }
+    if (stopped) return;
+    onState('closed');
+    timer = setTimeout(connect, backoff);
+    backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+  }
+
+  connect();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+      controller?.abort();
+    },
+  };
+}
