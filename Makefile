@@ -1,6 +1,6 @@
 # The two commands the README promises: `make demo` and `make test`.
 # Both work on a fresh Debian machine with Python 3.11+; `make test` needs root
-# (or sudo) once, to install Debian's influxdb package if influxd is missing.
+# (or sudo) once, to install Debian's influxdb and chromium packages if missing.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,9 +23,12 @@ demo: install
 
 # The test suite starts its own Tansu broker and influxd; it needs the binaries,
 # and a PostgreSQL server on 127.0.0.1:5432 (started here if it is installed but down).
+# The console's browser tests drive Debian's Chromium (Playwright downloads no browser).
 services:
 	@command -v influxd >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq influxdb >/dev/null; }
+	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { [ -n "$(PG_VERSION)" ] && \
 		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start && sleep 2; } || true
 	@pg_isready -h 127.0.0.1 -p 5432
