@@ -167,6 +167,21 @@ async function downloadCap(id) {
   }
 }
 
+/** The control in the panel that has focus, by what finds it again after a redraw. */
+function focusedControl() {
+  const el = document.activeElement;
+  if (!el || !panel().contains(el) || !el.dataset.testid) return null;
+  return { testId: el.dataset.testid, rid: el.closest('[data-rid]')?.dataset.rid };
+}
+
+/** Focus the same control after a redraw; one now disabled gives focus to the nearest one that is not. */
+function refocus({ testId, rid }, heading) {
+  const scope = rid ? panel().querySelector(`[data-rid="${CSS.escape(rid)}"]`) : panel();
+  const same = scope?.querySelector(`[data-testid="${testId}"]`);
+  const target = same && !same.disabled ? same : scope?.querySelector('button:enabled, input') ?? heading;
+  target.focus({ preventScroll: true });
+}
+
 async function load(id, { focus = false, keepMessage = false } = {}) {
   const seq = ++loadSeq;
   const note = keepMessage ? message()?.cloneNode(true) : null;
@@ -177,10 +192,12 @@ async function load(id, { focus = false, keepMessage = false } = {}) {
       getJson(base), getJson(`${base}/recommendations`), getJson(`${base}/timeline?limit=500`),
     ]);
     if (seq !== loadSeq || openId !== id) return; // another warning was opened meanwhile
+    const before = focusedControl();
     const heading = render(detail, recs, timeline);
     panel().scrollTop = scroll;
     if (note && message()) message().replaceWith(note);
     if (focus) heading.focus();
+    else if (before) refocus(before, heading);
   } catch (err) {
     if (seq !== loadSeq) return;
     panel().replaceChildren(h('div', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, id),
