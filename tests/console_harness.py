@@ -23,7 +23,7 @@ from tests.pipeline_harness import DemoRun, demo_run, wait_until
 CHROMIUM = Path("/usr/bin/chromium")
 OPEN = ("pending", "active", "acknowledged")
 ACTABLE = ("pending", "active")  # statuses an acknowledgement takes a warning out of
-DAY_REPLAYED = "the day is replayed"  # demo.live logs it once the demo's warnings are all made
+DAY_REPLAYED = "the day is replayed"  # demo.live logs it once the whole day is sent to the broker
 LEVEL_ZH = {"blue": "蓝色", "yellow": "黄色", "orange": "橙色", "red": "红色"}
 
 T = TypeVar("T")
@@ -96,7 +96,7 @@ def console_demo(cwd: Path) -> Iterator[ConsoleDemo]:
     """`citywarn run --demo` once its day is replayed (its warnings made, nothing changing on its own for
     the next five minutes), with a viewer key made by the admin through POST /v1/keys."""
     with demo_run(cwd) as run:
-        wait_until(lambda: DAY_REPLAYED in run.log.read_text(), timeout_s=120, what="the demo's day replayed")
+        wait_until(lambda: _day_consumed(run), timeout_s=120, what="the demo's day replayed and consumed")
         run.assert_alive()
         made = httpx.post(
             f"{run.base}/v1/keys",
@@ -108,6 +108,14 @@ def console_demo(cwd: Path) -> Iterator[ConsoleDemo]:
         demo = ConsoleDemo(run, made.json()["token"])
         assert demo.open_warnings(), f"the demo replayed its day with no open warning:\n{run.tail()}"
         yield demo
+
+
+def _day_consumed(run: DemoRun) -> bool:
+    """The whole day is in the broker and every consumer has committed it: the warnings it makes exist."""
+    if DAY_REPLAYED not in run.log.read_text():
+        return False
+    consumers = httpx.get(f"{run.base}/readyz", timeout=5).json()["consumers"]
+    return bool(consumers) and all(c["lag"] == 0 for c in consumers.values())
 
 
 @contextmanager
