@@ -9,6 +9,7 @@ Every test leaves a screenshot of its page in the run's temporary folder (consol
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,6 +192,8 @@ def test_a_viewer_key_gets_no_action_buttons_anywhere(demo: ConsoleDemo, session
     expect(page.get_by_test_id("recommendation")).to_have_count(len(warning["recommendations"]))
     expect(page.get_by_test_id("timeline-item").first).to_be_visible()
     expect(actions).to_have_count(0)
+    # What a viewer is not offered leaves no trace either (a section rendered as "null", say).
+    expect(page.get_by_test_id("warning-detail")).not_to_contain_text(re.compile("null|undefined"))
     assert (
         page.get_by_test_id("warning-detail")
         .locator("button, input, select")
