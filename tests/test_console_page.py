@@ -138,6 +138,15 @@ def test_every_asset_the_page_references_is_served_with_its_media_type(anonymous
         assert "max-age" in resp.headers["cache-control"] and resp.headers["etag"], url
 
 
+def test_an_unchanged_asset_is_revalidated_without_its_body(anonymous: TestClient) -> None:
+    first = anonymous.get("/console/assets/js/main.js")
+    again = anonymous.get("/console/assets/js/main.js", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == first.headers["etag"]
+    stale = anonymous.get("/console/assets/js/main.js", headers={"If-None-Match": '"0-0"'})
+    assert stale.status_code == 200 and stale.content == first.content
+
+
 def test_an_asset_not_shipped_is_a_404_problem_and_no_path_leaves_the_folder(anonymous: TestClient) -> None:
     for path in ("/console/assets/nope.js", "/console/assets/../__init__.py", "/console/assets/index.html"):
         resp = anonymous.get(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
@@ -27,7 +27,7 @@ MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
 }
 # Assets change with each release while their names stay: a browser asks again after a short while
-# (and revalidates by ETag, so an unchanged file costs a 304); the page is always asked for afresh.
+# and revalidates by ETag, so an unchanged file costs a 304 and no body; the page is always asked for afresh.
 ASSET_CACHE = "public, max-age=300, must-revalidate"
 PAGE_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -57,10 +57,14 @@ def console_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type=MEDIA_TYPES[".html"], headers=PAGE_HEADERS)
 
 
-@router.get("/console/assets/{asset:path}")
-def console_asset(asset: AssetPath) -> FileResponse:
+@router.get("/console/assets/{asset:path}", response_model=None)
+def console_asset(asset: AssetPath, request: Request) -> Response:
     found = ASSETS.get(asset)
     if found is None:
         raise HTTPException(404, detail=f"no console asset {asset}")
-    headers = {"Cache-Control": ASSET_CACHE, "X-Content-Type-Options": "nosniff"}
-    return FileResponse(found, media_type=MEDIA_TYPES[found.suffix], headers=headers)
+    stat = found.stat()
+    etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+    headers = {"Cache-Control": ASSET_CACHE, "ETag": etag, "X-Content-Type-Options": "nosniff"}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return FileResponse(found, media_type=MEDIA_TYPES[found.suffix], headers=headers, stat_result=stat)

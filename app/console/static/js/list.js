@@ -71,7 +71,6 @@ function row(w, now) {
     h('button', {
       type: 'button', class: `warning-row status-${w.status}`, 'data-testid': 'warning-row',
       'data-warning-id': w.id, 'data-level': w.level, 'data-status': w.status, 'data-flash': flash,
-      'aria-label': `${t(`level.${w.level}`)} ${term('hazard', w.hazard)}, ${areaLabel(w.area)}, ${t(`status.${w.status}`)}`,
       onclick: () => onOpen(w.id),
     },
     levelChip(w.level, { 'data-testid': 'row-level' }),

@@ -22,6 +22,13 @@ function showSignedIn(yes) {
   else for (const el of document.querySelectorAll('[data-view-panel]')) el.hidden = true;
 }
 
+/** Silences and sensor health are read with the read permission: a key without it is not offered them. */
+function offerPages() {
+  for (const view of ['silences', 'health']) {
+    document.querySelector(`[data-view="${view}"]`).hidden = !mayRead();
+  }
+}
+
 function showView(view) {
   for (const el of document.querySelectorAll('[data-view-panel]')) el.hidden = el.dataset.viewPanel !== view;
   for (const button of document.querySelectorAll('[data-view]')) {
@@ -46,6 +53,7 @@ function renderLangToggle() {
 function setStreamState(value) {
   const el = byTestId('stream-status');
   el.dataset.state = value;
+  if (value === 'open') el.title = '';
   el.textContent = t(`stream.${value}`);
 }
 
@@ -89,7 +97,11 @@ function startStream() {
     onWarning: applyChange,
     onState: setStreamState,
     // Without the stream the list is still worth having: it is loaded once, and the stream retried.
-    onFailure: () => load(),
+    onFailure: (err) => {
+      byTestId('stream-status').title = err.message;
+      if (err.status) showError(err.message); // refused, not merely dropped: say so
+      load();
+    },
     onUnauthorized: () => signOut(t('signin.expired')),
   });
 }
@@ -106,6 +118,7 @@ async function loadMapData() {
 async function start() {
   state.me = await getJson('/v1/me', { quiet401: true });
   showSignedIn(true);
+  offerPages();
   renderWhoami();
   emit('session');
   emit('warnings');

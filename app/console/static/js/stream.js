@@ -33,6 +33,12 @@ export async function* frames(body) {
   }
 }
 
+function httpError(status, text) {
+  const error = new Error(`GET /v1/stream answered ${status} ${text}`);
+  error.status = status;
+  return error;
+}
+
 /**
  * Keep a stream open until stop(): onReady(readyData, firstTime) after each (re)connection,
  * onWarning(change) per warning event, onState("open"|"connecting"|"closed"), onFailure(error)
@@ -61,7 +67,14 @@ export function openStream({ onReady, onWarning, onState, onFailure, onUnauthori
         onUnauthorized();
         return;
       }
-      if (!resp.ok || !resp.body) throw new Error(`GET /v1/stream answered ${resp.status}`);
+      if (resp.status === 403) {
+        // The key may not read warnings: asking again cannot change that.
+        stopped = true;
+        onState('closed');
+        onFailure(httpError(resp.status, 'this key may not read warnings'));
+        return;
+      }
+      if (!resp.ok || !resp.body) throw httpError(resp.status, resp.statusText);
       for await (const frame of frames(resp.body)) {
         if (frame.retry !== null) backoff = Math.min(Math.max(frame.retry, 500), MAX_BACKOFF_MS);
         if (frame.event === 'ready') {
