@@ -116,8 +116,8 @@ export function renderMap() {
     // Grids first, so they take the clicks; districts over them as outlines, clicked on their edge.
     s('g', {}, grids.map((f) => areaPath(f, point, levels.get(f.properties.id)))),
     s('g', {}, districts.map((f) => areaPath(f, point, levels.get(f.properties.id)))),
-    s('g', {}, labels),
-    s('g', {}, state.sensors.map((sensor) => sensorDot(sensor, point))));
+    s('g', {}, state.sensors.map((sensor) => sensorDot(sensor, point))),
+    s('g', {}, labels));
   holder.replaceChildren(svg);
   if (focused) svg.querySelector(`[data-area-id="${CSS.escape(focused)}"]`)?.focus();
 }
