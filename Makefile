@@ -23,12 +23,13 @@ demo: install
 
 # The test suite starts its own Tansu broker and influxd; it needs the binaries,
 # and a PostgreSQL server on 127.0.0.1:5432 (started here if it is installed but down).
-# The console's browser tests drive Debian's Chromium (Playwright downloads no browser).
+# The console's browser tests drive Debian's Chromium (Playwright downloads no browser),
+# with a small CJK font so their screenshots of the Chinese console show its glyphs.
 services:
 	@command -v influxd >/dev/null || { $(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq influxdb >/dev/null; }
-	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+	@{ [ -x /usr/bin/chromium ] && fc-list :lang=zh | grep -q .; } || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null; }
 	@pg_isready -q -h 127.0.0.1 -p 5432 || { [ -n "$(PG_VERSION)" ] && \
 		$(SUDO) pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start && sleep 2; } || true
 	@pg_isready -h 127.0.0.1 -p 5432

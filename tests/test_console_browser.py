@@ -174,6 +174,8 @@ def test_switching_to_chinese_changes_the_page_labels_and_area_names(
     page.get_by_test_id("lang-toggle").click()
     expect(html).to_have_attribute("lang", "en")
     expect(listed.get_by_test_id("row-area")).to_contain_text(area["name"])
+    page.get_by_test_id("lang-toggle").click()  # the screenshot shows the Chinese console
+    expect(listed.get_by_test_id("row-area")).to_contain_text(area["name_zh"])
 
 
 def test_a_viewer_key_gets_no_action_buttons_anywhere(demo: ConsoleDemo, session: Session) -> None:
