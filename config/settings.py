@@ -262,6 +262,14 @@ class Settings(BaseSettings):
         "process) is still accepted here. A revocation through this process's API, and expiry, take "
         "effect at once. 0: every request asks the database.",
     )
+    stream_max_s: float = Field(
+        default=3600.0,
+        gt=0,
+        le=86_400,
+        description="Seconds a `GET /v1/stream` connection lasts before the service ends it with a "
+        "comment; the client reconnects with its Last-Event-ID and misses nothing. Bounds how long one "
+        "connection stays pinned to one API process behind a load balancer.",
+    )
 
     # --- logs
     log_format: Literal["text", "json"] = Field(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from fastapi import Depends, FastAPI, HTTPException
@@ -176,11 +176,15 @@ class ForCaller:
     make: Callable[[TestClient, str | None], Request]
 
 
+# A route any valid key may call, whatever its role (GET /v1/me): refused keys still get a 401.
+ANY_KEY = "any key"
+
+
 @dataclass(frozen=True)
 class RouteCase:
     """What a route needs (None: open to anyone) and how a permitted call is made and answered."""
 
-    permission: Permission | None
+    permission: Permission | Literal["any key"] | None
     ok: int
     request: Callable[[TestClient], Request] | ForCaller
 
@@ -379,6 +383,10 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/sensors/{sensor_id}/series"): RouteCase(
         Permission.READ, 200, _get("/v1/sensors/gas-oldtown-01/series")
     ),
+    ("GET", "/v1/sensors/health"): RouteCase(Permission.READ, 200, _get("/v1/sensors/health")),
+    ("GET", "/v1/me"): RouteCase(ANY_KEY, 200, _get("/v1/me")),
+    # Ends after stream_max_s (set short in app_client): TestClient reads a response to its end.
+    ("GET", "/v1/stream"): RouteCase(Permission.READ_WARNINGS, 200, _get("/v1/stream")),
     ("GET", "/v1/areas"): RouteCase(Permission.READ, 200, _get("/v1/areas")),
     ("GET", "/v1/areas/{area_id}/risk"): RouteCase(Permission.READ, 200, _get("/v1/areas/g-oldtown-05/risk")),
     ("POST", "/v1/keys"): RouteCase(
@@ -478,6 +486,7 @@ def app_client(
         store_url=f"file://{tmp_path}/store.sqlite3",
         database_url=url,
         rate_limits_enabled=False,  # tested on their own (test_rate_limits); the table sends ~600 requests
+        stream_max_s=0.2,  # GET /v1/stream ends, so TestClient, which reads to the end, can answer
     )
     with TestClient(create_app(settings)) as client:
         svc = client.app.state.services  # type: ignore[attr-defined]
@@ -521,6 +530,8 @@ def expected(case: RouteCase, caller: str) -> int:
         return case.ok
     if caller in REFUSED_CALLERS:
         return 401
+    if case.permission == ANY_KEY:
+        return case.ok
     return case.ok if case.permission in GRANTS[Role(caller)] else 403
 
 

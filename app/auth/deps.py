@@ -54,8 +54,8 @@ class RateLimiter(Protocol):
 DEFAULT_AUTH_CACHE_TTL_S = 5.0
 
 
-def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting only keys whose role grants ``permission``."""
+def require(permission: Permission | None) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting only keys whose role grants ``permission`` (None: any valid key)."""
 
     async def dependency(
         request: Request,
@@ -81,7 +81,7 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
         request.state.principal = found
         if count is not None:
             await count("ingest" if permission is Permission.INGEST else "api", found.key_id)
-        if not found.may(permission):
+        if permission is not None and not found.may(permission):
             raise HTTPException(
                 403, detail=f"a {found.role.value} key does not have the {permission.value} permission"
             )
