@@ -30,6 +30,7 @@ from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
 from app.api.webhook_docs import install_webhook_docs
 from app.auth.audit import AuditLog
+from app.console import router as console_router
 from app.http_metrics import HttpMetrics
 from app.kept_pages import KeptPages
 from app.limits import BodySizeLimit, InputLimits
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(silences.router)
     app.include_router(drills.router)
     app.include_router(subscriptions.router)
+    app.include_router(console_router)  # GET /console: the operator console's page and assets
     install_metrics(app)  # GET /metrics, open like /healthz
     app.state.rate_limiter = build_rate_limiter(settings)  # app.auth.deps.require counts; None: off
     return app

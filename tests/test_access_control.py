@@ -329,6 +329,9 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/docs"): RouteCase(None, 200, _get("/docs")),
     ("GET", "/docs/oauth2-redirect"): RouteCase(None, 200, _get("/docs/oauth2-redirect")),
     ("GET", "/redoc"): RouteCase(None, 200, _get("/redoc")),
+    # The operator console's page and assets hold no data: every call the page makes sends the key.
+    ("GET", "/console"): RouteCase(None, 200, _get("/console")),
+    ("GET", "/console/assets/{asset:path}"): RouteCase(None, 200, _get("/console/assets/js/main.js")),
     ("POST", "/v1/readings"): RouteCase(
         Permission.INGEST, 202, lambda _c: ("/v1/readings", {"json": {"readings": [gas_reading()]}})
     ),
