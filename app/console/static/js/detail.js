@@ -1,7 +1,7 @@
 // A warning's detail, opened over the map: what it is, the evidence charted, reports quoted,
 // recommendations, actions (only for a key that may act), the timeline, and its CAP message.
 import { download, getJson, postJson } from './api.js';
-import { h, byTestId } from './dom.js';
+import { h, byTestId, fill } from './dom.js';
 import { evidenceChart } from './chart.js';
 import { t, term, formatTime, formatNumber } from './i18n.js';
 import { levelChip } from './levels.js';
@@ -139,7 +139,7 @@ function render(detail, recs, timeline) {
   const w = detail;
   const heading = h('h2', { tabindex: '-1', id: 'detail-heading' }, `${term('hazard', w.hazard)} · ${areaLabel(w.area)}`);
   panel().setAttribute('aria-labelledby', 'detail-heading');
-  panel().replaceChildren(
+  fill(panel(),
     h('div', { class: 'panel-head' }, heading,
       w.exercise ? h('span', { class: 'drill-mark', 'data-testid': 'detail-drill' }, t('drill')) : null,
       h('button', { type: 'button', 'data-testid': 'detail-close', onclick: () => closeDetail() }, t('detail.close'))),

@@ -26,6 +26,12 @@ export function s(tag, attrs, ...children) {
   return build(document.createElementNS(SVG_NS, tag), attrs, children);
 }
 
+/** Replace an element's children; absent ones (null, false: a section not offered) leave no trace. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return build(el, {}, children);
+}
+
 export function byTestId(id, root = document) {
   return root.querySelector(`[data-testid="${id}"]`);
 }

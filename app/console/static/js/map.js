@@ -1,7 +1,7 @@
 // The city drawn from GET /v1/areas in SVG (no tiles): areas shaded by their highest open level,
 // sensors as points coloured by health; an area clicked shows its risk and warnings.
 import { getJson } from './api.js';
-import { h, s, byTestId } from './dom.js';
+import { h, s, byTestId, fill } from './dom.js';
 import { t, term, placeName, formatTime } from './i18n.js';
 import { LEVELS, highest, isOpen, levelChip } from './levels.js';
 import { state, subscribe, emit, areaAndChildren } from './state.js';
@@ -147,7 +147,7 @@ function closeArea() {
 function renderRisk(risk) {
   const props = risk.area;
   const counts = Object.entries(risk.report_counts ?? {});
-  areaPanel().replaceChildren(
+  fill(areaPanel(),
     h('div', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, placeName(props)),
       h('button', { type: 'button', 'data-testid': 'area-close', onclick: closeArea }, t('area.close'))),
     h('dl', { class: 'facts' },
