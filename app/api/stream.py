@@ -46,9 +46,9 @@ SEND_TIMEOUT_S = 30.0  # a client that takes no bytes for this long is gone
 MAX_EVENT_ID = 2**63 - 1
 
 DESCRIPTION = f"""\
-Server-sent events (`text/event-stream`): one frame per change of any warning (each row of a
-warning's history, the same changes as `GET /v1/warnings/{{warning_id}}/timeline`), with the
-warning as it stands now.
+Server-sent events (`text/event-stream`): one frame per change of any warning (each line of a
+warning's history, the `events` of `GET /v1/warnings/{{warning_id}}`), with the warning as it
+stands now.
 
 **Frames**
 
