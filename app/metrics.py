@@ -25,6 +25,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     start_http_server,
@@ -86,6 +87,11 @@ WEBHOOK_DELIVERIES = Counter(
     "citywarn_webhook_deliveries",
     "Webhook delivery attempts by outcome: delivered, retry, failed, overtaken.",
     ["outcome"],
+)
+STREAM_CLIENTS = Gauge("citywarn_stream_clients", "GET /v1/stream connections open in this process.")
+STREAM_DROPPED = Counter(
+    "citywarn_stream_dropped",
+    "GET /v1/stream clients disconnected for falling too far behind (they resume by Last-Event-ID).",
 )
 
 # Validation names fields of the message models, or "body" when the message is no JSON object; anything

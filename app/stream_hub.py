@@ -19,6 +19,7 @@ import anyio.to_thread
 import sqlalchemy as sa
 
 from alerts.event_feed import EventCursor, FeedEvent, latest_id
+from app.metrics import STREAM_CLIENTS, STREAM_DROPPED
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,13 @@ class StreamHub:
             assert self.cursor is not None
             subscriber = Subscriber(asyncio.Queue(maxsize=self.queue_size))
             self.subscribers.add(subscriber)
+            STREAM_CLIENTS.inc()
             return subscriber, self.cursor.high
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self.subscribers.discard(subscriber)
+        if subscriber in self.subscribers:
+            self.subscribers.discard(subscriber)
+            STREAM_CLIENTS.dec()
 
     def _latest_id(self) -> int:
         with self.engine.connect() as conn:
@@ -97,5 +101,6 @@ class StreamHub:
                     subscriber.queue.put_nowait(event)
                 except asyncio.QueueFull:
                     subscriber.dropped.set()
-                    self.subscribers.discard(subscriber)
+                    self.unsubscribe(subscriber)
+                    STREAM_DROPPED.inc()
                     break

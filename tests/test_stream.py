@@ -30,6 +30,7 @@ import sqlalchemy as sa
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from alerts import db
 from alerts.event_feed import EVENT_FIELDS, EventCursor
@@ -270,7 +271,9 @@ def test_each_change_is_a_frame_with_its_event_and_the_warning_now(live: Live, s
 
 def test_one_poller_serves_every_client(live: Live, streams: list[Stream]) -> None:
     token = live.key()
+    connected = REGISTRY.get_sample_value("citywarn_stream_clients") or 0.0
     clients = [open_stream(live, streams, token)[0] for _ in range(4)]
+    assert REGISTRY.get_sample_value("citywarn_stream_clients") == connected + 4
     hub = live.app.state.stream_hub
     before, started = hub.polls, time.monotonic()
     time.sleep(3)
@@ -283,6 +286,7 @@ def test_one_poller_serves_every_client(live: Live, streams: list[Stream]) -> No
         c.close()
     # The server notices each hang-up, and the poller stops once nobody listens.
     wait_until(lambda: not hub.subscribers and hub._task.done(), timeout_s=5, what="the poller to stop")
+    assert REGISTRY.get_sample_value("citywarn_stream_clients") == connected
 
 
 def test_a_client_resumes_by_last_event_id_missing_nothing_and_getting_nothing_twice(
@@ -427,7 +431,9 @@ def test_the_hub_polls_once_for_all_and_drops_only_the_client_that_fell_behind(e
         hub.unsubscribe(reader)
         return got, sleeper.dropped.is_set(), sleeper in hub.subscribers, hub.polls - polls
 
+    dropped_before = REGISTRY.get_sample_value("citywarn_stream_dropped_total") or 0.0
     got, dropped, still_there, polls_in_300ms = asyncio.run(scenario())
+    assert REGISTRY.get_sample_value("citywarn_stream_dropped_total") == dropped_before + 1
     assert got == sorted(got) and len(set(got)) == 6
     assert dropped and not still_there
     assert polls_in_300ms <= 0.3 / 0.05 + 2  # one poll loop, not one per subscriber
