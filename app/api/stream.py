@@ -27,7 +27,7 @@ from alerts.levels import rank
 from alerts.silences import area_within
 from app.api.deps import now, services
 from app.api.subscriptions import known_hazards
-from app.auth.deps import DEFAULT_AUTH_CACHE_TTL_S, bearer, require
+from app.auth.deps import bearer, require
 from app.auth.keys import AuthCache, AuthFailure, KeyStore
 from app.auth.roles import Permission
 from app.services import Services
@@ -195,7 +195,7 @@ async def _frames(
                 replayed.add(event.id)
                 if filters.wants(event):
                     yield _frame(event)
-        ttl = getattr(svc.settings, "auth_cache_ttl_s", DEFAULT_AUTH_CACHE_TTL_S)
+        ttl = svc.settings.auth_cache_ttl_s
         started = time.monotonic()
         next_check = started + max(ttl, 1.0)
         while True:
