@@ -78,16 +78,16 @@ function draw(svg, { points, evidence, range, unit }) {
 
 /**
  * An <svg data-testid="evidence-chart"> for one sensor's evidence; its series is fetched and drawn
- * into it when it comes. onError gets a failed fetch (shown by the caller, never swallowed).
+ * into it when it comes. onError gets a failed fetch (shown by the caller, never swallowed); range and
+ * fetchSeries let a caller that draws the chart again reuse what it fetched.
  */
-export function evidenceChart(sensorId, evidence, { label, onError }) {
-  const range = chartRange(evidence);
+export function evidenceChart(sensorId, evidence, { label, onError, range = chartRange(evidence), fetchSeries = getJson }) {
   const svg = s('svg', {
     class: 'evidence-chart', 'data-testid': 'evidence-chart', 'data-sensor-id': sensorId, viewBox: `0 0 ${W} ${H}`,
     role: 'img', 'aria-label': t('chart.label', { sensor: label, start: formatTime(range.start.toISOString()), end: formatTime(range.end.toISOString()) }),
   });
   const query = new URLSearchParams({ start: range.start.toISOString(), end: range.end.toISOString(), limit: '5000' });
-  getJson(`/v1/sensors/${encodeURIComponent(sensorId)}/series?${query}`)
+  fetchSeries(`/v1/sensors/${encodeURIComponent(sensorId)}/series?${query}`)
     .then((series) => draw(svg, { points: series.points, evidence, range, unit: series.unit }))
     .catch((err) => {
       draw(svg, { points: [], evidence, range, unit: '' });

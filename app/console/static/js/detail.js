@@ -2,7 +2,8 @@
 // recommendations, actions (only for a key that may act), the timeline, and its CAP message.
 import { download, getJson, postJson } from './api.js';
 import { h, byTestId, fill } from './dom.js';
-import { evidenceChart } from './chart.js';
+import { chartRange, evidenceChart } from './chart.js';
+import { coalesce } from './coalesce.js';
 import { t, term, formatTime, formatNumber } from './i18n.js';
 import { levelChip } from './levels.js';
 import { areaLabel } from './list.js';
@@ -21,6 +22,24 @@ let onError = () => {};
 let openId = null;
 let returnFocus = null;
 let loadSeq = 0;
+// The open warning's charts, by sensor and evidence count: a redraw after an action fetches no series again.
+const charts = new Map();
+
+function cachedSeries(key, evidence) {
+  if (!charts.has(key)) {
+    const range = chartRange(evidence);
+    let fetched = null;
+    const fetchSeries = (url) => {
+      fetched ??= getJson(url).catch((err) => {
+        charts.delete(key); // a failure is not kept: the next redraw asks again
+        throw err;
+      });
+      return fetched;
+    };
+    charts.set(key, { range, fetchSeries });
+  }
+  return charts.get(key);
+}
 
 const panel = () => byTestId('warning-detail');
 
@@ -104,7 +123,7 @@ function evidenceSection(detail) {
     const name = state.sensorById.get(sensorId)?.name || sensorId;
     const label = `${name} (${sensorId})`;
     return h('figure', { class: 'chart' }, h('figcaption', { class: 'chart-title' }, label),
-      evidenceChart(sensorId, evidence, { label, onError }));
+      evidenceChart(sensorId, evidence, { label, onError, ...cachedSeries(`${sensorId}|${evidence.length}`, evidence) }));
   });
   return section(t('detail.evidence'), ...charts);
 }
@@ -152,9 +171,7 @@ function render(detail, recs, timeline) {
     section(t('detail.recommendations'), recs.items.length
       ? h('ol', { class: 'rec-list' }, recs.items.map((r) => recommendation(w, r)))
       : h('p', { class: 'rec-meta' }, t('detail.norecs'))),
-    section(t('detail.timeline'), h('ol', { class: 'timeline', 'data-testid': 'timeline' },
-      timeline.items.map((e) => h('li', { class: 'timeline-item', 'data-testid': 'timeline-item', 'data-type': e.type },
-        h('time', { datetime: e.at }, formatTime(e.at)), h('span', {}, describeEntry(e)))))),
+    section(t('detail.timeline'), h('ol', { class: 'timeline', 'data-testid': 'timeline' }, timelineItems(timeline))),
   );
   return heading;
 }
@@ -193,7 +210,10 @@ async function load(id, { focus = false, keepMessage = false } = {}) {
     ]);
     if (seq !== loadSeq || openId !== id) return; // another warning was opened meanwhile
     const before = focusedControl();
+    const typed = panel().dataset.warningId === id ? byTestId('assign-to', panel())?.value : undefined;
     const heading = render(detail, recs, timeline);
+    const assignee = byTestId('assign-to', panel());
+    if (assignee && typed !== undefined) assignee.value = typed; // a name being typed survives the redraw
     panel().scrollTop = scroll;
     if (note && message()) message().replaceWith(note);
     if (focus) heading.focus();
@@ -207,8 +227,27 @@ async function load(id, { focus = false, keepMessage = false } = {}) {
   }
 }
 
+function timelineItems(timeline) {
+  return timeline.items.map((e) => h('li', { class: 'timeline-item', 'data-testid': 'timeline-item', 'data-type': e.type },
+    h('time', { datetime: e.at }, formatTime(e.at)), h('span', {}, describeEntry(e))));
+}
+
+/** The timeline again, alone: the rest of the panel (a name being typed to assign) stays as it is. */
+async function refreshTimeline(id) {
+  try {
+    const timeline = await getJson(`/v1/warnings/${encodeURIComponent(id)}/timeline?limit=500`);
+    const list = byTestId('timeline', panel());
+    if (openId === id && list) list.replaceChildren(...timelineItems(timeline));
+  } catch (err) {
+    onError(err);
+  }
+}
+
+const refreshTimelineSoon = coalesce(refreshTimeline, 1000);
+
 export function openDetail(id) {
   if (openId === null) returnFocus = document.activeElement;
+  if (openId !== id) charts.clear();
   openId = id;
   const el = panel();
   el.dataset.warningId = id;
@@ -254,6 +293,7 @@ export function initDetail({ onError: reportError }) {
       const button = byTestId(`action-${verb}`, panel());
       if (button) button.disabled = !statuses.includes(w.status);
     }
+    refreshTimelineSoon(id);
   });
   subscribe('lang', () => {
     if (openId !== null) load(openId);

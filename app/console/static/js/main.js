@@ -5,6 +5,7 @@ import { applyStatic, lang, onLangChange, setLang, t, term } from './i18n.js';
 import { areaLabel, initList } from './list.js';
 import { state, emit, reset, setAreas, setSensors, setHealth, subscribe, upsertWarning, mayRead } from './state.js';
 import { openStream } from './stream.js';
+import { coalesce } from './coalesce.js';
 import { initDetail, openDetail, closeDetail } from './detail.js';
 import { initMap } from './map.js';
 import { initSilences, showSilences } from './silences.js';
@@ -12,6 +13,7 @@ import { initHealth, showHealth, refreshHealth } from './health.js';
 import { showError, clearError, announce } from './notices.js';
 
 let stream = null;
+const refreshHealthSoon = coalesce(refreshHealth, 2000);
 let signedIn = false;
 
 function showSignedIn(yes) {
@@ -77,7 +79,7 @@ function applyChange({ event, warning }) {
     announce(t(`announce.${change}`, vars));
   }
   emit('warnings', warning.id);
-  if (warning.hazard === 'sensor_fault' || event?.action === 'resolved') refreshHealth();
+  if (warning.hazard === 'sensor_fault') refreshHealthSoon();
 }
 
 function startStream() {

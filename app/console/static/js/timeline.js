@@ -6,7 +6,7 @@ function transition(e) {
     ? `${t(`level.${e.from_level}`)} → ${t(`level.${e.to_level}`)}` : t(`level.${e.to_level}`);
   const status = e.from_status && e.from_status !== e.to_status
     ? `${t(`status.${e.from_status}`)} → ${t(`status.${e.to_status}`)}` : t(`status.${e.to_status}`);
-  return `${e.action}: ${status}, ${level} · ${t('timeline.by', { actor: e.actor })}${e.note ? ` · ${e.note}` : ''}`;
+  return `${term('event', e.action)}: ${status}, ${level} · ${t('timeline.by', { actor: e.actor })}${e.note ? ` · ${e.note}` : ''}`;
 }
 
 export function describeEntry(e) {

@@ -1,0 +1,16 @@
+// Calls folded together: a burst of stream events for one warning costs one request, not one each
+// (the API counts every request against the key's rate limit).
+
+/** fn(arg) once, delayMs after the first call of a burst, with the latest arg of the burst. */
+export function coalesce(fn, delayMs) {
+  let timer = null;
+  let latest;
+  return (arg) => {
+    latest = arg;
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn(latest);
+    }, delayMs);
+  };
+}
