@@ -1,37 +1,9 @@
 // GET /v1/stream read with fetch() (EventSource cannot send the key), parsed frame by frame, and
 // reconnected after a drop with Last-Event-ID so no change is missed or applied twice.
 import { authHeaders } from './api.js';
+import { frames } from './sse.js';
 
 const MAX_BACKOFF_MS = 10_000;
-
-/** Server-sent event frames from a byte stream, as {event, data, id, retry} objects. */
-export async function* frames(body) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = '';
-  let frame = { event: 'message', data: [], id: null, retry: null };
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += value;
-    const lines = buffer.split(/\r\n|\r|\n/);
-    buffer = lines.pop(); // the last piece may be a line still arriving
-    for (const line of lines) {
-      if (line === '') {
-        if (frame.data.length || frame.event !== 'message') yield { ...frame, data: frame.data.join('\n') };
-        frame = { event: 'message', data: [], id: null, retry: null };
-        continue;
-      }
-      if (line.startsWith(':')) continue; // a comment: the keep-alive ping
-      const colon = line.indexOf(':');
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const text = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-      if (field === 'event') frame.event = text;
-      else if (field === 'data') frame.data.push(text);
-      else if (field === 'id') frame.id = text;
-      else if (field === 'retry' && /^\d+$/.test(text)) frame.retry = Number(text);
-    }
-  }
-}
 
 function httpError(status, text) {
   const error = new Error(`GET /v1/stream answered ${status} ${text}`);
