@@ -95,7 +95,9 @@ export function renderList() {
   list.replaceChildren(...shown.map((w) => row(w, now)));
   if (state.loaded && !shown.length) list.append(h('li', { class: 'list-empty' }, t('list.empty')));
   if (!state.loaded) list.append(h('li', { class: 'list-empty' }, t('list.loading')));
-  document.querySelector('.list-count').textContent = t('list.count', { shown: shown.length, total: all.length });
+  const count = t('list.count', { shown: shown.length, total: all.length });
+  document.querySelector('.list-count').textContent = state.unlisted
+    ? `${count} ${t('list.unlisted', { n: state.unlisted })}` : count;
   if (focused) list.querySelector(`[data-warning-id="${CSS.escape(focused)}"]`)?.focus();
 }
 
@@ -107,9 +109,16 @@ export function initList({ open }) {
       renderList();
     });
   }
+  // A burst of stream events (a drill replayed fast) redraws the list once a frame, not once an event.
+  let drawing = false;
   subscribe('warnings', () => {
-    renderFilters();
-    renderList();
+    if (drawing) return;
+    drawing = true;
+    requestAnimationFrame(() => {
+      drawing = false;
+      renderFilters();
+      renderList();
+    });
   });
   subscribe('areas', () => {
     renderFilters();

@@ -62,6 +62,7 @@ function setStreamState(value) {
 async function loadList() {
   const page = await getJson('/v1/warnings?exercise=any&limit=500');
   for (const w of page.items) upsertWarning(w);
+  state.unlisted = Math.max(0, page.total - page.items.length); // past the API's page of 500: said, not hidden
   state.loaded = true;
   emit('warnings');
 }

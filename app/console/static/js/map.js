@@ -190,7 +190,15 @@ export function initMap({ onError: reportError }) {
     renderLegend();
   };
   subscribe('areas', redraw);
-  subscribe('warnings', renderMap);
+  let drawing = false;
+  subscribe('warnings', () => {
+    if (drawing) return;
+    drawing = true;
+    requestAnimationFrame(() => {
+      drawing = false;
+      renderMap();
+    });
+  });
   subscribe('health', renderMap);
   subscribe('lang', () => {
     redraw();

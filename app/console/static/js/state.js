@@ -7,6 +7,7 @@ export const state = {
   warnings: new Map(),
   flash: new Map(), // warning id -> "new" | "escalated", until the operator opens it
   loaded: false, // the first full list is in: from then on, unseen warnings are new
+  unlisted: 0, // warnings the first list left out (it reads one page of 500)
   areas: [], // GeoJSON features
   areaById: new Map(),
   sensors: [],
@@ -77,5 +78,6 @@ export function reset() {
   state.warnings.clear();
   state.flash.clear();
   state.loaded = false;
+  state.unlisted = 0;
   state.health.clear();
 }
