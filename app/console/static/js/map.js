@@ -135,13 +135,13 @@ function areaPanel() {
   return byTestId('area-panel');
 }
 
-function closeArea() {
+export function closeArea({ restoreFocus = true } = {}) {
   const previous = selectedArea;
   selectedArea = null;
   areaPanel().hidden = true;
   areaPanel().replaceChildren();
   renderMap();
-  if (previous) document.querySelector(`[data-testid="map-area"][data-area-id="${CSS.escape(previous)}"]`)?.focus();
+  if (previous && restoreFocus) document.querySelector(`[data-testid="map-area"][data-area-id="${CSS.escape(previous)}"]`)?.focus();
 }
 
 function renderRisk(risk) {
@@ -149,7 +149,7 @@ function renderRisk(risk) {
   const counts = Object.entries(risk.report_counts ?? {});
   fill(areaPanel(),
     h('div', { class: 'panel-head' }, h('h2', { tabindex: '-1' }, placeName(props)),
-      h('button', { type: 'button', 'data-testid': 'area-close', onclick: closeArea }, t('area.close'))),
+      h('button', { type: 'button', 'data-testid': 'area-close', onclick: () => closeArea() }, t('area.close'))),
     h('dl', { class: 'facts' },
       h('dt', {}, t('area.population')), h('dd', {}, String(props.population ?? '—')),
       h('dt', {}, t('area.highest')), h('dd', { 'data-testid': 'area-level' }, risk.highest_level ? levelChip(risk.highest_level) : t('map.none')),
