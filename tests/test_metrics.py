@@ -6,13 +6,14 @@ are compared as differences between two scrapes around the traffic.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,13 +21,19 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
 from alerts import db
 from alerts.subscription_store import SubscriptionStore
 from alerts.subscriptions import Filters
 from app.auth.roles import Role
+from app.http_metrics import HttpMetrics
 from app.main import create_app
 from app.workers import delivery_worker
 from bench.isolation import as_json, isolated_settings
@@ -232,6 +239,39 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(serving: TestC
     assert not any(
         wid in dict(ls).get("route", "") or "/random" in dict(ls).get("route", "") for _, ls in after
     )
+
+
+def test_an_event_stream_is_timed_to_its_headers_and_other_answers_to_their_end() -> None:
+    async def slow_body(media_type: str) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b": hello\n\n"
+            await asyncio.sleep(0.5)
+            yield b": bye\n\n"
+
+        return StreamingResponse(chunks(), media_type=media_type)
+
+    async def events(_request: Request) -> Response:
+        return await slow_body("text/event-stream; charset=utf-8")
+
+    async def download(_request: Request) -> Response:
+        return await slow_body("text/plain")
+
+    def registry() -> Samples:
+        return {(s.name, frozenset(s.labels.items())): s.value for f in REGISTRY.collect() for s in f.samples}
+
+    app = Starlette(routes=[Route("/t/events", events), Route("/t/download", download)])
+    with TestClient(HttpMetrics(app)) as client:
+        before = registry()
+        for path in ("/t/events", "/t/download"):
+            assert client.get(path).status_code == 200
+    after = registry()
+
+    def seconds(route: str) -> float:
+        name = "citywarn_http_request_duration_seconds_sum"
+        return value(after, name, method="GET", route=route) - value(before, name, method="GET", route=route)
+
+    assert seconds("/t/events") < 0.25  # the 0.5 s the stream stayed open is not its answer time
+    assert seconds("/t/download") >= 0.5
 
 
 # Every family the issue names; a family with no sample yet (no delivery attempted) still says its name.
