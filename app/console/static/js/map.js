@@ -144,6 +144,20 @@ export function closeArea({ restoreFocus = true } = {}) {
   if (previous && restoreFocus) document.querySelector(`[data-testid="map-area"][data-area-id="${CSS.escape(previous)}"]`)?.focus();
 }
 
+/** The area's sensors (a district's include its grids') with their health: the map's points, in words. */
+function sensorsSection(areaId) {
+  const inside = areaAndChildren(areaId);
+  const sensors = state.sensors.filter((x) => inside.has(x.area));
+  if (!sensors.length) return null;
+  return h('details', { class: 'area-sensors' },
+    h('summary', {}, t('area.sensors', { n: sensors.length })),
+    h('ul', { class: 'plain-list' }, sensors.map((x) => {
+      const fault = state.health.get(x.id)?.fault;
+      return h('li', { 'data-sensor-id': x.id, 'data-health': fault ?? 'ok' },
+        `${x.name || x.id}: ${fault ? `${t('map.sensor.fault')} (${t(`fault.${fault}`)})` : t('map.sensor.ok')}`);
+    })));
+}
+
 function renderRisk(risk) {
   const props = risk.area;
   const counts = Object.entries(risk.report_counts ?? {});
@@ -158,11 +172,12 @@ function renderRisk(risk) {
       h('dd', {}, counts.length ? counts.map(([k, n]) => `${k}: ${n}`).join(', ') : '0')),
     props.parent ? h('p', {}, h('button', { type: 'button', 'data-testid': 'area-parent', onclick: () => openArea(props.parent) },
       t('area.parent', { name: placeName(state.areaById.get(props.parent), props.parent) }))) : null,
+    sensorsSection(props.id),
     h('h3', {}, t('area.warnings')),
     risk.open_warnings.length
       ? h('ul', { class: 'plain-list' }, risk.open_warnings.map((w) => h('li', {},
         h('button', { type: 'button', class: 'area-warning', 'data-testid': 'area-warning', 'data-warning-id': w.id, onclick: () => emit('open-warning', w.id) },
-          levelChip(w.level), ` ${term('hazard', w.hazard)} · ${t(`status.${w.status}`)}`))))
+          levelChip(w.level), ` ${term('hazard', w.hazard)} · ${placeName(state.areaById.get(w.area), w.area)} · ${t(`status.${w.status}`)}`))))
       : h('p', { class: 'rec-meta' }, t('area.nowarnings')));
   areaPanel().querySelector('h2').focus();
 }

@@ -1,5 +1,11 @@
 // One line of a warning's timeline in words, whatever its type.
 import { t, term, formatNumber } from './i18n.js';
+import { state } from './state.js';
+
+function sensorName(id) {
+  const name = state.sensorById.get(id)?.name;
+  return name ? `${name} (${id})` : id;
+}
 
 function transition(e) {
   const level = e.from_level && e.from_level !== e.to_level
@@ -14,7 +20,7 @@ export function describeEntry(e) {
     case 'transition':
       return transition(e);
     case 'reading':
-      return `${t('timeline.reading', { value: formatNumber(e.value), unit: e.unit ?? '', sensor: e.sensor_id })}${e.level ? ` (${t(`level.${e.level}`)})` : ''}`;
+      return `${t('timeline.reading', { value: formatNumber(e.value), unit: e.unit ?? '', sensor: sensorName(e.sensor_id) })}${e.level ? ` (${t(`level.${e.level}`)})` : ''}`;
     case 'report':
       return `${t('timeline.report')}: ${e.excerpt ?? e.report_id}`;
     case 'report_burst':
