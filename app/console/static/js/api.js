@@ -33,9 +33,10 @@ async function problemMessage(resp) {
   try {
     const doc = await resp.json();
     if (typeof doc.detail === 'string' && doc.detail) detail = doc.detail;
-    if (Array.isArray(doc.errors) && doc.errors.length) {
-      detail += `: ${doc.errors.map((e) => `${e.field}: ${e.reason}`).join('; ')}`;
-    }
+    const fields = (Array.isArray(doc.errors) ? doc.errors : [])
+      .map((e) => `${e.field}: ${e.reason}`)
+      .filter((text) => !detail.includes(text)); // a single error is often the detail already
+    if (fields.length) detail += `: ${fields.join('; ')}`;
   } catch {
     // not a problem document: the status line says what there is to say
   }

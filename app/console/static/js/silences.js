@@ -57,7 +57,17 @@ function table() {
 }
 
 function render() {
-  view().replaceChildren(h('h2', {}, t('silences.title')), form(), table());
+  view().replaceChildren(h('h2', {}, t('silences.title')), form(), h('div', { class: 'silence-table' }, table()));
+}
+
+/** The list and the form's message anew; the form itself stays, with whatever is typed in it. */
+function refresh() {
+  view().querySelector('.silence-table')?.replaceChildren(table());
+  const message = view().querySelector('.form-message[role="status"]');
+  if (message) {
+    message.className = `form-message ${notice?.ok ? 'form-ok' : 'form-error'}`;
+    message.textContent = notice?.text ?? '';
+  }
 }
 
 async function load() {
@@ -66,7 +76,7 @@ async function load() {
   } catch (err) {
     onError(err);
   }
-  render();
+  refresh();
 }
 
 async function create(event) {
@@ -82,6 +92,7 @@ async function create(event) {
   try {
     await postJson('/v1/silences', body);
     notice = { text: t('silences.created'), ok: true };
+    byTestId('silence-comment').value = '';
   } catch (err) {
     notice = { text: err.message, ok: false };
     onError(err);
