@@ -72,8 +72,15 @@ function say(text, ok = true) {
   el.textContent = text;
 }
 
-/** Run an action; its error is shown beside the buttons (and not only there: in the banner too). */
+let acting = false;
+
+/**
+ * Run an action, one at a time (a double click sends one request, not a second that the API
+ * refuses); its error is shown beside the buttons and in the banner.
+ */
 async function act(label, call) {
+  if (acting) return null;
+  acting = true;
   say('');
   try {
     const result = await call();
@@ -83,6 +90,8 @@ async function act(label, call) {
     say(err.message, false);
     onError(err);
     return null;
+  } finally {
+    acting = false;
   }
 }
 
