@@ -13,7 +13,8 @@ already learned and scores the rest exactly as the uninterrupted stream did.
 
 Checkpoints are incremental (``models.series_checkpoint``): a series writes
 its whole state (a snapshot) only once the points it learned since the last
-one weigh as much as that snapshot, or number ``MAX_LOGGED_POINTS``; in
+one weigh as much as that snapshot, or number ``MAX_LOGGED_POINTS`` (each
+series at its own share of that, between a half and all of it); in
 between it writes just those points, and a restore replays them through the
 same steps. A full window is tens of KiB, a point 24 bytes, and most
 checkpoints carry a few points per series.
@@ -31,6 +32,7 @@ judged for health and never scored: no detector learns an impossible value.
 from __future__ import annotations
 
 import math
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +71,20 @@ NO_HEALTH_RULE = HealthRule()  # a kind the catalog file does not define: no val
 # young series was already ~10 % of the one-worker phase); with it, a snapshot is written every
 # 256 points, ~360 bytes a point.
 MAX_LOGGED_POINTS = 256
+
+
+def snapshot_share(sensor_id: str) -> float:
+    """The share of its log budget at which a series snapshots, in [1/2, 1), fixed by its id.
+
+    Series that start together, at one rate, would otherwise reach their budget at one checkpoint:
+    10,000 of them snapshotting at once held the worker 2.2 s (encoding on the worker's thread;
+    40 ms for their deltas), and every reading waiting behind that checkpoint saw its latency.
+    Spread over half the budget, about 1/128 of them snapshot per point each takes. A hash, not a
+    random draw, so a restarted worker keeps each series' cadence and tests are repeatable.
+    """
+    return 0.5 + zlib.crc32(sensor_id.encode()) / 2**33
+
+
 # A series' context is a 2 x n array (timestamps in seconds, values), replaced, never changed in
 # place: two small arrays cost ~0.4 KiB where a deque of 12 (ts, value) tuples cost ~1.9 KiB.
 NO_CONTEXT = np.empty((2, 0))
@@ -271,6 +287,8 @@ class ScoringEngine:
         ``MAX_LOGGED_POINTS``: then it saves a snapshot and its logged points can go.
         So a young series' point is written about twice at most, and a restore never
         replays more than ``MAX_LOGGED_POINTS`` a series.
+        Each series snapshots at its own share of that budget (``snapshot_share``), so series
+        that began together do not all snapshot at one checkpoint.
         Call it only when the records are saved right after.
         """
         out = []
@@ -280,7 +298,7 @@ class ScoringEngine:
             series.learned += len(series.unsaved)
             series.unsaved.clear()
             head = (sid, self.detector_name, series.position, series.learned, series.health.get_state())
-            budget = min(series.snapshot_bytes, MAX_LOGGED_POINTS * POINT_BYTES)
+            budget = min(series.snapshot_bytes, MAX_LOGGED_POINTS * POINT_BYTES) * snapshot_share(sid)
             if series.snapshot_bytes and series.logged_bytes + len(delta) < budget:
                 series.logged_bytes += len(delta)
                 out.append(SeriesCheckpoint(*head, delta=delta))

@@ -185,3 +185,22 @@ def test_points_and_states_round_trip_bit_for_bit() -> None:
         state_codec.decode(b"not a state at all")
     with pytest.raises(state_codec.StateDecodeError):
         state_codec.decode(state_codec.encode(state)[:-8])  # an array cut short
+
+
+def test_series_that_start_together_do_not_all_snapshot_at_one_checkpoint() -> None:
+    """300 series, one reading each per batch, a checkpoint after every batch: their snapshots spread
+    out. With one budget for all, every series snapshotted at the same checkpoint, and that
+    checkpoint held the worker for the whole city's encoding."""
+    scorer = ScoringEngine(CATALOG, detector=DETECTOR, signal_threshold=0.9)
+    rng = np.random.default_rng(7)
+    sensors = [f"gas-stagger-{n:03d}" for n in range(300)]
+    per_checkpoint = []
+    for step in range(600):
+        at = T0 + step * STEP
+        points = [Point(s, "gas", "g-oldtown-01", at, 1.5 + 0.1 * rng.random()) for s in sensors]
+        scorer.score(points, [(0, step * len(sensors) + i) for i in range(len(sensors))])
+        per_checkpoint.append(sum(r.snapshot is not None for r in scorer.checkpoint()))
+    assert per_checkpoint[0] == len(sensors)  # each series' first checkpoint is whole
+    later = per_checkpoint[1:]
+    assert sum(later) >= 2 * len(sensors)  # every series snapshots again, more than once, in 600 points
+    assert max(later) <= len(sensors) // 10, f"{max(later)} of {len(sensors)} series snapshotted at once"
