@@ -275,6 +275,9 @@ class Latency:
     unseen_ms: list[float]  # the rest: how long each had been waited for when the bench gave up
     produced: int
     achieved_rate: float
+    # Each anomaly in production order: seconds into the phase, and its latency in ms (None: unseen).
+    # A tail that lines up with a period (checkpoints every 5 s) shows here, not in the quantiles.
+    timeline: list[tuple[float, float | None]] = field(default_factory=list)
 
     def quantile(self, q: float) -> tuple[float, bool]:
         """The nearest-rank quantile over every injected anomaly, and whether it is only a lower bound.
@@ -378,7 +381,12 @@ def steady_latency(bench: Bench, *, rate: float, seconds: float, samples: int, s
         gave_up = time.time()
         found = [(watch.seen[key] - at) * 1000 for key, at in injected.items() if key in watch.seen]
         unseen = [(gave_up - at) * 1000 for key, at in injected.items() if key not in watch.seen]
-    return Latency(len(injected), found, unseen, produced=total, achieved_rate=achieved)
+        began = min(injected.values(), default=0.0)
+        timeline = [
+            (round(at - began, 3), round((watch.seen[key] - at) * 1000, 1) if key in watch.seen else None)
+            for key, at in sorted(injected.items(), key=lambda item: item[1])
+        ]
+    return Latency(len(injected), found, unseen, produced=total, achieved_rate=achieved, timeline=timeline)
 
 
 # --- memory ---------------------------------------------------------------------------------------
@@ -605,6 +613,7 @@ def latency_figures(latency: Latency, args: argparse.Namespace) -> dict[str, Any
         **{f"latency_p{q}_ms": round(latency.quantile(q / 100)[0], 1) for q in (50, 95, 99)},
         **{f"latency_p{q}_is_lower_bound": latency.quantile(q / 100)[1] for q in (50, 95, 99)},
         "latency_max_seen_ms": round(max(latency.samples_ms, default=float("nan")), 1),
+        "latency_timeline": latency.timeline,
     }
 
 

@@ -60,6 +60,10 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     # Every reading produced, the latency phase's included, was stored once.
     assert figures["readings_stored"] == figures["readings_produced"]
     assert figures["latency_injected"] == 6
+    # The timeline lists every anomaly in production order, each seen one with its latency.
+    timeline = figures["latency_timeline"]
+    assert len(timeline) == 6 and [t for t, _ in timeline] == sorted(t for t, _ in timeline)
+    assert sum(ms is not None for _, ms in timeline) == figures["latency_samples"]
     assert figures["latency_samples"] > 0 and figures["latency_samples"] + figures["latency_unseen"] == 6
     assert 0 < figures["latency_p50_ms"] <= figures["latency_p99_ms"] < 60_000
     assert figures["rss_series_held"] == 300 and not figures["rss_stopped_at_cap"]
