@@ -101,7 +101,6 @@ def create_app(
     app.add_middleware(KeptPages)
     app.add_middleware(HttpMetrics)  # outside the limits: their refusals are counted and timed too
     app.add_middleware(AuditLog)  # outermost: it logs requests the inner layers refuse, too
-    # sensor_health before sensors: /v1/sensors/{sensor_id} would take /v1/sensors/health
     first = (health, readings, reports, warnings, timeline, recommendations, cap, sensor_health, sensors)
     for module in (*first, areas, keys, me, stream):
         app.include_router(module.router)

@@ -386,7 +386,7 @@ ROUTES: dict[tuple[str, str], RouteCase] = {
     ("GET", "/v1/sensors/{sensor_id}/series"): RouteCase(
         Permission.READ, 200, _get("/v1/sensors/gas-oldtown-01/series")
     ),
-    ("GET", "/v1/sensors/health"): RouteCase(Permission.READ, 200, _get("/v1/sensors/health")),
+    ("GET", "/v1/sensor-health"): RouteCase(Permission.READ, 200, _get("/v1/sensor-health")),
     ("GET", "/v1/me"): RouteCase(ANY_KEY, 200, _get("/v1/me")),
     # Ends after stream_max_s (set short in app_client): TestClient reads a response to its end.
     ("GET", "/v1/stream"): RouteCase(Permission.READ_WARNINGS, 200, _get("/v1/stream")),

@@ -226,7 +226,7 @@ def test_the_page_asks_no_host_but_the_service_for_anything(demo: ConsoleDemo, s
     page.get_by_test_id("nav-silences").click()
     expect(page.get_by_test_id("silence-form")).to_be_visible()
     page.get_by_test_id("nav-health").click()
-    faulty = demo.get("/v1/sensors/health")
+    faulty = demo.get("/v1/sensor-health")
     expect(page.get_by_test_id("health-row")).to_have_count(len(faulty))
     page.get_by_test_id("lang-toggle").click()
     expect(page.locator("html")).to_have_attribute("lang", "zh")

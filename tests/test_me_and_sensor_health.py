@@ -1,4 +1,4 @@
-"""GET /v1/me for every role; GET /v1/sensors/health from real SensorFaultDesk calls; both databases."""
+"""GET /v1/me for every role; GET /v1/sensor-health from real SensorFaultDesk calls; both databases."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_me_without_a_key_or_with_a_bad_one_is_401(client: TestClient) -> None:
         assert resp.headers["content-type"].startswith("application/problem+json")
 
 
-# ---- GET /v1/sensors/health -----------------------------------------------------------------------
+# ---- GET /v1/sensor-health ------------------------------------------------------------------------
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 GAUGE = next(s for s in CATALOG.sensors if s.id == "wl-riverside-01")  # water level: criticality high
@@ -93,7 +93,7 @@ def event(sensor: object, at: datetime, fault: str | None, value: float = 1.0) -
 
 
 def health(client: TestClient) -> list[dict[str, object]]:
-    resp = client.get("/v1/sensors/health", headers=bearer(new_key(client.app, Role.VIEWER)))  # type: ignore[arg-type]
+    resp = client.get("/v1/sensor-health", headers=bearer(new_key(client.app, Role.VIEWER)))  # type: ignore[arg-type]
     assert resp.status_code == 200
     return resp.json()  # type: ignore[no-any-return]
 
@@ -139,8 +139,13 @@ def test_each_faulty_sensor_is_listed_worst_first_and_leaves_when_it_recovers(cl
     assert [i["sensor_id"] for i in health(client)] == ["gas-oldtown-01", "rf-riverside-01"]
 
 
-def test_health_is_not_taken_for_a_sensor_id(client: TestClient) -> None:
-    """/v1/sensors/health is routed before /v1/sensors/{sensor_id}; and it needs READ (not integrators)."""
+def test_sensor_health_needs_read_and_leaves_every_sensor_id_to_the_sensors(client: TestClient) -> None:
+    """Faults live at /v1/sensor-health, so "health" stays a sensor id like any other: under
+    /v1/sensors/ it was one, and a 405 there advertised the sensor routes' other methods."""
     integrator = new_key(client.app, Role.INTEGRATOR)  # type: ignore[arg-type]
-    assert client.get("/v1/sensors/health", headers=bearer(integrator)).status_code == 403
-    assert client.get("/v1/sensors/health").status_code == 401
+    assert client.get("/v1/sensor-health", headers=bearer(integrator)).status_code == 403
+    assert client.get("/v1/sensor-health").status_code == 401
+    viewer = bearer(new_key(client.app, Role.VIEWER))  # type: ignore[arg-type]
+    assert client.get("/v1/sensors/health", headers=viewer).status_code == 404  # no sensor of that id
+    refused = client.request("OPTIONS", "/v1/sensor-health", headers=viewer)
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET"

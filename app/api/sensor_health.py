@@ -1,6 +1,7 @@
-"""GET /v1/sensors/health: the sensors that are faulty now (silent, stuck, impossible values).
+"""GET /v1/sensor-health: the sensors that are faulty now (silent, stuck, impossible values).
 
-Registered before the sensors router (app.main), so ``/v1/sensors/{sensor_id}`` does not take "health".
+Not under ``/v1/sensors/``: there ``health`` would be a sensor id, and ``/v1/sensors/{sensor_id}``'s
+other methods would be advertised for it (a 405's ``Allow``), as schemathesis found.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from app.auth.deps import require
 from app.auth.roles import Permission
 from app.services import Services
 
-router = APIRouter(prefix="/v1/sensors", tags=["sensors"])
+router = APIRouter(prefix="/v1", tags=["sensors"])
 
 
 class SensorHealth(BaseModel):
@@ -35,7 +36,7 @@ class SensorHealth(BaseModel):
 
 
 @router.get(
-    "/health",
+    "/sensor-health",
     response_model=list[SensorHealth],
     dependencies=[Depends(require(Permission.READ))],
     summary="Faulty sensors now, worst first",

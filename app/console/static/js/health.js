@@ -15,7 +15,7 @@ const view = () => document.getElementById('health-view');
 export async function refreshHealth() {
   if (!mayRead()) return;
   try {
-    setHealth(await getJson('/v1/sensors/health'));
+    setHealth(await getJson('/v1/sensor-health'));
     emit('health');
   } catch (err) {
     onError(err);

@@ -12,7 +12,7 @@ export const state = {
   areaById: new Map(),
   sensors: [],
   sensorById: new Map(),
-  health: new Map(), // sensor id -> its fault record (GET /v1/sensors/health)
+  health: new Map(), // sensor id -> its fault record (GET /v1/sensor-health)
   filters: { level: '', hazard: '', area: '', status: '' },
 };
 
