@@ -475,19 +475,13 @@ def app_routes(app: FastAPI) -> set[tuple[str, str]]:
     }
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def app_client(
-    request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path
-) -> Iterator[TestClient]:
+@pytest.fixture
+def app_client(state_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[TestClient]:
     """The whole app, with no key of its own, on either state database."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.sqlite3"
-    else:
-        url = request.getfixturevalue("postgres_url")
     settings = isolated_settings(
         bootstrap=broker.bootstrap,
         store_url=f"file://{tmp_path}/store.sqlite3",
-        database_url=url,
+        database_url=state_url,
         rate_limits_enabled=False,  # tested on their own (test_rate_limits); the table sends ~600 requests
         stream_max_s=0.2,  # GET /v1/stream ends, so TestClient, which reads to the end, can answer
     )

@@ -21,16 +21,12 @@ from tests.auth_helpers import bearer, new_key
 from tests.factories import CATALOG
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def client(request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.sqlite3"
-    else:
-        url = request.getfixturevalue("postgres_url")
+@pytest.fixture
+def client(state_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[TestClient]:
     settings = isolated_settings(
         bootstrap=broker.bootstrap,
         store_url=f"file://{tmp_path}/store.sqlite3",
-        database_url=url,
+        database_url=state_url,
         rate_limits_enabled=False,
     )
     with TestClient(create_app(settings)) as c:

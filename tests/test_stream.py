@@ -96,17 +96,13 @@ class Live:
         return new_key(self.app, role, label)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def live(request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Live]:
+@pytest.fixture
+def live(state_url: str, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Live]:
     """The whole app served by uvicorn in a thread, on either state database; keys cached for 1 s."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/state.sqlite3"
-    else:
-        url = request.getfixturevalue("postgres_url")
     settings = isolated_settings(
         bootstrap=broker.bootstrap,
         store_url=f"file://{tmp_path}/store.sqlite3",
-        database_url=url,
+        database_url=state_url,
         rate_limits_enabled=False,
         auth_cache_ttl_s=1.0,
     )
@@ -120,7 +116,7 @@ def live(request: pytest.FixtureRequest, broker: EmbeddedBroker, tmp_path: Path)
     thread.start()
     wait_until(lambda: server.started, timeout_s=60, what="uvicorn to start")
     try:
-        yield Live(f"http://127.0.0.1:{port}", app, url)
+        yield Live(f"http://127.0.0.1:{port}", app, state_url)
     finally:
         server.should_exit = True
         thread.join(30)
