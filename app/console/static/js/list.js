@@ -1,4 +1,5 @@
 // The warning list (left): filters, one keyboard-reachable row per warning, open ones first.
+import { onceAFrame } from './coalesce.js';
 import { h, byTestId } from './dom.js';
 import { t, term, placeName, formatAge } from './i18n.js';
 import { LEVELS, levelChip, levelRank, isOpen, OPEN_STATUSES } from './levels.js';
@@ -110,16 +111,13 @@ export function initList({ open }) {
     });
   }
   // A burst of stream events (a drill replayed fast) redraws the list once a frame, not once an event.
-  let drawing = false;
-  subscribe('warnings', () => {
-    if (drawing) return;
-    drawing = true;
-    requestAnimationFrame(() => {
-      drawing = false;
+  subscribe(
+    'warnings',
+    onceAFrame(() => {
       renderFilters();
       renderList();
-    });
-  });
+    }),
+  );
   subscribe('areas', () => {
     renderFilters();
     renderList();

@@ -1,6 +1,7 @@
 // The city drawn from GET /v1/areas in SVG (no tiles): areas shaded by their highest open level,
 // sensors as points coloured by health; an area clicked shows its risk and warnings.
 import { getJson } from './api.js';
+import { onceAFrame } from './coalesce.js';
 import { h, s, byTestId, fill } from './dom.js';
 import { t, term, placeName, formatTime } from './i18n.js';
 import { LEVELS, highest, isOpen, levelChip } from './levels.js';
@@ -205,15 +206,7 @@ export function initMap({ onError: reportError }) {
     renderLegend();
   };
   subscribe('areas', redraw);
-  let drawing = false;
-  subscribe('warnings', () => {
-    if (drawing) return;
-    drawing = true;
-    requestAnimationFrame(() => {
-      drawing = false;
-      renderMap();
-    });
-  });
+  subscribe('warnings', onceAFrame(renderMap)); // once a frame during a burst of stream events
   subscribe('health', renderMap);
   subscribe('lang', () => {
     redraw();
