@@ -73,7 +73,9 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
     assert figures["peak_rss_mib_100k_series"] >= figures["rss_before_series_mib"] > 0
     assert figures["resident_100k_series_mib"] > 0 and figures["resident_before_series_mib"] > 0
     assert figures["rss_day_series_held"] == 500 and figures["rss_day_points_per_series"] == 50
-    assert figures["rss_mib_per_1000_series_day"] > 0
+    # 500 small series may fit in memory the start-up freed but kept resident, so growth can round to 0
+    # (a fresh-clone CI saw 0.0); the full bench's 10,000 series of 288 readings are what it measures.
+    assert figures["rss_mib_per_1000_series_day"] >= 0
 
 
 def test_collapsed_stacks_count_self_and_cumulative_time_per_function(tmp_path: Path) -> None:
