@@ -10,6 +10,7 @@ only on the points before it (no look-ahead).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -17,6 +18,30 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+
+class EvidenceRows(Mapping[str, FloatArray]):
+    """Named rows of one evidence matrix, a row made only when it is read.
+
+    A batch of one point per series is the common case in a city (a batch holds about one
+    reading of each sensor), and a dict of every row cost a view per name per series while
+    the engine reads one or two rows, and those only when a point may be a signal.
+    """
+
+    __slots__ = ("_index", "_matrix")
+
+    def __init__(self, index: Mapping[str, int], matrix: FloatArray) -> None:
+        self._index = index  # name -> row, shared by every batch of a detector class
+        self._matrix = matrix
+
+    def __getitem__(self, name: str) -> FloatArray:
+        return self._matrix[self._index[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +54,7 @@ class BatchScores:
     """
 
     scores: FloatArray
-    evidence: dict[str, FloatArray] = field(default_factory=dict)
+    evidence: Mapping[str, FloatArray] = field(default_factory=dict)
 
     def evidence_at(self, i: int) -> dict[str, float]:
         return {name: float(values[i]) for name, values in self.evidence.items()}
