@@ -98,8 +98,15 @@ class Settings(BaseSettings):
     )
 
     # --- ingest
+    # A batch pays a fixed cost per series in it (the detector's and the model's calls, the decision
+    # step, health), so under a backlog its cost per reading falls with the readings it holds per
+    # series: with one reading per series about 60-90 µs of engine time each, with five about 30,
+    # with twenty about 16 (bench.scoring's series, this slow machine). In bench.pipeline (10,000
+    # sensors) 20,000 instead of 5,000 cut a worker's CPU a reading from 119.7 to 92.4 µs. A batch
+    # of 20,000 is then about 2 s of a worker's CPU, well inside max.poll.interval even at the 10 s
+    # `citywarn run` uses; a steady flow fills batches by batch_max_wait_s long before this.
     batch_max_messages: int = Field(
-        default=5000, ge=1, le=100_000, description="Most messages polled as one batch."
+        default=20_000, ge=1, le=100_000, description="Most messages polled as one batch."
     )
     # A reading waits up to this long in the consumer before its batch is scored: on Tansu at 5,000
     # readings/s a bare consumer saw produce-to-poll p50 0.40 s and p99 0.72 s at 0.5 s, p50 0.07 s and
