@@ -1,7 +1,7 @@
 """``recordensemble`` takes any 1-d float input, and its evidence reads as the mapping it always was.
 
 The fast paths (inputs checked by hand, evidence rows made on demand) must not
-change what a caller gets: the same scores for read-only, strided, float32 or
+change what a caller gets: the same scores for read-only, strided, big-endian or
 list inputs as for the engine's own arrays, and evidence that behaves like a dict.
 """
 
