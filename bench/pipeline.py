@@ -20,7 +20,8 @@ state database), and ``citywarn ingest`` worker processes configured through
 4. Between the two, with no worker running: the raw limits
    (``bench.raw_limits``) on the same broker and influxd.
 5. With the two workers still running, a producer paced at ``--rate``
-   readings a second for ``--latency-s`` seconds, with ``--latency-samples``
+   readings a second for ``--latency-s`` seconds, batching for ``--linger-ms``
+   as a gateway would, with ``--latency-samples``
    anomalies spread over it; each anomaly's latency runs from the wall time
    just before it was produced until the bench sees it recorded as evidence
    of a warning in the state database (opened or joined by it), polled every
@@ -63,6 +64,7 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from alerts import db
+from alerts.event_feed import EventCursor
 from app.services import area_partitioner
 from bench.city_load import DEFAULT_KINDS, BenchSensor, make_city, quiet_value, reading, rfc3339_ms, steps
 from bench.collapsed_stacks import read_collapsed, summary
@@ -81,6 +83,9 @@ from store.influx import InfluxStore
 from store.schemas import Point
 
 POLL_S = 0.02  # how often the latency phase looks for new evidence: its figures' resolution
+# How long an evidence id skipped by a later one is asked for again: longer than any worker's
+# transaction (a batch), shorter than a run.
+HOLE_GRACE_S = 120.0
 PROGRESS_POLL_S = 0.05
 PHASE_TIMEOUT_S = 1800.0
 
@@ -293,13 +298,17 @@ class Latency:
 
 
 class EvidenceWatch:
-    """Polls the state database for new evidence rows; notes when each (sensor, time) was first seen."""
+    """Polls the state database for new evidence rows; notes when each (sensor, time) was first seen.
+
+    Two workers write evidence in transactions of their own, so an id can commit after a higher
+    one: reading only ``id > highest seen`` lost those for good (5 of 200 anomalies, at the
+    pauses, in one run). The cursor asks again for the ids it skipped, as ``GET /v1/stream`` does.
+    """
 
     def __init__(self, database_url: str) -> None:
         self.engine = db.connect(database_url)
         self.seen: dict[tuple[str, int], float] = {}
-        self.multivariate_scored = 0
-        self._last_id = self._max_id()
+        self._cursor = EventCursor(high=self._max_id(), grace_s=HOLE_GRACE_S)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -312,15 +321,16 @@ class EvidenceWatch:
     def _run(self) -> None:
         e = db.evidence.c
         while not self._stop.wait(POLL_S):
+            cursor = self._cursor
+            cursor.expire()
+            newer = e.id > cursor.high
+            where = sa.or_(newer, e.id.in_(sorted(cursor.holes))) if cursor.holes else newer
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(e.id, e.sensor_id, e.observed_at, e.details).where(e.id > self._last_id)
-                ).all()
+                rows = conn.execute(sa.select(e.id, e.sensor_id, e.observed_at).where(where)).all()
             now = time.time()
             for row in rows:
-                self._last_id = max(self._last_id, row.id)
                 self.seen.setdefault((row.sensor_id, ms_of(row.observed_at)), now)
-                self.multivariate_scored += "multivariate_model" in (row.details or {})
+            cursor.saw(row.id for row in rows)
 
     def __enter__(self) -> EvidenceWatch:
         self._thread.start()
@@ -336,10 +346,18 @@ def ms_of(ts: datetime) -> int:
     return round(to_ns(ts) / 1e6)
 
 
-def steady_latency(bench: Bench, *, rate: float, seconds: float, samples: int, settle_s: float) -> Latency:
+def steady_latency(
+    bench: Bench, *, rate: float, seconds: float, samples: int, settle_s: float, linger_ms: int
+) -> Latency:
     """Produce at ``rate`` for ``seconds``, ``samples`` anomalies evenly spread; time each to its evidence."""
     rng = random.Random(7)
-    producer = Producer(producer_config(bench.settings))
+    # The city's gateways batch: ``linger_ms`` of each reading's latency is spent in the producer,
+    # and counted. Why not librdkafka's 5 ms: Tansu (the embedded broker) stores each produced batch
+    # as an object of its own and lists every object of a partition on each fetch, so its CPU grows
+    # with the batches in the log. At 5,000/s, 5 ms batches took it from 8% to 80% of a core within
+    # the 30 s phase and starved the workers (p99 3.3 s); 50 ms batches held it at 23%. See the
+    # README's "whole pipeline" section.
+    producer = Producer(producer_config(bench.settings, **{"linger.ms": linger_ms}))
     topic = bench.settings.topic_readings
     partitions = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
     place = partitioner(bench)
@@ -595,6 +613,7 @@ def latency_phase(bench: Bench, args: argparse.Namespace) -> Latency:
         seconds=args.latency_s,
         samples=args.latency_samples,
         settle_s=args.settle_s,
+        linger_ms=args.linger_ms,
     )
     for spy in spies:
         spy.wait(120)
@@ -611,6 +630,7 @@ def latency_figures(latency: Latency, args: argparse.Namespace) -> dict[str, Any
     return {
         "latency_rate_target": args.rate,
         "latency_rate_achieved": round(latency.achieved_rate),
+        "latency_producer_linger_ms": args.linger_ms,
         "latency_injected": latency.injected,
         "latency_settle_s": args.settle_s,
         "latency_samples": len(latency.samples_ms),
@@ -678,7 +698,8 @@ def report_latency(f: dict[str, Any]) -> None:
         for q in (50, 95, 99)
     }
     say(
-        f"produce-to-warning at {f['latency_rate_achieved']:,}/s: p50 {shown[50]}, p95 {shown[95]}, "
+        f"produce-to-warning at {f['latency_rate_achieved']:,}/s, producer batching "
+        f"{f['latency_producer_linger_ms']} ms: p50 {shown[50]}, p95 {shown[95]}, "
         f"p99 {shown[99]} ({f['latency_samples']} of {f['latency_injected']} anomalies seen within "
         f"{f['latency_settle_s']:g} s of the end of production; ≥: an anomaly not seen, counted at the wait)"
     )
@@ -707,6 +728,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=5000.0, help="readings/s of the latency phase")
     parser.add_argument("--latency-s", type=float, default=30.0)
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=50,
+        help="how long the latency phase's producer batches readings (counted in the latency)",
+    )
     parser.add_argument(
         "--settle-s", type=float, default=60.0, help="how long to wait for the last anomalies' warnings"
     )

@@ -1,0 +1,79 @@
+"""bench.pipeline's latency watch sees evidence whose id commits after a higher one's.
+
+Two workers write evidence in transactions of their own; the watch once read only ``id > highest
+seen`` and lost the lower id for good. Real PostgreSQL, two real connections.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+
+from alerts import db
+from bench.pipeline import EvidenceWatch, ms_of
+
+T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+
+
+def _warning(conn: sa.Connection) -> None:
+    conn.execute(
+        db.warnings.insert().values(
+            id="w1",
+            hazard="flood",
+            area="grid-1",
+            level="watch",
+            status="open",
+            severity="Moderate",
+            urgency="Expected",
+            certainty="Likely",
+            headline="h",
+            first_signal_at=T0,
+            last_signal_at=T0,
+            created_at=T0,
+            updated_at=T0,
+        )
+    )
+
+
+def _evidence(conn: sa.Connection, sensor: str, at: datetime) -> None:
+    conn.execute(
+        db.evidence.insert().values(
+            warning_id="w1",
+            observed_at=at,
+            sensor_id=sensor,
+            kind="water_level",
+            value=5.0,
+            score=1.0,
+            detector="threshold",
+        )
+    )
+
+
+def _wait_until(seen: dict[tuple[str, int], float], keys: set[tuple[str, int]]) -> bool:
+    deadline = time.monotonic() + 5
+    while not keys <= seen.keys() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return keys <= seen.keys()
+
+
+def test_an_id_committed_after_a_higher_one_is_seen(postgres_url: str) -> None:
+    engine = db.connect(postgres_url)
+    with engine.begin() as conn:
+        _warning(conn)
+    first, second = ("s-low", T0), ("s-high", T0 + timedelta(seconds=1))
+    with EvidenceWatch(postgres_url) as watch:
+        slow = engine.connect()
+        slow_tx = slow.begin()
+        _evidence(slow, *first)  # takes the lower id, commits last
+        with engine.begin() as fast:
+            _evidence(fast, *second)
+        high = {(second[0], ms_of(second[1]))}
+        assert _wait_until(watch.seen, high)
+        time.sleep(0.1)  # several polls pass with the lower id still uncommitted
+        slow_tx.commit()
+        slow.close()
+        both = high | {(first[0], ms_of(first[1]))}
+        assert _wait_until(watch.seen, both), f"seen only {sorted(watch.seen)}"
+    engine.dispose()
