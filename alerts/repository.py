@@ -3,13 +3,21 @@
 The service speaks to the small ``WarningRepository`` port; ``SqlWarningRepository``
 is its adapter for SQLite and PostgreSQL (SQLAlchemy Core).
 
-Concurrency, which the service relies on: inside ``writing()`` a warning
-read through the writer is locked until the transaction ends, so a level or
-status read there cannot be changed underneath. On PostgreSQL that is
-``SELECT ... FOR UPDATE``; SQLite has no row locks (``FOR UPDATE`` is dropped),
-so the transaction starts with ``BEGIN IMMEDIATE`` and holds the database's
-write lock instead. Status changes are also compare-and-set, so an adapter
-without locks still cannot make one transition twice.
+Concurrency, which the service relies on: ``writing()`` transactions run
+one at a time, and inside one a warning read through the writer is locked
+until it ends, so a level or status read there cannot be changed underneath.
+On SQLite the transaction starts with ``BEGIN IMMEDIATE`` and holds the
+database's write lock. On PostgreSQL it first takes one transaction-scoped
+advisory lock (``WRITERS_LOCK``), then locks rows with ``SELECT ... FOR
+UPDATE``. Row locks alone deadlocked: a signal batch locks the warnings it
+joins in the order it meets them, neighbour fusion reaches into grids another
+worker owns, and the lifecycle and the roll-up lock in id and area order.
+Two workers then waited on each other until PostgreSQL broke the cycle after
+its ``deadlock_timeout`` (1 s), and again on the retry: pauses of 3 to 6 s
+in ``bench.pipeline``'s latency phase. A writer's transaction is short (no
+network but the database's), so one at a time costs little. Status changes
+are also compare-and-set, so an adapter without locks still cannot make one
+transition twice.
 
 Every datetime is bound as UTC and read back aware (``config.timeutil``):
 SQLite stores naive text and compares it as text.
@@ -156,6 +164,11 @@ def _open_key(hazard: str, area: str, subject: str | None = None, *, exercise: b
     return f"exercise|{key}" if exercise else key
 
 
+# Any fixed 64-bit number unique among this database's advisory locks: "warnings" in ASCII
+# (the migrations take "citywarn").
+WRITERS_LOCK = 0x7761726E_696E6773
+
+
 class SqlWarningRepository:
     """``outbox``: where the history lines a transaction records are staged as webhook deliveries, in
     that transaction (``alerts.outbox``); None stages nothing."""
@@ -171,6 +184,8 @@ class SqlWarningRepository:
             # (unless the engine is set up to begin transactions itself).
             if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITERS_LOCK})
             writer = _SqlWriter(conn)
             yield writer
             # Reached only if the body returned: a body that raised rolls back its lines, and stages none.

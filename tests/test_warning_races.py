@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -98,3 +99,26 @@ def test_two_concurrent_batches_end_at_the_higher_level(service: WarningService,
         # The history agrees with the row: recorded levels only rise, and end where the warning is.
         levels = [("blue", "yellow", "orange", "red").index(e.to_level) for e in w.events]
         assert levels == sorted(levels) and levels[-1] == 3, [(e.action, e.to_level) for e in w.events]
+
+
+def test_two_writers_locking_warnings_in_opposite_orders_both_commit(service: WarningService) -> None:
+    """A signal batch locks the warnings it joins in the order it meets them; the lifecycle locks in id
+    order; neighbour fusion crosses workers' areas. Row locks alone let two such writers deadlock
+    (PostgreSQL failed one after a second, its retry could meet the next): writers go one at a time."""
+    [first] = service.apply_signals([signal(area="g-lock-a", sensor_id="wl-a")], now=NOW, actor="seed")
+    [second] = service.apply_signals([signal(area="g-lock-b", sensor_id="wl-b")], now=NOW, actor="seed")
+    held: list[tuple[str, str]] = []
+
+    def lock(one: str, other: str) -> Callable[[], None]:
+        def run() -> None:
+            with service.repository.writing() as tx:
+                assert tx.locked(one) is not None
+                time.sleep(0.3)  # long enough for the other writer to lock its first
+                assert tx.locked(other) is not None
+                held.append((one, other))
+
+        return run
+
+    outcomes = all_at_once([lock(first, second), lock(second, first)])
+    assert outcomes == [None, None], outcomes
+    assert sorted(held) == sorted([(first, second), (second, first)])
