@@ -188,8 +188,9 @@ def fault_desk(svc: Services) -> SensorFaultDesk:
 def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
     """The silence check, judging only while this process's readings consumer is caught up.
 
-    Caught up: its lag is known and within one batch. Otherwise readings may be
-    waiting in the log, and their sensors are not silent.
+    Caught up: no batch held in retries (the store down), and its lag, measured
+    lately, within one batch. Otherwise readings may be waiting in the log, and
+    their sensors are not silent.
     """
     s = svc.settings
     return SilenceWatch(
@@ -198,7 +199,7 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
         faults=fault_desk(svc),
         clock=lambda: datetime.now(UTC),
         slack_s=s.checkpoint_interval_s,
-        caught_up=lambda: worker.lag is not None and worker.lag <= s.batch_max_messages,
+        caught_up=lambda: worker.caught_up(within=s.batch_max_messages),
     )
 
 

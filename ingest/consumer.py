@@ -75,6 +75,11 @@ from ingest.validation import Invalid
 
 log = logging.getLogger(__name__)
 
+# How recent a lag figure must be to say the worker is caught up: the silence check's round
+# (``app.silence.CHECK_EVERY_S``). A working loop measures every ``lag_interval_s`` (2 s), also
+# while it waits out a retry, and a batch of the default size takes a few seconds at most.
+LAG_FRESH_S = 30.0
+
 Item = TypeVar("Item")
 ItemContra = TypeVar("ItemContra", contravariant=True)
 PartitionKey = tuple[str, int]
@@ -215,6 +220,9 @@ class IngestWorker(Generic[Item]):
         self.owned: frozenset[PartitionKey] = frozenset()
         self.lag: int | None = None
         self.partition_lag: dict[PartitionKey, int] = {}  # the parts of ``lag``, replaced whole
+        self.lag_measured_at: float | None = None  # time.monotonic() of the last measurement
+        self.holding = False  # a batch (or its dead letters) waits for a failed step to succeed
+        self.lag_fresh_s = LAG_FRESH_S
         self._pending: dict[PartitionKey, int] = {}  # next offset to commit per owned partition
         self._generation = 0  # bumped by every rebalance callback
         self._lost = False
@@ -395,6 +403,7 @@ class IngestWorker(Generic[Item]):
 
         def log_retry(state: RetryCallState) -> None:
             self.stats.retries += 1
+            self.holding = True
             delay = state.next_action.sleep if state.next_action else 0.0
             exc = state.outcome.exception() if state.outcome else None
             log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
@@ -410,6 +419,8 @@ class IngestWorker(Generic[Item]):
             retrying(step)
         except RetryError as exc:
             raise _BatchAbandoned(f"{what} stopped retrying: shutdown or rebalance") from exc
+        finally:
+            self.holding = False
 
     def _pause_for(self, seconds: float, generation: int) -> None:
         """Wait without reading: paused partitions, while ``poll`` keeps us in the group.
@@ -555,10 +566,24 @@ class IngestWorker(Generic[Item]):
                     parts[(tp.topic, tp.partition)] = max(0, end - (tp.offset if tp.offset >= 0 else low))
             self.partition_lag = parts
             self.lag = sum(parts.values())
+            self.lag_measured_at = time.monotonic()
         except KafkaException as exc:
             log.debug("lag not measured: %s", exc)
             self.partition_lag = {}
             self.lag = None
+
+    def caught_up(self, within: int) -> bool:
+        """No batch held in retries, and at most ``within`` messages of ours not yet committed, as
+        measured in the last ``lag_fresh_s``.
+
+        The lag alone said caught up through a store outage: the held batch is all the worker has
+        read, so the lag counts only the readings that came meanwhile, far fewer than a batch, while
+        every sensor's last stored reading grows old. Freshness covers a loop that stopped measuring.
+        """
+        lag, at = self.lag, self.lag_measured_at
+        if self.holding or lag is None or at is None:
+            return False
+        return time.monotonic() - at <= self.lag_fresh_s and lag <= within
 
     def _watermarks(self, tp: TopicPartition) -> tuple[int, int]:
         """The partition's low and high watermarks as the last fetch response gave them, or asked of the

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer
 
 from alerts.sinks import ReportSink
 from app.services import Services, build_services
-from app.workers import build_ingest_worker
+from app.workers import build_ingest_worker, silence_watch
 from bench.isolation import as_json, isolated_settings
 from bench.servers import private_influxd
 from config.settings import Settings
@@ -143,6 +143,55 @@ def test_rebalance_during_store_outage_loses_nothing(broker: EmbeddedBroker, tmp
         finally:
             svc_a.close()
             svc_b.close()
+
+
+def test_a_worker_held_by_a_store_outage_is_not_caught_up(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """The silence check judges sensors only while ingest is caught up. A worker retrying a batch
+    against a store that is down measures no lag; the figure from before the outage said caught up
+    while readings piled up in the log, so every sensor would have come to look silent."""
+    with private_influxd(tmp_path / "influxd") as influxd:
+        settings = isolated_settings(
+            bootstrap=broker.bootstrap,
+            store_url=influxd.store_url("outage"),
+            database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+            batch_max_messages=200,
+            checkpoint_interval_s=0.5,
+        )
+        ensure_topics(settings)
+        svc = build_services(settings)
+        worker = build_ingest_worker(svc)
+        worker.lag_fresh_s = 2.0
+        watch = silence_watch(svc, worker)
+        now = datetime.now(UTC)
+        before = quiet_readings(minutes=5, sensors=5, end=now - timedelta(minutes=10))
+        during = quiet_readings(minutes=4, sensors=5, end=now - timedelta(minutes=1))
+        topic, group = settings.topic_readings, settings.consumer_group
+        try:
+            with running(worker):
+                produce(settings, topic, as_json(before))
+                wait_until(
+                    lambda: all_committed(settings, topic, group, len(before)),
+                    timeout_s=60,
+                    what="the first readings",
+                )
+                wait_until(watch.caught_up, timeout_s=30, what="the worker to be caught up")
+                influxd.stop()
+                retries = worker.stats.retries
+                produce(settings, topic, as_json(during))
+                wait_until(
+                    lambda: worker.stats.retries > retries, timeout_s=30, what="a batch held by the outage"
+                )
+                time.sleep(worker.lag_fresh_s + 0.5)
+                assert worker.stats.retries > retries + 1, "the batch should still be retried"
+                assert not watch.caught_up()
+                influxd.start()
+                total = len(before) + len(during)
+                wait_until(
+                    lambda: all_committed(settings, topic, group, total), timeout_s=90, what="every reading"
+                )
+                wait_until(watch.caught_up, timeout_s=30, what="the worker to be caught up again")
+        finally:
+            svc.close()
 
 
 def test_a_point_influxdb_refuses_is_dead_lettered_and_the_rest_is_stored(
