@@ -70,16 +70,22 @@ def read_events(
     """Events with ``after < id <= upto`` (no upper bound when None), plus the ids in ``also``,
     in id order, at most ``limit``; each joined to its warning as it stands now."""
     h = db.events.c
-    newer = h.id > after if upto is None else sa.and_(h.id > after, h.id <= upto)
-    where = sa.or_(newer, h.id.in_(sorted(also))) if also else newer
     rows = conn.execute(
         sa.select(db.events, *_warning_columns())
         .join(db.warnings, db.warnings.c.id == h.warning_id)
-        .where(where)
+        .where(unread(h.id, after=after, upto=upto, also=also))
         .order_by(h.id)
         .limit(limit)
     ).all()
     return [_feed_event(row) for row in rows]
+
+
+def unread(
+    id_column: sa.ColumnElement[int], *, after: int, upto: int | None = None, also: Collection[int] = ()
+) -> sa.ColumnElement[bool]:
+    """A cursor's next read: ids past ``after`` (up to ``upto``), or in ``also``, its holes."""
+    newer = id_column > after if upto is None else sa.and_(id_column > after, id_column <= upto)
+    return sa.or_(newer, id_column.in_(sorted(also))) if also else newer
 
 
 def _warning_columns() -> list[sa.Label[Any]]:

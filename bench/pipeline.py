@@ -64,7 +64,7 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from alerts import db
-from alerts.event_feed import EventCursor
+from alerts.event_feed import EventCursor, unread
 from app.services import area_partitioner
 from bench.city_load import DEFAULT_KINDS, BenchSensor, make_city, quiet_value, reading, rfc3339_ms, steps
 from bench.collapsed_stacks import read_collapsed, summary
@@ -323,8 +323,7 @@ class EvidenceWatch:
         while not self._stop.wait(POLL_S):
             cursor = self._cursor
             cursor.expire()
-            newer = e.id > cursor.high
-            where = sa.or_(newer, e.id.in_(sorted(cursor.holes))) if cursor.holes else newer
+            where = unread(e.id, after=cursor.high, also=cursor.holes)
             with self.engine.connect() as conn:
                 rows = conn.execute(sa.select(e.id, e.sensor_id, e.observed_at).where(where)).all()
             now = time.time()

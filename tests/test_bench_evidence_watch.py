@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from alerts import db
 from bench.pipeline import EvidenceWatch, ms_of
+from tests.pipeline_harness import wait_until
 
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 
@@ -51,13 +52,6 @@ def _evidence(conn: sa.Connection, sensor: str, at: datetime) -> None:
     )
 
 
-def _wait_until(seen: dict[tuple[str, int], float], keys: set[tuple[str, int]]) -> bool:
-    deadline = time.monotonic() + 5
-    while not keys <= seen.keys() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return keys <= seen.keys()
-
-
 def test_an_id_committed_after_a_higher_one_is_seen(postgres_url: str) -> None:
     engine = db.connect(postgres_url)
     with engine.begin() as conn:
@@ -70,10 +64,10 @@ def test_an_id_committed_after_a_higher_one_is_seen(postgres_url: str) -> None:
         with engine.begin() as fast:
             _evidence(fast, *second)
         high = {(second[0], ms_of(second[1]))}
-        assert _wait_until(watch.seen, high)
+        wait_until(lambda: high <= watch.seen.keys(), timeout_s=5, what="the higher id")
         time.sleep(0.1)  # several polls pass with the lower id still uncommitted
         slow_tx.commit()
         slow.close()
         both = high | {(first[0], ms_of(first[1]))}
-        assert _wait_until(watch.seen, both), f"seen only {sorted(watch.seen)}"
+        wait_until(lambda: both <= watch.seen.keys(), timeout_s=5, what="the id that committed last")
     engine.dispose()

@@ -147,8 +147,9 @@ def test_rebalance_during_store_outage_loses_nothing(broker: EmbeddedBroker, tmp
 
 def test_a_worker_held_by_a_store_outage_is_not_caught_up(broker: EmbeddedBroker, tmp_path: Path) -> None:
     """The silence check judges sensors only while ingest is caught up. A worker retrying a batch
-    against a store that is down measures no lag; the figure from before the outage said caught up
-    while readings piled up in the log, so every sensor would have come to look silent."""
+    against a store that is down has read nothing past it, so its lag counts only what came
+    meanwhile, under a batch: the lag alone said caught up while every sensor's last stored reading
+    grew old, and every sensor would have come to look silent."""
     with private_influxd(tmp_path / "influxd") as influxd:
         settings = isolated_settings(
             bootstrap=broker.bootstrap,
