@@ -6,8 +6,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from bench.servers import private_influxd
 from store.factory import open_store
 from store.port import StoreError, TimeSeriesStore
 from store.schemas import Point
@@ -106,3 +108,26 @@ def test_unreachable_influx_raises_store_error() -> None:
     with pytest.raises(StoreError):
         s.write(series("wl-1", 1))
     assert s.ping() is False
+
+
+def test_influx_credentials_in_the_url_are_sent_and_wrong_ones_refused(tmp_path: Path) -> None:
+    """An influxd with authentication on: the URL's user and password reach it on writes and reads."""
+    with private_influxd(tmp_path / "influxd", auth=True) as influxd:
+        # influxd lets the first user be made without credentials, and only that.
+        made = httpx.post(
+            f"{influxd.url}/query", data={"q": "CREATE USER eoc WITH PASSWORD 's3cret' WITH ALL PRIVILEGES"}
+        )
+        assert made.status_code == 200, made.text
+        good = open_store(influxd.store_url("citywarn") + "?user=eoc&password=s3cret")
+        bad = open_store(influxd.store_url("citywarn") + "?user=eoc&password=wrong")
+        try:
+            points = series("wl-1", 3)
+            good.write(points)
+            assert good.read("wl-1", T0, T0 + 10 * MINUTE) == points
+            with pytest.raises(StoreError, match="401"):
+                bad.write(points)
+            with pytest.raises(StoreError, match="401"):
+                bad.read("wl-1", T0, T0 + 10 * MINUTE)
+        finally:
+            good.close()
+            bad.close()
