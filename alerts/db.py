@@ -228,6 +228,16 @@ deltas = sa.Table(
     sa.Column("points", sa.LargeBinary, nullable=False),
 )
 
+# A counter per table that triggers (migration 0009) move in every transaction that changes the table,
+# committed with the change: the API keeps a page of warnings while ``warnings`` reads the same
+# (app.api.page_cache), however busy the rest of the database is.
+table_versions = sa.Table(
+    "table_versions",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
 
 def dialect_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that knows ``ON CONFLICT``: both databases have it, but in their own dialect."""

@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from alerts import db
 from alerts.service import WarningService
-from app.api.page_cache import PageCache, StateVersion, page_cache
+from app.api.page_cache import PageCache, WarningsVersion, page_cache
 from app.auth.deps import require
 from app.auth.keys import AuthCache, AuthFailure, KeyStore
 from app.auth.roles import Permission, Principal, Role
@@ -142,10 +142,10 @@ def _open_one(engine: sa.Engine, area: str = "g-oldtown-05") -> str:
     return str(wid)
 
 
-def test_the_state_version_moves_with_every_commit_from_any_connection(state_url: str) -> None:
+def test_the_warnings_version_moves_with_every_warning_written_from_any_connection(state_url: str) -> None:
     engine, elsewhere = db.connect(state_url), db.open_engine(state_url)
     try:
-        version = StateVersion(engine)
+        version = WarningsVersion(engine)
         before = version.read()
         assert before is not None
         _open_one(elsewhere)
@@ -153,12 +153,11 @@ def test_the_state_version_moves_with_every_commit_from_any_connection(state_url
         assert after_other != before
         _open_one(engine, area="g-riverside-01")  # through this engine's own pool
         assert version.read() != after_other
+        with engine.connect() as conn:
+            conn.execute(sa.select(db.warnings)).all()
+        steady = version.read()
+        assert version.read() == steady
         if engine.dialect.name == "sqlite":
-            # PostgreSQL's snapshot is the server's, which other tests' transactions move too.
-            with engine.connect() as conn:
-                conn.execute(sa.select(db.warnings)).all()
-            steady = version.read()
-            assert version.read() == steady
             # A checkpoint empties the WAL, and the next commit starts it again from its first frame:
             # the version still moves, so a page kept before is not taken for current.
             with elsewhere.connect() as conn:
@@ -174,7 +173,7 @@ def test_the_state_version_moves_with_every_commit_from_any_connection(state_url
 def test_a_page_is_made_once_while_nothing_changes_and_again_after_a_write(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/state.sqlite3"
     engine, elsewhere = db.connect(url), db.open_engine(url)
-    cache = PageCache(StateVersion(engine))
+    cache = PageCache(WarningsVersion(engine))
     made: list[int] = []
 
     def make() -> bytes:

@@ -1,13 +1,13 @@
-"""Serialised pages kept while the state database is unchanged, so a polled list costs no query.
+"""Serialised pages of warnings kept while the warnings table is unchanged, so a polled list costs no query.
 
 An EOC's consoles ask for the same page of warnings many times a second, and
 it changes a few times a minute. ``PageCache`` keeps each page's bytes beside
-the database's ``StateVersion`` when they were made, and answers from them
+the table's ``WarningsVersion`` when they were made, and answers from them
 while the version reads the same. The version moves with every transaction
-committed to the database, by this process or any other (``citywarn
-ingest``, another API process), so a cached page is never older than the
-database was when the request arrived; the test holds it to that with a
-second engine writing.
+that changes the table, by this process or any other (``citywarn ingest``,
+another API process), so a cached page is never older than the table was
+when the request arrived; the tests hold it to that with a second engine
+writing. A page must therefore be made from the warnings table alone.
 
 Why a version read before the page's query suffices: a commit after the read
 either lands before the query (the page is newer than its version says, and
@@ -32,27 +32,29 @@ MAX_BYTES = 16 * 1024 * 1024  # the pages kept, together; a page of 500 warnings
 MAX_QUERIES = 4096  # query strings remembered for app.kept_pages; past this they are forgotten at once
 
 
-class StateVersion:
-    """Reads a value that changes whenever a transaction commits to the state database; None: unknown.
+class WarningsVersion:
+    """Reads the warnings table's version (``alerts.db.table_versions``); None: unknown.
 
-    SQLite: ``PRAGMA data_version`` on a connection of our own, which never
-    writes; SQLite changes it whenever another connection, in any process, has
-    committed. Reading the WAL-index header straight from a mapping of the
-    ``-shm`` file was cheaper, but it cannot be made safe: closing our own
-    descriptor of that file dropped the process's POSIX locks on it, so another
-    process (``citywarn keys create``) then opened the database as its only user
-    and truncated the file, and the next read of the mapping killed the service
-    with SIGBUS (``tests/test_cli_run_demo.py`` caught it: keys made beside a
-    running ``citywarn run --demo``). Reading it through ``sqlite3``'s own
-    library by ctypes, so the event loop keeps the GIL, cut the wait in the
-    profile but not the pages a second (181 against 188 in the same hour), so
-    that was taken out again.
+    Triggers move it in the same transaction as any change to ``warnings``, by
+    this process or any other, so it reads the same exactly while the table
+    does, whatever else is committed meanwhile. The whole database's version
+    (SQLite's ``data_version``, PostgreSQL's snapshot) moved with every
+    checkpoint ingest committed: in ``bench.api`` a page was made six or seven
+    times a second, about 35 ms each with the GIL contended, and every request
+    for it waited meanwhile, which was the warnings' p95 and p99.
 
-    PostgreSQL: the current snapshot (``xmin:xmax:in-progress``); two equal
-    snapshots see exactly the same committed transactions, so the same rows.
+    SQLite: read on a connection of our own, which never writes, and only when
+    its ``PRAGMA data_version`` moved (SQLite changes it whenever another
+    connection, in any process, commits): an unchanged data_version means
+    nothing was committed since the last read, so neither was the table.
+    Reading the WAL-index header straight from a mapping of the ``-shm`` file
+    was cheaper still, but cannot be made safe: closing our own descriptor of
+    that file dropped the process's POSIX locks on it, so another process
+    (``citywarn keys create``) then opened the database as its only user and
+    truncated the file, and the next read of the mapping killed the service
+    with SIGBUS.
 
-    Both move on commits anywhere in the database, so a change to any table
-    makes the pages again: cheap, and never wrong.
+    PostgreSQL: one row read, a round trip each time.
     """
 
     def __init__(self, engine: sa.Engine) -> None:
@@ -61,9 +63,11 @@ class StateVersion:
         path = engine.url.database if self.dialect == "sqlite" else None
         self._path = path if path and path != ":memory:" and not path.startswith("file:") else None
         self._conn: sqlite3.Connection | None = None
-        # A connection's data_version counts only what it has seen, from its own start: a version read
-        # on a connection opened again (after the engine was disposed) is told apart by this.
+        # A connection's data_version counts only what it has seen, from its own start: the one read on
+        # a connection opened again (after the engine was disposed) is told apart by this.
         self._opened = 0
+        self._seen: tuple[int, int] | None = None  # (opened, data_version) when ``_version`` was read
+        self._version: int | None = None
         self._lock = threading.Lock()
         # SQLite's version is a local call on the event loop; PostgreSQL's is a round trip.
         self.blocking = self.dialect != "sqlite"
@@ -73,20 +77,30 @@ class StateVersion:
     def read(self) -> Hashable | None:
         if self.dialect == "postgresql":
             with self.engine.connect() as conn:
-                return str(conn.exec_driver_sql("SELECT pg_current_snapshot()").scalar_one())
+                return conn.exec_driver_sql(_VERSION_SQL).scalar_one_or_none()
         if self._path is None:
             return None
         with self._lock:
             if self._conn is None:
                 self._opened += 1
                 self._conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-            return (self._opened, int(self._conn.execute("PRAGMA data_version").fetchone()[0]))
+            seen = (self._opened, int(self._conn.execute("PRAGMA data_version").fetchone()[0]))
+            if seen != self._seen:
+                try:
+                    row = self._conn.execute(_VERSION_SQL).fetchone()
+                except sqlite3.OperationalError:  # not migrated yet: no page is kept
+                    row = None
+                self._seen, self._version = seen, (int(row[0]) if row else None)
+            return self._version
 
     def _close(self, *_args: object) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+
+
+_VERSION_SQL = "SELECT version FROM table_versions WHERE name = 'warnings'"
 
 
 @dataclass(slots=True)
@@ -103,7 +117,7 @@ class PageCache:
     again; a page that failed is dropped, and its waiters see the error.
     """
 
-    def __init__(self, version: StateVersion, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, version: WarningsVersion, max_bytes: int = MAX_BYTES) -> None:
         self.version = version
         self.max_bytes = max_bytes
         self._pages: OrderedDict[Hashable, _Page] = OrderedDict()
@@ -199,5 +213,5 @@ def page_cache(engine: sa.Engine) -> PageCache:
     """The engine's page cache, made on first use (only ever on the event loop's thread)."""
     cache = _CACHES.get(engine)
     if cache is None:
-        cache = _CACHES[engine] = PageCache(StateVersion(engine))
+        cache = _CACHES[engine] = PageCache(WarningsVersion(engine))
     return cache
