@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from shapely.geometry import mapping
 
 from alerts.levels import rank
-from app.api.deps import AreaId, now, services, time_bound
+from app.api.deps import AreaId, Now, services, time_bound
 from app.auth.deps import require
 from app.auth.roles import Permission
 from app.services import Services
@@ -47,7 +47,7 @@ def list_areas(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
 def area_risk(
     area_id: AreaId,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     since: Annotated[datetime | None, Depends(risk_since)],
 ) -> dict[str, Any]:
     """Open warnings, and signals and reports since ``since``, in an area (a district includes its grids)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -10,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from alerts import cap
 from alerts.recommendation_log import RecommendationLog
 from alerts.schemas import WarningDetail
-from app.api.deps import WarningId, now, services
+from app.api.deps import Now, WarningId, services
 from app.auth.deps import require
 from app.auth.roles import Permission
 from app.services import Services
@@ -70,7 +69,7 @@ def warning_cap(warning_id: WarningId, svc: Annotated[Services, Depends(services
 def cap_feed(
     request: Request,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     exercise: Annotated[
         bool, Query(description="Also list exercise (drill) warnings; without it, drills are left out")
     ] = False,

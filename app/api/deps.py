@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 
 from app.services import Services
@@ -45,6 +45,15 @@ async def services(request: Request) -> Services:
 def now() -> datetime:
     """Plain ``def``: the ingest routers also call it directly (``ingest.http_batches``)."""
     return datetime.now(UTC)
+
+
+async def request_time() -> datetime:
+    """``now`` as a route's dependency: FastAPI runs a plain ``def`` dependency on a pool thread, a
+    thread hop per request (and a wait for the GIL under load) to read a clock."""
+    return now()
+
+
+Now = Annotated[datetime, Depends(request_time)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import now, services
+from app.api.deps import Now, services
 from app.api.problems import problem_response
 from app.services import Services
 from app.workers import BackgroundThreads
@@ -34,7 +33,7 @@ BROKER_NOT_DURABLE = (
 def readyz(
     request: Request,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
 ) -> JSONResponse:
     """Ready only if every dependency answers and no background worker has died.
 

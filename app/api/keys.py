@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.api.deps import now, services
+from app.api.deps import Now, services
 from app.auth.deps import require
 from app.auth.keys import LABEL_MAX, KeyNotFound, KeyRecord, KeyState, KeyStore, valid_label
 from app.auth.roles import Permission, Principal, Role
@@ -65,7 +65,6 @@ def _keys(svc: Annotated[Services, Depends(services)]) -> KeyStore:
 
 
 Keys = Annotated[KeyStore, Depends(_keys)]
-Now = Annotated[datetime, Depends(now)]
 
 
 @router.post("", status_code=201, response_model=KeyCreated)

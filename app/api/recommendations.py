@@ -6,7 +6,6 @@ accepted, accepted -> done; any other is a 409 problem. Who acted is the API key
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path
@@ -14,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.exceptions import InvalidTransition
 from alerts.recommendation_log import RecommendationLog, RecommendationStep, State, Step, state_of
-from app.api.deps import WarningId, now, services
+from app.api.deps import Now, WarningId, services
 from app.api.warnings import NOT_NOW, Actor
 from app.auth.deps import require
 from app.auth.roles import Permission
@@ -80,7 +79,7 @@ def _act(step: Step) -> Any:
         rid: RecommendationId,
         who: Actor,
         svc: Annotated[Services, Depends(services)],
-        at: Annotated[datetime, Depends(now)],
+        at: Now,
         body: StepBody = None,
     ) -> RecommendationOut:
         _, recs = _current(svc, warning_id)

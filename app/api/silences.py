@@ -17,7 +17,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from alerts.mutes import lift_mutes, mute_matching
 from alerts.silences import WEEKDAYS, Matchers, Recurrence, Silence, SilenceState, Weekday
-from app.api.deps import INSTANT_PATTERN, NAIVE_IS_UTC, now, services
+from app.api.deps import INSTANT_PATTERN, NAIVE_IS_UTC, Now, services
 from app.api.warnings import Actor
 from app.auth.deps import require
 from app.auth.roles import Permission
@@ -129,7 +129,7 @@ def create_silence(
     body: SilenceIn,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
 ) -> SilenceOut:
     errors = _unknown_matchers(svc, body.matchers)
     if not body.comment.strip():
@@ -157,7 +157,7 @@ def create_silence(
 @router.get("", response_model=list[SilenceOut], dependencies=[read], summary="Active and upcoming silences")
 def list_silences(
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     ended: Annotated[bool, Query(description="Also those ended or past their end")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[SilenceOut]:
@@ -169,7 +169,7 @@ def list_silences(
 def get_silence(
     silence_id: SilenceId,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     ended: Annotated[bool, Query(description="Also when it has ended")] = False,
 ) -> SilenceOut:
     silence = svc.silences.get(silence_id)
@@ -183,7 +183,7 @@ def end_silence(
     silence_id: SilenceId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
 ) -> SilenceOut:
     """Idempotent: ending an ended silence changes nothing and answers it as it is. The warnings it
     muted that are still open are unmuted at once, and the "unmuted" event notifies them."""

@@ -20,7 +20,7 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from alerts.subscription_store import Attempt, Delivery, NotRetryable, SubscriptionStore
 from alerts.subscriptions import EVENT_TYPES, Filters, Subscription
 from alerts.webhook_targets import UnsafeTarget, check_url
-from app.api.deps import now, required_instant, services, time_bound
+from app.api.deps import Now, required_instant, services, time_bound
 from app.auth.deps import require
 from app.auth.roles import Permission, Principal
 from app.services import Services
@@ -29,7 +29,6 @@ from ingest.schemas import ID_PATTERN
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 Subscriber = Annotated[Principal, Depends(require(Permission.SUBSCRIBE))]
-Now = Annotated[datetime, Depends(now)]
 
 EventType = Literal[
     "warning.opened",

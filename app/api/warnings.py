@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.schemas import Scope, Status, WarningDetail, WarningFilters, WarningOut, WarningPage
-from app.api.deps import TimeBounds, WarningId, now, services, time_bounds
+from app.api.deps import Now, TimeBounds, WarningId, services, time_bounds
 from app.api.openapi import REF
 from app.api.page_cache import page_cache
 from app.auth.deps import require
@@ -143,7 +143,7 @@ def acknowledge(
     warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     body: TransitionBody = None,
 ) -> WarningDetail:
     return _transition(svc.warnings.acknowledge, warning_id, who, body, at)
@@ -154,7 +154,7 @@ def resolve(
     warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     body: TransitionBody = None,
 ) -> WarningDetail:
     return _transition(svc.warnings.resolve, warning_id, who, body, at)
@@ -165,7 +165,7 @@ def escalate(
     warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     body: TransitionBody = None,
 ) -> WarningDetail:
     """One level up; an acknowledged warning becomes active again (someone must look at the new level)."""
@@ -177,7 +177,7 @@ def deescalate(
     warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     body: TransitionBody = None,
 ) -> WarningDetail:
     """One level down; it holds until new evidence earns more."""
@@ -197,7 +197,7 @@ def annotate(
     warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     body: Annotated[AnnotateIn, Body()],
 ) -> WarningDetail:
     return _transition(svc.warnings.annotate, warning_id, who, TransitionIn(note=body.note), at)
@@ -216,7 +216,7 @@ def assign(
     warning_id: WarningId,
     who: Actor,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     body: Annotated[AssignIn, Body()],
 ) -> WarningDetail:
     def change(warning_id: str, **kw: Any) -> WarningDetail:
