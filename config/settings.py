@@ -269,6 +269,14 @@ class Settings(BaseSettings):
         "process) is still accepted here. A revocation through this process's API, and expiry, take "
         "effect at once. 0: every request asks the database.",
     )
+    store_reads_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Time-series store reads (`GET /v1/sensors/{id}/series`) an API process runs at "
+        "once; more wait their turn. Each holds the GIL for its Python part, and eight at once starved "
+        "the event loop that answers every other request (the README's `bench.api` section).",
+    )
     stream_max_s: float = Field(
         default=3600.0,
         gt=0,

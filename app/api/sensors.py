@@ -18,10 +18,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import TimeBounds, now, services, time_bounds
+from app.api.deps import Now, TimeBounds, services, time_bounds
 from app.auth.deps import require
 from app.auth.roles import Permission, Principal
 from app.services import Services
+from app.store_reads import read_from_store
 from config.catalog import Catalog, Sensor, Thresholds
 from config.timeutil import EARLIEST, from_ns, to_ns
 from ingest.schemas import ID_PATTERN
@@ -171,7 +172,7 @@ def register_sensor(
     body: SensorIn,
     svc: Annotated[Services, Depends(services)],
     admin: Admin,
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
 ) -> RegisteredSensorOut:
     """Onboard a sensor without a restart: its readings are taken from the next request on."""
     try:
@@ -206,7 +207,7 @@ def change_sensor(
     body: SensorPatch,
     svc: Annotated[Services, Depends(services)],
     admin: Admin,
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
 ) -> RegisteredSensorOut:
     """Change a registered sensor's fields; the result is checked whole, as a new registration is."""
     try:
@@ -228,7 +229,7 @@ def delete_sensor(
     sensor_id: PathId,
     svc: Annotated[Services, Depends(services)],
     admin: Admin,
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
 ) -> Response:
     """Retire a registered sensor: its readings are refused from the next request on; its data stay."""
     try:
@@ -242,13 +243,22 @@ def delete_sensor(
 
 
 @router.get("/{sensor_id}/series", response_model=Series, dependencies=[read])
-def series(
+async def series(
     sensor_id: PathId,
     svc: Annotated[Services, Depends(services)],
-    at: Annotated[datetime, Depends(now)],
+    at: Now,
     bounds: Annotated[TimeBounds, Depends(series_bounds)],
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
-) -> Series:
+) -> Response:
+    """A sensor's readings; made on a pool thread, a bounded number at once (app.store_reads)."""
+
+    def answer() -> Response:
+        return _series(sensor_id, svc, at, bounds, limit)
+
+    return await read_from_store(answer, svc.settings.store_reads_in_flight)
+
+
+def _series(sensor_id: str, svc: Services, at: datetime, bounds: TimeBounds, limit: int) -> Response:
     catalog = svc.live_catalog.current()
     sensor = catalog.sensor(sensor_id)
     if sensor is None:
@@ -262,7 +272,7 @@ def series(
     points = (
         svc.store.read(sensor_id, to_ns(start), to_ns(served_end), limit=limit + 1) if start < end else []
     )
-    return Series(
+    answer = Series(
         sensor_id=sensor_id,
         kind=sensor.kind,
         unit=catalog.kinds[sensor.kind].unit,
@@ -271,3 +281,6 @@ def series(
         truncated=len(points) > limit or served_end < end,
         points=[SeriesPoint(ts=from_ns(p.ts_ns), value=p.value) for p in points[:limit]],
     )
+    # Serialised here in one pydantic call: a returned model is validated again and walked value by
+    # value by FastAPI (response_model stays, for the contract).
+    return Response(answer.model_dump_json(), media_type="application/json")
