@@ -13,7 +13,7 @@ request itself, and only when every answer FastAPI could give is known:
 - the key is one ``app.auth.deps.require`` admitted within the cache's time
   to live and has not expired (``AuthCache.lookup``), and its role may read
   warnings;
-- the page is made and the state database unchanged since
+- the page is made and the warnings table unchanged since
   (``PageCache.kept``);
 - the rate limiter, if any, counts in this process and admits the request
   (asked last, so a request passed on for any other reason is counted once,

@@ -128,7 +128,7 @@ class PageCache:
         self.route: object | None = None  # the route that answers them, for HttpMetrics' label
 
     async def get(self, key: Hashable, make: Callable[[], bytes]) -> bytes:
-        """The page: the kept bytes if the database is unchanged since, else ``make()`` on a pool thread."""
+        """The page: the kept bytes if the table is unchanged since, else ``make()`` on a pool thread."""
         version = await self._version()
         if version is None:
             self.made += 1
@@ -148,7 +148,7 @@ class PageCache:
         self.route = route
 
     async def kept(self, raw_query: bytes) -> bytes | None:
-        """The page a validated query string names, if it is made and the database unchanged since; else None.
+        """The page a validated query string names, if made and the table unchanged since; else None.
 
         Nothing is made here: a miss goes the whole way through the route, which makes the page.
         """

@@ -91,7 +91,7 @@ async def list_warnings(
         "offset": offset,
     }
     if format == "json":
-        # The page's bytes are kept while the state database is unchanged (app.api.page_cache): consoles
+        # The page's bytes are kept while the warnings table is unchanged (app.api.page_cache): consoles
         # poll the same page far more often than warnings change. Made, it is serialised by pydantic in
         # one call: returned as a model with no response_model (this route also answers GeoJSON),
         # FastAPI would walk it value by value in Python, about 22 ms for a page of 50 against 0.6 ms.
