@@ -38,6 +38,7 @@ from app.api.page_cache import page_cache
 from app.auth.deps import DEFAULT_AUTH_CACHE_TTL_S
 from app.auth.keys import AuthCache
 from app.auth.roles import Permission
+from app.limits import has_body
 
 PATH = "/v1/warnings"
 
@@ -89,12 +90,9 @@ class KeptPages:
 
 def _candidate(scope: Scope) -> bool:
     """A GET of the list with no body: the only request this layer may answer."""
-    if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] != PATH:
-        return False
-    for name, value in scope.get("headers", []):
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
-            return False
-    return True
+    return (
+        scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == PATH and not has_body(scope)
+    )
 
 
 def _bearer(scope: Scope) -> str | None:
