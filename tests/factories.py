@@ -1,4 +1,4 @@
-"""Small builders shared by tests: the bundled catalog, signals, reading messages."""
+"""Small builders shared by tests: the bundled catalog, signals, reading messages, warning rows."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
+
+from alerts import db
 from config.catalog import Catalog, load_catalog
 from config.playbooks import Playbooks, load_playbooks
 from config.settings import CITY_DIR
@@ -64,3 +67,25 @@ def gas_reading(**overrides: object) -> dict[str, object]:
         "ts": datetime.now(UTC).replace(microsecond=0).isoformat(),
         **overrides,
     }
+
+
+def insert_warning_row(conn: sa.Connection, wid: str, *, area: str, at: datetime) -> None:
+    """A bare warning row, written straight into the table (no service, no events): for tests of what
+    reads the table or references it."""
+    conn.execute(
+        db.warnings.insert().values(
+            id=wid,
+            hazard="flood",
+            area=area,
+            level="yellow",
+            status="active",
+            severity="Minor",
+            urgency="Future",
+            certainty="Possible",
+            headline="test",
+            first_signal_at=at,
+            last_signal_at=at,
+            created_at=at,
+            updated_at=at,
+        )
+    )

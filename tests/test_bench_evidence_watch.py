@@ -13,29 +13,10 @@ import sqlalchemy as sa
 
 from alerts import db
 from bench.pipeline import EvidenceWatch, ms_of
+from tests.factories import insert_warning_row
 from tests.pipeline_harness import wait_until
 
 T0 = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
-
-
-def _warning(conn: sa.Connection) -> None:
-    conn.execute(
-        db.warnings.insert().values(
-            id="w1",
-            hazard="flood",
-            area="grid-1",
-            level="watch",
-            status="open",
-            severity="Moderate",
-            urgency="Expected",
-            certainty="Likely",
-            headline="h",
-            first_signal_at=T0,
-            last_signal_at=T0,
-            created_at=T0,
-            updated_at=T0,
-        )
-    )
 
 
 def _evidence(conn: sa.Connection, sensor: str, at: datetime) -> None:
@@ -55,7 +36,7 @@ def _evidence(conn: sa.Connection, sensor: str, at: datetime) -> None:
 def test_an_id_committed_after_a_higher_one_is_seen(postgres_url: str) -> None:
     engine = db.connect(postgres_url)
     with engine.begin() as conn:
-        _warning(conn)
+        insert_warning_row(conn, "w1", area="grid-1", at=T0)
     first, second = ("s-low", T0), ("s-high", T0 + timedelta(seconds=1))
     with EvidenceWatch(postgres_url) as watch:
         slow = engine.connect()

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from alerts import db
 from app.api.page_cache import WarningsVersion
+from tests.factories import insert_warning_row
 
 
 def _change_a_warning(engine: sa.Engine, area: str = "g-1") -> None:
@@ -20,25 +21,8 @@ def _change_a_warning(engine: sa.Engine, area: str = "g-1") -> None:
 
 
 def _insert_a_warning(engine: sa.Engine, wid: str, area: str = "g-1") -> None:
-    now = datetime.now(UTC)
     with engine.begin() as conn:
-        conn.execute(
-            db.warnings.insert().values(
-                id=wid,
-                hazard="flood",
-                area=area,
-                level="yellow",
-                status="active",
-                severity="Minor",
-                urgency="Future",
-                certainty="Possible",
-                headline="test",
-                first_signal_at=now,
-                last_signal_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        insert_warning_row(conn, wid, area=area, at=datetime.now(UTC))
 
 
 def test_a_version_read_on_a_connection_opened_again_still_moves_with_the_table(engine: sa.Engine) -> None:
