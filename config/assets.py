@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from config.areas import AreaIndex
+from config.yaml_docs import load_yaml
 
 ASSETS_PATH = Path(__file__).parent / "city" / "assets.yaml"
 
@@ -83,7 +83,7 @@ def asset_problems(register: AssetRegister, areas: AreaIndex) -> list[tuple[str,
 def load_assets(path: Path, areas: AreaIndex | None = None) -> AssetRegister:
     """The register as validated; with ``areas``, a misplaced asset is a ValueError naming each one."""
     with path.open(encoding="utf-8") as f:
-        register = AssetRegister.model_validate(yaml.safe_load(f) or {})
+        register = AssetRegister.model_validate(load_yaml(f) or {})
     if areas is not None:
         problems = asset_problems(register, areas)
         if problems:

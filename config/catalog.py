@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 
 from config.problems import Located, collect_or_raise
+from config.yaml_docs import load_yaml
 
 if TYPE_CHECKING:
     from config.areas import AreaIndex
@@ -215,4 +215,4 @@ def _stuck_problem(kind: SensorKind, interval_s: float | None) -> str | None:
 
 def load_catalog(path: Path) -> Catalog:
     with path.open(encoding="utf-8") as f:
-        return Catalog.model_validate(yaml.safe_load(f))
+        return Catalog.model_validate(load_yaml(f))

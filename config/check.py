@@ -29,6 +29,7 @@ from config.playbooks import Playbooks
 from config.problems import Located
 from config.settings import Settings, env_var
 from config.taxonomy import FALLBACK_CATEGORY, Taxonomy
+from config.yaml_docs import load_yaml
 
 ENVIRONMENT = "environment"
 # Mappings whose keys name items (a kind, a hazard, a category): shown as kinds[gas], not kinds.gas.
@@ -126,7 +127,7 @@ def _shown(path: Path) -> str:
 
 
 def _yaml(text: str) -> Any:
-    return yaml.safe_load(text)
+    return load_yaml(text)
 
 
 def _read(path: Path, parse: Callable[[str], Any], problems: list[Problem]) -> tuple[bool, Any]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from config.catalog import LEVELS, Level
+from config.yaml_docs import load_yaml
 
 # The decision step's reminder interval (models/decision.py DecisionRule.repeat_s; a test keeps the two
 # equal): while a line is held the detector re-signals this often, so a release window shorter than
@@ -105,4 +105,4 @@ def lifecycle_problems(config: LifecycleConfig) -> list[tuple[str, str]]:
 
 def load_lifecycle(path: Path) -> LifecycleConfig:
     with path.open(encoding="utf-8") as f:
-        return LifecycleConfig.model_validate(yaml.safe_load(f))
+        return LifecycleConfig.model_validate(load_yaml(f))

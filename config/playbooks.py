@@ -5,11 +5,11 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from config.assets import AssetKind
 from config.catalog import LEVELS, SENSOR_FAULT, Level
+from config.yaml_docs import load_yaml
 
 # What a sensor_fault action may name, filled in for each faulty sensor (alerts.sensor_faults):
 # "Inspect sensor {sensor} at {place}; last good reading {last_good}". Other hazards' warnings are
@@ -65,4 +65,4 @@ class Playbooks(BaseModel):
 
 def load_playbooks(path: Path) -> Playbooks:
     with path.open(encoding="utf-8") as f:
-        return Playbooks.model_validate(yaml.safe_load(f))
+        return Playbooks.model_validate(load_yaml(f))

@@ -28,7 +28,6 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +39,7 @@ from pydantic import (
 )
 
 from config.problems import Located, collect_or_raise
+from config.yaml_docs import load_yaml
 
 TAXONOMY_PATH = Path(__file__).parent / "city" / "taxonomy.yaml"
 FALLBACK_CATEGORY = "other"
@@ -230,4 +230,4 @@ class Taxonomy(BaseModel):
 def load_taxonomy(path: Path = TAXONOMY_PATH) -> Taxonomy:
     """Load and validate a taxonomy (default: the bundled demo city's)."""
     with path.open(encoding="utf-8") as f:
-        return Taxonomy.model_validate(yaml.safe_load(f))
+        return Taxonomy.model_validate(load_yaml(f))

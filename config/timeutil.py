@@ -19,6 +19,7 @@ _MICROSECOND = timedelta(microseconds=1)
 # What a signed 64-bit nanosecond timestamp holds (InfluxDB's range, and our ns fields'), to the microsecond.
 EARLIEST = EPOCH + _MICROSECOND * (-(2**63) // 1000 + 1)  # 1677-09-21T00:12:43.145225Z
 LATEST = EPOCH + _MICROSECOND * ((2**63 - 1) // 1000)  # 2262-04-11T23:47:16.854775Z
+STORE_RANGE = f"outside {EARLIEST.isoformat()}..{LATEST.isoformat()}, the range the stores hold"
 
 
 def as_utc(ts: datetime) -> datetime:
@@ -51,7 +52,7 @@ def storable(ts: datetime) -> bool:
 def check_storable(ts: datetime) -> datetime:
     """A pydantic validator: an instant the stores cannot hold is a field error, not a 500 further in."""
     if not storable(ts):
-        raise ValueError(f"outside {EARLIEST.isoformat()}..{LATEST.isoformat()}, the range the stores hold")
+        raise ValueError(STORE_RANGE)
     return ts
 
 

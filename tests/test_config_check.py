@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from app.cli import main
 from config.settings import CITY_DIR, Settings
@@ -198,3 +199,18 @@ def test_the_readme_lists_every_setting_as_the_generator_prints_it() -> None:
     )
     for name in Settings.model_fields:
         assert f"`CITYWARN_{name.upper()}`" in text[start:end]
+
+
+def test_a_file_that_is_not_yaml_is_one_line_naming_where_it_breaks(
+    city: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Parsed by libyaml (config.yaml_docs): it must name the place PyYAML's own parser names."""
+    edit(city / "sensors.yaml", "area: g-riverside-01,", "area: [g-riverside-01,")
+    with pytest.raises(yaml.MarkedYAMLError) as pure:
+        yaml.load((city / "sensors.yaml").read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    mark = pure.value.problem_mark
+    assert mark is not None
+    [only] = check_lines(capsys, ["check"])
+    assert only.startswith(
+        f"{city}/sensors.yaml: line {mark.line + 1}, column {mark.column + 1}: not valid YAML: "
+    ), only
