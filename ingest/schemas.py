@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
 
-from config.timeutil import check_storable
+from config.timeutil import EARLIEST, LATEST
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
 # With an offset, and inside what the stores hold (years such as 1 or 9999 are refused by field).
-Timestamp = Annotated[AwareDatetime, AfterValidator(check_storable)]
+# Bounds pydantic checks itself, not ``config.timeutil.check_storable``: a Python validator was a
+# third of a reading's validation (0.9 of 2.7 µs), and pydantic compares aware instants by instant
+# whatever their offsets, as ``storable`` does (tests/test_validation_fast_path.py holds them equal).
+Timestamp = Annotated[AwareDatetime, Field(ge=EARLIEST, le=LATEST)]
 
 
 class Reading(BaseModel):

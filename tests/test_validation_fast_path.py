@@ -7,10 +7,12 @@ be stored (or a good one refused) on the quick path alone.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from config.areas import load_areas
 from config.timeutil import EARLIEST, EPOCH, LATEST, storable, to_ns
@@ -94,3 +96,26 @@ def test_instants_convert_the_same_whatever_their_offset(ts: datetime, offset_mi
         assert in_utc is not None
         assert to_ns(aware) == (in_utc - EPOCH) // timedelta(microseconds=1) * 1000
     assert to_ns(ts) == to_ns(ts.replace(tzinfo=UTC))  # naive means UTC
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    ts=st.one_of(
+        st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+        # Near the bounds, where an offset decides.
+        st.datetimes(min_value=datetime(1677, 9, 20), max_value=datetime(1677, 9, 22)),
+        st.datetimes(min_value=datetime(2262, 4, 10), max_value=datetime(2262, 4, 13)),
+    ),
+    offset_min=st.integers(-18 * 60 + 1, 18 * 60 - 1),
+)
+def test_a_reading_s_time_is_taken_exactly_when_the_stores_can_hold_it(ts: datetime, offset_min: int) -> None:
+    """The bounds pydantic checks on ``Reading.ts`` say what ``storable`` says, whatever the offset."""
+    aware = ts.replace(tzinfo=timezone(timedelta(minutes=offset_min)))
+    body = {"sensor_id": "s-1", "kind": "gas", "value": 1.0, "ts": aware.isoformat()}
+    try:
+        Reading.model_validate_json(json.dumps(body))
+        taken = True
+    except ValidationError as exc:
+        assert [e["loc"] for e in exc.errors()] == [("ts",)]
+        taken = False
+    assert taken == storable(aware)
