@@ -43,12 +43,14 @@ def encode(state: Any) -> bytes:
         elif isinstance(value, dict):
             return {key: pack(item) for key, item in value.items()}
         elif isinstance(value, list | tuple):
-            if not any(isinstance(item, _CONTAINERS) for item in value):
-                if len(value) < MIN_ARRAY or not _uniform_numbers(value):
-                    return value  # scalars only: nothing inside to pack
+            # The long runs of numbers first: they are most of a state, and knowing a list is all
+            # numbers also says it holds no container, without a second look at every item.
+            if len(value) >= MIN_ARRAY and _uniform_numbers(value):
                 array = np.asarray(value)
-            else:
+            elif any(isinstance(item, _CONTAINERS) for item in value):
                 return [pack(item) for item in value]
+            else:
+                return value  # scalars only: nothing inside to pack
         else:
             return value
         code = "f8" if array.dtype.kind == "f" else "i8"
@@ -90,4 +92,4 @@ def decode(blob: bytes) -> Any:
 def _uniform_numbers(values: list[Any] | tuple[Any, ...]) -> bool:
     """All floats, or all ints (never bools): the lists a detector's state is made of."""
     first = type(values[0])
-    return first in (float, int) and all(type(v) is first for v in values)
+    return first in (float, int) and set(map(type, values)) == {first}  # the types, looked at in C

@@ -178,9 +178,14 @@ def test_points_and_states_round_trip_bit_for_bit() -> None:
     assert np.array_equal(learned.multivariate, [p[2] for p in points], equal_nan=True)
 
     state = {"a": [0.1 * i for i in range(50)], "b": [[1, 2], list(range(30))], "c": None, "d": [1.0, 2]}
+    # Long lists that are not all floats or all ints stay lists, their items as they were.
+    state |= {"e": [1.0] * 10 + [2], "f": [True] * 10, "g": [*range(10), [3.5] * 9]}
     back = state_codec.decode(state_codec.encode(state))
     assert back["a"].tolist() == state["a"] and back["b"][1].tolist() == state["b"][1]
     assert back["b"][0] == [1, 2] and back["c"] is None and back["d"] == [1.0, 2]
+    assert back["e"] == state["e"] and [type(v) for v in back["e"]] == [float] * 10 + [int]
+    assert back["f"] == state["f"] and all(v is True for v in back["f"])
+    assert back["g"][:10] == list(range(10)) and back["g"][10].tolist() == [3.5] * 9
     with pytest.raises(state_codec.StateDecodeError):
         state_codec.decode(b"not a state at all")
     with pytest.raises(state_codec.StateDecodeError):
