@@ -93,20 +93,20 @@ def check(settings: Settings, *, detectors: Collection[str] | None = None) -> Ch
         known = ", ".join(sorted(detectors))
         message = f"{settings.detector!r} is not a detector; known: {known}"
         result.problems.append(Problem(ENVIRONMENT, env_var("detector"), message))
-    catalog = _load(settings.catalog_path, _yaml, Catalog, result.problems)
+    catalog = _load(settings.catalog_path, load_yaml, Catalog, result.problems)
     areas = _load_areas(settings.areas_path, result.problems)
-    playbooks = _load(settings.playbooks_path, _yaml, Playbooks, result.problems)
-    taxonomy = _load(settings.taxonomy_path, _yaml, Taxonomy, result.problems)
+    playbooks = _load(settings.playbooks_path, load_yaml, Playbooks, result.problems)
+    taxonomy = _load(settings.taxonomy_path, load_yaml, Taxonomy, result.problems)
     if catalog is None or areas is None or playbooks is None or taxonomy is None:
         return result
     city = City(catalog=catalog, areas=areas, playbooks=playbooks, taxonomy=taxonomy)
     result.problems += _references(city, settings)
     register = settings.asset_register()
-    assets = _load(register, _yaml, AssetRegister, result.problems) if register is not None else None
+    assets = _load(register, load_yaml, AssetRegister, result.problems) if register is not None else None
     if assets is not None and register is not None:
         source = _shown(register)
         result.problems += [Problem(source, f"assets[{i}]", m) for i, m in asset_problems(assets, areas)]
-    lifecycle = _load(settings.lifecycle_path, _yaml, LifecycleConfig, result.problems)
+    lifecycle = _load(settings.lifecycle_path, load_yaml, LifecycleConfig, result.problems)
     if lifecycle is not None:
         source = _shown(settings.lifecycle_path)
         result.problems += [Problem(source, where, m) for where, m in lifecycle_problems(lifecycle)]
@@ -124,10 +124,6 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-def _yaml(text: str) -> Any:
-    return load_yaml(text)
 
 
 def _read(path: Path, parse: Callable[[str], Any], problems: list[Problem]) -> tuple[bool, Any]:
