@@ -51,6 +51,17 @@ class Learned:
     def nbytes(self) -> int:
         return len(self.values) * POINT_BYTES
 
+    @classmethod
+    def joined(cls, runs: list[Learned]) -> Learned:
+        """Several checkpoints' points as one run, in the order given."""
+        if len(runs) == 1:
+            return runs[0]
+        return cls(
+            ts_ns=np.concatenate([r.ts_ns for r in runs]),
+            values=np.concatenate([r.values for r in runs]),
+            multivariate=np.concatenate([r.multivariate for r in runs]),
+        )
+
 
 def encode_points(points: list[tuple[int, float, float]]) -> bytes:
     """Three little-endian columns: all timestamps, then all values, then all model scores."""

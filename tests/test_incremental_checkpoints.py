@@ -7,6 +7,8 @@ sensors that checkpoint at different rhythms.
 
 from __future__ import annotations
 
+import itertools
+from functools import partial
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +110,43 @@ def test_a_restore_from_snapshot_and_deltas_continues_exactly(
 
     resumed = new_engine(gas_model)
     resumed.restore(repo.load(SENSORS))
+    after = run(resumed, POINTS[cut:], POSITIONS[cut:])
+    assert sorted(before + after, key=key) == sorted(expected, key=key)
+    assert whole(resumed) == whole(uninterrupted)
+
+
+def test_a_restore_whose_log_spans_a_kinds_first_model_continues_exactly(
+    engine: sa.Engine, gas_model: KindModel
+) -> None:
+    """A restore replays a series' logged points in one run, some scored by no model (NaN) and some by
+    the kind's first model: each must count as it did live."""
+    arrives, cut = 1700, 1800  # the spike at step 700 falls between
+    make = partial(ScoringEngine, CATALOG, detector=DETECTOR, signal_threshold=0.9, repeat_s=1800.0)
+    uninterrupted = make()
+    expected = run(uninterrupted, POINTS[:arrives], POSITIONS[:arrives])
+    uninterrupted.set_kind_models({"gas": gas_model})
+    expected += run(uninterrupted, POINTS[arrives:], POSITIONS[arrives:])
+
+    repo = CheckpointRepository(engine)
+    first = make()
+    before: list[Signal] = []
+    edges = sorted({*range(0, cut, 37), arrives, cut})
+    for start, stop in itertools.pairwise(edges):
+        if start == arrives:
+            first.set_kind_models({"gas": gas_model})
+        before += first.score(POINTS[start:stop], POSITIONS[start:stop])
+        repo.save_series(first.checkpoint(), log="log-a", now=NOW)
+    saved = repo.load(SENSORS)
+    spans = [
+        sid
+        for sid, rec in saved.items()
+        if len({bool(np.isnan(decode_points(d).multivariate).all()) for d in rec["state"]["deltas"]}) == 2
+    ]
+    assert spans, "some series logged points both before and after the model came"
+
+    resumed = make()
+    resumed.set_kind_models({"gas": gas_model})
+    resumed.restore(saved)
     after = run(resumed, POINTS[cut:], POSITIONS[cut:])
     assert sorted(before + after, key=key) == sorted(expected, key=key)
     assert whole(resumed) == whole(uninterrupted)
