@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One stored reading. A series is a ``sensor_id``; (series, ts_ns) is its identity."""
+class Point(NamedTuple):
+    """One stored reading. A series is a ``sensor_id``; (series, ts_ns) is its identity.
+
+    A named tuple, not a frozen dataclass: ingest makes one per reading, and a frozen dataclass's
+    ``__init__`` sets each field through ``object.__setattr__`` (1.9 against 0.8 µs a Point here).
+    """
 
     sensor_id: str
     kind: str

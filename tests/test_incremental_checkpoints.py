@@ -8,9 +8,9 @@ sensors that checkpoint at different rhythms.
 from __future__ import annotations
 
 import itertools
-from functools import partial
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
