@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/mypy app ingest store models alerts config demo
 
 test: install services lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: install
 	$(BIN)/python -m bench.ingest
