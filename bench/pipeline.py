@@ -242,8 +242,7 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
     first_stored: list[int] = []
 
     def stored() -> bool:
-        # Only the phase's own readings: a count over every point stored was a second or more of
-        # influxd's CPU per poll, taken from the workers starting beside it.
+        # Only the phase's own readings, so the count polled does not grow with the earlier phases'.
         count = stored_since(bench, store.database, bench.phase_start_ns)
         if count:
             first_stored.append(count)
@@ -264,7 +263,7 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
 
 
 def stored_since(bench: Bench, database: str, since_ns: int) -> int:
-    """Points stored at or after ``since_ns``: InfluxDB counts only the blocks that time bound reaches."""
+    """Points stored at or after ``since_ns``."""
     query = f"SELECT count(value) FROM {MEASUREMENT} WHERE time >= {int(since_ns)}"
     resp = httpx.get(f"{bench.influx_url}/query", params={"q": query, "db": database}, timeout=60.0)
     resp.raise_for_status()
