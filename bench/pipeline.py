@@ -60,7 +60,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -81,7 +80,6 @@ from ingest.kafka import ensure_topics, producer_config
 from ingest.keys import AreaPartitioner, area_key
 from ingest.producer import UNASSIGNED, ConfirmedProducer
 from store.influx import InfluxStore
-from store.line_protocol import MEASUREMENT
 from store.schemas import Point
 
 POLL_S = 0.02  # how often the latency phase looks for new evidence: its figures' resolution
@@ -243,7 +241,7 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
 
     def stored() -> bool:
         # Only the phase's own readings, so the count polled does not grow with the earlier phases'.
-        count = stored_since(bench, store.database, bench.phase_start_ns)
+        count = store.count(since_ns=bench.phase_start_ns)
         if count:
             first_stored.append(count)
         return bool(first_stored)
@@ -260,15 +258,6 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
         seconds=t_done - t_first,
         cpu_s=cpu_done - cpu_first,
     )
-
-
-def stored_since(bench: Bench, database: str, since_ns: int) -> int:
-    """Points stored at or after ``since_ns``."""
-    query = f"SELECT count(value) FROM {MEASUREMENT} WHERE time >= {int(since_ns)}"
-    resp = httpx.get(f"{bench.influx_url}/query", params={"q": query, "db": database}, timeout=60.0)
-    resp.raise_for_status()
-    series = resp.json()["results"][0].get("series") or [{"values": [[0, 0]]}]
-    return int(series[0]["values"][0][1])
 
 
 def workers_cpu_s(bench: Bench) -> float:

@@ -80,14 +80,18 @@ class EmbeddedStore:
             (kind, start_ns, end_ns, limit),
         )
 
-    def count(self, sensor_id: str | None = None) -> int:
+    def count(self, sensor_id: str | None = None, *, since_ns: int | None = None) -> int:
+        where: list[str] = ["1"]
+        args: list[str | int] = []
+        if sensor_id is not None:
+            where.append("sensor_id = ?")
+            args.append(sensor_id)
+        if since_ns is not None:
+            where.append("ts_ns >= ?")
+            args.append(since_ns)
+        query = f"SELECT count(*) FROM readings WHERE {' AND '.join(where)}"
         with self._lock:
-            if sensor_id is None:
-                row = self._db.execute("SELECT count(*) FROM readings").fetchone()
-            else:
-                row = self._db.execute(
-                    "SELECT count(*) FROM readings WHERE sensor_id = ?", (sensor_id,)
-                ).fetchone()
+            row = self._db.execute(query, args).fetchone()
         return int(row[0])
 
     def ping(self) -> bool:

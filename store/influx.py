@@ -104,10 +104,13 @@ class InfluxStore:
     def read_kind(self, kind: str, start_ns: int, end_ns: int, *, limit: int = 1_000_000) -> list[Point]:
         return self._select(f"kind = {quote_literal(kind)}", start_ns, end_ns, limit)
 
-    def count(self, sensor_id: str | None = None) -> int:
+    def count(self, sensor_id: str | None = None, *, since_ns: int | None = None) -> int:
         self._ensure_database()
-        where = f" WHERE sensor_id = {quote_literal(sensor_id)}" if sensor_id else ""
-        rows = self._rows(f"SELECT count(value) FROM {MEASUREMENT}{where}")
+        where = [f"sensor_id = {quote_literal(sensor_id)}"] if sensor_id else []
+        if since_ns is not None:
+            where.append(f"time >= {int(since_ns)}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = self._rows(f"SELECT count(value) FROM {MEASUREMENT}{clause}")
         return int(rows[0][1]) if rows else 0
 
     def ping(self) -> bool:

@@ -51,8 +51,8 @@ class TimeSeriesStore(Protocol):
         """Points of every series of one kind, for training models from history."""
         ...
 
-    def count(self, sensor_id: str | None = None) -> int:
-        """How many points are stored, for one series or all."""
+    def count(self, sensor_id: str | None = None, *, since_ns: int | None = None) -> int:
+        """How many points are stored, for one series or all; with ``since_ns``, only those at or after it."""
         ...
 
     def ping(self) -> bool:

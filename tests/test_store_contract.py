@@ -57,6 +57,14 @@ def test_writing_the_same_batch_twice_keeps_one_copy(store: TimeSeriesStore) -> 
     assert store.count() == 50
 
 
+def test_count_since_takes_points_at_or_after_that_instant(store: TimeSeriesStore) -> None:
+    store.write(series("wl-1", 10) + series("wl-2", 10))
+    assert store.count(since_ns=T0 + 7 * MINUTE) == 6
+    assert store.count("wl-2", since_ns=T0 + 7 * MINUTE) == 3
+    assert store.count("wl-2", since_ns=T0 + 10 * MINUTE) == 0
+    assert store.count(since_ns=T0) == store.count() == 20
+
+
 def test_same_series_and_time_overwrites_the_value(store: TimeSeriesStore) -> None:
     store.write(series("wl-1", 3))
     store.write([Point("wl-1", "water_level", "g-1", T0 + MINUTE, 9.5)])
