@@ -19,6 +19,7 @@ from alerts import db
 from alerts.delivery import DeliveryWorker, default_worker_id
 from alerts.migrations import head_revision
 from app.auth import commands as key_commands
+from app.collector import settle_for_batches
 from app.json_logs import configure_logging
 from app.main import ExtraWorker, create_app
 from app.metrics import AppStateCollector, count_delivery, serve_headless
@@ -128,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "serve":
         _serve(create_app(settings), args.host, args.port, settings=settings)
     elif args.command == "train":
+        settle_for_batches()  # each kind's history is read as one batch of points
         svc = build_services(settings)
         try:
             for model in train_now(svc, now=datetime.now(UTC)).values():

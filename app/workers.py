@@ -3,7 +3,6 @@ check, and the demo replay."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
@@ -19,6 +18,7 @@ from alerts.drill_store import DrillStore
 from alerts.drills import DrillRunner, DrillScenario, DrillTools, ScenarioData, ScenarioRegistry
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
+from app.collector import settle_for_batches
 from app.metrics import IngestMetrics, count_delivery, count_signals, counting_districts
 from app.services import Services
 from app.silence import SilenceWatch
@@ -259,7 +259,8 @@ def start_ingest(threads: BackgroundThreads, svc: Services) -> dict[str, IngestW
     # What is built by now (modules, the catalog, the models, the engines) lives as long as the process:
     # frozen, no full collection walks it again. In bench.pipeline's latency phase each worker's full
     # collections took 180 to 350 ms every 8 to 10 s, and every reading in hand waited them out.
-    gc.freeze()
+    # Young collections are spaced for batches (``app.collector``).
+    settle_for_batches()
     threads.start("ingest", readings.run)
     threads.start("report-ingest", reports.run)
     threads.start("model-refit", model_refresher(svc, readings).run)
