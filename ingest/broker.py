@@ -39,7 +39,8 @@ def free_port() -> int:
         low = int(_EPHEMERAL_RANGE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 0
-    for port in random.sample(range(_LOWEST_CHOSEN, low), min(100, max(0, low - _LOWEST_CHOSEN))):
+    below = range(_LOWEST_CHOSEN, low)  # empty where the range is unknown
+    for port in random.sample(below, min(100, len(below))):
         with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
             try:
                 s.bind(("127.0.0.1", port))
