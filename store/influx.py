@@ -106,7 +106,7 @@ class InfluxStore:
 
     def count(self, sensor_id: str | None = None, *, since_ns: int | None = None) -> int:
         self._ensure_database()
-        where = [f"sensor_id = {quote_literal(sensor_id)}"] if sensor_id else []
+        where = [f"sensor_id = {quote_literal(sensor_id)}"] if sensor_id is not None else []
         if since_ns is not None:
             where.append(f"time >= {int(since_ns)}")
         clause = f" WHERE {' AND '.join(where)}" if where else ""

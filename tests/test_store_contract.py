@@ -65,6 +65,11 @@ def test_count_since_takes_points_at_or_after_that_instant(store: TimeSeriesStor
     assert store.count(since_ns=T0) == store.count() == 20
 
 
+def test_count_of_an_id_no_sensor_has_is_zero_even_when_empty(store: TimeSeriesStore) -> None:
+    store.write(series("wl-1", 4))
+    assert store.count("") == store.count("wl-9") == 0  # an empty id is an id, not "every sensor"
+
+
 def test_same_series_and_time_overwrites_the_value(store: TimeSeriesStore) -> None:
     store.write(series("wl-1", 3))
     store.write([Point("wl-1", "water_level", "g-1", T0 + MINUTE, 9.5)])
