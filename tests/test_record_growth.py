@@ -115,13 +115,31 @@ def test_a_checkpoint_of_a_preallocated_detector_restores_and_continues_alike() 
     """Checkpoints written before buffers grew restore into growing ones (the format is unchanged)."""
     ts, values = _series("daily", 4600, seed=4)
     old = _preallocated({})
-    old.score_batch(ts[:2500], values[:2500])
+    old.score_batch(ts[:1000], values[:1000])
     restored = RecordEnsembleDetector.from_state(json.loads(json.dumps(old.get_state())))
-    assert restored._win_ring.shape[0] < 4000  # sized to the 2,500 values it holds, not the window
-    a = old.score_batch(ts[2500:], values[2500:])
-    b = restored.score_batch(ts[2500:], values[2500:])
+    grown = RecordEnsembleDetector()
+    grown.score_batch(ts[:1000], values[:1000])
+    # Sized as a detector that grew to the 1,000 values it holds, not to the window's 4,000.
+    assert restored._win_ring.shape == grown._win_ring.shape and grown._win_ring.shape[0] < 4000
+    a = old.score_batch(ts[1000:], values[1000:])
+    b = restored.score_batch(ts[1000:], values[1000:])
     assert np.array_equal(a.scores, b.scores)
     assert json.dumps(old.get_state()) == json.dumps(restored.get_state())
+
+
+@pytest.mark.parametrize("learned", [3, 40, 300, 1000, 5000])
+def test_a_restored_detector_takes_its_next_point_without_growing(learned: int) -> None:
+    """Restored buffers have a growing detector's room: sized to the values held, each was full,
+    and the first point after every restore reallocated them all."""
+    ts, values = _series("daily", learned + 1, seed=5)
+    det = RecordEnsembleDetector()
+    det.score_batch(ts[:learned], values[:learned])
+    restored = RecordEnsembleDetector.from_state(json.loads(json.dumps(det.get_state())))
+    state_arrays = restored._i, restored._f
+    a = det.score_batch(ts[learned:], values[learned:])
+    b = restored.score_batch(ts[learned:], values[learned:])
+    assert restored._i is state_arrays[0] and restored._f is state_arrays[1]  # no reallocation
+    assert np.array_equal(a.scores, b.scores)
 
 
 def _held_bytes(det: RecordEnsembleDetector) -> int:

@@ -273,12 +273,15 @@ class RecordEnsembleDetector:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         det = cls(**state["params"])
+        # Room as growing buffers have it: sized to what they held, the buffers were full, and the
+        # first point scored after a restore reallocated them. (Buffers a series first fills after
+        # its snapshot still grow during the replay, as they did live.)
         det._allocate(
-            window=len(state["window"]),
-            jumps=len(state["jumps"]),
-            residuals=len(state["residuals"]),
-            records=max(len(rec["values"]) for rec in state["records"]),
-            season_days=max((len(slot) for slot in state["season"]), default=0),
+            window=_room(len(state["window"]), max(FIRST_CAPACITY, det.params["level_len"])),
+            jumps=_room(len(state["jumps"])),
+            residuals=_room(len(state["residuals"])),
+            records=_room(max(len(rec["values"]) for rec in state["records"])),
+            season_days=_room(max((len(slot) for slot in state["season"]), default=0), first=1),
         )
         s = det._parts()
         c = s.counters
@@ -379,6 +382,19 @@ def _move_window(
     new_ring[size - head : size] = ring[:head]
     new_srt[:n] = srt[:n]
     new.counters[c_n + 1] = 0
+
+
+def _room(held: int, first: int = FIRST_CAPACITY) -> int:
+    """The least size a buffer doubling from ``first`` reaches with room beyond ``held`` values.
+
+    No more than a growing series holds, so a restored worker needs no more memory than a live one.
+    """
+    if not held:
+        return 0
+    size = first
+    while size <= held:
+        size *= 2
+    return size
 
 
 def _capacity(held: int, limit: int, first: int = FIRST_CAPACITY) -> int:
