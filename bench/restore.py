@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from app.collector import settle_for_batches
-from bench.scoring import batch, gas_model
-from config.catalog import load_catalog
+from bench.scoring import batch, gas_model, service_engine
 from config.settings import Settings
 from models.engine import ScoringEngine
 from models.registry import detector_class
@@ -29,12 +28,7 @@ from models.series_checkpoint import INCREMENTAL_FORMAT, decode_snapshot
 
 
 def engine_at_service_settings() -> ScoringEngine:
-    settings = Settings()
-    engine = ScoringEngine(
-        load_catalog(settings.catalog_path),
-        detector=settings.detector,
-        signal_threshold=settings.signal_threshold,
-    )
+    engine = service_engine()
     engine.set_kind_models({"gas": gas_model()})
     return engine
 

@@ -53,6 +53,16 @@ def batch(n_sensors: int, n_points: int, first_step: int, rng: np.random.Generat
     ]
 
 
+def service_engine() -> ScoringEngine:
+    """An engine with the shipped catalog, detector and threshold, as ``citywarn ingest`` builds it."""
+    settings = Settings()
+    return ScoringEngine(
+        load_catalog(settings.catalog_path),
+        detector=settings.detector,
+        signal_threshold=settings.signal_threshold,
+    )
+
+
 class CollectionTimer:
     """Wall time the cyclic collector spends, by generation, from ``gc.callbacks``."""
 
@@ -85,12 +95,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    settings = Settings()  # the shipped detector and threshold, as `citywarn ingest` runs them
-    engine = ScoringEngine(
-        load_catalog(settings.catalog_path),
-        detector=settings.detector,
-        signal_threshold=settings.signal_threshold,
-    )
+    engine = service_engine()
     if not args.without_model:
         engine.set_kind_models({"gas": gas_model()})
     if args.collector == "service":

@@ -20,11 +20,8 @@ from fastapi.testclient import TestClient
 from app.collector import YOUNG_COLLECTION_EVERY, settle_for_batches
 from app.main import create_app
 from bench.isolation import isolated_settings
-from bench.scoring import batch
-from config.catalog import load_catalog
-from config.settings import Settings
+from bench.scoring import batch, service_engine
 from ingest.broker import EmbeddedBroker
-from models.engine import ScoringEngine
 
 
 @pytest.fixture
@@ -69,9 +66,7 @@ def full_collections_over_batches(*, settled: bool) -> int:
     gc.collect()
     if settled:
         settle_for_batches()
-    settings = Settings()
-    catalog = load_catalog(settings.catalog_path)
-    engine = ScoringEngine(catalog, detector=settings.detector, signal_threshold=settings.signal_threshold)
+    engine = service_engine()
     rng = np.random.default_rng(3)
     engine.score(batch(2000, 10, 0, rng))  # the series begin after the collector is set, as in a worker
     full = 0

@@ -387,7 +387,7 @@ def _move_window(
 def _room(held: int, first: int = FIRST_CAPACITY) -> int:
     """The least size a buffer doubling from ``first`` reaches with room beyond ``held`` values.
 
-    No more than a growing series holds, so a restored worker needs no more memory than a live one.
+    No more than a growing series holds once it takes its next point (a full buffer doubles then).
     """
     if not held:
         return 0
