@@ -1,9 +1,12 @@
 """Scoring-engine throughput with a per-kind model loaded: how long one ingest batch takes to score.
 
-Run: ``python -m bench.scoring [--sensors 1000] [--points 60] [--batches 5] [--collector service]``.
-Every batch holds ``--points`` quiet readings of each of ``--sensors`` gas sensors,
-as a consumer would receive them (interleaved, one partition). The first batch
-only warms the series up (their context fills); the others are timed, and so is
+Run: ``python -m bench.scoring [--sensors 1000] [--points 60] [--batches 5] [--history 0]
+[--collector service]``. Every batch holds ``--points`` quiet readings of each of ``--sensors`` gas
+sensors, as a consumer would receive them (interleaved, one partition), and is followed by the
+checkpoint a worker writes. With ``--history N`` each series first learns N readings (one batch, one
+checkpoint), so the timed batches meet series as old as a running city's, whose state and snapshots
+are larger than a young series'. The first batch after that only warms the series up (their
+context fills); the others are timed, and so is
 the cyclic garbage collector within them: ``--collector service`` sets it as an
 ingest worker does (``app.collector``), ``default`` leaves CPython's settings.
 """
@@ -86,6 +89,7 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=1000)
     parser.add_argument("--points", type=int, default=60)
     parser.add_argument("--batches", type=int, default=5, help="timed batches, after one warm-up batch")
+    parser.add_argument("--history", type=int, default=0, help="readings a series learns first")
     parser.add_argument("--without-model", action="store_true", help="detector and decision step only")
     parser.add_argument(
         "--collector",
@@ -104,6 +108,12 @@ def main() -> None:
     gc.callbacks.append(collections)
     rng = np.random.default_rng(1)
     offset = 0
+    if args.history:
+        learned = batch(args.sensors, args.history, -args.history, rng)
+        engine.score(learned, [(0, i) for i in range(len(learned))])
+        engine.checkpoint()
+        offset = len(learned)
+        del learned
     timings = []
     for b in range(args.batches + 1):
         points = batch(args.sensors, args.points, b * args.points, rng)
@@ -123,6 +133,7 @@ def main() -> None:
             {
                 "sensors": args.sensors,
                 "points_per_sensor": args.points,
+                "history": args.history,
                 "timed_batches": args.batches,
                 "kind_model": not args.without_model,
                 "ms_per_batch": round(per_batch * 1000, 1),

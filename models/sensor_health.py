@@ -26,6 +26,7 @@ reading (for a stuck sensor, one that differs).
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Self
 
@@ -147,8 +148,8 @@ class SeriesHealth:
 
     def get_state(self) -> dict[str, Any]:
         # Every field is a scalar: no need for asdict's deep copy, which a checkpoint of
-        # thousands of series paid once per series.
-        return {name: getattr(self, name) for name in _HEALTH_FIELDS}
+        # thousands of series paid once per series. The fields are read by one C getter.
+        return dict(zip(_HEALTH_FIELDS, _health_values(self), strict=True))
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> Self:
@@ -165,3 +166,4 @@ def overdue(*, last_seen_s: float, interval_s: float, now_s: float, slack_s: flo
 
 
 _HEALTH_FIELDS = tuple(f.name for f in fields(SeriesHealth))
+_health_values = operator.attrgetter(*_HEALTH_FIELDS)

@@ -8,8 +8,9 @@ is 24 bytes where the state a full window holds is tens of KiB.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,15 +20,17 @@ from models.protocol import FloatArray
 
 INCREMENTAL_FORMAT = 4  # a binary snapshot plus the points learned since (format 3: one JSON state)
 POINT_BYTES = 24  # ts_ns (int64), value and per-kind model score (float64 each)
+_ONE_POINT = struct.Struct("<qdd")
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesCheckpoint:
+class SeriesCheckpoint(NamedTuple):
     """One series' share of a checkpoint: exactly one of ``snapshot`` and ``delta`` is set.
 
     ``learned`` counts every point the series has taken, these included: it orders
     a series' deltas and tells which a snapshot made obsolete. ``health`` is the
     series' health now, readable without replaying anything (``app.silence``).
+    A named tuple, not a frozen dataclass: a checkpoint makes one per series it saves, and a
+    frozen dataclass sets each of its seven fields through ``object.__setattr__``.
     """
 
     sensor_id: str
@@ -64,17 +67,18 @@ class Learned:
 
 
 def encode_points(points: list[tuple[int, float, float]]) -> bytes:
-    """Three little-endian columns: all timestamps, then all values, then all model scores."""
-    if not points:
+    """Three little-endian columns: all timestamps, then all values, then all model scores.
+
+    ``struct``, not numpy: a series saves one or two points a checkpoint, where three small arrays
+    cost about 4 µs and one ``pack`` a tenth of that, with the same bytes.
+    """
+    n = len(points)
+    if n == 1:  # one point's three columns are the point itself
+        return _ONE_POINT.pack(*points[0])
+    if not n:
         return b""
     ts, values, mv = zip(*points, strict=True)
-    return b"".join(
-        (
-            np.asarray(ts, dtype="<i8").tobytes(),
-            np.asarray(values, dtype="<f8").tobytes(),
-            np.asarray(mv, dtype="<f8").tobytes(),
-        )
-    )
+    return struct.pack(f"<{n}q{2 * n}d", *ts, *values, *mv)
 
 
 def decode_points(blob: bytes) -> Learned:

@@ -25,7 +25,8 @@ MAGIC = b"CWS1"
 MIN_ARRAY = 8  # shorter lists stay in the JSON: a reference would be longer than the numbers
 _ARRAY_KEY = "$a"
 _DTYPES = {"f8": np.dtype("<f8"), "i8": np.dtype("<i8")}
-_CONTAINERS = (list, tuple, dict, np.ndarray)
+_NUMBERS = frozenset((float, int))  # exact types: a bool is no number here, nor a numpy scalar
+_SCALARS = frozenset((float, int, bool, str, type(None)))
 
 
 class StateDecodeError(ValueError):
@@ -43,14 +44,17 @@ def encode(state: Any) -> bytes:
         elif isinstance(value, dict):
             return {key: pack(item) for key, item in value.items()}
         elif isinstance(value, list | tuple):
-            # The long runs of numbers first: they are most of a state, and knowing a list is all
-            # numbers also says it holds no container, without a second look at every item.
-            if len(value) >= MIN_ARRAY and _uniform_numbers(value):
+            # Every item's exact type, looked at in C: a run of numbers of one type becomes an
+            # array, a list of plain scalars stays as it is, anything else is packed item by item.
+            # (A state holds dozens of short lists of numbers; asking each item whether it was a
+            # container was a fifth of encoding a snapshot.)
+            types = set(map(type, value))
+            if len(value) >= MIN_ARRAY and len(types) == 1 and types <= _NUMBERS:
                 array = np.asarray(value)
-            elif any(isinstance(item, _CONTAINERS) for item in value):
-                return [pack(item) for item in value]
+            elif types <= _SCALARS:
+                return value
             else:
-                return value  # scalars only: nothing inside to pack
+                return [pack(item) for item in value]
         else:
             return value
         code = "f8" if array.dtype.kind == "f" else "i8"
@@ -87,9 +91,3 @@ def decode(blob: bytes) -> Any:
         return json.loads(bytes(view[8:start]), object_hook=unpack)
     except (ValueError, KeyError, TypeError) as exc:
         raise StateDecodeError(f"unreadable state: {exc}") from exc
-
-
-def _uniform_numbers(values: list[Any] | tuple[Any, ...]) -> bool:
-    """All floats, or all ints (never bools): the lists a detector's state is made of."""
-    first = type(values[0])
-    return first in (float, int) and set(map(type, values)) == {first}  # the types, looked at in C

@@ -231,6 +231,25 @@ def test_points_and_states_round_trip_bit_for_bit() -> None:
         state_codec.decode(state_codec.encode(state)[:-8])  # an array cut short
 
 
+@pytest.mark.parametrize("n", [1, 2, 9])
+def test_a_delta_is_its_points_as_three_little_endian_columns(n: int) -> None:
+    points = [(T0 + 10**9 * i + 7, 0.1 - 1.5 * i, float("nan") if i % 2 else 0.5 * i) for i in range(n)]
+    ts, values, mv = (
+        np.array([p[k] for p in points], dtype) for k, dtype in enumerate(("<i8", "<f8", "<f8"))
+    )
+    assert encode_points(points) == ts.tobytes() + values.tobytes() + mv.tobytes()
+    assert len(encode_points(points)) == n * POINT_BYTES and encode_points([]) == b""
+
+
+def test_short_lists_of_other_scalars_are_kept_as_they_were() -> None:
+    """Lists that are not runs of one number type: numpy scalars, tuples, containers among scalars."""
+    state = {"a": [np.float64(2.5), 1, "x", None], "b": (1, 2.0), "c": [[0.5] * 8, {"d": list(range(8))}, 3]}
+    back = state_codec.decode(state_codec.encode(state))
+    assert back["a"] == [2.5, 1, "x", None] and back["b"] == [1, 2.0]
+    assert back["c"][0].tolist() == [0.5] * 8 and back["c"][1]["d"].tolist() == list(range(8))
+    assert back["c"][2] == 3
+
+
 def test_series_that_start_together_do_not_all_snapshot_at_one_checkpoint() -> None:
     """300 series, one reading each per batch, a checkpoint after every batch: their snapshots spread
     out. With one budget for all, every series snapshotted at the same checkpoint, and that

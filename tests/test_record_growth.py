@@ -169,3 +169,36 @@ def test_the_parameters_of_one_set_are_shared_not_copied_per_series() -> None:
     assert a.params is b.params and a._p_int is b._p_int
     assert RecordEnsembleDetector(window=50).params["window"] == 50 and a.params["window"] == 4000
     assert a.get_state()["params"] is not a.params  # a checkpoint owns its copy
+
+
+def test_a_state_lists_every_ring_row_oldest_first_after_its_rows_wrapped() -> None:
+    """Season slots and record deques are gathered row by row from where each row's head is.
+
+    Nine days at five-minute steps with short record deques: every seasonal slot has wrapped
+    past ``days`` and the deques have expired entries, so heads are spread over the rows.
+    """
+    det = RecordEnsembleDetector(history=40, days=3, bins=24)
+    ts = 300.0 * np.arange(9 * 288)
+    det.score_batch(ts, np.sin(ts / 3600.0) + 0.01 * (np.arange(len(ts)) % 7))
+    parts = det._parts()
+    state = det.get_state()
+
+    def row(ring: np.ndarray, head: int, n: int) -> list[Any]:
+        return [ring[(head + i) % ring.shape[0]].item() for i in range(n)]
+
+    season_meta = parts.season_meta.tolist()
+    assert any(head for head, _, _ in season_meta), "some seasonal slot has wrapped"
+    assert state["season"] == [row(parts.season[b], h, n) for b, (h, n, _) in enumerate(season_meta)]
+    rec_meta = parts.rec_meta.tolist()
+    assert any(head for head, *_ in rec_meta), "some record deque has expired entries"
+    for ch, (head, n, count, run) in enumerate(rec_meta):
+        saved = state["records"][ch]
+        assert saved["values"] == row(parts.rec_values[ch], head, n)
+        assert saved["index"] == row(parts.rec_index[ch], head, n)
+        assert (saved["count"], saved["run"], saved["base"]) == (count, run, parts.rec_base[ch].item())
+    resumed = RecordEnsembleDetector.from_state(json.loads(json.dumps(state)))
+    later = ts[-1] + 300.0 * np.arange(1, 50)
+    assert np.array_equal(
+        resumed.score_batch(later, np.cos(later / 3600.0)).scores,
+        det.score_batch(later, np.cos(later / 3600.0)).scores,
+    )
