@@ -54,7 +54,7 @@ from models.series_checkpoint import (
     POINT_BYTES,
     Learned,
     SeriesCheckpoint,
-    decode_points,
+    decode_runs,
     decode_snapshot,
     encode_points,
     encode_snapshot,
@@ -231,9 +231,9 @@ class ScoringEngine:
             if state.get("format") == INCREMENTAL_FORMAT:
                 series = self._from_snapshot(cls, decode_snapshot(state["snapshot"]))
                 series.snapshot_bytes, series.learned = len(state["snapshot"]), int(state["learned"])
-                deltas = [decode_points(delta) for delta in state.get("deltas", [])]
+                deltas = state.get("deltas", [])
                 if deltas:
-                    self._replay(sensor_id, series, Learned.joined(deltas), catalog)
+                    self._replay(sensor_id, series, decode_runs(deltas), catalog)
             elif state.get("format") == CHECKPOINT_FORMAT:
                 series = self._from_snapshot(cls, state)  # a whole state: the next checkpoint rewrites it
             else:

@@ -9,6 +9,7 @@ is 24 bytes where the state a full window holds is tens of KiB.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -54,17 +55,6 @@ class Learned:
     def nbytes(self) -> int:
         return len(self.values) * POINT_BYTES
 
-    @classmethod
-    def joined(cls, runs: list[Learned]) -> Learned:
-        """Several checkpoints' points as one run, in the order given."""
-        if len(runs) == 1:
-            return runs[0]
-        return cls(
-            ts_ns=np.concatenate([r.ts_ns for r in runs]),
-            values=np.concatenate([r.values for r in runs]),
-            multivariate=np.concatenate([r.multivariate for r in runs]),
-        )
-
 
 def encode_points(points: list[tuple[int, float, float]]) -> bytes:
     """Three little-endian columns: all timestamps, then all values, then all model scores.
@@ -89,6 +79,28 @@ def decode_points(blob: bytes) -> Learned:
         ts_ns=np.frombuffer(blob, dtype="<i8", count=n),
         values=np.frombuffer(blob, dtype="<f8", count=n, offset=8 * n),
         multivariate=np.frombuffer(blob, dtype="<f8", count=n, offset=16 * n),
+    )
+
+
+def decode_runs(blobs: Sequence[bytes]) -> Learned:
+    """Several checkpoints' deltas as one run, in the order given, read as one array.
+
+    A restored series replays tens of deltas; three ``frombuffer`` calls a delta and the joins
+    after them were a tenth of a restore (``bench.restore``). Delta k, of n_k points after P_k
+    points in the deltas before it, holds its timestamps at cells 3*P_k.., its values n_k cells
+    on and its model scores 2*n_k on; so the g-th point of the run is at g + 2*P_k.
+    """
+    if len(blobs) == 1:
+        return decode_points(blobs[0])
+    sizes = np.fromiter(map(len, blobs), np.intp, len(blobs))
+    if (sizes % POINT_BYTES).any():
+        raise state_codec.StateDecodeError("a delta is not whole points")
+    counts = sizes // POINT_BYTES
+    cells = np.frombuffer(b"".join(blobs), dtype="<f8")
+    at_ts = np.arange(int(counts.sum())) + np.repeat(2 * (np.cumsum(counts) - counts), counts)
+    shift = np.repeat(counts, counts)
+    return Learned(
+        ts_ns=cells.view("<i8")[at_ts], values=cells[at_ts + shift], multivariate=cells[at_ts + 2 * shift]
     )
 
 

@@ -23,7 +23,7 @@ from bench.scoring import gas_model as quiet_gas_model
 from models import state_codec
 from models.engine import MAX_LOGGED_POINTS, ScoringEngine
 from models.multivariate import KindModel
-from models.series_checkpoint import POINT_BYTES, decode_points, encode_points
+from models.series_checkpoint import POINT_BYTES, decode_points, decode_runs, encode_points
 from models.signals import Signal
 from store.schemas import Point
 from tests.factories import CATALOG
@@ -239,6 +239,28 @@ def test_a_delta_is_its_points_as_three_little_endian_columns(n: int) -> None:
     )
     assert encode_points(points) == ts.tobytes() + values.tobytes() + mv.tobytes()
     assert len(encode_points(points)) == n * POINT_BYTES and encode_points([]) == b""
+
+
+@pytest.mark.parametrize("sizes", [[3], [1, 1], [2, 0, 5, 1], [0], [0, 0], [40, 1, 17]])
+def test_deltas_read_as_one_run_are_each_delta_in_order(sizes: list[int]) -> None:
+    rng = np.random.default_rng(len(sizes))
+    runs, at = [], 0
+    for n in sizes:
+        scores = np.where(rng.random(n) < 0.5, np.nan, rng.random(n))
+        runs.append(
+            [(T0 + 10**9 * (at + i) - 3, float(rng.normal()), float(s)) for i, s in enumerate(scores)]
+        )
+        at += n
+    learned = decode_runs([encode_points(run) for run in runs])
+    each = [decode_points(encode_points(run)) for run in runs]
+    assert learned.ts_ns.dtype == np.int64
+    assert learned.ts_ns.tolist() == [t for d in each for t in d.ts_ns.tolist()]
+    assert learned.values.tolist() == [v for d in each for v in d.values.tolist()]
+    assert np.array_equal(
+        learned.multivariate, np.concatenate([d.multivariate for d in each]), equal_nan=True
+    )
+    with pytest.raises(state_codec.StateDecodeError):
+        decode_runs([encode_points(runs[0]), b"\0" * (POINT_BYTES + 1)])
 
 
 def test_short_lists_of_other_scalars_are_kept_as_they_were() -> None:
