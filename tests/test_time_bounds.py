@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from alerts import db
 from alerts.service import WarningService
+from app.api.deps import INSTANT_EXPECTED, INSTANT_PATTERN
 from app.main import create_app
 from bench.isolation import isolated_settings
 from config.settings import Settings
@@ -138,6 +139,24 @@ def test_list_bounds_out_of_range_or_not_instants_are_422_naming_the_parameter(
     resp = client.get(path, params=params)
     assert resp.status_code == 422, resp.text
     assert field in fields(resp)
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/v1/warnings", "since"), ("/v1/reports", "until"), ("/v1/sensors/gas-oldtown-01/series", "start")],
+)
+def test_a_bound_that_is_no_instant_is_refused_in_words_not_by_quoting_the_pattern(
+    client: TestClient, path: str, name: str
+) -> None:
+    resp = client.get(path, params={name: "yesterday"})
+    assert resp.status_code == 422, resp.text
+    [error] = resp.json()["errors"]
+    assert (error["field"], error["reason"], error["value"]) == (
+        f"query.{name}",
+        INSTANT_EXPECTED,
+        "yesterday",
+    )
+    assert INSTANT_PATTERN not in resp.text
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,11 @@ INSTANT_PATTERN = (
     rf"^{_YEAR}-{_DATE}[T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{{1,9}})?)?"
     r"(Z|[+-]([01]\d|2[0-3]):[0-5]\d)?$"
 )
+# What a 422 says of a value that does not match it: the pattern itself is 300 characters of regex.
+INSTANT_EXPECTED = (
+    "expected an ISO 8601 date and time such as 2026-07-01T14:30:00Z (seconds, fraction and "
+    "offset optional; no offset is UTC), in the years 1678 to 2261"
+)
 
 # Ids in paths are bounded like ids in bodies (ingest.schemas.ID_PATTERN's 128 characters).
 WarningId = Annotated[str, Path(max_length=128, description="A warning's id")]

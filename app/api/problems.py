@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
+from app.api.deps import INSTANT_EXPECTED, INSTANT_PATTERN
 from ingest.errors import is_transient
 
 log = logging.getLogger(__name__)
@@ -173,14 +174,22 @@ async def validation_exception(request: Request, exc: Exception) -> JSONResponse
         reason = next(e for e in raw if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
         return problem_response(400, f"the body is not valid JSON: {reason}", instance=request.url.path)
     errors = [
-        FieldError(
-            field=field_path(e.get("loc", ())), reason=e.get("msg", "invalid"), value=echo(e.get("input"))
-        )
+        FieldError(field=field_path(e.get("loc", ())), reason=_reason(e), value=echo(e.get("input")))
         for e in raw
     ]
     return problem_response(
         422, _summary(errors), instance=request.url.path, type_=INVALID_REQUEST, errors=errors
     )
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    """Pydantic's message, except for an instant that is not one: that message quotes the regex."""
+    if (
+        error.get("type") == "string_pattern_mismatch"
+        and error.get("ctx", {}).get("pattern") == INSTANT_PATTERN
+    ):
+        return INSTANT_EXPECTED
+    return str(error.get("msg", "invalid"))
 
 
 async def unhandled_exception(request: Request, exc: Exception) -> JSONResponse:
