@@ -36,6 +36,7 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -393,7 +394,7 @@ class ScoringEngine:
         if batch:
             picked = np.array(order, dtype=np.intp)
             ts_rows, value_rows = ts_all[picked], values_all[picked]
-            for new, start, end in zip(batch, bounds, bounds[1:], strict=False):
+            for new, (start, end) in zip(batch, pairwise(bounds), strict=True):
                 new.ts, new.values = ts_rows[start:end], value_rows[start:end]
         self._score_kind_models(self._kind_models, batch)
         for series, points, new in taken:
