@@ -59,8 +59,8 @@ class Learned:
 def encode_points(points: list[tuple[int, float, float]]) -> bytes:
     """Three little-endian columns: all timestamps, then all values, then all model scores.
 
-    ``struct``, not numpy: a series saves one or two points a checkpoint, where three small arrays
-    cost about 4 µs and one ``pack`` a tenth of that, with the same bytes.
+    ``struct``, not numpy: a series saves one or two points a checkpoint, and for one point three
+    small arrays took 1.7 µs where one ``pack`` takes 0.14 (``timeit``), with the same bytes.
     """
     n = len(points)
     if n == 1:  # one point's three columns are the point itself

@@ -420,8 +420,8 @@ def _record_states(s: _Parts) -> list[dict[str, Any]]:
 def _rows_oldest_first(rings: np.ndarray, heads: np.ndarray, lengths: np.ndarray) -> list[list[Any]]:
     """Each row's ring of values, oldest first, as lists: one gather for every row.
 
-    A snapshot holds 48 seasonal slots and 7 record deques; gathered a row at a time they were
-    over a third of taking a young series' snapshot (``bench.scoring --history 300``).
+    A snapshot holds 48 seasonal slots and 7 record deques; a row at a time, each cost an index
+    array, a gather and a list of its own.
     """
     size = rings.shape[1]
     if not size:  # a ring with no room holds nothing
