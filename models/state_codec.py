@@ -47,7 +47,7 @@ def encode(state: Any) -> bytes:
             # Every item's exact type, looked at in C: a run of numbers of one type becomes an
             # array, a list of plain scalars stays as it is, anything else is packed item by item.
             # (A state holds dozens of short lists of numbers; asking each item whether it was a
-            # container was a fifth of encoding a snapshot.)
+            # container was an eighth of encoding snapshots under cProfile, in bench.scoring.)
             types = set(map(type, value))
             if len(value) >= MIN_ARRAY and len(types) == 1 and types <= _NUMBERS:
                 array = np.asarray(value)
