@@ -30,7 +30,7 @@ from alerts import certainty, explanation, lifecycle, recommendations
 from alerts.exceptions import InvalidTransition, WarningNotFound
 from alerts.grouping import Grouping, by_hazard_and_area, incidents
 from alerts.levels import CAP_SEVERITY, CAP_URGENCY, LevelRule, rank
-from alerts.repository import SqlWarningRepository, WarningRepository, WarningWriter
+from alerts.repository import Settled, SqlWarningRepository, WarningRepository, WarningWriter
 from alerts.schemas import (
     Evidence,
     Status,
@@ -290,11 +290,15 @@ class WarningService:
         upto = max(until, clock) if revisit else until
         if read is None:
             changes = tx.change_times(warning.id, since=clock - timing.flap_time)
-            scanned = tx.evidence_since(warning.id, since=since, limit=EVIDENCE_SCANNED)
+            scanned = tx.evidence_since(
+                warning.id, since=since, limit=EVIDENCE_SCANNED, settled=Settled(clock, EVIDENCE_FUSED)
+            )
         else:
             changes, scanned = read.changes.get(warning.id, []), read.evidence.get(warning.id, [])
         life = lifecycle.Life.of(warning, changes)
-        evidence = [e for e in scanned if e.observed_at <= upto]
+        # Oldest first, rows of one instant in the reverse of the read's order: a window's newest rows
+        # (its tail) are then those a settled read keeps, ties included.
+        evidence = [e for e in reversed(scanned) if e.observed_at <= upto]
         moved, steps = lifecycle.walk(
             life, evidence, timing, self._earn, until=until, before=before, revisit=revisit
         )
@@ -354,13 +358,15 @@ class WarningService:
     def _walk_inputs(self, tx: WarningWriter, warnings: Sequence[WarningOut]) -> _WalkInputs:
         """What ``_walk`` reads of each of these warnings, in two queries for all of them: advancing
         every open warning of a batch's areas would otherwise cost two round trips each, per batch."""
-        changes, evidence = {}, {}
+        changes, evidence, settled = {}, {}, {}
         for w in warnings:
             clock, timing = w.clock_at or w.last_signal_at, self.lifecycle_config.timing(w.hazard)
             changes[w.id] = clock - timing.flap_time
             evidence[w.id] = clock - timing.release_time
+            settled[w.id] = Settled(clock, EVIDENCE_FUSED)
         return _WalkInputs(
-            tx.change_times_of(changes), tx.evidence_since_of(evidence, limit=EVIDENCE_SCANNED)
+            tx.change_times_of(changes),
+            tx.evidence_since_of(evidence, limit=EVIDENCE_SCANNED, settled=settled),
         )
 
     def advance(self, clock: Mapping[str, datetime], *, now: datetime, exercise: bool = False) -> None:
@@ -424,8 +430,10 @@ class WarningService:
         last_new = from_ns(group[-1].ts_ns) if group else warning.clock_at or warning.last_signal_at
         first_new = from_ns(group[0].ts_ns) if group else last_new
         last_signal = max(warning.last_signal_at, last_new) if group else warning.last_signal_at
-        scanned = tx.evidence_since(warning.id, since=first_new - self.fusion_window, limit=EVIDENCE_SCANNED)
-        evidence = [e for e in scanned if e.observed_at >= last_signal - self.fusion_window][:EVIDENCE_FUSED]
+        # The latest window's newest rows; the whole span of the new signals' windows only when advice
+        # is re-derived below (reading it every batch grew with the warning's evidence).
+        latest = max(first_new, last_signal) - self.fusion_window
+        evidence = tx.evidence_since(warning.id, since=latest, limit=EVIDENCE_FUSED)
         assessed = self.levels.assess(evidence)
         backing = certainty.corroborate(evidence)
         values: dict[str, Any] = {
@@ -455,6 +463,9 @@ class WarningService:
             }
         if opened or level != level_was:
             release = self.lifecycle_config.timing(warning.hazard).release_time
+            scanned = tx.evidence_since(
+                warning.id, since=first_new - self.fusion_window, limit=EVIDENCE_SCANNED
+            )
             cause = recommendations.trigger(
                 self.levels, scanned, group, level=level, window=release, units=self._units
             )
