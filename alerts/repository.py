@@ -520,10 +520,28 @@ class _SqlWriter:
         self, warning_id: str, *, since: datetime, limit: int, settled: Settled | None = None
     ) -> list[Evidence]:
         """The warning's evidence observed at or after ``since``, newest first, at most ``limit`` rows;
-        with ``settled``, of the rows at or before its instant only its newest ``rows``."""
-        return self.evidence_since_of(
-            {warning_id: since}, limit=limit, settled=None if settled is None else {warning_id: settled}
-        )[warning_id]
+        with ``settled``, of the rows at or before its instant only its newest ``rows``.
+
+        Plain ordered reads, not ``evidence_since_of``'s window function: that one query cost a small
+        warning's batch about a fifth more (``bench.incident`` with 2 gauges, medians alternated).
+        """
+        e = db.evidence.c
+        start = as_utc(since)
+        if settled is None:
+            return self._newest(e.warning_id == warning_id, e.observed_at >= start, limit=limit)
+        at = as_utc(settled.at)
+        after = self._newest(
+            e.warning_id == warning_id, e.observed_at >= start, e.observed_at > at, limit=limit
+        )
+        before = self._newest(
+            e.warning_id == warning_id, e.observed_at >= start, e.observed_at <= at, limit=settled.rows
+        )
+        return after + before
+
+    def _newest(self, *where: sa.ColumnElement[bool], limit: int) -> list[Evidence]:
+        e = db.evidence.c
+        query = sa.select(db.evidence).where(*where).order_by(e.observed_at.desc(), e.id.desc()).limit(limit)
+        return [_evidence(r) for r in self.conn.execute(query).all()]
 
     def evidence_since_of(
         self, since: Mapping[str, datetime], *, limit: int, settled: Mapping[str, Settled] | None = None
