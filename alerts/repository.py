@@ -523,7 +523,8 @@ class _SqlWriter:
         with ``settled``, of the rows at or before its instant only its newest ``rows``.
 
         Plain ordered reads, not ``evidence_since_of``'s window function: that one query cost a small
-        warning's batch about a fifth more (``bench.incident`` with 2 gauges, medians alternated).
+        warning's batch a twentieth to three fifths more (``bench.incident`` with 2 gauges, medians
+        alternated).
         """
         e = db.evidence.c
         start = as_utc(since)
