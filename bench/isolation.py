@@ -19,17 +19,16 @@ FAST_GROUP_JOIN = {"kafka_max_poll_interval_ms": 10_000, "kafka_session_timeout_
 
 def isolated_settings(*, bootstrap: str, store_url: str, database_url: str, **extra: Any) -> Settings:
     tag = uuid.uuid4().hex[:10]
+    defaults: dict[str, Any] = {"topic_partitions": 3, "batch_max_wait_s": 0.2, **FAST_GROUP_JOIN}
     return Settings(
         kafka_bootstrap=bootstrap,
         topic_readings=f"readings-{tag}",
         topic_reports=f"reports-{tag}",
         topic_deadletter=f"deadletter-{tag}",
         consumer_group=f"group-{tag}",
-        topic_partitions=3,
         store_url=store_url,
         database_url=database_url,
-        batch_max_wait_s=0.2,
-        **{**FAST_GROUP_JOIN, **extra},
+        **{**defaults, **extra},
     )
 
 

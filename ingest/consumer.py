@@ -239,8 +239,16 @@ class IngestWorker(Generic[Item]):
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         try:
+            polled_at, last_empty = time.monotonic(), True
             while not stop.is_set():
-                msgs = self._consumer.consume(self.batch_max_messages, self.batch_max_wait_s)
+                # The wait to fill a batch runs from the end of the last poll, not from this one: the
+                # readings that came while the last batch was handled have waited that long already,
+                # and at 5,000/s a full wait after every batch added it to each reading's latency.
+                wait = self.batch_max_wait_s
+                if not last_empty:
+                    wait = max(0.0, polled_at + wait - time.monotonic())
+                msgs = self._consumer.consume(self.batch_max_messages, wait)
+                polled_at, last_empty = time.monotonic(), not msgs
                 if self._lost:
                     # Uncheckpointed state was dropped with the lost partitions: read the rest again.
                     self._lost = False
