@@ -39,10 +39,15 @@ def store_url_for(kind: str, *, influx_url: str | None, tmp_path: Path) -> str:
 
 
 @contextmanager
-def running_pipeline(settings: Settings) -> Iterator[tuple[Services, IngestWorker]]:
+def running_pipeline(
+    settings: Settings, *, wrap_sink: Callable[[Any], Any] | None = None
+) -> Iterator[tuple[Services, IngestWorker]]:
+    """``wrap_sink``: a test's wrapper around the worker's own sink, in place before the first batch."""
     svc = build_services(settings)
     ensure_topics(settings)
     worker = build_ingest_worker(svc)
+    if wrap_sink is not None:
+        worker.sink = wrap_sink(worker.sink)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()

@@ -19,8 +19,6 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from app.services import build_services
-from app.workers import build_ingest_worker
 from bench.isolation import as_json, isolated_settings
 from config.positions import Position
 from config.settings import Settings
@@ -30,7 +28,7 @@ from ingest.kafka import ensure_topics, producer_config
 from ingest.producer import ConfirmedProducer
 from store.schemas import Point
 from tests.factories import CATALOG
-from tests.pipeline_harness import wait_until
+from tests.pipeline_harness import running_pipeline, wait_until
 
 WINDOW_S = 2.0
 
@@ -76,20 +74,9 @@ def produce(settings: Settings, messages: list[tuple[bytes, bytes, None]]) -> No
 
 @contextmanager
 def worker_with(settings: Settings, *, first_s: float) -> Iterator[tuple[IngestWorker[Any], TimedSink]]:
-    svc = build_services(settings)
-    worker = build_ingest_worker(svc)
-    sink = TimedSink(worker.sink, first_s=first_s)
-    worker.sink = sink
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield worker, sink
-    finally:
-        stop.set()
-        thread.join(30)
-        svc.close()
-    assert not thread.is_alive()
+    with running_pipeline(settings, wrap_sink=lambda inner: TimedSink(inner, first_s=first_s)) as (_, worker):
+        assert isinstance(worker.sink, TimedSink)
+        yield worker, worker.sink
 
 
 def settings_for(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
