@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         gt=0,
         le=300,
         description="How often detector state is saved and offsets committed: a crash replays at most "
-        "this much.",
+        "this much. A worker that has read all there is saves at once (at most once a second).",
     )
     max_future_skew_s: float = Field(
         default=300, ge=0, description="Newest accepted timestamp, ahead of now (InfluxDB stores 1677..2262)."

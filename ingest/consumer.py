@@ -14,9 +14,10 @@ The delivery guarantee lives here, so the order matters and is numbered:
    is produced to the dead-letter topic with the reason and the original
    bytes, and the broker must ack it;
 4. hand the stored items to the sink (scoring and warnings);
-5. at each checkpoint (every ``checkpoint_interval_s``, on a rebalance and on
-   shutdown): the sink saves its detector state, then the offsets of every
-   batch handled since the last checkpoint are committed, synchronously, for
+5. at each checkpoint (every ``checkpoint_interval_s``, once a poll finds
+   nothing more to read, on a rebalance and on shutdown): the sink saves its
+   detector state, then the offsets of every batch handled since the last
+   checkpoint are committed, synchronously, for
    the partitions this consumer still owns and for no other. A sink that can
    stage its checkpoint (``StagedSink``) captures the state on this thread
    and saves it on another while later batches are handled; the offsets of
@@ -79,6 +80,11 @@ log = logging.getLogger(__name__)
 # (``app.silence.CHECK_EVERY_S``). A working loop measures every ``lag_interval_s`` (2 s), also
 # while it waits out a retry, and a batch of the default size takes a few seconds at most.
 LAG_FRESH_S = 30.0
+
+# A worker that has caught up checkpoints at once, but at most this often: readings further apart than
+# the batch window leave it idle between every two of them, and each checkpoint is a transaction in
+# the state database and a synchronous commit to the broker.
+IDLE_CHECKPOINT_SPACING_S = 1.0
 
 Item = TypeVar("Item")
 ItemContra = TypeVar("ItemContra", contravariant=True)
@@ -249,6 +255,7 @@ class IngestWorker(Generic[Item]):
                     wait = max(0.0, polled_at + wait - time.monotonic())
                 msgs = self._consumer.consume(self.batch_max_messages, wait)
                 polled_at, last_empty = time.monotonic(), not msgs
+                idle = last_empty and wait >= self.batch_max_wait_s  # a whole window brought nothing
                 if self._lost:
                     # Uncheckpointed state was dropped with the lost partitions: read the rest again.
                     self._lost = False
@@ -257,11 +264,7 @@ class IngestWorker(Generic[Item]):
                     self._handle(msgs)
                 if self._saving is not None and self._saving.done.is_set():
                     self._finish_save()
-                if (
-                    self._pending
-                    and self._saving is None
-                    and time.monotonic() - self._last_checkpoint >= self.checkpoint_interval_s
-                ):
+                if self._pending and self._saving is None and self._checkpoint_due(idle=idle):
                     self._start_checkpoint()
                 self._measure_lag()
             self._finish_save()
@@ -270,6 +273,17 @@ class IngestWorker(Generic[Item]):
         finally:
             self._await_save()  # no save may land once the worker has stopped
             self._consumer.close()
+
+    def _checkpoint_due(self, *, idle: bool) -> bool:
+        """Every ``checkpoint_interval_s``, and sooner once the worker has caught up (``idle``).
+
+        Offsets are committed only with a checkpoint, and the lag that readiness and metrics report
+        counts from them: a worker that drained a backlog looked behind, and would read its last
+        batches again after a crash, until the interval ran out (up to 5 s of readings). Caught up,
+        it has nothing else to do, so it checkpoints at once, at most every ``IDLE_CHECKPOINT_SPACING_S``.
+        """
+        since = time.monotonic() - self._last_checkpoint
+        return since >= self.checkpoint_interval_s or (idle and since >= IDLE_CHECKPOINT_SPACING_S)
 
     def health(self, now: datetime) -> ConsumerHealth:
         last = self.stats.last_batch_at
