@@ -8,6 +8,7 @@ batch, a rebalance), so the next batch reloads it from the last checkpoint.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -28,6 +29,14 @@ if TYPE_CHECKING:
 
 SignalsSeen = Callable[[Sequence[Signal]], None]
 
+# How often the readings' clock moves open warnings on (``WarningService.advance``), at most. Each
+# move is a transaction that reads and rewrites every open warning of the areas; after every batch
+# it was 14 to 18 % of a worker's CPU at 5,000 readings/s (py-spy), ten batches a second. Moving
+# once for many batches ends where moving after each would: the walk is in event time, and new
+# signals first walk the warning they join up to themselves (``WarningService._apply_incident``).
+# A hold or release then shows up to this much later in wall time; every checkpoint moves first.
+ADVANCE_EVERY_S = 1.0
+
 
 class DetectionSink:
     """Readings: the scoring engine's signals become warnings; its state is checkpointed with its log.
@@ -38,7 +47,8 @@ class DetectionSink:
     Without ``log_id`` every position is taken to belong to one everlasting log.
     Sensor faults the engine finds go to ``faults``, apart from the hazards' warnings.
     ``on_signals`` is told each batch's signals once the warnings took them (the process's metrics);
-    a batch replayed after a rewind tells them again.
+    a batch replayed after a rewind tells them again. The readings' clock moves open warnings on at
+    most every ``ADVANCE_EVERY_S``, and before every checkpoint.
     """
 
     def __init__(
@@ -58,6 +68,8 @@ class DetectionSink:
         self.checkpoints = checkpoints
         self._log_id = log_id
         self._log: str | None = None  # looked up again after each reset: the broker may have restarted
+        self._clock: dict[str, datetime] = {}  # each area's latest reading not yet given to ``advance``
+        self._advanced_at = float("-inf")
 
     def process(self, points: Sequence[Point], positions: Sequence[Position], *, now: datetime) -> None:
         log = self._current_log()
@@ -72,7 +84,10 @@ class DetectionSink:
         if self.on_signals is not None:
             self.on_signals(signals)
         # The readings' own clock moves the warnings of their areas on (hold, release: alerts.lifecycle).
-        self.warnings.advance(latest_per_area((p.area, p.ts_ns) for p in points), now=now)
+        for area, latest in latest_per_area((p.area, p.ts_ns) for p in points).items():
+            self._clock[area] = max(latest, self._clock.get(area, latest))
+        if time.monotonic() - self._advanced_at >= ADVANCE_EVERY_S:
+            self._advance(now)
         health = self.engine.take_health_events()
         if self.faults is not None:
             self.faults.apply(health, now=now)
@@ -88,12 +103,19 @@ class DetectionSink:
         writing, which every reading arriving meanwhile waited out. The records are bytes
         and fresh dicts, so batches scored meanwhile cannot change them.
         """
+        self._advance(now)  # what the checkpoint covers has moved its warnings on
         records, log = self.engine.checkpoint(), self._current_log()
         return lambda: self.checkpoints.save_series(records, log=log, now=now)
 
     def reset(self) -> None:
         self.engine.forget_all()
+        self._clock = {}  # the batches that moved it are read again
         self._log = None
+
+    def _advance(self, now: datetime) -> None:
+        clock, self._clock = self._clock, {}
+        self._advanced_at = time.monotonic()
+        self.warnings.advance(clock, now=now)
 
     def _current_log(self) -> str | None:
         if self._log is None and self._log_id is not None:

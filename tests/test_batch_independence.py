@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alerts import db
+from alerts import db, sinks
 from alerts.checkpoints import CheckpointRepository
 from alerts.service import WarningService
 from alerts.sinks import DetectionSink
@@ -184,3 +184,24 @@ def test_a_replay_after_a_crash_adds_no_evidence(gas_model: KindModel, tmp_path:
 
     assert evidence_rows(crashed_db) == evidence_rows(whole_db)
     assert len(evidence_rows(whole_db)) > 10
+
+
+def test_a_checkpoint_first_moves_the_warnings_on_to_the_readings_it_covers(
+    gas_model: KindModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sink moves warnings on at most every ``ADVANCE_EVERY_S`` (here never but at the first
+    batch), so a quiet batch leaves the clock behind; the checkpoint covering it moves it first."""
+    monkeypatch.setattr(sinks, "ADVANCE_EVERY_S", 3600.0)
+    service, engine = warning_service(f"sqlite:///{tmp_path}/state.sqlite3")
+    sink = DetectionSink(
+        engine=new_engine(gas_model), warnings=service, checkpoints=CheckpointRepository(engine)
+    )
+    through_red = 2 * 601  # both sensors up to and including their red-line readings
+    sink.process(POINTS[:through_red], POSITIONS[:through_red], now=NOW)
+    open_ids = [w.id for w in service.list(hazard="gas_leak", limit=100).items if w.status != "resolved"]
+    assert open_ids
+    # 99 quiet readings a sensor after it: more than eight hours past the 30 minutes gas needs to release.
+    sink.process(POINTS[through_red:], POSITIONS[through_red:], now=NOW)
+    assert {service.get(i).status for i in open_ids} != {"resolved"}  # type: ignore[union-attr]
+    sink.checkpoint(now=NOW)
+    assert {service.get(i).status for i in open_ids} == {"resolved"}  # type: ignore[union-attr]

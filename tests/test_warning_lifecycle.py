@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from alerts import lifecycle
 from alerts.checkpoints import CheckpointRepository
@@ -353,6 +357,48 @@ def test_one_batch_or_many_make_the_same_history(service: WarningService) -> Non
     whole, split = replay("g-a", len(readings)), replay("g-b", 3)
     assert history(service, whole) == history(service, split)
     assert {h[0] for h in history(service, whole)} >= {"opened", "deescalated", "escalated", "resolved"}
+
+
+_replays = itertools.count()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(moves=st.lists(st.booleans(), min_size=27, max_size=27))
+def test_moving_the_clock_now_and_then_makes_the_history_of_moving_it_after_every_batch(
+    service: WarningService, moves: list[bool]
+) -> None:
+    """The readings sink moves warnings on at most once a second and before each checkpoint
+    (``alerts.sinks.ADVANCE_EVERY_S``): the batches in between give their signals to warnings whose
+    clock is behind, and the clock catches up later. ``moves[n]``: whether batch n ends with a move.
+    The river flaps, goes red, falls quiet past its release, and rises again: two warnings."""
+    signals = [*flapping_river(3), flood("red", 200, sensor="wl-riverside-02"), flood("yellow", 300)]
+    signals += [flood("orange", 310), flood("orange", 325)]
+    signals.sort(key=lambda s: s.ts_ns)
+    readings = [at(5 * k) for k in range(81)]  # 27 batches of three
+    run = next(_replays)  # each example has areas of its own on the shared database
+
+    def replay(area: str, move_after: Callable[[int], bool]) -> list[list[tuple[object, ...]]]:
+        mine = [replace(s, area=area) for s in signals]
+        ids: set[str] = set()
+        clock: datetime | None = None
+        for n, i in enumerate(range(0, len(readings), 3)):
+            batch = readings[i : i + 3]
+            ids |= set(
+                service.apply_signals(
+                    [s for s in mine if batch[0] <= from_ns(s.ts_ns) <= batch[-1]], now=NOW, actor="d"
+                )
+            )
+            clock = batch[-1]
+            if move_after(n):
+                service.advance({area: clock}, now=NOW)
+                clock = None
+        if clock is not None:  # the checkpoint's move
+            service.advance({area: clock}, now=NOW)
+        return sorted(history(service, wid) for wid in ids)
+
+    every = replay(f"g-{run}-every", lambda _n: True)
+    assert len(every) == 2 and all(h[-1][2] == "resolved" for h in every)
+    assert replay(f"g-{run}-some", moves.__getitem__) == every
 
 
 def test_the_sink_clock_is_each_areas_latest_reading() -> None:
