@@ -16,9 +16,8 @@ state database), and ``citywarn ingest`` worker processes configured through
    beforehand. The rate is readings over the time from the first stored
    batch (so start-up and the group join are not counted) until the group
    has committed every offset, i.e. every reading is stored and scored and
-   its state checkpointed (a worker checkpoints once it has read all there
-   is, at most once a second; before 2026-12-03's fourth session it waited
-   out the checkpoint interval, up to 5 s).
+   its state checkpointed (a worker checkpoints as soon as it has read all
+   there is, at most once a second).
 4. Between the two, with no worker running: the raw limits
    (``bench.raw_limits``) on the same broker and influxd.
 5. With the two workers still running, a producer paced at ``--rate``
