@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -143,3 +144,25 @@ def test_citywarn_migrate_twice_is_a_no_op(
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(db.checkpoints)).scalar_one() == 1
     engine.dispose()
+
+
+def test_threads_opening_one_new_sqlite_file_at_once_all_connect(tmp_path: Path) -> None:
+    """Switching a new file to WAL took a lock SQLite did not wait for: a thread opening the file
+    while another wrote to it failed at once with "database is locked" (once in CI, in the test
+    above)."""
+
+    def first_write(path: Path, ready: threading.Barrier) -> str:
+        engine = db.open_engine(f"sqlite:///{path}")
+        try:
+            ready.wait()
+            with engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS seen (n INTEGER)")
+                return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar_one())
+        finally:
+            engine.dispose()
+
+    for trial in range(60):
+        path, ready = tmp_path / f"state-{trial}.sqlite3", threading.Barrier(8)
+        with ThreadPoolExecutor(8) as pool:
+            modes = list(pool.map(first_write, [path] * 8, [ready] * 8))
+        assert modes == ["wal"] * 8
