@@ -252,6 +252,7 @@ def dialect_insert(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | 
 # a file handle, so all are kept; a PostgreSQL one is a server process, so most are made only when
 # needed and closed after (a few processes of 10 each stay inside the server's default 100).
 SQLITE_POOL = {"pool_size": 40, "max_overflow": 20}
+SQLITE_BUSY_TIMEOUT_S = 30  # how long a statement waits for another connection's lock
 POSTGRES_POOL = {"pool_size": 10, "max_overflow": 40}
 
 
@@ -262,11 +263,11 @@ def _locked(exc: BaseException) -> bool:
 # Switching a new file to WAL takes a lock that SQLite does not wait for: the connection's busy
 # timeout is not used, and a second process or thread opening the same new file at that moment got
 # "database is locked" at once (34 of 300 trials of 8 threads opening a new file, measured). Tried
-# again until the timeout every other statement waits.
+# again for as long as every other statement waits.
 @retry(
     retry=retry_if_exception(_locked),
     wait=wait_random_exponential(multiplier=0.005, max=0.2),
-    stop=stop_after_delay(30),
+    stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_S),
     reraise=True,
 )
 def _write_ahead_log(cur: sqlite3.Cursor) -> None:
@@ -279,7 +280,9 @@ def open_engine(url: str) -> sa.Engine:
         pool = POSTGRES_POOL if url.startswith("postgresql") else {}
         return sa.create_engine(url, pool_pre_ping=True, **pool)
     Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **SQLITE_POOL)
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}, **SQLITE_POOL
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
