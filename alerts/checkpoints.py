@@ -50,13 +50,10 @@ def _upsert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 # Each checkpoint of a worker rewrites a row per series it scored since the last (10,000 series:
 # 2.6 to 4.2 s a checkpoint through SQLAlchemy's executemany on a loaded machine, every 5 s). On
 # PostgreSQL the rows go in by COPY into a temporary table, then one INSERT ... ON CONFLICT.
+# The columns each table's upsert replaces; the key, ``sensor_id``, comes first in both.
 _STAGED = {
-    "detector_checkpoints": (
-        'sensor_id text, detector text, state json, partition integer, "offset" bigint, '
-        "updated_at timestamptz",
-        ("detector", "state", "partition", "offset", "updated_at"),
-    ),
-    "detector_snapshots": ("sensor_id text, learned bigint, snapshot bytea", ("learned", "snapshot")),
+    "detector_checkpoints": ("detector", "state", "partition", "offset", "updated_at"),
+    "detector_snapshots": ("learned", "snapshot"),
 }
 
 
@@ -98,9 +95,14 @@ def _save_series_copying(
 
 def _copy_upsert(cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
     """Insert or replace ``rows`` (the key first) by way of a temporary table emptied at commit."""
-    columns, updated = _STAGED[table]
+    updated = _STAGED[table]
     staging = f"staged_{table}"
-    cur.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ({columns}) ON COMMIT DELETE ROWS")
+    # The table's own columns and storage: a snapshot is stored uncompressed (migration 0010), and a
+    # staging column left at the default would compress every snapshot once more on its way in.
+    cur.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING STORAGE) "
+        "ON COMMIT DELETE ROWS"
+    )
     with cur.copy(f"COPY {staging} FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)

@@ -23,7 +23,13 @@ from bench.scoring import gas_model as quiet_gas_model
 from models import state_codec
 from models.engine import MAX_LOGGED_POINTS, ScoringEngine
 from models.multivariate import KindModel
-from models.series_checkpoint import POINT_BYTES, decode_points, decode_runs, encode_points
+from models.series_checkpoint import (
+    POINT_BYTES,
+    SeriesCheckpoint,
+    decode_points,
+    decode_runs,
+    encode_points,
+)
 from models.signals import Signal
 from store.schemas import Point
 from tests.factories import CATALOG
@@ -289,3 +295,38 @@ def test_series_that_start_together_do_not_all_snapshot_at_one_checkpoint() -> N
     later = per_checkpoint[1:]
     assert sum(later) >= 2 * len(sensors)  # every series snapshots again, more than once, in 600 points
     assert max(later) <= len(sensors) // 10, f"{max(later)} of {len(sensors)} series snapshotted at once"
+
+
+def stored_sizes(engine: sa.Engine) -> dict[str, tuple[int, int]]:
+    """Each snapshot's size as PostgreSQL stores it, beside its length."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT sensor_id, pg_column_size(snapshot), octet_length(snapshot) FROM detector_snapshots"
+            )
+        ).all()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def test_snapshots_are_stored_as_written_not_compressed_on_postgresql(postgres_url: str) -> None:
+    """Compressing a snapshot cost the server three times the CPU of storing it (migration 0010).
+
+    Zeros compress to almost nothing, so a compressed value, in the table or on its way through the
+    staging table (which keeps a value's compressed form), would show as a smaller stored size.
+    """
+    engine = db.connect(postgres_url)
+    try:
+        repo = CheckpointRepository(engine)
+        health = {"fault": None}
+        blobs = {"s-1": bytes(20_000), "s-2": bytes(9_000)}
+        first = [SeriesCheckpoint(sid, DETECTOR, (0, 1), 1, health, snapshot=b) for sid, b in blobs.items()]
+        repo.save_series(first, log="log-a", now=NOW)
+        # The second save replaces the rows: the path through ON CONFLICT ... DO UPDATE.
+        blobs["s-1"] = bytes(30_000)
+        repo.save_series([first[0]._replace(learned=2, snapshot=blobs["s-1"])], log="log-a", now=NOW)
+
+        assert stored_sizes(engine) == {sid: (len(b), len(b)) for sid, b in blobs.items()}
+        loaded = repo.load(blobs)
+        assert {sid: rec["state"]["snapshot"] for sid, rec in loaded.items()} == blobs
+    finally:
+        engine.dispose()

@@ -166,3 +166,28 @@ def test_threads_opening_one_new_sqlite_file_at_once_all_connect(tmp_path: Path)
         with ThreadPoolExecutor(8) as pool:
             modes = list(pool.map(first_write, [path] * 8, [ready] * 8))
         assert modes == ["wal"] * 8
+
+
+def test_migration_0010_stores_snapshots_uncompressed_and_its_downgrade_puts_the_default_back(
+    postgres_url: str,
+) -> None:
+    engine = db.connect(postgres_url)
+
+    def storage() -> str:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT attstorage FROM pg_attribute "
+                    "WHERE attrelid = 'detector_snapshots'::regclass AND attname = 'snapshot'"
+                )
+            ).scalar_one()
+
+    try:
+        assert storage() == "e"  # EXTERNAL: out of line, uncompressed
+        with engine.begin() as conn:
+            command.downgrade(migrations._config(conn), "0009")
+        assert storage() == "x"  # EXTENDED: PostgreSQL's default for bytea, compressed
+        upgrade_to_head(engine)
+        assert storage() == "e"
+    finally:
+        engine.dispose()
