@@ -1,10 +1,11 @@
 """Detector snapshots are stored uncompressed on PostgreSQL (issue 12).
 
-A snapshot is a few KiB of raw floats that pglz, the default for a value past
-about 2 KiB, shrinks little and at a high price: saving 5,000 snapshots of
-about 8.4 KB cost the server 1.45 s of CPU compressed and 0.42 s stored as
-they are (``python -m bench.checkpoint_writes``), on a machine whose two
-cores the ingest workers need. ``EXTERNAL`` keeps large values out of line, as
+A snapshot is KiBs of raw floats, which pglz (the default past about 2 KiB)
+tries to compress and then stores as they were: saving 5,000 snapshots of
+8,559 bytes cost the server 1.45 to 1.53 s of CPU so, and 0.42 to 0.48 s
+stored as they are, with the same bytes on disk (``python -m
+bench.checkpoint_writes``), on a machine whose two cores the ingest workers
+need. ``EXTERNAL`` keeps large values out of line, as
 before, without compressing them. SQLite stores blobs as given and has no
 such setting.
 
