@@ -17,7 +17,10 @@ state database), and ``citywarn ingest`` worker processes configured through
    batch (so start-up and the group join are not counted) until the group
    has committed every offset, i.e. every reading is stored and scored and
    its state checkpointed (a worker checkpoints as soon as it has read all
-   there is, at most once a second).
+   there is, at most once a second). Over the same span it prints where
+   the machine's CPU went, in cores kept busy on average: the workers,
+   influxd, the broker, PostgreSQL, the bench itself, the rest, and idle
+   (``bench.cpu_shares``).
 4. Between the two, with no worker running: the raw limits
    (``bench.raw_limits``) on the same broker and influxd.
 5. With the two workers still running, a producer paced at ``--rate``
@@ -69,9 +72,10 @@ from alerts.event_feed import EventCursor, unread
 from app.services import area_partitioner
 from bench.city_load import DEFAULT_KINDS, BenchSensor, make_city, quiet_value, reading, rfc3339_ms, steps
 from bench.collapsed_stacks import read_collapsed, summary
+from bench.cpu_shares import CpuMeter, processes_named, shares
 from bench.isolation import isolated_settings
 from bench.raw_limits import consume_and_decode_rate, store_write_rate
-from bench.servers import fresh_postgres_database, running_influxd
+from bench.servers import fresh_postgres_database, private_influxd
 from config.areas import load_areas
 from config.check import check
 from config.settings import Settings, env_var
@@ -106,6 +110,7 @@ class Bench:
     phase_start_ns: int = 0  # the first timestamp of the readings ``produce_steps`` made last
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    cpu: CpuMeter | None = None  # the machine's parts, for where each timed phase's CPU went
 
     @property
     def env(self) -> dict[str, str]:
@@ -223,6 +228,8 @@ class Carried:
     readings: int  # counted from the first stored batch
     seconds: float
     cpu_s: float  # the workers' own CPU (user + system) over the same span
+    # Cores each part of the machine kept busy over the span, on average (``bench.cpu_shares``).
+    cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def cpu_us_per_reading(self) -> float:
@@ -249,15 +256,18 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
 
     t_first = wait_for(bench, stored, "the first stored batch")
     cpu_first = workers_cpu_s(bench)
+    parts_first = bench.cpu.read() if bench.cpu is not None else None
     t_done = wait_for(
         bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
     )
     cpu_done = workers_cpu_s(bench)
+    parts_done = bench.cpu.read() if bench.cpu is not None else None
     # The store held what earlier phases carried; the first batch seen was carried before t_first.
     return Carried(
         readings=bench.produced - before - first_stored[0],
         seconds=t_done - t_first,
         cpu_s=cpu_done - cpu_first,
+        cores=shares(parts_first, parts_done) if parts_first and parts_done else {},
     )
 
 
@@ -451,7 +461,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="citywarn-bench-")))
         broker = stack.enter_context(EmbeddedBroker())
-        influx_url = stack.enter_context(running_influxd())
+        influxd = stack.enter_context(private_influxd(tmp / "influxd"))
+        influx_url = influxd.url
         database_url = stack.enter_context(fresh_postgres_database())
         catalog_path = tmp / "sensors.yaml"
         sensors = make_city(args.sensors, tuple(args.kinds), load_areas(), catalog_path)
@@ -482,6 +493,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         logs = tmp / "logs"
         logs.mkdir()
         bench = Bench(settings, sensors, influx_url, logs, start_ms, cadence_ms)
+        bench.cpu = CpuMeter(
+            {
+                "workers": lambda: [w.pid for w in bench.workers],
+                "influxd": lambda: [influxd.pid] if influxd.pid else [],
+                "broker": lambda: [broker.pid] if broker.pid else [],
+                "postgresql": lambda: processes_named("postgres"),
+                "bench": lambda: [os.getpid()],
+            }
+        )
         store = InfluxStore(settings.store_url)
         stack.callback(store.close)
         stack.callback(stop_workers, bench)
@@ -523,6 +543,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"  {one.per_s:,.0f} readings/s ({one.readings:,} in {one.seconds:.2f} s; "
             f"{one.cpu_us_per_reading:,.1f} µs of the worker's CPU a reading)"
         )
+        say_cores(one)
         if args.profile is not None:
             say(
                 f"  profile of that worker (py-spy, {args.profile}):\n"
@@ -541,6 +562,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"  {two.per_s:,.0f} readings/s ({two.readings:,} in {two.seconds:.2f} s; "
             f"{two.cpu_us_per_reading:,.1f} µs of the workers' CPU a reading)"
         )
+        say_cores(two)
 
         latency = latency_phase(bench, args)
         stop_workers(bench)
@@ -567,6 +589,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "worker_cpu_us_per_reading": round(one.cpu_us_per_reading, 1),
             "worker_cpu_us_per_reading_2_workers": round(two.cpu_us_per_reading, 1),
             "seconds_2_workers": round(two.seconds, 3),
+            "cores_1_worker": one.cores,
+            "cores_2_workers": two.cores,
             "readings_timed_1_worker": one.readings,
             "readings_timed_2_workers": two.readings,
             "broker_consume_decode_per_s": round(consume),
@@ -656,6 +680,15 @@ def load_average() -> list[float]:
 
 
 STARTED = time.monotonic()
+
+
+def say_cores(carried: Carried) -> None:
+    """Where the machine's CPU went while the phase was timed, in cores kept busy on average."""
+    cores = carried.cores
+    if not cores:
+        return
+    parts = ", ".join(f"{name} {cores[name]:.2f}" for name in cores if name not in {"idle", "cores"})
+    say(f"  cores busy, of {cores['cores']:.2f}: {parts}; idle {cores['idle']:.2f}")
 
 
 def say(text: str) -> None:

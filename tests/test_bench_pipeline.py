@@ -55,6 +55,14 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         cpu_s = figures[f"worker_cpu_us_per_reading{'' if workers == 1 else '_2_workers'}"]
         cpu_s *= figures[f"readings_timed_{suffix}"] / 1e6
         assert 0 <= cpu_s <= 2 * figures[f"seconds_{suffix}"] + 0.02 * workers
+        # Where the machine's CPU went over the same span: the workers' share is that same CPU.
+        cores = figures[f"cores_{suffix}"]
+        assert set(cores) == {"workers", "influxd", "broker", "postgresql", "bench", "other", "idle", "cores"}
+        assert all(value >= 0 for value in cores.values())
+        parts = sum(value for name, value in cores.items() if name != "cores")
+        assert abs(parts - cores["cores"]) <= 0.05
+        ticks = 0.02 * workers / figures[f"seconds_{suffix}"]  # each read is to a 10 ms tick
+        assert abs(cores["workers"] - cpu_s / figures[f"seconds_{suffix}"]) <= 0.05 + ticks
     assert figures["broker_consume_decode_per_s"] > 0 and figures["store_write_line_protocol_per_s"] > 0
     assert 0 < figures["ratio_to_limit"] <= 1.5
     # Every reading produced, the latency phase's included, was stored once.
