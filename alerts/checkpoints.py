@@ -50,11 +50,15 @@ def _upsert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 # Each checkpoint of a worker rewrites a row per series it scored since the last (10,000 series:
 # 2.6 to 4.2 s a checkpoint through SQLAlchemy's executemany on a loaded machine, every 5 s). On
 # PostgreSQL the rows go in by COPY into a temporary table, then one INSERT ... ON CONFLICT.
-# The columns each table's upsert replaces; the key, ``sensor_id``, comes first in both.
-_STAGED = {
-    "detector_checkpoints": ("detector", "state", "partition", "offset", "updated_at"),
-    "detector_snapshots": ("learned", "snapshot"),
+# The columns each table's upsert replaces (the key, ``sensor_id``, comes first in both), and the
+# types of every column when the rows go in binary (``None``: as text).
+_STAGED: dict[str, tuple[tuple[str, ...], list[str] | None]] = {
+    "detector_checkpoints": (("detector", "state", "partition", "offset", "updated_at"), None),
+    "detector_snapshots": (("learned", "snapshot"), ["varchar", "int8", "bytea"]),
 }
+# Rows carrying bytes go in binary: in text each byte is written as two hex digits, which the client
+# spends CPU writing and the server reading back (``python -m bench.checkpoint_writes``).
+BINARY = "(FORMAT BINARY)"
 
 
 def _save_series_copying(
@@ -88,14 +92,15 @@ def _save_series_copying(
                 cur, "detector_snapshots", [(r["sensor_id"], r["learned"], r["snapshot"]) for r in snapshots]
             )
         if deltas:
-            with cur.copy("COPY detector_deltas (sensor_id, learned, points) FROM STDIN") as copy:
+            with cur.copy(f"COPY detector_deltas (sensor_id, learned, points) FROM STDIN {BINARY}") as copy:
+                copy.set_types(["varchar", "int8", "bytea"])
                 for r in deltas:
                     copy.write_row((r["sensor_id"], r["learned"], r["points"]))
 
 
 def _copy_upsert(cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
     """Insert or replace ``rows`` (the key first) by way of a temporary table emptied at commit."""
-    updated = _STAGED[table]
+    updated, types = _STAGED[table]
     staging = f"staged_{table}"
     # The table's own columns and storage: a snapshot is stored uncompressed (migration 0010), and a
     # staging column left at the default would compress every snapshot once more on its way in.
@@ -103,7 +108,9 @@ def _copy_upsert(cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
         f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING STORAGE) "
         "ON COMMIT DELETE ROWS"
     )
-    with cur.copy(f"COPY {staging} FROM STDIN") as copy:
+    with cur.copy(f"COPY {staging} FROM STDIN {BINARY if types else ''}") as copy:
+        if types:
+            copy.set_types(types)
         for row in rows:
             copy.write_row(row)
     sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updated)
