@@ -1,4 +1,4 @@
-"""What saving a worker's checkpoint costs the PostgreSQL server, in CPU.
+"""What saving a worker's checkpoint, and loading it back, costs the PostgreSQL server in CPU.
 
 Run: ``python -m bench.checkpoint_writes [--series 5000] [--repeat 5] [--compressed]``.
 Real snapshots come from the scoring engine as a worker at the service's
@@ -6,7 +6,9 @@ settings writes them (``bench.restore``: ``--distinct`` gas series, each
 ``--history`` readings old), dealt out in turn to ``--series`` series ids.
 Each round saves one checkpoint of every series through
 ``CheckpointRepository.save_series`` on a fresh, migrated database: first all
-of them as snapshots, then all as deltas of ``--points`` points. The figure is
+of them as snapshots, then all as deltas of ``--points`` points, then loads
+every series back as a restoring worker does (``CheckpointRepository.load``:
+the snapshot and the delta after it). The figure is
 the CPU (user + system, from /proc) of every ``postgres`` process on this
 machine over the save, so nothing else should use the server meanwhile; the
 median of ``--repeat`` rounds is printed, with the client's own CPU and the
@@ -23,7 +25,9 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -53,9 +57,9 @@ def postgres_cpu_s() -> float:
     return total / ticks
 
 
-def timed_save(repo: CheckpointRepository, records: list[SeriesCheckpoint]) -> dict[str, float]:
+def timed(step: Callable[[], object]) -> dict[str, float]:
     server, client, wall = postgres_cpu_s(), time.process_time(), time.perf_counter()
-    repo.save_series(records, log="bench", now=datetime.now(UTC))
+    step()
     return {
         "server_cpu_s": postgres_cpu_s() - server,
         "client_cpu_s": time.process_time() - client,
@@ -85,7 +89,7 @@ def main() -> None:
     delta = encode_points(
         [(1_700_000_000_000_000_000 + i, 1.0 + i, float("nan")) for i in range(args.points)]
     )
-    snapshots, deltas = [], []
+    snapshots, deltas, loads = [], [], []
     with fresh_postgres_database() as url:
         engine = db.connect(url)
         if args.compressed:
@@ -103,14 +107,21 @@ def main() -> None:
                 )
                 for i in range(args.series)
             ]
-            snapshots.append(timed_save(repo, records))
+            snapshots.append(timed(partial(repo.save_series, records, log="bench", now=datetime.now(UTC))))
             learned += 1
             records = [
                 SeriesCheckpoint(f"s{i}", "recordensemble", (0, i), learned, HEALTH, delta=delta)
                 for i in range(args.series)
             ]
-            deltas.append(timed_save(repo, records))
+            deltas.append(timed(partial(repo.save_series, records, log="bench", now=datetime.now(UTC))))
+            loads.append(timed(partial(repo.load, [r.sensor_id for r in records])))
         with engine.connect() as conn:
+            storage = conn.execute(
+                sa.text(
+                    "SELECT attstorage FROM pg_attribute "
+                    "WHERE attrelid = 'detector_snapshots'::regclass AND attname = 'snapshot'"
+                )
+            ).scalar_one()
             stored = conn.execute(
                 sa.text(
                     "SELECT avg(pg_column_size(snapshot)), avg(octet_length(snapshot)) "
@@ -122,11 +133,13 @@ def main() -> None:
         json.dumps(
             {
                 "series": args.series,
-                "snapshot_storage": "compressed (default)" if args.compressed else "uncompressed (0010)",
+                # As the table has it: 'e' (EXTERNAL) is stored as written, 'x' (EXTENDED) compressed.
+                "snapshot_storage": {"e": "uncompressed", "x": "compressed"}.get(storage, storage),
                 "snapshot_bytes_mean": round(float(stored[1])),
                 "snapshot_stored_bytes_mean": round(float(stored[0])),
                 "snapshots": median_of(snapshots),
                 f"deltas_of_{args.points}_points": median_of(deltas),
+                "load_snapshot_and_delta": median_of(loads),
             }
         )
     )
