@@ -1,13 +1,12 @@
 """Detector snapshots are stored uncompressed on PostgreSQL (issue 12).
 
 A snapshot is KiBs of raw floats, which pglz (the default past about 2 KiB)
-tries to compress and then stores as they were: saving 5,000 snapshots of
-8,559 bytes cost the server 1.45 to 1.53 s of CPU so, and 0.42 to 0.48 s
-stored as they are, with the same bytes on disk (``python -m
-bench.checkpoint_writes``), on a machine whose two cores the ingest workers
-need. ``EXTERNAL`` keeps large values out of line, as
-before, without compressing them. SQLite stores blobs as given and has no
-such setting.
+tried to compress and then stored as they were: saving 5,000 snapshots of
+8,559 bytes cost the server 1.53 to 1.55 s of CPU so, and 0.48 s stored as
+they are, with the same bytes on disk (``python -m bench.checkpoint_writes``,
+text COPY both), on a machine whose two cores the ingest workers need.
+``EXTERNAL`` keeps large values out of line, as before, without compressing
+them. SQLite stores blobs as given and has no such setting.
 
 Revision ID: 0010
 Revises: 0009
