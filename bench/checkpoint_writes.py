@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from alerts import db
 from alerts.checkpoints import CheckpointRepository
+from bench.cpu_shares import process_cpu_s, processes_named
 from bench.restore import checkpointed_states
 from bench.servers import fresh_postgres_database
 from models.series_checkpoint import SeriesCheckpoint, encode_points
@@ -43,18 +42,7 @@ HEALTH = {"fault": None, "bad_run": 0, "run_value": 1.0, "run_start_ns": 0, "run
 
 def postgres_cpu_s() -> float:
     """CPU seconds every process named ``postgres`` has used (the server's backends and helpers)."""
-    ticks, total = os.sysconf("SC_CLK_TCK"), 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() != "postgres":
-                continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended between the listing and the read
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
-    return total / ticks
+    return sum(process_cpu_s(pid) for pid in processes_named("postgres"))
 
 
 def timed(step: Callable[[], object]) -> dict[str, float]:
