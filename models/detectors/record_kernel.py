@@ -510,3 +510,44 @@ def score_points(
         _window_push(win_ring, win_srt, counters, C_WIN_N, C_WIN_HEAD, v)
         counters[C_SEEN] += 1
     return values.shape[0]
+
+
+@_jit
+def score_series(
+    first: int,
+    start: int,
+    slots: np.ndarray,
+    bounds: np.ndarray,
+    ts: FloatArray,
+    values: FloatArray,
+    p_int: np.ndarray,
+    p_float: FloatArray,
+    states_i: numba.typed.List,
+    states_f: numba.typed.List,
+    scores: FloatArray,
+    evidence: FloatArray,
+) -> tuple[int, int]:
+    """``score_points`` for many series in one call: series ``s`` is the detector whose state is at
+    ``slots[s]`` in the two lists, and takes rows ``bounds[s]:bounds[s + 1]``.
+
+    Starts at series ``first``, row ``start`` of it. Returns (-1, 0) when every series is done,
+    else the series that stopped for room and the rows of it done (grow it, then call from there).
+    Here, beside ``score_points``, because numba's cache tracks only the file a function is in.
+    """
+    for s in range(first, bounds.shape[0] - 1):
+        a, b = bounds[s], bounds[s + 1]
+        slot = slots[s]
+        done = score_points(
+            start if s == first else 0,
+            ts[a:b],
+            values[a:b],
+            p_int,
+            p_float,
+            states_i[slot],
+            states_f[slot],
+            scores[a:b],
+            evidence[:, a:b],
+        )
+        if done != b - a:
+            return s, done
+    return -1, 0
