@@ -1,12 +1,8 @@
 """Scores observations series by series: detector, per-kind model, then the decision step.
 
-Each step gives what a series' own calls give, but the costly ones run over the
-whole batch: one call of the per-kind model costs milliseconds whatever the rows,
-so it scores every series of a kind at once (each with its own context); a
-detector class that pools its series' states (``recordensemble``) scores every
-series in one compiled call; and the quiet series, most of a batch, are told
-apart by array tests and advanced at once (``quiet_runs``). Only a series that may
-hold a signal goes through the decision step point by point.
+The per-kind model is the exception to "series by series": one call of it
+costs milliseconds whatever the rows, so it scores every series of a kind in a
+batch at once (each with its own context), which gives the same scores.
 
 Pure: observations in, signals out; the caller persists ``checkpoint()``
 beside the Kafka offsets they correspond to. Each series' checkpoint holds
