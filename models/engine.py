@@ -40,12 +40,11 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from config.catalog import LEVELS, Catalog, SensorKind, Thresholds
 from config.live_catalog import CatalogView
 from config.positions import Position
-from models.decision import NO_LINE, Decision, DecisionRule, SeriesDecision, decide_series, pass_quiet
+from models.decision import Decision, DecisionRule, SeriesDecision, decide_series, pass_quiet
 from models.features import history_needed
 from models.multivariate import KindModel
 from models.protocol import BatchScores, DetectorPool, EvidenceRows, FloatArray, StreamingDetector
@@ -194,7 +193,7 @@ class ScoringEngine:
         warm_up = getattr(self._make, "warm_up", None)
         if callable(warm_up):
             warm_up()  # a compiled detector compiles here, at start-up, not in the first batch
-        # A detector class that pools its series' states scores a batch in one call (``_pass_quiet``).
+        # A detector class that pools its series' states scores a batch in one call (``_score_pooled``).
         pool = getattr(self._make, "pool", None)
         self._new_pool: Callable[[], DetectorPool] | None = pool if callable(pool) else None
         self._pool = self._new_pool() if self._new_pool is not None else None
@@ -403,25 +402,16 @@ class ScoringEngine:
                 bounds.append(len(order))
             taken.append((series, points, new))
             self._dirty.add(sensor_id)
-        pooled = None
         if batch:
             picked = np.array(order, dtype=np.intp)
             ts_rows, value_rows = ts_all[picked], values_all[picked]
             for new, (start, end) in zip(batch, pairwise(bounds), strict=True):
                 new.ts, new.values = ts_rows[start:end], value_rows[start:end]
-            if self._pool is not None:
-                pooled = self._pool.score(
-                    [new.series.detector for new in batch],
-                    np.array(bounds, dtype=np.intp),
-                    ts_rows,
-                    value_rows,
-                )
+            self._score_pooled(batch, bounds, ts_rows, value_rows)
         self._score_kind_models(self._kind_models, batch)
         for series, points, new in taken:
             series.unsaved += _unsaved(points, new)
         catalog = self.catalog.current()  # one catalog for the whole batch (sensors may be registered)
-        if pooled is not None:
-            batch = self._pass_quiet(batch, bounds, pooled, ts_rows, value_rows, catalog)
         signals: list[Signal] = []
         for new in batch:
             signals += self._score_series(new, catalog)
@@ -459,69 +449,26 @@ class ScoringEngine:
             return idx
         return [i for i in idx if positions[i][0] != last[0] or positions[i][1] > last[1]]
 
-    def _pass_quiet(
-        self,
-        batch: list[_NewPoints],
-        bounds: list[int],
-        pooled: BatchScores,
-        ts: FloatArray,
-        values: FloatArray,
-        catalog: Catalog,
-    ) -> list[_NewPoints]:
-        """Advance every quiet series of the batch at once; return the others, each with its detector result.
+    def _score_pooled(
+        self, batch: list[_NewPoints], bounds: list[int], ts: FloatArray, values: FloatArray
+    ) -> None:
+        """Every detector of the batch in one call of the pool, which gives the scores their own calls would.
 
-        ``pooled`` is the detectors' result on the batch's rows, scored by the pool in one call (a
-        ``score_batch`` call a series cost more in dispatch and wrapping than the detector's work on
-        a series' one or two points). A quiet series is what ``decision.pass_quiet`` takes in one
-        step: no line held, every score (raised by the per-kind model's where it is sure, as
-        ``_heard`` does) under the threshold, no value past a line. Most series of a batch are, and
-        taking them one by one through ``_advance`` was a few microseconds each in Python; here
-        the tests are array operations over the batch, and a quiet series costs its count and clock.
+        A series a batch brings one point costs far more in a ``score_batch`` call's dispatch and
+        wrapping than in the detector's work. A detector the pool does not hold (restored with
+        other parameters) leaves the batch to be scored series by series.
         """
-        n = len(batch)
-        starts = np.array(bounds[:-1], dtype=np.intp)
-        lengths = np.array(bounds[1:], dtype=np.intp) - starts
-        scores, evidence = pooled.scores, pooled.evidence
+        if self._pool is None or not batch:
+            return
+        detectors = [new.series.detector for new in batch]
+        result = self._pool.score(detectors, np.array(bounds, dtype=np.intp), ts, values)
+        if result is None:
+            return
+        scores, evidence = result.scores, result.evidence
         if not isinstance(evidence, EvidenceRows):
             raise TypeError("a detector pool gives its evidence as EvidenceRows")
-        if any(new.multivariate is not None for new in batch):
-            mv = np.concatenate(
-                [
-                    np.full(len(new.ts), np.nan) if new.multivariate is None else new.multivariate
-                    for new in batch
-                ]
-            )
-            sure = mv >= self.multivariate_threshold  # a NaN (no model) is never sure
-            scores = np.where(sure, np.maximum(scores, mv), scores)
-        # Each distinct rule once: the series of a kind nearly all share their kind's.
-        codes: dict[int, int] = {}
-        bands: list[tuple[float, float, float]] = []
-        held: list[int] = []
-        rule_of: list[int] = []
-        for new in batch:
-            rule = self._rules(new.sensor_id, new.series, catalog).decision
-            code = codes.get(id(rule))
-            if code is None:
-                code = codes[id(rule)] = len(bands)
-                bands.append(quiet_band(rule))
-            rule_of.append(code)
-            held.append(new.series.decision.held_level)
-        band = np.array(bands)[np.array(rule_of, dtype=np.intp)]
-        quiet = quiet_runs(scores, values, lengths, band, np.array(held, dtype=np.intp))
-        clocks = ts if len(values) == n else np.maximum.reduceat(ts, starts)
-        others = []
-        for new, is_quiet, clock, start, length in zip(
-            batch, quiet.tolist(), clocks.tolist(), bounds[:-1], lengths.tolist(), strict=True
-        ):
-            if is_quiet:
-                decision = new.series.decision
-                decision.seen += length
-                decision.clock_s = max(decision.clock_s, clock)
-            else:
-                end = start + length
-                new.scored = BatchScores(pooled.scores[start:end], evidence.columns(start, end))
-                others.append(new)
-        return others
+        for new, (start, end) in zip(batch, pairwise(bounds), strict=True):
+            new.scored = BatchScores(scores[start:end], evidence.columns(start, end))
 
     @staticmethod
     def _score_kind_models(models: dict[str, KindModel], batch: list[_NewPoints]) -> None:
@@ -621,35 +568,6 @@ class ScoringEngine:
                 )
             )
         return signals
-
-
-def quiet_runs(
-    scores: FloatArray,
-    values: FloatArray,
-    lengths: npt.NDArray[np.intp],
-    band: FloatArray,
-    held: npt.NDArray[np.intp],
-) -> npt.NDArray[np.bool_]:
-    """Which runs ``decision.pass_quiet`` would take in one step, for many series' runs laid end to end.
-
-    Run ``s`` is the next ``lengths[s]`` (at least 1) of ``scores`` and ``values``; ``band[s]`` is its
-    rule's ``quiet_band`` and ``held[s]`` the line its series holds.
-    """
-    rows = band if len(values) == len(lengths) else np.repeat(band, lengths, axis=0)
-    quiet_rows = (scores < rows[:, 0]) & (values > rows[:, 1]) & (values < rows[:, 2])  # NaN: not quiet
-    starts = np.cumsum(lengths) - lengths
-    quiet: npt.NDArray[np.bool_] = np.logical_and.reduceat(quiet_rows, starts)
-    return quiet & (band[:, 0] > 0) & (held == NO_LINE)
-
-
-def quiet_band(rule: DecisionRule) -> tuple[float, float, float]:
-    """The threshold every score of a quiet run is under, and the values it stays strictly between
-    (short of the nearest line, ``decision.pass_quiet``'s test)."""
-    if not rule.lines:
-        return rule.threshold, -math.inf, math.inf
-    if rule.above:
-        return rule.threshold, -math.inf, min(rule.lines)
-    return rule.threshold, max(rule.lines), math.inf
 
 
 def _heard(scores: FloatArray, multivariate: FloatArray, threshold: float) -> FloatArray:

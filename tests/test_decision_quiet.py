@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.decision import DecisionRule, SeriesDecision, decide_series, pass_quiet
-from models.engine import quiet_band, quiet_runs
 
 RULES = [
     DecisionRule(hold_points=5, threshold=0.9, min_deviation=1.0, repeat_s=30.0),
@@ -87,30 +86,3 @@ def test_a_run_held_at_a_threshold_of_zero_is_not_taken_at_once() -> None:
         True,
     ]
     assert not pass_quiet(state, rule, ts + 2, np.ones(2), np.full(2, -0.5))
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    series=st.lists(
-        st.tuples(st.integers(0, len(RULES) - 1), st.integers(-1, 2), run),  # rule, held line, run
-        min_size=1,
-        max_size=8,
-    )
-)
-def test_the_engine_s_batch_wide_test_takes_exactly_the_runs_pass_quiet_takes(
-    series: list[tuple[int, int, list[tuple[float, float, float]]]],
-) -> None:
-    """``engine.quiet_runs`` judges many series' runs at once; each verdict must be ``pass_quiet``'s."""
-    expected, runs = [], []
-    for rule_index, held, points in series:
-        ts, values, scores = split(points, 0.0)
-        expected.append(pass_quiet(SeriesDecision(held_level=held), RULES[rule_index], ts, values, scores))
-        runs.append((values, scores))
-    got = quiet_runs(
-        np.concatenate([scores for _, scores in runs]),
-        np.concatenate([values for values, _ in runs]),
-        np.array([len(values) for values, _ in runs], dtype=np.intp),
-        np.array([quiet_band(RULES[rule_index]) for rule_index, _, _ in series]),
-        np.array([held for _, held, _ in series], dtype=np.intp),
-    )
-    assert got.tolist() == expected
