@@ -47,7 +47,7 @@ from config.positions import Position
 from models.decision import Decision, DecisionRule, SeriesDecision, decide_series, pass_quiet
 from models.features import history_needed
 from models.multivariate import KindModel
-from models.protocol import BatchScores, DetectorPool, EvidenceRows, FloatArray, StreamingDetector
+from models.protocol import BatchScores, FloatArray, StreamingDetector
 from models.registry import detector_class
 from models.sensor_health import HealthEvent, HealthRule, SeriesHealth
 from models.series_checkpoint import (
@@ -135,7 +135,6 @@ class _NewPoints:
     values: FloatArray = field(default_factory=lambda: NO_POINTS)
     multivariate: FloatArray | None = None  # the per-kind model's scores, when the kind has a model
     model_version: str | None = None
-    scored: BatchScores | None = None  # the detector's result, when a pool scored the batch at once
     joined: FloatArray | None = None  # the series' context followed by these points, made once
 
     def with_context(self) -> tuple[FloatArray, FloatArray, int]:
@@ -193,10 +192,6 @@ class ScoringEngine:
         warm_up = getattr(self._make, "warm_up", None)
         if callable(warm_up):
             warm_up()  # a compiled detector compiles here, at start-up, not in the first batch
-        # A detector class that pools its series' states scores a batch in one call (``_score_pooled``).
-        pool = getattr(self._make, "pool", None)
-        self._new_pool: Callable[[], DetectorPool] | None = pool if callable(pool) else None
-        self._pool = self._new_pool() if self._new_pool is not None else None
         self._series: dict[str, _Series] = {}
         self._dirty: set[str] = set()
         self._health_events: list[HealthEvent] = []
@@ -245,9 +240,6 @@ class ScoringEngine:
             else:
                 continue
             series.position = None if position is None else (int(position[0]), int(position[1]))
-            replaced = self._series.get(sensor_id)
-            if self._pool is not None:
-                self._pool.add(series.detector, instead_of=replaced.detector if replaced else None)
             self._series[sensor_id] = series
 
     @staticmethod
@@ -282,7 +274,6 @@ class ScoringEngine:
 
     def forget_all(self) -> None:
         self._series.clear()
-        self._pool = self._new_pool() if self._new_pool is not None else None
         self._dirty.clear()
         self._health_events.clear()
 
@@ -377,8 +368,6 @@ class ScoringEngine:
             series = self._series.get(sensor_id)
             if series is None:
                 series = self._series[sensor_id] = _Series(detector=self._make())
-                if self._pool is not None:
-                    self._pool.add(series.detector)
             if positions is not None:
                 idx = self._unlearned(series.position, idx, positions)
                 if not idx:
@@ -407,7 +396,6 @@ class ScoringEngine:
             ts_rows, value_rows = ts_all[picked], values_all[picked]
             for new, (start, end) in zip(batch, pairwise(bounds), strict=True):
                 new.ts, new.values = ts_rows[start:end], value_rows[start:end]
-            self._score_pooled(batch, bounds, ts_rows, value_rows)
         self._score_kind_models(self._kind_models, batch)
         for series, points, new in taken:
             series.unsaved += _unsaved(points, new)
@@ -449,27 +437,6 @@ class ScoringEngine:
             return idx
         return [i for i in idx if positions[i][0] != last[0] or positions[i][1] > last[1]]
 
-    def _score_pooled(
-        self, batch: list[_NewPoints], bounds: list[int], ts: FloatArray, values: FloatArray
-    ) -> None:
-        """Every detector of the batch in one call of the pool, which gives the scores their own calls would.
-
-        A series a batch brings one point costs far more in a ``score_batch`` call's dispatch and
-        wrapping than in the detector's work. A detector the pool does not hold (restored with
-        other parameters) leaves the batch to be scored series by series.
-        """
-        if self._pool is None or not batch:
-            return
-        detectors = [new.series.detector for new in batch]
-        result = self._pool.score(detectors, np.array(bounds, dtype=np.intp), ts, values)
-        if result is None:
-            return
-        scores, evidence = result.scores, result.evidence
-        if not isinstance(evidence, EvidenceRows):
-            raise TypeError("a detector pool gives its evidence as EvidenceRows")
-        for new, (start, end) in zip(batch, pairwise(bounds), strict=True):
-            new.scored = BatchScores(scores[start:end], evidence.columns(start, end))
-
     @staticmethod
     def _score_kind_models(models: dict[str, KindModel], batch: list[_NewPoints]) -> None:
         """Set the per-kind model scores of the new points, with one model call per kind.
@@ -497,14 +464,12 @@ class ScoringEngine:
         values: FloatArray,
         multivariate: FloatArray | None,
         catalog: Catalog,
-        scored: BatchScores | None = None,
     ) -> tuple[BatchScores, list[tuple[int, Decision]]]:
         """Score in-range points and decide on them: the one path of both scoring and replay.
 
-        ``scored`` is the detector's result on these points when a pool has scored them already.
         Returns the detector's result and the signals among the points, by index.
         """
-        result = scored if scored is not None else series.detector.score_batch(ts, values)
+        result = series.detector.score_batch(ts, values)
         scores = result.scores
         if multivariate is not None:
             scores = _heard(scores, multivariate, self.multivariate_threshold)
@@ -536,9 +501,7 @@ class ScoringEngine:
 
     def _score_series(self, new: _NewPoints, catalog: Catalog) -> list[Signal]:
         sensor_id, kind, multivariate = new.sensor_id, new.kind, new.multivariate
-        result, decisions = self._advance(
-            sensor_id, new.series, new.ts, new.values, multivariate, catalog, new.scored
-        )
+        result, decisions = self._advance(sensor_id, new.series, new.ts, new.values, multivariate, catalog)
         rules = self._rules(sensor_id, new.series, catalog)
         kind_info, thresholds = rules.kind, rules.thresholds
         signals = []

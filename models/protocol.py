@@ -10,7 +10,7 @@ only on the points before it (no look-ahead).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
@@ -42,10 +42,6 @@ class EvidenceRows(Mapping[str, FloatArray]):
 
     def __len__(self) -> int:
         return len(self._index)
-
-    def columns(self, start: int, end: int) -> EvidenceRows:
-        """The evidence of points ``start:end`` only: views, no copy."""
-        return EvidenceRows(self._index, self._matrix[:, start:end])
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,19 +81,4 @@ class StreamingDetector(Protocol):
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
         """Rebuild a detector that scores the next point as the saved one would."""
-        ...
-
-
-class DetectorPool(Protocol):
-    """Many series' detectors of one class, scored in one call (``StreamingDetector`` classes may offer
-    one as ``pool()``); each series' scores are those of its own ``score_batch``."""
-
-    def add(self, detector: Any, *, instead_of: object = None) -> bool:
-        """Hold ``detector`` (in ``instead_of``'s place, if held); False if it cannot be held."""
-        ...
-
-    def score(
-        self, detectors: Sequence[object], bounds: npt.NDArray[np.intp], ts: FloatArray, values: FloatArray
-    ) -> BatchScores | None:
-        """Score rows ``bounds[s]:bounds[s + 1]`` with ``detectors[s]``; None if one is not held."""
         ...

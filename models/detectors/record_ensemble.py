@@ -69,13 +69,9 @@ and checkpoints are bit for bit those of full-size buffers.
 from __future__ import annotations
 
 import functools
-import weakref
-from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple, Self
 
-import numba
 import numpy as np
-from numba.typed import List
 
 from models.detectors import record_kernel as k
 from models.protocol import BatchScores, EvidenceRows, FloatArray
@@ -110,7 +106,7 @@ class RecordEnsembleDetector:
     evidence_names: ClassVar[tuple[str, ...]] = k.EVIDENCE
     # A worker holds one per series: no per-instance ``__dict__``, and the state in two arrays
     # (``record_kernel``, "Why two packed arrays").
-    __slots__ = ("_f", "_i", "_p_float", "_p_int", "_pool", "_slot", "params")
+    __slots__ = ("_f", "_i", "_p_float", "_p_int", "params")
 
     def __init__(
         self,
@@ -142,15 +138,6 @@ class RecordEnsembleDetector:
         )
         # The growing buffers at their first sizes (see ``_allocate``).
         self._allocate(window=0, jumps=0, residuals=0, records=0, season_days=0)
-        # The ``StatePool`` holding this detector's arrays too, if any: a weak reference, since the
-        # pool's owner (the engine) keeps the detectors, and no cycle should wait for the collector.
-        self._pool: weakref.ref[StatePool] | None = None
-        self._slot = -1
-
-    @classmethod
-    def pool(cls) -> StatePool:
-        """A pool for detectors of one parameter set, to score many series in one call."""
-        return StatePool()
 
     def _allocate(self, *, window: int, jumps: int, residuals: int, records: int, season_days: int) -> None:
         """A zero state whose buffers hold the given numbers of values (the next point then makes them grow).
@@ -189,10 +176,7 @@ class RecordEnsembleDetector:
         Compiling takes seconds once per machine; a consumer should pay it before it reports ready.
         """
         ts = np.arange(WARM_UP_POINTS, dtype=np.float64) * 300.0
-        cls().score_batch(ts, np.sin(ts / 3600.0))  # a restore's replay scores a series alone
-        pool, det = cls.pool(), cls()
-        pool.add(det)
-        pool.score([det], np.array([0, WARM_UP_POINTS], dtype=np.intp), ts, np.sin(ts / 3600.0))
+        cls().score_batch(ts, np.sin(ts / 3600.0))
 
     # -- scoring -----------------------------------------------------------------
 
@@ -256,9 +240,6 @@ class RecordEnsembleDetector:
             new.rec_meta[:, 0] = 0
         # Below ``days`` days no slot has wrapped (the kernel wraps a slot at ``days``): each starts at 0.
         new.season[:, : old.season.shape[1]] = old.season
-        pool = self._pool() if self._pool is not None else None
-        if pool is not None:
-            pool.moved(self)
         return True
 
     def score_one(self, ts: float, value: float) -> float:
@@ -325,99 +306,6 @@ class RecordEnsembleDetector:
         s.season_meta[:, 2] = state["season_day"]
         s.season_acc[:] = state["season_today"]
         return det
-
-
-class StatePool:
-    """The state arrays of many detectors of one parameter set, in two numba typed lists.
-
-    Why: a city's batch brings each series one point or two, and scoring them one
-    ``score_batch`` call at a time cost more in dispatch and wrapping (checking the
-    arrays, allocating results) than the kernel's own work on a young series. With every
-    state in the lists, one compiled call (``record_kernel.score_series``) scores the
-    whole batch, series after series, exactly as those calls did. The lists hold the
-    detectors' own arrays, not copies, and a detector that grows puts its new ones here.
-    """
-
-    def __init__(self) -> None:
-        self._ints = List.empty_list(numba.types.int64[::1])
-        self._floats = List.empty_list(numba.types.float64[::1])
-        self._params: tuple[np.ndarray, FloatArray] | None = None
-        self._ref = weakref.ref(self)
-
-    def __len__(self) -> int:
-        return len(self._ints)
-
-    def add(self, detector: RecordEnsembleDetector, *, instead_of: object = None) -> bool:
-        """Hold ``detector``'s state, in ``instead_of``'s place if that one is pooled here.
-
-        False, and nothing held, for a detector of other parameters or of another pool.
-        """
-        if detector._pool is not None:
-            return False
-        if self._params is None:
-            self._params = (detector._p_int, detector._p_float)
-        p_int, p_float = self._params
-        if not (np.array_equal(p_int, detector._p_int) and np.array_equal(p_float, detector._p_float)):
-            return False
-        if isinstance(instead_of, RecordEnsembleDetector) and self.holds(instead_of):
-            slot, instead_of._pool, instead_of._slot = instead_of._slot, None, -1
-            self._ints[slot], self._floats[slot] = detector._i, detector._f
-        else:
-            slot = len(self._ints)
-            self._ints.append(detector._i)
-            self._floats.append(detector._f)
-        detector._pool, detector._slot = self._ref, slot
-        return True
-
-    def holds(self, detector: object) -> bool:
-        return isinstance(detector, RecordEnsembleDetector) and detector._pool is self._ref
-
-    def moved(self, detector: RecordEnsembleDetector) -> None:
-        """``detector`` has new arrays (it grew): the lists follow."""
-        self._ints[detector._slot], self._floats[detector._slot] = detector._i, detector._f
-
-    def score(
-        self, detectors: Sequence[object], bounds: np.ndarray, ts: FloatArray, values: FloatArray
-    ) -> BatchScores | None:
-        """Score rows ``bounds[s]:bounds[s + 1]`` with ``detectors[s]``, each as its ``score_batch`` would.
-
-        One result for all the rows; None, and nothing scored, unless this pool holds every detector.
-        """
-        ref = self._ref
-        slots = np.fromiter(
-            (d._slot if d._pool is ref else -1 for d in detectors),  # type: ignore[attr-defined]
-            np.intp,
-            len(detectors),
-        )
-        if self._params is None or (len(slots) and slots.min() < 0):
-            return None
-        ts_arr, vals = _kernel_input(ts), _kernel_input(values)
-        if ts_arr.shape != vals.shape or vals.ndim != 1 or bounds[-1] != len(vals):
-            raise ValueError("ts and values must be 1-d arrays of the same length, as long as bounds say")
-        scores = np.empty(len(vals))
-        evidence = np.empty((len(k.EVIDENCE), len(vals)))
-        p_int, p_float = self._params
-        first, start = 0, 0
-        while True:
-            first, start = k.score_series(
-                first,
-                start,
-                slots,
-                bounds,
-                ts_arr,
-                vals,
-                p_int,
-                p_float,
-                self._ints,
-                self._floats,
-                scores,
-                evidence,
-            )
-            if first < 0:
-                return BatchScores(scores, EvidenceRows(_EVIDENCE_ROWS, evidence))
-            detector = detectors[first]
-            if not detector._grow():  # type: ignore[attr-defined]
-                raise RuntimeError("recordensemble: the kernel stopped at a point every buffer had room for")
 
 
 class _Parts(NamedTuple):
