@@ -50,13 +50,13 @@ def _upsert_rows(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 # Each checkpoint of a worker rewrites a row per series it scored since the last (10,000 series:
 # 2.6 to 4.2 s a checkpoint through SQLAlchemy's executemany on a loaded machine, every 5 s). On
 # PostgreSQL the rows go in by COPY into a temporary table, then one INSERT ... ON CONFLICT.
-# Both byte tables are (key, count, bytes): ``detector_snapshots`` and ``detector_deltas``.
-KEY_COUNT_BYTES = ["varchar", "int8", "bytea"]
+# The binary COPY types of both byte tables (key, count, bytes): snapshots and deltas.
+_KEY_COUNT_BYTES = ["varchar", "int8", "bytea"]
 # The columns each table's upsert replaces (the key, ``sensor_id``, comes first in both), and the
 # types of every column when the rows go in binary (``None``: as text).
 _STAGED: dict[str, tuple[tuple[str, ...], list[str] | None]] = {
     "detector_checkpoints": (("detector", "state", "partition", "offset", "updated_at"), None),
-    "detector_snapshots": (("learned", "snapshot"), KEY_COUNT_BYTES),
+    "detector_snapshots": (("learned", "snapshot"), _KEY_COUNT_BYTES),
 }
 # Rows carrying bytes go in binary: in text each byte is written as two hex digits, which the client
 # spends CPU writing and the server reading back (``python -m bench.checkpoint_writes``).
@@ -95,7 +95,7 @@ def _save_series_copying(
             )
         if deltas:
             with cur.copy(f"COPY detector_deltas (sensor_id, learned, points) FROM STDIN {BINARY}") as copy:
-                copy.set_types(KEY_COUNT_BYTES)
+                copy.set_types(_KEY_COUNT_BYTES)
                 for r in deltas:
                     copy.write_row((r["sensor_id"], r["learned"], r["points"]))
 
