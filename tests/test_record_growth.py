@@ -202,3 +202,32 @@ def test_a_state_lists_every_ring_row_oldest_first_after_its_rows_wrapped() -> N
         resumed.score_batch(later, np.cos(later / 3600.0)).scores,
         det.score_batch(later, np.cos(later / 3600.0)).scores,
     )
+
+
+@pytest.mark.parametrize("kind", ["daily", "noise", "falling"])
+def test_a_replayed_batch_grows_its_windows_at_once_to_the_size_point_by_point_reaches(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore replays up to 256 logged points in one batch: the sorted windows grow once for all
+    of them, not doubling after doubling, and end no larger than a live series' point by point."""
+    ts, values = _series(kind, 556, seed=6)
+    young = RecordEnsembleDetector()
+    young.score_batch(ts[:300], values[:300])
+    state = json.dumps(young.get_state())
+    grows = 0
+    grow = RecordEnsembleDetector._grow
+
+    def counted(self: RecordEnsembleDetector, coming: int = 1) -> bool:
+        nonlocal grows
+        grows += 1
+        return grow(self, coming)
+
+    monkeypatch.setattr(RecordEnsembleDetector, "_grow", counted)
+    replayed, live = (RecordEnsembleDetector.from_state(json.loads(state)) for _ in range(2))
+    replayed_scores = replayed.score_batch(ts[300:], values[300:]).scores
+    in_one_batch, grows = grows, 0
+    live_scores = [live.score_batch(ts[i : i + 1], values[i : i + 1]).scores[0] for i in range(300, 556)]
+    assert in_one_batch < grows, (in_one_batch, grows)
+    assert np.array_equal(replayed_scores, live_scores)
+    assert _held_bytes(replayed) <= _held_bytes(live)
+    assert json.dumps(replayed.get_state()) == json.dumps(live.get_state())

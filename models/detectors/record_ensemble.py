@@ -194,17 +194,22 @@ class RecordEnsembleDetector:
             )
             if done == len(vals):
                 break
-            if not self._grow():
+            if not self._grow(len(vals) - done):
                 raise RuntimeError("recordensemble: the kernel stopped at a point every buffer had room for")
         return BatchScores(scores, EvidenceRows(_EVIDENCE_ROWS, evidence))
 
-    def _grow(self) -> bool:
+    def _grow(self, coming: int = 1) -> bool:
         """Grow the buffers the kernel found full (``C_NEED``), and with them any other that soon will be.
 
         Growing every buffer at least three quarters full at once (the window and the jumps
         fill a point apart) halves the calls. A buffer doubles, or from empty takes its first
-        size. Values move oldest first to slot 0. Returns whether any buffer grew (the kernel
-        stops only when one must).
+        size. The sorted windows take at most one value a point, so one that grows doubles as
+        often as the ``coming`` points of the batch need at once: a restore replays up to
+        ``models.engine.MAX_LOGGED_POINTS`` in one batch, and doubling alone reallocated
+        four times or so in a replay of a hundred points, a quarter of the restore. A live batch
+        brings a point or two and doubles once, as before. The record deques and the seasonal
+        days gain far less than a value a point, so they double only. Values move oldest first
+        to slot 0. Returns whether any buffer grew (the kernel stops only when one must).
         """
         p, old = self.params, self._parts()
         n = old.counters.tolist()  # plain ints: this runs a few dozen times in a series' life, in Python
@@ -214,9 +219,9 @@ class RecordEnsembleDetector:
         records_held = max(old.rec_meta[:, 1].tolist())
         days_held = max(old.season_meta[:, 1].tolist())
         grown = (
-            _next_size(win, p["window"], need & k.NEED_WIN, n[k.C_WIN_N]),
-            _next_size(jumps, p["window"], need & k.NEED_JUMP, n[k.C_JUMP_N]),
-            _next_size(res, p["residuals"], need & k.NEED_RES, n[k.C_RES_N]),
+            _next_size(win, p["window"], need & k.NEED_WIN, n[k.C_WIN_N], fit=coming),
+            _next_size(jumps, p["window"], need & k.NEED_JUMP, n[k.C_JUMP_N], fit=coming),
+            _next_size(res, p["residuals"], need & k.NEED_RES, n[k.C_RES_N], fit=coming),
             _next_size(rec, p["history"] + 1, need & k.NEED_REC, records_held),
             _next_size(days, p["days"], need & k.NEED_SEASON, days_held, first=1),
         )
@@ -294,15 +299,17 @@ class RecordEnsembleDetector:
         capped = state["capped"]
         s.cap_ring[: len(capped)] = capped
         c[k.C_CAP_N] = len(capped)
-        for ch, rec in enumerate(state["records"]):
-            n = len(rec["values"])
-            s.rec_values[ch, :n] = rec["values"]
-            s.rec_index[ch, :n] = rec["index"]
-            s.rec_meta[ch] = (0, n, rec["count"], rec["run"])
-            s.rec_base[ch] = rec["base"]
-        for b, slot in enumerate(state["season"]):
-            s.season[b, : len(slot)] = slot
-            s.season_meta[b, :2] = (0, len(slot))
+        records = state["records"]
+        held = [len(rec["values"]) for rec in records]
+        filled = _leading(held, s.rec_values.shape[1])
+        s.rec_values[filled] = [x for rec in records for x in rec["values"]]
+        s.rec_index[filled] = [x for rec in records for x in rec["index"]]
+        s.rec_meta[:] = [(0, n, rec["count"], rec["run"]) for n, rec in zip(held, records, strict=True)]
+        s.rec_base[:] = [rec["base"] for rec in records]
+        season = state["season"]
+        held = [len(slot) for slot in season]
+        s.season[_leading(held, s.season.shape[1])] = [x for slot in season for x in slot]
+        s.season_meta[:, 1] = held
         s.season_meta[:, 2] = state["season_day"]
         s.season_acc[:] = state["season_today"]
         return det
@@ -358,12 +365,18 @@ def _due(held: int, size: int) -> bool:
     return 4 * held >= 3 * size
 
 
-def _next_size(size: int, limit: int, needed: int, held: int, first: int = FIRST_CAPACITY) -> int:
+def _next_size(
+    size: int, limit: int, needed: int, held: int, first: int = FIRST_CAPACITY, fit: int = 1
+) -> int:
     """A buffer's size after growing: doubled (from empty, ``first``) if the kernel needs it or it is
-    due, at most ``limit``; else unchanged. An empty buffer grows only when needed."""
+    due, and doubled again until ``fit`` more values fit, at most ``limit``; else unchanged. An
+    empty buffer grows only when needed."""
     if size >= limit or not (needed or (size and _due(held, size))):
         return size
-    return min(limit, max(first, 2 * size))
+    grown = max(first, 2 * size)
+    while grown < held + fit and grown < limit:
+        grown *= 2
+    return min(limit, grown)
 
 
 def _move_window(
@@ -400,6 +413,13 @@ def _room(held: int, first: int = FIRST_CAPACITY) -> int:
 def _capacity(held: int, limit: int, first: int = FIRST_CAPACITY) -> int:
     """A buffer's size for ``held`` values: none for none, else at least ``first``, at most ``limit``."""
     return min(limit, max(held, first)) if held else 0
+
+
+def _leading(held: list[int], size: int) -> np.ndarray:
+    """A mask of each row's first ``held[row]`` slots, row after row: rows of a state refilled in one
+    assignment from their values laid end to end (one slice a row was 48 seasonal slots and 14 record
+    rows of Python assignments, most of a detector's rebuild)."""
+    return np.arange(size) < np.array(held, dtype=np.int64)[:, None]
 
 
 def _record_states(s: _Parts) -> list[dict[str, Any]]:
