@@ -44,6 +44,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
+import numpy as np
+
 from config.catalog import LEVELS, SensorKind, Thresholds
 from models.protocol import FloatArray
 
@@ -236,6 +238,53 @@ def pass_quiet(
     state.seen += len(values)
     state.clock_s = max(state.clock_s, *ts_s.tolist())
     return True
+
+
+def signals_among(
+    state: SeriesDecision,
+    rule: DecisionRule,
+    ts_s: FloatArray,
+    values: FloatArray,
+    scores: FloatArray,
+    baselines: FloatArray,
+) -> list[tuple[int, Decision]]:
+    """The signals of ``decide_series`` over a run, by index, with ``state`` advanced alike.
+
+    A run ``pass_quiet`` cannot take whole is often quiet but for a few points: a restore
+    replays up to 256 points a series, and one score over the threshold sent all of them
+    through ``decide`` (a tenth of a restore's time). Here only the points that may signal
+    (a score not under the threshold, a value at or past the nearest line), and those
+    while a line is held, take ``decide``; the stretches between move the count and the
+    clock at once, as ``pass_quiet`` argues they would point by point.
+    """
+    n = len(values)
+    if rule.threshold <= 0:
+        maybe = np.ones(n, dtype=bool)  # a held score (0) is an anomaly at a threshold of 0
+    else:
+        maybe = ~(scores < rule.threshold)  # a NaN score is not under it
+        if rule.lines:
+            maybe |= values >= min(rule.lines) if rule.above else values <= max(rule.lines)
+    loud = np.flatnonzero(maybe).tolist()
+    loud.append(n)
+    times, listed, scored, expected = ts_s.tolist(), values.tolist(), scores.tolist(), baselines.tolist()
+    out: list[tuple[int, Decision]] = []
+    i = next_loud = 0
+    while i < n:
+        if state.held_level == NO_LINE:
+            while loud[next_loud] < i:
+                next_loud += 1
+            quiet_until = loud[next_loud]
+            if quiet_until > i:
+                state.seen += quiet_until - i
+                state.clock_s = max(state.clock_s, *times[i:quiet_until])
+                i = quiet_until
+                if i == n:
+                    break
+        decision = state.decide(rule, times[i], listed[i], scored[i], expected[i])
+        if decision.signal:
+            out.append((i, decision))
+        i += 1
+    return out
 
 
 _DECISION_FIELDS = tuple(f.name for f in fields(SeriesDecision))

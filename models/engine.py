@@ -44,7 +44,7 @@ import numpy as np
 from config.catalog import LEVELS, Catalog, SensorKind, Thresholds
 from config.live_catalog import CatalogView
 from config.positions import Position
-from models.decision import Decision, DecisionRule, SeriesDecision, decide_series, pass_quiet
+from models.decision import Decision, DecisionRule, SeriesDecision, pass_quiet, signals_among
 from models.features import history_needed
 from models.multivariate import KindModel
 from models.protocol import BatchScores, FloatArray, StreamingDetector
@@ -482,8 +482,7 @@ class ScoringEngine:
         baselines = evidence.get("expected", evidence.get("baseline"))
         if baselines is None:
             baselines = np.full(len(ts), np.nan)
-        decisions = decide_series(series.decision, rule, ts, values, scores, baselines)
-        return result, [(i, d) for i, d in enumerate(decisions) if d.signal]
+        return result, signals_among(series.decision, rule, ts, values, scores, baselines)
 
     def _rules(self, sensor_id: str, series: _Series, catalog: Catalog) -> _Rules:
         """The series' kind, warning lines and decision rule: looked up once per catalog, not per batch."""

@@ -1,4 +1,5 @@
-"""``pass_quiet``: a run it takes in one step leaves the state exactly as the point-by-point step would."""
+"""``pass_quiet`` and ``signals_among``: what they take at once leaves the state exactly as the
+point-by-point step would, and they find the same signals."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.decision import DecisionRule, SeriesDecision, decide_series, pass_quiet
+from models.decision import DecisionRule, SeriesDecision, decide_series, pass_quiet, signals_among
 
 RULES = [
     DecisionRule(hold_points=5, threshold=0.9, min_deviation=1.0, repeat_s=30.0),
@@ -86,3 +87,49 @@ def test_a_run_held_at_a_threshold_of_zero_is_not_taken_at_once() -> None:
         True,
     ]
     assert not pass_quiet(state, rule, ts + 2, np.ones(2), np.full(2, -0.5))
+
+
+long_run = st.lists(
+    st.tuples(
+        st.floats(0.0, 60.0),
+        st.one_of(st.floats(-5.0, 9.0), st.floats(-5.0, 60.0)),  # mostly short of the lines
+        st.one_of(st.floats(0.0, 0.89), st.floats(0.0, 0.89), st.floats(0.85, 1.0), st.just(math.nan)),
+        st.one_of(st.floats(-10.0, 60.0), st.just(math.nan)),  # the baseline a deviation is measured from
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    rule_index=st.integers(0, len(RULES) - 1),
+    runs=st.lists(long_run, min_size=1, max_size=4),
+    held=st.integers(-1, 3),
+)
+def test_signals_among_a_run_are_decide_series_signals_and_leave_the_same_state(
+    rule_index: int, runs: list[list[tuple[float, float, float, float]]], held: int
+) -> None:
+    rule = RULES[rule_index]
+    held = held if rule.lines else -1
+    stepped, skipping = SeriesDecision(held_level=held), SeriesDecision(held_level=held)
+    start = 0.0
+    for points in runs:
+        ts, values, scores = split([p[:3] for p in points], start)
+        baselines = np.array([p[3] for p in points])
+        start = float(ts.max())
+        expected = [(i, d) for i, d in enumerate(decide_series(stepped, rule, ts, values, scores, baselines))]
+        got = signals_among(skipping, rule, ts, values, scores, baselines)
+        assert repr(got) == repr([(i, d) for i, d in expected if d.signal])  # a NaN held score is equal
+        assert skipping == stepped
+
+
+def test_signals_among_a_long_quiet_run_with_one_loud_point_decides_that_point_alone() -> None:
+    """The points either side of a score over the threshold move only the count and the clock."""
+    rule, n = RULES[0], 200
+    ts, values, scores = np.arange(n, dtype=float), np.zeros(n), np.full(n, 0.1)
+    scores[150], values[150] = 0.95, 5.0
+    state = SeriesDecision()
+    signals = signals_among(state, rule, ts, values, scores, np.zeros(n))
+    assert [i for i, _ in signals] == [150]
+    assert state.seen == n and state.clock_s == n - 1 and state.last_anomaly == 150
