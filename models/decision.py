@@ -44,8 +44,6 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
-import numpy as np
-
 from config.catalog import LEVELS, SensorKind, Thresholds
 from models.protocol import FloatArray
 
@@ -257,16 +255,18 @@ def signals_among(
     while a line is held, take ``decide``; the stretches between move the count and the
     clock at once, as ``pass_quiet`` argues they would point by point.
     """
-    n = len(values)
-    if rule.threshold <= 0:
-        maybe = np.ones(n, dtype=bool)  # a held score (0) is an anomaly at a threshold of 0
-    else:
-        maybe = ~(scores < rule.threshold)  # a NaN score is not under it
-        if rule.lines:
-            maybe |= values >= min(rule.lines) if rule.above else values <= max(rule.lines)
-    loud = np.flatnonzero(maybe).tolist()
-    loud.append(n)
     times, listed, scored, expected = ts_s.tolist(), values.tolist(), scores.tolist(), baselines.tolist()
+    n = len(listed)
+    threshold, lines, above = rule.threshold, rule.lines, rule.above
+    nearest = (min(lines) if above else max(lines)) if lines else math.nan  # NaN: nothing is past it
+    # Lists, not numpy, for pass_quiet's reason: a live run that gets here is a point or two.
+    loud = [
+        i
+        for i, (score, value) in enumerate(zip(scored, listed, strict=True))
+        # A held score (0) is an anomaly at a threshold of 0; a NaN score is not under any.
+        if threshold <= 0 or not score < threshold or (value >= nearest if above else value <= nearest)
+    ]
+    loud.append(n)
     out: list[tuple[int, Decision]] = []
     i = next_loud = 0
     while i < n:

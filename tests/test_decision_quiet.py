@@ -93,7 +93,13 @@ long_run = st.lists(
     st.tuples(
         st.floats(0.0, 60.0),
         st.one_of(st.floats(-5.0, 9.0), st.floats(-5.0, 60.0)),  # mostly short of the lines
-        st.one_of(st.floats(0.0, 0.89), st.floats(0.0, 0.89), st.floats(0.85, 1.0), st.just(math.nan)),
+        st.one_of(
+            st.floats(0.0, 0.89),
+            st.floats(0.0, 0.89),
+            st.floats(0.85, 1.0),
+            st.floats(-1.0, -0.1),
+            st.just(math.nan),
+        ),
         st.one_of(st.floats(-10.0, 60.0), st.just(math.nan)),  # the baseline a deviation is measured from
     ),
     min_size=1,
