@@ -199,8 +199,9 @@ def decide_series(
 ) -> list[Decision]:
     """``SeriesDecision.decide`` over a run of one series' points, in the order given.
 
-    The benchmark calls this too (with a rule without lines), so the hold-off it
-    scores is the one the service ships.
+    The benchmark calls this (with a rule without lines); the service takes its signals
+    through ``signals_among``, which a property test holds to this, so the hold-off the
+    benchmark scores is the one the service ships.
     """
     return [
         state.decide(rule, t, v, s, b)
