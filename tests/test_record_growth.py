@@ -217,7 +217,7 @@ def test_a_replayed_batch_grows_its_windows_at_once_to_the_size_point_by_point_r
     grows = 0
     grow = RecordEnsembleDetector._grow
 
-    def counted(self: RecordEnsembleDetector, coming: int = 1) -> bool:
+    def counted(self: RecordEnsembleDetector, coming: int) -> bool:
         nonlocal grows
         grows += 1
         return grow(self, coming)

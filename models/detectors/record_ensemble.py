@@ -198,7 +198,7 @@ class RecordEnsembleDetector:
                 raise RuntimeError("recordensemble: the kernel stopped at a point every buffer had room for")
         return BatchScores(scores, EvidenceRows(_EVIDENCE_ROWS, evidence))
 
-    def _grow(self, coming: int = 1) -> bool:
+    def _grow(self, coming: int) -> bool:
         """Grow the buffers the kernel found full (``C_NEED``), and with them any other that soon will be.
 
         Growing every buffer at least three quarters full at once (the window and the jumps
@@ -300,16 +300,16 @@ class RecordEnsembleDetector:
         s.cap_ring[: len(capped)] = capped
         c[k.C_CAP_N] = len(capped)
         records = state["records"]
-        held = [len(rec["values"]) for rec in records]
-        filled = _leading(held, s.rec_values.shape[1])
+        lengths = [len(rec["values"]) for rec in records]
+        filled = _leading(lengths, s.rec_values.shape[1])
         s.rec_values[filled] = [x for rec in records for x in rec["values"]]
         s.rec_index[filled] = [x for rec in records for x in rec["index"]]
-        s.rec_meta[:] = [(0, n, rec["count"], rec["run"]) for n, rec in zip(held, records, strict=True)]
+        s.rec_meta[:] = [(0, n, rec["count"], rec["run"]) for n, rec in zip(lengths, records, strict=True)]
         s.rec_base[:] = [rec["base"] for rec in records]
         season = state["season"]
-        held = [len(slot) for slot in season]
-        s.season[_leading(held, s.season.shape[1])] = [x for slot in season for x in slot]
-        s.season_meta[:, 1] = held
+        days_kept = [len(slot) for slot in season]
+        s.season[_leading(days_kept, s.season.shape[1])] = [x for slot in season for x in slot]
+        s.season_meta[:, 1] = days_kept
         s.season_meta[:, 2] = state["season_day"]
         s.season_acc[:] = state["season_today"]
         return det
