@@ -230,11 +230,13 @@ class ScoringEngine:
                 continue
             position = saved.get("position")
             if state.get("format") == INCREMENTAL_FORMAT:
-                series = self._from_snapshot(cls, decode_snapshot(state["snapshot"]))
-                series.snapshot_bytes, series.learned = len(state["snapshot"]), int(state["learned"])
                 deltas = state.get("deltas", [])
-                if deltas:
-                    self._replay(sensor_id, series, decode_runs(deltas), catalog)
+                logged = decode_runs(deltas) if deltas else None
+                coming = 0 if logged is None else len(logged.values)
+                series = self._from_snapshot(cls, decode_snapshot(state["snapshot"]), coming=coming)
+                series.snapshot_bytes, series.learned = len(state["snapshot"]), int(state["learned"])
+                if logged is not None:
+                    self._replay(sensor_id, series, logged, catalog)
             elif state.get("format") == CHECKPOINT_FORMAT:
                 series = self._from_snapshot(cls, state)  # a whole state: the next checkpoint rewrites it
             else:
@@ -243,9 +245,10 @@ class ScoringEngine:
             self._series[sensor_id] = series
 
     @staticmethod
-    def _from_snapshot(cls: type[StreamingDetector], state: dict[str, Any]) -> _Series:
+    def _from_snapshot(cls: type[StreamingDetector], state: dict[str, Any], coming: int = 0) -> _Series:
+        """``coming``: the logged points the series will replay next (the detector may make room now)."""
         return _Series(
-            detector=cls.from_state(state["detector"]),
+            detector=cls.from_state(state["detector"], coming=coming),
             decision=SeriesDecision.from_state(state["decision"]),
             context=np.array(state["context"], dtype=np.float64).reshape(-1, 2).T.copy()[:, -CONTEXT:],
             health=SeriesHealth.from_state(state.get("health")),
@@ -262,9 +265,8 @@ class ScoringEngine:
         since would score them differently); health changes and signals were told then.
         """
         rule = self._health_rules.get(series.kind) or NO_HEALTH_RULE
-        for ts_ns, value in zip(delta.ts_ns.tolist(), delta.values.tolist(), strict=True):
-            series.health.observe(rule, ts_ns, value)
-        keep = np.fromiter((rule.in_range(v) for v in delta.values.tolist()), bool, len(delta.values))
+        series.health.observe_replayed(rule, delta.ts_ns, delta.values)
+        keep = (delta.values >= rule.valid_min) & (delta.values <= rule.valid_max)  # ``rule.in_range``
         ts, values, mv = delta.ts_ns[keep] / 1e9, delta.values[keep], delta.multivariate[keep]
         _remember(series, _joined(series.context, ts, values))
         if len(values):

@@ -79,6 +79,11 @@ class StreamingDetector(Protocol):
         ...
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
-        """Rebuild a detector that scores the next point as the saved one would."""
+    def from_state(cls, state: dict[str, Any], *, coming: int = 0) -> Self:
+        """Rebuild a detector that scores the next point as the saved one would.
+
+        ``coming``: how many points the caller will score next in one batch (a restore replays
+        the points logged since the snapshot), so a detector with growing buffers can size them
+        for those at once; it never changes a score.
+        """
         ...

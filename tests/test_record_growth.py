@@ -231,3 +231,29 @@ def test_a_replayed_batch_grows_its_windows_at_once_to_the_size_point_by_point_r
     assert np.array_equal(replayed_scores, live_scores)
     assert _held_bytes(replayed) <= _held_bytes(live)
     assert json.dumps(replayed.get_state()) == json.dumps(live.get_state())
+
+
+@pytest.mark.parametrize("kind", ["daily", "noise", "falling"])
+@pytest.mark.parametrize("coming", [1, 37, 256])
+def test_a_restore_told_the_points_to_come_sizes_its_windows_for_them_at_once(kind: str, coming: int) -> None:
+    """``from_state(coming=n)`` (what a restore's replay passes) sizes the value and jump windows for
+    the n points in one allocation: neither grows during the replay, the scores and the state are
+    those of the series taking the points live, one by one, and it holds no more bytes than that."""
+    ts, values = _series(kind, 300 + coming, seed=7)
+    young = RecordEnsembleDetector()
+    young.score_batch(ts[:300], values[:300])
+    state = json.dumps(young.get_state())
+    told = RecordEnsembleDetector.from_state(json.loads(state), coming=coming)
+    live = RecordEnsembleDetector.from_state(json.loads(state))
+    sizes = told._win_ring.shape, told._jump_ring.shape
+    default = live._win_ring.shape, live._jump_ring.shape
+    replayed = told.score_batch(ts[300:], values[300:]).scores
+    assert (told._win_ring.shape, told._jump_ring.shape) == sizes  # room made before, none during
+    one_by_one = [
+        live.score_batch(ts[i : i + 1], values[i : i + 1]).scores[0] for i in range(300, 300 + coming)
+    ]
+    assert np.array_equal(replayed, one_by_one)
+    assert json.dumps(told.get_state()) == json.dumps(live.get_state())
+    assert _held_bytes(told) <= _held_bytes(live)
+    if coming == 1:  # room for one point to come is what a restore always made
+        assert sizes == default

@@ -83,7 +83,7 @@ class RecordDetectorBase:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
+    def from_state(cls, state: dict[str, Any], *, coming: int = 0) -> Self:
         det = cls(**state["params"])
         det._window = cls.window_class.from_state(state["window"])
         det._capped.extend(float(c) for c in state["capped"])

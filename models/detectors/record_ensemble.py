@@ -276,14 +276,19 @@ class RecordEnsembleDetector:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
+    def from_state(cls, state: dict[str, Any], *, coming: int = 0) -> Self:
         det = cls(**state["params"])
         # Room as growing buffers have it: sized to what they held, the buffers were full, and the
-        # first point scored after a restore reallocated them. (Buffers a series first fills after
-        # its snapshot still grow during the replay, as they did live.)
+        # first point scored after a restore reallocated them. The value window and, once it holds
+        # any, the jump window take exactly one value a point, so they are sized for the ``coming``
+        # points too: in one allocation, the size ``_grow`` would have doubled them to as the points
+        # came, or less. The residuals take one only where a slot has a day, and a series' first
+        # buffers, the record deques and the seasonal days grow during the replay as they did live.
+        extra = max(coming, 1) - 1
+        jumps = len(state["jumps"])
         det._allocate(
-            window=_room(len(state["window"]), max(FIRST_CAPACITY, det.params["level_len"])),
-            jumps=_room(len(state["jumps"])),
+            window=_room(len(state["window"]) + extra, max(FIRST_CAPACITY, det.params["level_len"])),
+            jumps=_room(jumps and jumps + extra),
             residuals=_room(len(state["residuals"])),
             records=_room(max(len(rec["values"]) for rec in state["records"])),
             season_days=_room(max((len(slot) for slot in state["season"]), default=0), first=1),

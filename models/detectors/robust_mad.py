@@ -86,7 +86,7 @@ class RobustMadDetector:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
+    def from_state(cls, state: dict[str, Any], *, coming: int = 0) -> Self:
         detector = cls(**state["params"])
         detector._values.extend(float(v) for v in state["values"])
         return detector

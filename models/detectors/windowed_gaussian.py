@@ -122,7 +122,7 @@ class WindowedGaussianDetector:
         }
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> Self:
+    def from_state(cls, state: dict[str, Any], *, coming: int = 0) -> Self:
         detector = cls(**state["params"])
         values = [float(v) for v in state["values"]]
         detector._window_values[: len(values)] = values
