@@ -1,0 +1,73 @@
+"""A restore's replay advances a series' health in one step: the state reading by reading would leave."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.sensor_health import HealthRule, SeriesHealth
+
+START_NS = 1_790_000_000_000_000_000
+STEP_NS = 60_000_000_000
+
+RULES = st.builds(
+    HealthRule,
+    valid_min=st.just(0.0),
+    valid_max=st.just(10.0),
+    stuck_after_s=st.sampled_from([None, 60.0, 300.0]),
+    steady_at=st.sampled_from([(), (0.0,), (3.0,)]),
+    out_of_range_run=st.integers(1, 3),
+)
+# Few distinct values, so runs of equal readings, steady values and out-of-range ones all occur.
+VALUES = st.lists(st.sampled_from([0.0, 1.5, 3.0, 4.25, 7.0, 10.0, -1.0, 12.0, float("nan")]), max_size=40)
+STATES = st.builds(
+    SeriesHealth,
+    fault=st.sampled_from([None, None, "flatline", "out_of_range"]),
+    run_value=st.sampled_from([None, 1.5, 3.0]),
+    run_start_ns=st.just(START_NS - 10 * STEP_NS),
+    run_readings=st.integers(0, 4),
+    bad_run=st.integers(0, 3),
+    last_good_ns=st.sampled_from([None, START_NS - STEP_NS]),
+    last_good_value=st.sampled_from([None, 1.5]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(rule=RULES, values=VALUES, start=STATES, steps=st.lists(st.integers(1, 10), min_size=40, max_size=40))
+def test_replayed_readings_leave_the_state_observing_them_one_by_one_does(
+    rule: HealthRule, values: list[float], start: SeriesHealth, steps: list[int]
+) -> None:
+    ts_ns = START_NS + STEP_NS * np.cumsum(steps[: len(values)], dtype=np.int64)
+    one_by_one, at_once = (SeriesHealth.from_state(start.get_state()) for _ in range(2))
+    for t, v in zip(ts_ns.tolist(), values, strict=True):
+        one_by_one.observe(rule, t, v)
+    at_once.observe_replayed(rule, ts_ns, np.array(values, dtype=np.float64))
+    assert at_once.get_state() == one_by_one.get_state()
+    assert [type(x) for x in at_once.get_state().values()] == [
+        type(x) for x in one_by_one.get_state().values()
+    ]
+
+
+def test_a_healthy_run_of_distinct_readings_ends_with_the_last_one_as_its_state() -> None:
+    health = SeriesHealth()
+    ts_ns = START_NS + STEP_NS * np.arange(3, dtype=np.int64)
+    health.observe_replayed(
+        HealthRule(valid_min=0.0, valid_max=10.0, stuck_after_s=60.0), ts_ns, np.array([1.0, 2.0, 3.0])
+    )
+    assert health == SeriesHealth(
+        run_value=3.0,
+        run_start_ns=int(ts_ns[-1]),
+        run_readings=1,
+        last_good_ns=int(ts_ns[-1]),
+        last_good_value=3.0,
+    )
+
+
+def test_a_replayed_reading_equal_to_the_current_run_extends_it() -> None:
+    rule = HealthRule(valid_min=0.0, valid_max=10.0, stuck_after_s=600.0)
+    health = SeriesHealth(
+        run_value=2.0, run_start_ns=START_NS, run_readings=2, last_good_ns=START_NS, last_good_value=2.0
+    )
+    health.observe_replayed(rule, np.array([START_NS + 20 * STEP_NS]), np.array([2.0]))
+    assert (health.run_readings, health.run_start_ns, health.fault) == (3, START_NS, "flatline")
