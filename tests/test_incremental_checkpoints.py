@@ -8,6 +8,7 @@ sensors that checkpoint at different rhythms.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -21,6 +22,7 @@ from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from bench.scoring import gas_model as quiet_gas_model
 from models import state_codec
+from models.detectors.record_ensemble import RecordEnsembleDetector
 from models.engine import MAX_LOGGED_POINTS, ScoringEngine
 from models.multivariate import KindModel
 from models.series_checkpoint import (
@@ -267,6 +269,45 @@ def test_deltas_read_as_one_run_are_each_delta_in_order(sizes: list[int]) -> Non
     )
     with pytest.raises(state_codec.StateDecodeError):
         decode_runs([encode_points(runs[0]), b"\0" * (POINT_BYTES + 1)])
+
+
+def test_equal_rows_of_numbers_come_back_as_one_table_and_other_rows_as_they_were() -> None:
+    state = {
+        "table": [[0.5 * i, -1.0 / (i + 1)] for i in range(6)],  # 12 floats in rows of two
+        "ints": [[i, i * i] for i in range(4)],
+        "few": [[1.0, 2.0]] * 3,  # 6 numbers: fewer than an array is worth
+        "mixed": [[1.0, 2]] * 5,  # an int among floats: kept, each as it was
+        "ragged": [[1.0] * 4, [2.0] * 5],
+        "empty": [[]] * 48,
+    }
+    back = state_codec.decode(state_codec.encode(state))
+    assert back["table"].shape == (6, 2) and back["table"].dtype == np.float64
+    assert back["table"].tolist() == state["table"]
+    assert back["ints"].dtype == np.int64 and back["ints"].tolist() == state["ints"]
+    assert (
+        back["few"] == state["few"] and back["ragged"] == state["ragged"] and back["empty"] == state["empty"]
+    )
+    assert back["mixed"] == state["mixed"] and [type(v) for v in back["mixed"][0]] == [float, int]
+
+
+def test_a_seasonal_table_packed_whole_restores_a_detector_that_continues_exactly() -> None:
+    """Three whole days in: every slot keeps two days, so the snapshot holds the seasonal table
+    (and today's sums) as 2-D arrays, which the rebuild takes as they are."""
+    rng = np.random.default_rng(3)
+    ts = 86400.0 * 16204 + 300.0 * np.arange(3 * 288 + 400)  # from a midnight
+    values = 5.0 + np.sin(ts / 13751.0) + 0.1 * rng.standard_normal(len(ts))
+    det = RecordEnsembleDetector()
+    det.score_batch(ts[: 3 * 288], values[: 3 * 288])
+    back = state_codec.decode(state_codec.encode(det.get_state()))
+    assert isinstance(back["season"], np.ndarray) and back["season"].shape == (48, 2)
+    assert isinstance(back["season_today"], np.ndarray)
+    restored = RecordEnsembleDetector.from_state(back)
+    assert json.dumps(restored.get_state()) == json.dumps(det.get_state())
+    later = slice(3 * 288, None)
+    assert np.array_equal(
+        restored.score_batch(ts[later], values[later]).scores,
+        det.score_batch(ts[later], values[later]).scores,
+    )
 
 
 def test_short_lists_of_other_scalars_are_kept_as_they_were() -> None:

@@ -312,8 +312,12 @@ class RecordEnsembleDetector:
         s.rec_meta[:] = [(0, n, rec["count"], rec["run"]) for n, rec in zip(lengths, records, strict=True)]
         s.rec_base[:] = [rec["base"] for rec in records]
         season = state["season"]
-        days_kept = [len(slot) for slot in season]
-        s.season[_leading(days_kept, s.season.shape[1])] = [x for slot in season for x in slot]
+        if isinstance(season, np.ndarray):  # slots that all keep as many days come back as one table
+            days_kept = [season.shape[1]] * len(season)
+            s.season[:, : season.shape[1]] = season
+        else:
+            days_kept = [len(slot) for slot in season]
+            s.season[_leading(days_kept, s.season.shape[1])] = [x for slot in season for x in slot]
         s.season_meta[:, 1] = days_kept
         s.season_meta[:, 2] = state["season_day"]
         s.season_acc[:] = state["season_today"]
