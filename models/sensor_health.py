@@ -156,7 +156,8 @@ class SeriesHealth:
         The usual run, looked at with numpy: a healthy series, every reading in range and none
         equal to the one before. Each then begins a run of one (a run must reach
         ``MIN_STUCK_READINGS`` to be stuck) and is the last good reading, so the last one is the
-        state. Taking them one by one through ``observe`` was a tenth of a restore (``bench.restore``).
+        state. Taking them one by one through ``observe`` was a tenth of a restore (pyinstrument over
+        ``bench.restore``'s states).
         """
         if (
             len(values)
