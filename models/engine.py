@@ -266,7 +266,7 @@ class ScoringEngine:
         """
         rule = self._health_rules.get(series.kind) or NO_HEALTH_RULE
         series.health.observe_replayed(rule, delta.ts_ns, delta.values)
-        keep = (delta.values >= rule.valid_min) & (delta.values <= rule.valid_max)  # ``rule.in_range``
+        keep = rule.in_range_of(delta.values)
         ts, values, mv = delta.ts_ns[keep] / 1e9, delta.values[keep], delta.multivariate[keep]
         _remember(series, _joined(series.context, ts, values))
         if len(values):

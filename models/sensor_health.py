@@ -70,6 +70,10 @@ class HealthRule:
     def in_range(self, value: float) -> bool:
         return self.valid_min <= value <= self.valid_max
 
+    def in_range_of(self, values: FloatArray) -> np.ndarray:
+        """``in_range`` of each value at once (NaN is out of range in both)."""
+        return (values >= self.valid_min) & (values <= self.valid_max)
+
 
 @dataclass(frozen=True, slots=True)
 class HealthEvent:
@@ -162,8 +166,7 @@ class SeriesHealth:
         if (
             len(values)
             and self.fault is None
-            and (values >= rule.valid_min).all()
-            and (values <= rule.valid_max).all()
+            and rule.in_range_of(values).all()
             and float(values[0]) != self.run_value
             and (values[1:] != values[:-1]).all()
         ):

@@ -71,3 +71,8 @@ def test_a_replayed_reading_equal_to_the_current_run_extends_it() -> None:
     )
     health.observe_replayed(rule, np.array([START_NS + 20 * STEP_NS]), np.array([2.0]))
     assert (health.run_readings, health.run_start_ns, health.fault) == (3, START_NS, "flatline")
+
+
+@given(rule=RULES, values=VALUES)
+def test_the_range_check_of_many_values_is_the_check_of_each(rule: HealthRule, values: list[float]) -> None:
+    assert rule.in_range_of(np.array(values, dtype=np.float64)).tolist() == [rule.in_range(v) for v in values]
