@@ -11,9 +11,9 @@ Why this layout: a walk is a chain of dependent loads, and the branch on
 each comparison mispredicts about half the time. So the two children of a
 node sit side by side (the next node is ``child + (went right)``, no
 branch), a leaf points at itself behind a threshold nothing exceeds, every
-walk takes its tree's full depth in steps, and four rows walk a tree
-together so their chains overlap. That made 5,000 rows through 100 trees
-about 3x faster than walking one row at a time with branches.
+walk takes its tree's full depth in steps, and rows walk a tree several
+at a time so their chains overlap. Four at a time made 5,000 rows through
+100 trees about 3x faster than walking one row at a time with branches.
 
 The scores are sklearn's own, bit for bit (``tests/test_forest_kernel.py``):
 
@@ -200,24 +200,34 @@ def _sum_path_lengths(
     """Add each tree's leaf value to ``out`` row by row, tree after tree (sklearn's summation order).
 
     Trees outermost, so one tree's nodes stay in cache while every row walks
-    it; four rows at a time, so four independent chains of loads overlap.
+    it; eight rows at a time, so eight independent chains of loads overlap
+    (20,000 rows through 100 trees took 13 to 15 % less time than four at a time; the
+    lanes held in a small array instead of names were slower than four).
     """
     n = x.shape[0]
     for t in range(roots.shape[0]):
         root, depth = roots[t], steps[t]
         i = 0
-        while i + 4 <= n:
-            a = b = c = d = root
+        while i + 8 <= n:
+            a = b = c = d = e = f = g = h = root
             for _ in range(depth):
                 a = _step(x, i, a, child, feature, threshold, nan_right)
                 b = _step(x, i + 1, b, child, feature, threshold, nan_right)
                 c = _step(x, i + 2, c, child, feature, threshold, nan_right)
                 d = _step(x, i + 3, d, child, feature, threshold, nan_right)
+                e = _step(x, i + 4, e, child, feature, threshold, nan_right)
+                f = _step(x, i + 5, f, child, feature, threshold, nan_right)
+                g = _step(x, i + 6, g, child, feature, threshold, nan_right)
+                h = _step(x, i + 7, h, child, feature, threshold, nan_right)
             out[i] += leaf_value[a]
             out[i + 1] += leaf_value[b]
             out[i + 2] += leaf_value[c]
             out[i + 3] += leaf_value[d]
-            i += 4
+            out[i + 4] += leaf_value[e]
+            out[i + 5] += leaf_value[f]
+            out[i + 6] += leaf_value[g]
+            out[i + 7] += leaf_value[h]
+            i += 8
         for j in range(i, n):
             a = root
             for _ in range(depth):

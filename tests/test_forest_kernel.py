@@ -124,3 +124,13 @@ def test_wrong_width_is_refused() -> None:
     forest = IsolationForest(n_estimators=3, random_state=0).fit(_random_features(300, seed=7))
     with pytest.raises(ValueError, match=r"\(n, 6\)"):
         flatten_forest(forest).anomaly_scores(np.zeros((4, 5)))
+
+
+def test_every_count_of_rows_left_over_from_the_lanes_is_scored() -> None:
+    """Rows walk eight at a time; 1 to 17 rows leave every remainder for the one-row walk."""
+    train = _random_features(1000, seed=6)
+    forest = IsolationForest(n_estimators=30, random_state=0).fit(train)
+    flat = flatten_forest(forest)
+    for n in range(1, 18):
+        x = _queries(train, seed=n)[:n]
+        assert np.array_equal(flat.anomaly_scores(x), -forest.score_samples(x)), n
