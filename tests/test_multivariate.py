@@ -9,8 +9,17 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-from models.features import FEATURE_NAMES, history_needed, stacked_window_features, window_features
+from models.features import (
+    FEATURE_NAMES,
+    _row_medians,
+    history_needed,
+    stacked_window_features,
+    window_features,
+)
 from models.multivariate import CALIBRATION_POINTS, MIN_SAMPLES, KindModel, fit_kind_model, range_excess
 
 STEP_S = 300.0
@@ -117,6 +126,25 @@ def test_stacked_features_check_every_segment() -> None:
     with pytest.raises(ValueError, match="equal length"):
         stacked_window_features([(ts, values[:-1], 12)])
     assert stacked_window_features([]).shape == (0, len(FEATURE_NAMES))
+
+
+_EDGY = st.one_of(
+    st.floats(allow_nan=False, width=64),  # every finite magnitude, and both infinities
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 1e308, -1e308]),  # ties, signed zeros, sums that overflow
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.integers(1, 6).flatmap(lambda m: st.integers(1, 14).flatmap(
+    lambda w: arrays(np.float64, (m, w), elements=_EDGY))))  # fmt: skip
+def test_row_medians_are_numpys_medians(rows: np.ndarray) -> None:
+    """The features' medians (sorted, not partitioned) are np.median's, so trained models see the same rows.
+
+    Equal as numbers: where a row's middle holds both 0.0 and -0.0 the two may pick different
+    signs of zero, which compare equal, and so take the same branch of every tree.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # two huge middles overflow alike
+        assert np.array_equal(_row_medians(rows), np.median(rows, axis=1), equal_nan=True)
 
 
 # --- scores -----------------------------------------------------------------------------------------
