@@ -411,6 +411,8 @@ class ScoringEngine:
         """Advance the series' health over its new points; returns which are worth scoring (in range)."""
         rule = self._health_rules.get(obs[0].kind) or NO_HEALTH_RULE
         health = series.health
+        if health.take_distinct(rule, [o.value for o in obs], obs[-1].ts_ns):
+            return [True] * len(obs)  # the usual batch: in range, healthy, nothing to tell
         for o in obs:
             before_ns, before_value = health.last_good_ns, health.last_good_value
             change = health.observe(rule, o.ts_ns, o.value)

@@ -153,15 +153,35 @@ class SeriesHealth:
         self.last_good_ns, self.last_good_value = ts_ns, value
         return None if before is None else Change(None, f"a good reading again: {value:g}")
 
+    def take_distinct(self, rule: HealthRule, values: list[float], last_ns: int) -> bool:
+        """Take readings at once when ``observe`` would change nothing but the run; returns whether it did.
+
+        That is a healthy series, every reading in range and each unlike the one before it (the
+        first unlike the current run's value): each then begins a run of one, which a run must
+        reach ``MIN_STUCK_READINGS`` to be stuck, and is the last good reading, so the last is
+        the state and no change is told. ``last_ns`` is the last reading's time. A live batch
+        brings a series a few readings, and an ``observe`` call and a range check for each was
+        a twentieth of ``ScoringEngine.score`` (py-spy over ``bench.scoring``'s batches).
+        Otherwise nothing changes: take the readings one by one.
+        """
+        if self.fault is not None or not values:
+            return False
+        low, high = rule.valid_min, rule.valid_max
+        before = self.run_value
+        for value in values:
+            if value == before or not low <= value <= high:  # NaN fails the range
+                return False
+            before = value
+        self._run_of_one(last_ns, values[-1])
+        return True
+
     def observe_replayed(self, rule: HealthRule, ts_ns: np.ndarray, values: FloatArray) -> None:
         """Advance over readings observed once already (a restore's replay): the state ``observe``
         leaves, without the changes, which were told the first time.
 
-        The usual run, looked at with numpy: a healthy series, every reading in range and none
-        equal to the one before. Each then begins a run of one (a run must reach
-        ``MIN_STUCK_READINGS`` to be stuck) and is the last good reading, so the last one is the
-        state. Taking them one by one through ``observe`` was a tenth of a restore (pyinstrument over
-        ``bench.restore``'s states).
+        The usual run is ``take_distinct``'s, looked at with numpy: a replay holds up to
+        ``models.engine.MAX_LOGGED_POINTS`` readings. Taking them one by one through ``observe``
+        was a tenth of a restore (pyinstrument over ``bench.restore``'s states).
         """
         if (
             len(values)
@@ -170,13 +190,16 @@ class SeriesHealth:
             and float(values[0]) != self.run_value
             and (values[1:] != values[:-1]).all()
         ):
-            last_ns, last = int(ts_ns[-1]), float(values[-1])
-            self.bad_run = 0
-            self.run_value, self.run_start_ns, self.run_readings = last, last_ns, 1
-            self.last_good_ns, self.last_good_value = last_ns, last
+            self._run_of_one(int(ts_ns[-1]), float(values[-1]))
             return
         for t, v in zip(ts_ns.tolist(), values.tolist(), strict=True):
             self.observe(rule, t, v)
+
+    def _run_of_one(self, ts_ns: int, value: float) -> None:
+        """A healthy series' state after an in-range reading unlike the one before it."""
+        self.bad_run = 0
+        self.run_value, self.run_start_ns, self.run_readings = value, ts_ns, 1
+        self.last_good_ns, self.last_good_value = ts_ns, value
 
     def get_state(self) -> dict[str, Any]:
         # Every field is a scalar: no need for asdict's deep copy, which a checkpoint of

@@ -1,4 +1,4 @@
-"""A restore's replay advances a series' health in one step: the state reading by reading would leave."""
+"""Health taken many readings at once (a restore's replay, a live batch) ends as reading by reading would."""
 
 from __future__ import annotations
 
@@ -76,3 +76,30 @@ def test_a_replayed_reading_equal_to_the_current_run_extends_it() -> None:
 @given(rule=RULES, values=VALUES)
 def test_the_range_check_of_many_values_is_the_check_of_each(rule: HealthRule, values: list[float]) -> None:
     assert rule.in_range_of(np.array(values, dtype=np.float64)).tolist() == [rule.in_range(v) for v in values]
+
+
+@settings(max_examples=500, deadline=None)
+@given(rule=RULES, values=VALUES, start=STATES, steps=st.lists(st.integers(1, 10), min_size=40, max_size=40))
+def test_readings_taken_at_once_are_taken_only_where_one_by_one_tells_nothing_and_ends_the_same(
+    rule: HealthRule, values: list[float], start: SeriesHealth, steps: list[int]
+) -> None:
+    """``take_distinct`` leaves the state ``observe`` would, having told nothing, or touches nothing."""
+    ts_ns = (START_NS + STEP_NS * np.cumsum(steps[: len(values)], dtype=np.int64)).tolist()
+    one_by_one, at_once = (SeriesHealth.from_state(start.get_state()) for _ in range(2))
+    changes = [one_by_one.observe(rule, t, v) for t, v in zip(ts_ns, values, strict=True)]
+    if at_once.take_distinct(rule, values, ts_ns[-1] if ts_ns else 0):
+        assert changes == [None] * len(values)
+        assert at_once.get_state() == one_by_one.get_state()
+    else:
+        assert at_once.get_state() == start.get_state()
+
+
+def test_a_live_batch_of_distinct_healthy_readings_is_taken_at_once() -> None:
+    """The usual batch does take the short way (else the property above would hold vacuously)."""
+    rule = HealthRule(valid_min=0.0, valid_max=10.0, stuck_after_s=60.0)
+    health = SeriesHealth(run_value=1.5, run_start_ns=START_NS, run_readings=1)
+    assert health.take_distinct(rule, [2.0, 3.0, 2.0], START_NS + 3 * STEP_NS)
+    assert (health.run_value, health.run_readings, health.last_good_ns) == (2.0, 1, START_NS + 3 * STEP_NS)
+    for refused in ([1.5, 2.0], [2.0, 2.0], [2.0, 11.0], [float("nan")], []):
+        assert not SeriesHealth(run_value=1.5).take_distinct(rule, refused, START_NS)
+    assert not SeriesHealth(fault="flatline").take_distinct(rule, [2.0], START_NS)
