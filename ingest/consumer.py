@@ -620,12 +620,12 @@ class IngestWorker(Generic[Item]):
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         self._rebalanced()
         self.owned = self.owned | {(p.topic, p.partition) for p in partitions}
-        log.info("assigned %s", [p.partition for p in partitions])
+        log.info("%s: assigned partitions %s", self.topic, [p.partition for p in partitions])
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         """Checkpoint before the partitions go, so their next owner starts where we stopped."""
         self._rebalanced()
-        log.info("revoked %s", [p.partition for p in partitions])
+        log.info("%s: revoked partitions %s", self.topic, [p.partition for p in partitions])
         staged = self._await_save()
         if staged is not None and staged.error is not None:
             # What the failed save held is lost, so no later offset may be committed: read again.
@@ -650,7 +650,7 @@ class IngestWorker(Generic[Item]):
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         """Partitions already owned by someone else: committing would be wrong, so just forget."""
         self._rebalanced()
-        log.warning("lost %s", [p.partition for p in partitions])
+        log.warning("%s: lost partitions %s", self.topic, [p.partition for p in partitions])
         self._await_save()  # its state is saved, its offsets not committed: the replay skips what it learned
         self.owned = self.owned - {(p.topic, p.partition) for p in partitions}
         self._pending.clear()

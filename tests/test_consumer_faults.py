@@ -8,6 +8,7 @@ text column handed U+0000. Nothing here mocks Kafka, InfluxDB or PostgreSQL.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -95,8 +96,11 @@ def all_committed(settings: Settings, topic: str, group: str, expected: int) -> 
     return committed_total(settings.kafka_bootstrap, group, topic, settings.topic_partitions) >= expected
 
 
-def test_rebalance_during_store_outage_loses_nothing(broker: EmbeddedBroker, tmp_path: Path) -> None:
+def test_rebalance_during_store_outage_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Two consumers share the stream; the store goes down; one leaves; the store comes back."""
+    caplog.set_level(logging.INFO, logger="ingest.consumer")
     with private_influxd(tmp_path / "influxd") as influxd:
         settings = isolated_settings(
             bootstrap=broker.bootstrap,
@@ -140,6 +144,12 @@ def test_rebalance_during_store_outage_loses_nothing(broker: EmbeddedBroker, tmp
                 assert store.count() == len(readings)
             finally:
                 store.close()
+            # A worker consumes two topics (readings, reports): its rebalance logs say which.
+            said = [r.getMessage() for r in caplog.records if r.name == "ingest.consumer"]
+            for what in ("assigned", "revoked"):
+                assert any(m.startswith(f"{settings.topic_readings}: {what} partitions [") for m in said), (
+                    what
+                )
         finally:
             svc_a.close()
             svc_b.close()
