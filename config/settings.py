@@ -100,13 +100,15 @@ class Settings(BaseSettings):
     # --- ingest
     # A batch pays a fixed cost per series in it (the detector's and the model's calls, the decision
     # step, health), so under a backlog its cost per reading falls with the readings it holds per
-    # series: with one reading per series about 60-90 µs of engine time each, with five about 30,
-    # with twenty about 16 (bench.scoring's series, this slow machine). In bench.pipeline (10,000
-    # sensors) 20,000 instead of 5,000 cut a worker's CPU a reading from 119.7 to 92.4 µs. A batch
-    # of 20,000 is then about 2 s of a worker's CPU, well inside max.poll.interval even at the 10 s
-    # `citywarn run` uses; a steady flow fills batches by batch_max_wait_s long before this.
+    # series: bench.scoring's engine, 5,000 gas series 300 points old, took 8.7 µs a reading at 4 a
+    # series and 6.5 at 10 (2026-12-04). What bounds it is time: a batch is handled between two polls
+    # and before the next checkpoint, so it should stay about a second of a worker's CPU, well inside
+    # the 5 s checkpoint interval and the 10 s max.poll.interval `citywarn run` uses on Tansu. At the
+    # 18 to 21 µs a reading bench.pipeline's workers spend, that is 50,000. Against 20,000 there, in
+    # alternated runs, a worker spent 10 to 15 % less CPU a reading alone and 3 to 10 % less beside
+    # another. A steady flow fills its batches by batch_max_wait_s long before this.
     batch_max_messages: int = Field(
-        default=20_000, ge=1, le=100_000, description="Most messages polled as one batch."
+        default=50_000, ge=1, le=100_000, description="Most messages polled as one batch."
     )
     # A reading waits up to this long in the consumer before its batch is scored: on Tansu at 5,000
     # readings/s a bare consumer saw produce-to-poll p50 0.40 s and p99 0.72 s at 0.5 s, p50 0.07 s and

@@ -21,6 +21,7 @@ from app.collector import YOUNG_COLLECTION_EVERY, settle_for_batches
 from app.main import create_app
 from bench.isolation import isolated_settings
 from bench.scoring import batch, service_engine
+from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 
 
@@ -55,7 +56,7 @@ def test_the_objects_ingest_starts_with_are_not_walked_by_full_collections(
 
 
 def full_collections_over_batches(*, settled: bool) -> int:
-    """Full collections while an engine of 2,000 series scores three batches of 20,000 points.
+    """Full collections while an engine of 2,000 series scores three batches of the default size.
 
     What the process held before is frozen and the collector's count of long-lived objects reset to
     none, as in a worker that froze start-up: CPython 3.11 waits for a full collection until a quarter
@@ -68,7 +69,8 @@ def full_collections_over_batches(*, settled: bool) -> int:
         settle_for_batches()
     engine = service_engine()
     rng = np.random.default_rng(3)
-    engine.score(batch(2000, 10, 0, rng))  # the series begin after the collector is set, as in a worker
+    points = Settings().batch_max_messages // 2000
+    engine.score(batch(2000, points, 0, rng))  # the series begin after the collector is set, as in a worker
     full = 0
 
     def count(phase: str, info: dict[str, int]) -> None:
@@ -78,7 +80,7 @@ def full_collections_over_batches(*, settled: bool) -> int:
     gc.callbacks.append(count)
     try:
         for b in range(1, 4):
-            engine.score(batch(2000, 10, 10 * b, rng))
+            engine.score(batch(2000, points, points * b, rng))
     finally:
         gc.callbacks.remove(count)
     return full
