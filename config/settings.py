@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # and before the next checkpoint, so it should stay about a second of a worker's CPU, well inside
     # the 5 s checkpoint interval and the 10 s max.poll.interval `citywarn run` uses on Tansu. At the
     # 18 to 21 µs a reading bench.pipeline's workers spend, that is 50,000. Against 20,000 there, in
-    # alternated runs, a worker spent 10 to 15 % less CPU a reading alone and 3 to 10 % less beside
+    # alternated runs, a worker spent 8 to 15 % less CPU a reading alone and 3 to 10 % less beside
     # another. A steady flow fills its batches by batch_max_wait_s long before this.
     batch_max_messages: int = Field(
         default=50_000, ge=1, le=100_000, description="Most messages polled as one batch."
