@@ -105,7 +105,7 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
         faults=fault_desk(svc),
         on_signals=count_signals,
     )
-    return _worker(
+    worker = _worker(
         svc,
         stream="readings",
         topic=s.topic_readings,
@@ -114,6 +114,8 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
         write=counting_districts(svc.store.write, svc.areas),
         sink=sink,
     )
+    sink.keep_alive = worker.keep_alive  # restoring thousands of series can outlast max.poll.interval
+    return worker
 
 
 def build_report_worker(svc: Services) -> IngestWorker[ReportRecord]:

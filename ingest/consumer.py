@@ -86,6 +86,11 @@ LAG_FRESH_S = 30.0
 # the state database and a synchronous commit to the broker.
 IDLE_CHECKPOINT_SPACING_S = 1.0
 
+# A step of a batch that may run long (restoring the series a batch brings) lets the worker poll,
+# paused, at most this often (``IngestWorker.keep_alive``): far inside the shortest max.poll.interval
+# (10 s, ``citywarn run`` on Tansu), and each such poll costs well under a millisecond.
+KEEP_ALIVE_EVERY_S = 1.0
+
 Item = TypeVar("Item")
 ItemContra = TypeVar("ItemContra", contravariant=True)
 PartitionKey = tuple[str, int]
@@ -231,6 +236,7 @@ class IngestWorker(Generic[Item]):
         self.lag_fresh_s = LAG_FRESH_S
         self._pending: dict[PartitionKey, int] = {}  # next offset to commit per owned partition
         self._generation = 0  # bumped by every rebalance callback
+        self._polled_at = time.monotonic()  # the last poll librdkafka counts for max.poll.interval
         self._lost = False
         self._last_checkpoint = time.monotonic()
         self._last_lag = float("-inf")
@@ -255,6 +261,7 @@ class IngestWorker(Generic[Item]):
                     wait = max(0.0, polled_at + wait - time.monotonic())
                 msgs = self._consumer.consume(self.batch_max_messages, wait)
                 polled_at, last_empty = time.monotonic(), not msgs
+                self._polled_at = polled_at
                 idle = last_empty and wait >= self.batch_max_wait_s  # a whole window brought nothing
                 if self._lost:
                     # Uncheckpointed state was dropped with the lost partitions: read the rest again.
@@ -333,6 +340,9 @@ class IngestWorker(Generic[Item]):
         positions = [(m.partition(), m.offset()) for m, _ in handed]
         try:
             self.sink.process([item for _, item in handed], positions, now=now)  # type: ignore[arg-type]
+        except _BatchAbandoned as why:  # a rebalance during ``keep_alive``
+            self._abandon_batch(str(why))
+            return
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -459,6 +469,28 @@ class IngestWorker(Generic[Item]):
                 self._measure_lag()
         finally:
             self._consumer.resume(self._consumer.assignment())
+
+    def keep_alive(self) -> None:
+        """Keep the worker in the group through a long step of the batch in hand; call it between parts.
+
+        librdkafka leaves the group when ``max.poll.interval.ms`` passes without a poll, and a batch
+        is handled between two polls: a worker handed thousands of series restores each from its
+        checkpoint within its first batch, which can take longer than that. At most every
+        ``KEEP_ALIVE_EVERY_S`` this polls with the partitions paused, which reads nothing. A
+        rebalance during that poll voids the batch (``_BatchAbandoned``), as during a held batch's
+        retries: it is read again from the committed offsets.
+        """
+        if time.monotonic() - self._polled_at < KEEP_ALIVE_EVERY_S:
+            return
+        generation = self._generation
+        self._consumer.pause(self._consumer.assignment())
+        try:
+            self._consumer.poll(0)
+        finally:
+            self._consumer.resume(self._consumer.assignment())
+        self._polled_at = time.monotonic()
+        if self._generation != generation:
+            raise _BatchAbandoned("rebalanced while the batch was handled")
 
     def _abandon_batch(self, why: str) -> None:
         """Drop the batch in hand; checkpoint what earlier batches covered; read on from there."""

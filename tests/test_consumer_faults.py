@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer
 
+import alerts.sinks
 from alerts.sinks import ReportSink
 from app.services import Services, build_services
 from app.workers import build_ingest_worker, silence_watch
@@ -147,9 +148,8 @@ def test_rebalance_during_store_outage_loses_nothing(
             # A worker consumes two topics (readings, reports): its rebalance logs say which.
             said = [r.getMessage() for r in caplog.records if r.name == "ingest.consumer"]
             for what in ("assigned", "revoked"):
-                assert any(m.startswith(f"{settings.topic_readings}: {what} partitions [") for m in said), (
-                    what
-                )
+                prefix = f"{settings.topic_readings}: {what} partitions ["
+                assert any(m.startswith(prefix) for m in said), what
         finally:
             svc_a.close()
             svc_b.close()
@@ -328,3 +328,102 @@ def test_a_report_postgresql_refuses_is_dead_lettered_and_the_rest_is_saved(
         )
     finally:
         svc.close()
+
+
+def test_a_first_batch_restoring_longer_than_the_poll_interval_keeps_its_partitions(
+    broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker handed many series restores each within its first batch, which can outlast
+    ``max.poll.interval.ms``: librdkafka then leaves the group, and every retry of that batch
+    restores again. Here a slow state database (its real loads, each delayed 0.6 s: fault
+    injection, no mock) makes the first batch's restores take about 6 s against a 3 s interval.
+    """
+    caplog.set_level(logging.INFO, logger="ingest.consumer")
+    monkeypatch.setattr(alerts.sinks, "RESTORE_CHUNK", 4)
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        checkpoint_interval_s=0.5,
+    ).model_copy(update={"kafka_max_poll_interval_ms": 3000, "kafka_session_timeout_ms": 2000})
+    ensure_topics(settings)
+    svc = build_services(settings)
+    load = svc.checkpoints.load
+
+    def slow_load(keys: Any) -> dict[str, dict[str, Any]]:
+        time.sleep(0.6)
+        return load(keys)
+
+    svc.checkpoints.load = slow_load  # type: ignore[method-assign]
+    worker = build_ingest_worker(svc)
+    readings = quiet_readings(minutes=5, sensors=40, end=datetime.now(UTC) - timedelta(minutes=1))
+    topic, group = settings.topic_readings, settings.consumer_group
+    try:
+        with running(worker):
+            wait_until(lambda: bool(worker.owned), timeout_s=30, what="the worker to own partitions")
+            produce(settings, topic, as_json(readings))
+            wait_until(
+                lambda: all_committed(settings, topic, group, len(readings)),
+                timeout_s=60,
+                what="every reading to be committed",
+            )
+            said = [r.getMessage() for r in caplog.records if r.name == "ingest.consumer"]
+            engine = worker.sink.engine  # type: ignore[attr-defined]
+            assert all(engine.known(s.id) for s in CATALOG.sensors[:40])
+        assert worker.stats.abandoned == 0
+        assert not [m for m in said if f"{topic}: lost" in m or f"{topic}: revoked" in m], said
+        assert [m for m in said if m.startswith(f"{topic}: assigned")] != []
+    finally:
+        svc.close()
+
+
+def test_a_rebalance_while_a_batch_restores_voids_the_batch_and_loses_nothing(
+    broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second worker joins while the first is restoring its first batch's series: the first's
+    paused poll between restores sees the rebalance, drops the batch and reads on from its
+    committed offsets; every reading is stored and committed once the two share the stream.
+    """
+    monkeypatch.setattr(alerts.sinks, "RESTORE_CHUNK", 4)
+    settings = isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        checkpoint_interval_s=0.5,
+    )
+    ensure_topics(settings)
+    svc_a, svc_b = build_services(settings), build_services(settings)
+    load, restoring = svc_a.checkpoints.load, threading.Event()
+
+    def slow_load(keys: Any) -> dict[str, dict[str, Any]]:
+        restoring.set()
+        time.sleep(0.6)
+        return load(keys)
+
+    svc_a.checkpoints.load = slow_load  # type: ignore[method-assign]
+    first, second = build_ingest_worker(svc_a), build_ingest_worker(svc_b)
+    readings = quiet_readings(minutes=5, sensors=40, end=datetime.now(UTC) - timedelta(minutes=1))
+    topic, group = settings.topic_readings, settings.consumer_group
+    try:
+        with running(first):
+            wait_until(lambda: len(first.owned) == 3, timeout_s=30, what="the first worker to own the topic")
+            produce(settings, topic, as_json(readings))
+            wait_until(restoring.is_set, timeout_s=30, what="the first batch's restores")
+            with running(second):
+                wait_until(
+                    lambda: first.stats.abandoned >= 1, timeout_s=30, what="the first to drop its batch"
+                )
+                wait_until(
+                    lambda: all_committed(settings, topic, group, len(readings)),
+                    timeout_s=90,
+                    what="every reading to be committed",
+                )
+                assert first.owned and second.owned
+        store = open_store(settings.store_url)
+        try:
+            assert store.count() == len(readings)
+        finally:
+            store.close()
+    finally:
+        svc_a.close()
+        svc_b.close()
