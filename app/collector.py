@@ -17,11 +17,13 @@ import gc
 
 # Net allocations between young collections: above what a batch of the default size (50,000) keeps
 # alive, so one passes with about one young collection and no full one. Parsing and the consumer's
-# lists keep three tracked objects a reading (``gc.get_count`` over a batch of 20,000), and the engine
-# one more a point until the checkpoint: about 200,000 for a default batch. At 100,000, bench.scoring's
-# batches of 50,000 points ran 7 young collections and a middle one in 8 batches; at this, none.
+# lists keep three tracked objects a reading (``gc.get_count`` over a batch of 20,000 parsed
+# readings), the broker's message is a fourth (its type supports the collector), and the engine keeps
+# one more a point until the checkpoint: about 250,000 for a default batch. At 100,000,
+# bench.scoring's batches of 50,000 points (the engine's share alone) ran 7 young collections and a
+# middle one in 8 batches; at 250,000, none.
 # Cyclic garbage (rare here: the batch's objects hold no cycles) waits that much longer to be found.
-YOUNG_COLLECTION_EVERY = 250_000
+YOUNG_COLLECTION_EVERY = 400_000
 
 
 def settle_for_batches() -> None:
