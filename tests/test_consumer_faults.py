@@ -330,31 +330,45 @@ def test_a_report_postgresql_refuses_is_dead_lettered_and_the_rest_is_saved(
         svc.close()
 
 
+def _local_settings(broker: EmbeddedBroker, tmp_path: Path, **update: Any) -> Settings:
+    """The test's broker, a SQLite state database and store, checkpoints every half second."""
+    return isolated_settings(
+        bootstrap=broker.bootstrap,
+        store_url=f"file://{tmp_path}/store.sqlite3",
+        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
+        checkpoint_interval_s=0.5,
+    ).model_copy(update=update)
+
+
+def _slow_restores(monkeypatch: pytest.MonkeyPatch, svc: Services, started: threading.Event) -> None:
+    """A slow state database: its real loads, each delayed 0.6 s (fault injection, no mock), four
+    series a load, so restoring 40 series takes about 6 s. ``started`` is set at the first load."""
+    monkeypatch.setattr(alerts.sinks, "RESTORE_CHUNK", 4)
+    load = svc.checkpoints.load
+
+    def slow_load(keys: Any) -> dict[str, dict[str, Any]]:
+        started.set()
+        time.sleep(0.6)
+        return load(keys)
+
+    svc.checkpoints.load = slow_load  # type: ignore[method-assign]
+
+
 def test_a_first_batch_restoring_longer_than_the_poll_interval_keeps_its_partitions(
     broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A worker handed many series restores each within its first batch, which can outlast
     ``max.poll.interval.ms``: librdkafka then leaves the group, and every retry of that batch
-    restores again. Here a slow state database (its real loads, each delayed 0.6 s: fault
-    injection, no mock) makes the first batch's restores take about 6 s against a 3 s interval.
+    restores again. Here a slow state database makes the first batch's restores take about 6 s
+    against a 3 s interval.
     """
     caplog.set_level(logging.INFO, logger="ingest.consumer")
-    monkeypatch.setattr(alerts.sinks, "RESTORE_CHUNK", 4)
-    settings = isolated_settings(
-        bootstrap=broker.bootstrap,
-        store_url=f"file://{tmp_path}/store.sqlite3",
-        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
-        checkpoint_interval_s=0.5,
-    ).model_copy(update={"kafka_max_poll_interval_ms": 3000, "kafka_session_timeout_ms": 2000})
+    settings = _local_settings(
+        broker, tmp_path, kafka_max_poll_interval_ms=3000, kafka_session_timeout_ms=2000
+    )
     ensure_topics(settings)
     svc = build_services(settings)
-    load = svc.checkpoints.load
-
-    def slow_load(keys: Any) -> dict[str, dict[str, Any]]:
-        time.sleep(0.6)
-        return load(keys)
-
-    svc.checkpoints.load = slow_load  # type: ignore[method-assign]
+    _slow_restores(monkeypatch, svc, threading.Event())
     worker = build_ingest_worker(svc)
     readings = quiet_readings(minutes=5, sensors=40, end=datetime.now(UTC) - timedelta(minutes=1))
     topic, group = settings.topic_readings, settings.consumer_group
@@ -384,23 +398,11 @@ def test_a_rebalance_while_a_batch_restores_voids_the_batch_and_loses_nothing(
     paused poll between restores sees the rebalance, drops the batch and reads on from its
     committed offsets; every reading is stored and committed once the two share the stream.
     """
-    monkeypatch.setattr(alerts.sinks, "RESTORE_CHUNK", 4)
-    settings = isolated_settings(
-        bootstrap=broker.bootstrap,
-        store_url=f"file://{tmp_path}/store.sqlite3",
-        database_url=f"sqlite:///{tmp_path}/state.sqlite3",
-        checkpoint_interval_s=0.5,
-    )
+    settings = _local_settings(broker, tmp_path)
     ensure_topics(settings)
     svc_a, svc_b = build_services(settings), build_services(settings)
-    load, restoring = svc_a.checkpoints.load, threading.Event()
-
-    def slow_load(keys: Any) -> dict[str, dict[str, Any]]:
-        restoring.set()
-        time.sleep(0.6)
-        return load(keys)
-
-    svc_a.checkpoints.load = slow_load  # type: ignore[method-assign]
+    restoring = threading.Event()
+    _slow_restores(monkeypatch, svc_a, restoring)
     first, second = build_ingest_worker(svc_a), build_ingest_worker(svc_b)
     readings = quiet_readings(minutes=5, sensors=40, end=datetime.now(UTC) - timedelta(minutes=1))
     topic, group = settings.topic_readings, settings.consumer_group
