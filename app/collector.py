@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 
 # Net allocations between young collections: above what a batch of the default size (50,000) keeps
-# alive, so one passes with about one young collection and no full one. Parsing and the consumer's
+# alive, so one passes with at most one young collection and no full one. Parsing and the consumer's
 # lists keep three tracked objects a reading (``gc.get_count`` over a batch of 20,000 parsed
 # readings), the broker's message is a fourth (its type supports the collector), and the engine keeps
 # one more a point until the checkpoint: about 250,000 for a default batch. At 100,000,
