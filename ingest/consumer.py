@@ -86,9 +86,9 @@ LAG_FRESH_S = 30.0
 # the state database and a synchronous commit to the broker.
 IDLE_CHECKPOINT_SPACING_S = 1.0
 
-# A step of a batch that may run long (restoring the series a batch brings) lets the worker poll,
-# paused, at most this often (``IngestWorker.keep_alive``): far inside the shortest max.poll.interval
-# (10 s, ``citywarn run`` on Tansu), and each such poll costs well under a millisecond.
+# A step of a batch that may run long (restoring the series a batch brings) lets the worker poll at
+# most this often (``IngestWorker.keep_alive``): far inside the shortest max.poll.interval (10 s,
+# ``citywarn run`` on Tansu), and each such poll costs well under a millisecond.
 KEEP_ALIVE_EVERY_S = 1.0
 
 Item = TypeVar("Item")
@@ -237,6 +237,7 @@ class IngestWorker(Generic[Item]):
         self._pending: dict[PartitionKey, int] = {}  # next offset to commit per owned partition
         self._generation = 0  # bumped by every rebalance callback
         self._polled_at = time.monotonic()  # the last poll librdkafka counts for max.poll.interval
+        self._carried: list[Message] = []  # read by ``keep_alive`` during a batch, for the next one
         self._lost = False
         self._last_checkpoint = time.monotonic()
         self._last_lag = float("-inf")
@@ -259,7 +260,7 @@ class IngestWorker(Generic[Item]):
                 wait = self.batch_max_wait_s
                 if not last_empty:
                     wait = max(0.0, polled_at + wait - time.monotonic())
-                msgs = self._consumer.consume(self.batch_max_messages, wait)
+                msgs = self._next_batch(wait)
                 polled_at, last_empty = time.monotonic(), not msgs
                 self._polled_at = polled_at
                 idle = last_empty and wait >= self.batch_max_wait_s  # a whole window brought nothing
@@ -476,21 +477,32 @@ class IngestWorker(Generic[Item]):
         librdkafka leaves the group when ``max.poll.interval.ms`` passes without a poll, and a batch
         is handled between two polls: a worker handed thousands of series restores each from its
         checkpoint within its first batch, which can take longer than that. At most every
-        ``KEEP_ALIVE_EVERY_S`` this polls with the partitions paused, which reads nothing. A
-        rebalance during that poll voids the batch (``_BatchAbandoned``), as during a held batch's
-        retries: it is read again from the committed offsets.
+        ``KEEP_ALIVE_EVERY_S`` this polls for one message, which the next batch takes first. It does
+        not pause the partitions to read nothing, as ``_pause_for`` does: a pause throws away what
+        librdkafka has fetched ahead, and the next batch then found nothing, waited out the whole
+        batch window and fetched it all again. A rebalance during the poll voids the batch
+        (``_BatchAbandoned``), as during a held batch's retries: it is read again from the
+        committed offsets.
         """
         if time.monotonic() - self._polled_at < KEEP_ALIVE_EVERY_S:
             return
         generation = self._generation
-        self._consumer.pause(self._consumer.assignment())
-        try:
-            self._consumer.poll(0)
-        finally:
-            self._consumer.resume(self._consumer.assignment())
+        self._carried += self._consumer.consume(1, 0)
         self._polled_at = time.monotonic()
         if self._generation != generation:
             raise _BatchAbandoned("rebalanced while the batch was handled")
+
+    def _next_batch(self, wait: float) -> list[Message]:
+        """What ``keep_alive`` carried over, then up to a batch's worth more within ``wait``.
+
+        The carried messages come first: they precede what the consumer returns now in their
+        partitions. A revoke during the consume drops those of the partitions it takes
+        (``_on_revoke``).
+        """
+        msgs = self._consumer.consume(max(1, self.batch_max_messages - len(self._carried)), wait)
+        if self._carried:
+            msgs, self._carried = self._carried + msgs, []
+        return msgs
 
     def _abandon_batch(self, why: str) -> None:
         """Drop the batch in hand; checkpoint what earlier batches covered; read on from there."""
@@ -512,6 +524,7 @@ class IngestWorker(Generic[Item]):
         self._pause_for(self._sink_backoff, self._generation)
 
     def _seek_to_committed(self) -> None:
+        self._carried = []  # read again from the committed offsets
         assignment = self._consumer.assignment()
         if not assignment:
             return
@@ -675,7 +688,7 @@ class IngestWorker(Generic[Item]):
                 log.warning("checkpoint on revoke failed, the new owner replays: %s", exc)
             self._pending.clear()
             self._last_checkpoint = time.monotonic()
-        self.owned = self.owned - {(p.topic, p.partition) for p in partitions}
+        self._forget(partitions)
         # Series of the remaining partitions reload from the fresh checkpoint.
         self.sink.reset()
 
@@ -684,10 +697,16 @@ class IngestWorker(Generic[Item]):
         self._rebalanced()
         log.warning("%s: lost partitions %s", self.topic, [p.partition for p in partitions])
         self._await_save()  # its state is saved, its offsets not committed: the replay skips what it learned
-        self.owned = self.owned - {(p.topic, p.partition) for p in partitions}
+        self._forget(partitions)
         self._pending.clear()
         self.sink.reset()
         self._lost = True
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        """No longer ours: their next owner, maybe us again, reads them from the committed offsets."""
+        gone = {(p.topic, p.partition) for p in partitions}
+        self.owned = self.owned - gone
+        self._carried = [m for m in self._carried if (m.topic(), m.partition()) not in gone]
 
     def _rebalanced(self) -> None:
         self._generation += 1

@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Producer
 
 from bench.isolation import as_json, isolated_settings
 from config.positions import Position
 from config.settings import Settings
+from ingest import consumer
 from ingest.broker import EmbeddedBroker
 from ingest.consumer import BatchSink, IngestWorker
 from ingest.kafka import ensure_topics, producer_config
@@ -36,8 +38,9 @@ WINDOW_S = 2.0
 class TimedSink:
     """The worker's own sink, noting when each batch came and went; the first is held ``first_s``."""
 
-    def __init__(self, inner: BatchSink[Point], *, first_s: float) -> None:
+    def __init__(self, inner: BatchSink[Point], *, first_s: float, keep_alive_last: bool = False) -> None:
         self.inner, self.first_s = inner, first_s
+        self.keep_alive_last = keep_alive_last  # the first batch ends with the worker's keep_alive poll
         self.batches: list[tuple[float, float, int]] = []  # (came, went, readings), time.monotonic()
         self.first_came = threading.Event()
 
@@ -47,6 +50,8 @@ class TimedSink:
             self.first_came.set()
             time.sleep(self.first_s)
         self.inner.process(points, positions, now=now)
+        if self.keep_alive_last and len(self.batches) == 0:
+            self.inner.keep_alive()  # type: ignore[attr-defined]
         self.batches.append((came, time.monotonic(), len(points)))
 
     def checkpoint(self, *, now: datetime) -> None:
@@ -73,8 +78,13 @@ def produce(settings: Settings, messages: list[tuple[bytes, bytes, None]]) -> No
 
 
 @contextmanager
-def worker_with(settings: Settings, *, first_s: float) -> Iterator[tuple[IngestWorker[Any], TimedSink]]:
-    with running_pipeline(settings, wrap_sink=lambda inner: TimedSink(inner, first_s=first_s)) as (_, worker):
+def worker_with(
+    settings: Settings, *, first_s: float, keep_alive_last: bool = False
+) -> Iterator[tuple[IngestWorker[Any], TimedSink]]:
+    def wrap(inner: BatchSink[Point]) -> TimedSink:
+        return TimedSink(inner, first_s=first_s, keep_alive_last=keep_alive_last)
+
+    with running_pipeline(settings, wrap_sink=wrap) as (_, worker):
         assert isinstance(worker.sink, TimedSink)
         yield worker, worker.sink
 
@@ -106,6 +116,30 @@ def test_readings_that_came_during_a_long_batch_are_handed_over_without_a_second
     assert second_readings == 5
     # They have waited longer than the window while the first batch was handled: no new wait.
     # Counting the window from the poll's start made this gap the whole window (2 s).
+    assert second_came - first_went < WINDOW_S / 2
+
+
+def test_what_a_keep_alive_poll_reads_is_the_next_batch_at_once(
+    broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that polls to stay in the group (``keep_alive``) loses nothing fetched meanwhile.
+
+    Polling with the partitions paused threw away what librdkafka had fetched ahead: the next poll,
+    a moment later, found nothing, and the readings waited out a whole window for a second fetch.
+    Here the first batch's last act is that poll, the moment before the next one.
+    """
+    monkeypatch.setattr(consumer, "KEEP_ALIVE_EVERY_S", 0.0)
+    settings = settings_for(broker, tmp_path)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    produce(settings, readings(5, start))
+    with worker_with(settings, first_s=2.0, keep_alive_last=True) as (_, sink):
+        wait_until(sink.first_came.is_set, timeout_s=60, what="the first batch")
+        produce(settings, readings(5, start + timedelta(minutes=1)))  # fetched while it is handled
+        wait_until(lambda: len(sink.batches) >= 2, timeout_s=60, what="the second batch")
+        time.sleep(WINDOW_S)  # room for a third batch, should any reading come twice
+    (_, first_went, first_readings), (second_came, _, second_readings) = sink.batches[:2]
+    assert (first_readings, second_readings) == (5, 5)
+    assert sum(n for *_, n in sink.batches) == 10  # none handed twice
     assert second_came - first_went < WINDOW_S / 2
 
 

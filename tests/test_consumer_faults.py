@@ -395,10 +395,11 @@ def test_a_rebalance_while_a_batch_restores_voids_the_batch_and_loses_nothing(
     broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A second worker joins while the first is restoring its first batch's series: the first's
-    paused poll between restores sees the rebalance, drops the batch and reads on from its
-    committed offsets; every reading is stored and committed once the two share the stream.
+    poll between restores sees the rebalance, drops the batch (and what the poll read past it) and
+    reads on from its committed offsets; every reading is handled, stored and committed once the
+    two share the stream. Batches of 100 of the 200 readings leave the polls something to read.
     """
-    settings = _local_settings(broker, tmp_path)
+    settings = _local_settings(broker, tmp_path, batch_max_messages=100)
     ensure_topics(settings)
     svc_a, svc_b = build_services(settings), build_services(settings)
     restoring = threading.Event()
@@ -421,6 +422,7 @@ def test_a_rebalance_while_a_batch_restores_voids_the_batch_and_loses_nothing(
                     what="every reading to be committed",
                 )
                 assert first.owned and second.owned
+        assert first.stats.consumed + second.stats.consumed == len(readings)  # none handled twice
         store = open_store(settings.store_url)
         try:
             assert store.count() == len(readings)
