@@ -102,16 +102,29 @@ def settings_for(broker: EmbeddedBroker, tmp_path: Path) -> Settings:
     return settings
 
 
+def two_batches(settings: Settings, *, first_s: float, keep_alive_last: bool = False) -> TimedSink:
+    """Five readings, then five more while the first five are handled; the sink once both came and
+    a window more has passed, time for a third batch should any reading come twice.
+
+    The worker measures its lag once before the first reading and not again: that measurement's
+    round trips to the broker, between two batches, would hide how soon the next poll returns.
+    """
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    with worker_with(settings, first_s=first_s, keep_alive_last=keep_alive_last) as (worker, sink):
+        wait_until(lambda: worker.lag_measured_at is not None, timeout_s=60, what="the lag measured")
+        worker.lag_interval_s = 3600.0
+        produce(settings, readings(5, start))
+        wait_until(sink.first_came.is_set, timeout_s=60, what="the first batch")
+        produce(settings, readings(5, start + timedelta(minutes=1)))  # fetched while it is handled
+        wait_until(lambda: len(sink.batches) >= 2, timeout_s=60, what="the second batch")
+        time.sleep(WINDOW_S)
+    return sink
+
+
 def test_readings_that_came_during_a_long_batch_are_handed_over_without_a_second_wait(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    settings = settings_for(broker, tmp_path)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    produce(settings, readings(5, start))
-    with worker_with(settings, first_s=WINDOW_S + 1.0) as (_, sink):
-        wait_until(sink.first_came.is_set, timeout_s=60, what="the first batch")
-        produce(settings, readings(5, start + timedelta(minutes=1)))  # arrives while it is handled
-        wait_until(lambda: len(sink.batches) >= 2, timeout_s=60, what="the second batch")
+    sink = two_batches(settings_for(broker, tmp_path), first_s=WINDOW_S + 1.0)
     (_, first_went, _), (second_came, _, second_readings) = sink.batches[:2]
     assert second_readings == 5
     # They have waited longer than the window while the first batch was handled: no new wait.
@@ -129,14 +142,7 @@ def test_what_a_keep_alive_poll_reads_is_the_next_batch_at_once(
     Here the first batch's last act is that poll, the moment before the next one.
     """
     monkeypatch.setattr(consumer, "KEEP_ALIVE_EVERY_S", 0.0)
-    settings = settings_for(broker, tmp_path)
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
-    produce(settings, readings(5, start))
-    with worker_with(settings, first_s=2.0, keep_alive_last=True) as (_, sink):
-        wait_until(sink.first_came.is_set, timeout_s=60, what="the first batch")
-        produce(settings, readings(5, start + timedelta(minutes=1)))  # fetched while it is handled
-        wait_until(lambda: len(sink.batches) >= 2, timeout_s=60, what="the second batch")
-        time.sleep(WINDOW_S)  # room for a third batch, should any reading come twice
+    sink = two_batches(settings_for(broker, tmp_path), first_s=2.0, keep_alive_last=True)
     (_, first_went, first_readings), (second_came, _, second_readings) = sink.batches[:2]
     assert (first_readings, second_readings) == (5, 5)
     assert sum(n for *_, n in sink.batches) == 10  # none handed twice
