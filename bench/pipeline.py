@@ -6,6 +6,9 @@ Tansu broker, a private influxd (the store), a fresh PostgreSQL database (the
 state database), and ``citywarn ingest`` worker processes configured through
 ``CITYWARN_*`` as an operator would. In order:
 
+0. The machine's speed on fixed work (``bench.machine_speed``), before anything else runs and
+   again between steps 3's two phases: each timed phase's CPU a reading is also printed as a
+   multiple of it, which is the figure to compare between runs on different days.
 1. A generated catalog of ``--sensors`` sensors over the demo city's grids
    (``bench.city_load``), checked by the service's own start-up check.
 2. History: ``--history-steps`` readings of every sensor, carried by one
@@ -54,6 +57,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,6 +201,16 @@ def wait_for(bench: Bench, condition: Any, what: str, timeout_s: float = PHASE_T
             raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(PROGRESS_POLL_S)
     return time.perf_counter()
+
+
+def machine_reference() -> float:
+    """``bench.machine_speed`` in a process of its own, while no worker runs: µs of CPU a reading."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.machine_speed"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.machine_speed failed ({done.returncode}): {done.stderr[-3000:]}")
+    return float(json.loads(done.stdout.splitlines()[-1])["us_per_reading"])
 
 
 def partitioner(bench: Bench) -> AreaPartitioner:
@@ -506,6 +520,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stack.callback(store.close)
         stack.callback(stop_workers, bench)
 
+        reference = [machine_reference()]
+        say(f"machine reference (bench.machine_speed): {reference[0]:.2f} µs of CPU a reading")
         say(f"history: {args.history_steps} readings of each of {args.sensors} sensors")
         produce_steps(bench, args.history_steps, anomalies=0)
         history = carry(bench, store, 1)
@@ -532,6 +548,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stop_workers(bench)
             figures.update(latency_figures(latency, args))
             figures.update(readings_produced=bench.produced, readings_stored=store.count())
+            figures["machine_reference_us_per_reading"] = [round(r, 2) for r in reference]
             figures["load_after"] = load_average()
             return figures
 
@@ -554,6 +571,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         consume = consume_and_decode_rate(settings.kafka_bootstrap, settings.topic_readings, len(phase))
         write = store_write_rate(influx_url, points_of(phase))
         say(f"  broker consume+json.loads {consume:,.0f}/s; store write of line protocol {write:,.0f}/s")
+
+        reference.append(machine_reference())
+        say(f"machine reference again: {reference[-1]:.2f} µs of CPU a reading")
 
         phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
         say(f"two workers: {len(phase):,} readings")
@@ -579,8 +599,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     lower = min(consume, write)
+    machine = statistics.mean(reference)
     figures.update(
         {
+            "machine_reference_us_per_reading": [round(r, 2) for r in reference],
+            # The workers' CPU a reading over the machine's speed that day: the code's own figure.
+            "worker_cpu_per_reading_over_reference": round(one.cpu_us_per_reading / machine, 3),
+            "worker_cpu_per_reading_over_reference_2_workers": round(two.cpu_us_per_reading / machine, 3),
             "readings_per_s": round(one.per_s),
             "readings_per_s_2_workers": round(two.per_s),
             "readings_per_s_history_no_models": round(history.per_s),
@@ -703,6 +728,11 @@ def report(f: dict[str, Any]) -> None:
         return
     say(f"end to end, 1 worker : {f['readings_per_s']:>10,} readings/s")
     say(f"end to end, 2 workers: {f['readings_per_s_2_workers']:>10,} readings/s")
+    say(
+        f"workers' CPU a reading over the machine reference {f['machine_reference_us_per_reading']} µs: "
+        f"1 worker {f['worker_cpu_per_reading_over_reference']}, "
+        f"2 workers {f['worker_cpu_per_reading_over_reference_2_workers']}"
+    )
     say(f"broker consume+decode: {f['broker_consume_decode_per_s']:>10,} /s")
     say(f"store write (LP)     : {f['store_write_line_protocol_per_s']:>10,} /s")
     say(

@@ -65,6 +65,13 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         assert abs(cores["workers"] - cpu_s / figures[f"seconds_{suffix}"]) <= 0.05 + ticks
     assert figures["broker_consume_decode_per_s"] > 0 and figures["store_write_line_protocol_per_s"] > 0
     assert 0 < figures["ratio_to_limit"] <= 1.5
+    # The machine's speed, before the history and between the two timed phases; each phase's CPU over it.
+    reference = figures["machine_reference_us_per_reading"]
+    assert len(reference) == 2 and all(r > 0 for r in reference)
+    for suffix in ("", "_2_workers"):
+        expected = figures[f"worker_cpu_us_per_reading{suffix}"] / (sum(reference) / 2)
+        over = figures[f"worker_cpu_per_reading_over_reference{suffix}"]
+        assert abs(over - expected) <= 0.01 * expected + 0.002  # both rounded, to 0.1 µs and 0.001
     # Every reading produced, the latency phase's included, was stored once.
     assert figures["readings_stored"] == figures["readings_produced"]
     assert figures["latency_injected"] == 6
