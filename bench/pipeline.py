@@ -242,6 +242,7 @@ class Carried:
     readings: int  # counted from the first stored batch
     seconds: float
     cpu_s: float  # the workers' own CPU (user + system) over the same span
+    system_s: float  # the part of it spent in the kernel on their behalf (system calls, page faults)
     # Cores each part of the machine kept busy over the span, on average (``bench.cpu_shares``).
     cores: dict[str, float] = field(default_factory=dict)
 
@@ -249,6 +250,10 @@ class Carried:
     def cpu_us_per_reading(self) -> float:
         """What a reading costs the workers, whatever else shares the cores: the wall rate is not."""
         return 1e6 * self.cpu_s / self.readings
+
+    @property
+    def system_us_per_reading(self) -> float:
+        return 1e6 * self.system_s / self.readings
 
     @property
     def per_s(self) -> float:
@@ -269,30 +274,31 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
         return bool(first_stored)
 
     t_first = wait_for(bench, stored, "the first stored batch")
-    cpu_first = workers_cpu_s(bench)
+    cpu_first, system_first = workers_cpu_s(bench)
     parts_first = bench.cpu.read() if bench.cpu is not None else None
     t_done = wait_for(
         bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
     )
-    cpu_done = workers_cpu_s(bench)
+    cpu_done, system_done = workers_cpu_s(bench)
     parts_done = bench.cpu.read() if bench.cpu is not None else None
     # The store held what earlier phases carried; the first batch seen was carried before t_first.
     return Carried(
         readings=bench.produced - before - first_stored[0],
         seconds=t_done - t_first,
         cpu_s=cpu_done - cpu_first,
+        system_s=system_done - system_first,
         cores=shares(parts_first, parts_done) if parts_first and parts_done else {},
     )
 
 
-def workers_cpu_s(bench: Bench) -> float:
-    """User plus system CPU seconds the running workers have used, read from /proc (Linux)."""
+def workers_cpu_s(bench: Bench) -> tuple[float, float]:
+    """CPU seconds the running workers have used, user plus system, and system alone (/proc, Linux)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for proc in bench.workers:
         fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
-    return total / ticks
+        user, system = user + int(fields[11]), system + int(fields[12])  # fields 14 and 15 of proc(5)
+    return (user + system) / ticks, system / ticks
 
 
 # --- latency at a steady rate ---------------------------------------------------------------------
@@ -558,7 +564,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stop_workers(bench)
         say(
             f"  {one.per_s:,.0f} readings/s ({one.readings:,} in {one.seconds:.2f} s; "
-            f"{one.cpu_us_per_reading:,.1f} µs of the worker's CPU a reading)"
+            f"{one.cpu_us_per_reading:,.1f} µs of the worker's CPU a reading, "
+            f"{one.system_us_per_reading:,.1f} of them in the kernel)"
         )
         say_cores(one)
         if args.profile is not None:
@@ -580,7 +587,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         two = carry(bench, store, 2)
         say(
             f"  {two.per_s:,.0f} readings/s ({two.readings:,} in {two.seconds:.2f} s; "
-            f"{two.cpu_us_per_reading:,.1f} µs of the workers' CPU a reading)"
+            f"{two.cpu_us_per_reading:,.1f} µs of the workers' CPU a reading, "
+            f"{two.system_us_per_reading:,.1f} of them in the kernel)"
         )
         say_cores(two)
 
@@ -613,6 +621,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds_1_worker": round(one.seconds, 3),
             "worker_cpu_us_per_reading": round(one.cpu_us_per_reading, 1),
             "worker_cpu_us_per_reading_2_workers": round(two.cpu_us_per_reading, 1),
+            "worker_system_us_per_reading": round(one.system_us_per_reading, 1),
+            "worker_system_us_per_reading_2_workers": round(two.system_us_per_reading, 1),
             "seconds_2_workers": round(two.seconds, 3),
             "cores_1_worker": one.cores,
             "cores_2_workers": two.cores,

@@ -55,6 +55,8 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         cpu_s = figures[f"worker_cpu_us_per_reading{'' if workers == 1 else '_2_workers'}"]
         cpu_s *= figures[f"readings_timed_{suffix}"] / 1e6
         assert 0 <= cpu_s <= 2 * figures[f"seconds_{suffix}"] + 0.02 * workers
+        system = figures[f"worker_system_us_per_reading{'' if workers == 1 else '_2_workers'}"]
+        assert 0 <= system <= figures[f"worker_cpu_us_per_reading{'' if workers == 1 else '_2_workers'}"]
         # Where the machine's CPU went over the same span: the workers' share is that same CPU.
         cores = figures[f"cores_{suffix}"]
         assert set(cores) == {"workers", "influxd", "broker", "postgresql", "bench", "other", "idle", "cores"}
