@@ -9,9 +9,10 @@ JSON object. The work never changes between commits or runs:
 It reports the median over ``--rounds`` rounds, in µs of CPU a reading, on one core.
 
 Why: the same code's CPU per reading in ``bench.pipeline`` moved by a quarter from one day to
-the next on this machine (20 against 26 µs), so a figure from one day cannot be compared with
-another's. ``bench.pipeline`` runs this before its timed phases and divides by it; a change in
-the ratio is the code's, a change in this figure is the machine's.
+the next on this machine (20 against 26 µs). ``bench.pipeline`` runs this beside its timed phases
+and prints their figures over it: when this figure moves with theirs, the machine moved. It does
+not always: on 2026-12-04 the workers' figure rose by half while this one held (README, "a fifth
+session"), so a steady reference does not prove the code slower.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ state database), and ``citywarn ingest`` worker processes configured through
 ``CITYWARN_*`` as an operator would. In order:
 
 0. The machine's speed on fixed work (``bench.machine_speed``), before anything else runs and
-   again between steps 3's two phases: each timed phase's CPU a reading is also printed as a
-   multiple of it, which is the figure to compare between runs on different days.
+   again between step 3's two phases; each timed phase's CPU a reading is also printed as a
+   multiple of it, to tell a slower machine from slower code where the two move together.
 1. A generated catalog of ``--sensors`` sensors over the demo city's grids
    (``bench.city_load``), checked by the service's own start-up check.
 2. History: ``--history-steps`` readings of every sensor, carried by one
@@ -611,7 +611,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     figures.update(
         {
             "machine_reference_us_per_reading": [round(r, 2) for r in reference],
-            # The workers' CPU a reading over the machine's speed that day: the code's own figure.
+            # The workers' CPU a reading over the machine's speed on fixed work that day.
             "worker_cpu_per_reading_over_reference": round(one.cpu_us_per_reading / machine, 3),
             "worker_cpu_per_reading_over_reference_2_workers": round(two.cpu_us_per_reading / machine, 3),
             "readings_per_s": round(one.per_s),
