@@ -5,7 +5,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     NUMBA_CACHE_DIR=/srv/citywarn/var/numba
 WORKDIR /srv/citywarn
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY app ./app
 COPY ingest ./ingest
 COPY store ./store
@@ -14,7 +14,7 @@ COPY alerts ./alerts
 COPY config ./config
 COPY bench ./bench
 # The detector's kernel is compiled once here (seconds), so a container starts ready to score.
-RUN pip install . && useradd --system --uid 10001 --home-dir /srv/citywarn citywarn \
+RUN pip install -c constraints.txt . && useradd --system --uid 10001 --home-dir /srv/citywarn citywarn \
     && python -c "from models.detectors.record_ensemble import RecordEnsembleDetector as D; D.warm_up()" \
     && mkdir -p /srv/citywarn/var && chown -R citywarn /srv/citywarn/var
 

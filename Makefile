@@ -10,10 +10,10 @@ PG_VERSION := $(shell ls /etc/postgresql 2>/dev/null | sort -n | tail -1)
 
 .PHONY: install demo test lint services bench
 
-$(BIN)/citywarn: pyproject.toml
+$(BIN)/citywarn: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/citywarn
