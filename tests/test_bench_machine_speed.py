@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from bench.machine_speed import main
+from tests.bench_runs import bench_figures
 
 
 def test_machine_speed_validates_and_scores_every_reading_of_each_round() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.machine_speed", "--sensors", "30", "--points", "4", "--rounds", "2"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = bench_figures("bench.machine_speed", "--sensors", "30", "--points", "4", "--rounds", "2")
     assert figures["readings_per_round"] == 30 * 4
     assert figures["us_per_reading"] > 0
 

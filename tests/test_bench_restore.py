@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.bench_runs import bench_figures
 
 
 def test_bench_restore_prints_a_restore_of_every_series_it_checkpointed() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.restore", "--sensors", "20", "--history", "40", "--repeat", "1"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures = bench_figures("bench.restore", "--sensors", "20", "--history", "40", "--repeat", "1")
     assert figures["sensors"] == 20  # the bench asserts each was restored (engine.known)
     assert figures["deltas_max"] >= 1  # a restore replays points, not snapshots alone
     assert figures["restore_us_per_series"] > figures["of_which_detector_rebuild_us"] > 0
