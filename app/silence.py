@@ -16,7 +16,11 @@ that have reported at least once are judged: a sensor just installed is not
 missing. A registered sensor deleted while silent is judged no more, and its
 open warning is left for an operator to resolve. While our own consumer is
 behind (``caught_up`` false), nothing is judged: a stalled pipeline is not a
-silent city.
+silent city. Nor is a stopped one: a sensor is called silent only once this
+process has also listened for that long (``listening_since``), so a restart
+after an hour down does not call every sensor silent at its first round (the
+readings of that hour were never received, or wait in the log); a silence
+raised before the restart stays raised until its sensor reports.
 
 Which silences were raised is checkpointed (key ``@silence``), so a restart
 neither forgets a silence nor raises it again, and the evidence's time is
@@ -27,6 +31,7 @@ silence write one row.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -58,14 +63,18 @@ class SilenceWatch:
         clock: Callable[[], datetime],
         slack_s: float,
         caught_up: Callable[[], bool] = lambda: True,
+        listening_since: datetime | None = None,
         every_s: float = CHECK_EVERY_S,
     ) -> None:
+        """``listening_since``: when this process began reading the stream (None: as long as the
+        checkpoints go back, which only suits a caller that has been listening all along)."""
         self.catalog = catalog
         self.checkpoints = checkpoints
         self.faults = faults
         self.clock = clock
         self.slack_s = slack_s
         self.caught_up = caught_up
+        self.listening_since = listening_since
         self.every_s = every_s
         self._raised: dict[str, str] | None = None  # sensor id -> when last seen, as raised
 
@@ -90,16 +99,21 @@ class SilenceWatch:
         raised = self._load_raised()
         began: dict[str, datetime] = {}
         ended: dict[str, datetime] = {}
+        now_s = now.timestamp()
+        # Also counted from when this process began listening: its own downtime is no sensor's silence.
+        since_s = self.listening_since.timestamp() if self.listening_since is not None else -math.inf
         for sensor_id, seen in self.checkpoints.last_saved().items():
             interval = catalog.expected_interval_s(sensor_id)
             if interval is None:
                 continue  # not a catalogued sensor (or silence not watched for it)
-            late = overdue(
-                last_seen_s=seen.timestamp(), interval_s=interval, now_s=now.timestamp(), slack_s=self.slack_s
+            seen_s = seen.timestamp()
+            late = overdue(last_seen_s=seen_s, interval_s=interval, now_s=now_s, slack_s=self.slack_s)
+            silent = overdue(
+                last_seen_s=max(seen_s, since_s), interval_s=interval, now_s=now_s, slack_s=self.slack_s
             )
-            if late and raised.get(sensor_id) != seen.isoformat():
+            if silent and raised.get(sensor_id) != seen.isoformat():
                 began[sensor_id] = seen
-            elif not late and sensor_id in raised:
+            elif not late and sensor_id in raised:  # it reported since: only a reading ends a silence
                 ended[sensor_id] = seen
         if not began and not ended:
             return []

@@ -192,7 +192,8 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
 
     Caught up: no batch held in retries (the store down), and its lag, measured
     lately, within one batch. Otherwise readings may be waiting in the log, and
-    their sensors are not silent.
+    their sensors are not silent. It listens from now, the process's start: the
+    time it was down is not the sensors' silence.
     """
     s = svc.settings
     return SilenceWatch(
@@ -202,6 +203,7 @@ def silence_watch(svc: Services, worker: IngestWorker[Point]) -> SilenceWatch:
         clock=lambda: datetime.now(UTC),
         slack_s=s.checkpoint_interval_s,
         caught_up=lambda: worker.caught_up(within=s.batch_max_messages),
+        listening_since=datetime.now(UTC),
     )
 
 

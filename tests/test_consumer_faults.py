@@ -174,6 +174,8 @@ def test_a_worker_held_by_a_store_outage_is_not_caught_up(broker: EmbeddedBroker
         worker.lag_fresh_s = 2.0
         watch = silence_watch(svc, worker)
         now = datetime.now(UTC)
+        # It judges silence from when it began listening, not from before the process started.
+        assert watch.listening_since is not None and now - watch.listening_since < timedelta(seconds=30)
         before = quiet_readings(minutes=5, sensors=5, end=now - timedelta(minutes=10))
         during = quiet_readings(minutes=4, sensors=5, end=now - timedelta(minutes=1))
         topic, group = settings.topic_readings, settings.consumer_group

@@ -33,7 +33,7 @@ from config.settings import Settings
 from ingest.broker import EmbeddedBroker
 from ingest.kafka import ensure_topics
 from models.engine import ScoringEngine
-from models.sensor_health import HealthEvent
+from models.sensor_health import HealthEvent, overdue
 from store.schemas import Point
 from tests.factories import CATALOG, PLAYBOOKS
 from tests.pipeline_harness import read_topic, wait_until
@@ -262,6 +262,50 @@ def test_a_silent_sensor_raises_a_sensor_fault_once_and_clears_when_it_reports(e
     assert recovered.fault is None
     [fault] = p.faults()
     assert fault.status == "resolved" and fault.events[-1].actor == "sensor-health"
+
+
+def test_a_restart_after_downtime_calls_a_sensor_silent_only_once_it_was_listened_for(
+    engine: sa.Engine,
+) -> None:
+    """An hour down is not an hour of silence: the sensors are judged from the restart on, and a
+    silence raised before it stays raised until its sensor reports."""
+    p = Pipeline(engine)
+    wall = T0 + timedelta(days=1)
+    both = interleave(series(GAS, GAS_AREA, noisy(50, 1)), series(HEALTHY, HEALTHY_AREA, noisy(50, 2)))
+    p.feed(*both, now=wall)
+    later = series(HEALTHY, HEALTHY_AREA, noisy(4, 3), start=50)
+    p.feed(later, [(0, 100 + i) for i in range(4)], now=wall + timedelta(minutes=19))
+    clock = [wall + timedelta(minutes=20)]
+    [silent] = p.watch(clock).check()  # before the restart: the gas sensor missed three reports
+    assert silent.sensor_id == GAS
+
+    restarted = wall + timedelta(hours=1)
+
+    def watch() -> SilenceWatch:
+        return SilenceWatch(
+            catalog=CATALOG,
+            checkpoints=p.checkpoints,
+            faults=p.desk,
+            clock=lambda: clock[0],
+            slack_s=5.0,
+            listening_since=restarted,
+        )
+
+    clock[0] = restarted + timedelta(seconds=30)  # the first round after the restart
+    heard = p.checkpoints.last_saved()[HEALTHY]
+    assert overdue(last_seen_s=heard.timestamp(), interval_s=STEP_S, now_s=clock[0].timestamp())  # by itself
+    assert watch().check() == []  # the healthy sensor, unheard for an hour, is not called silent ...
+    assert [(f.status, f.signal_count) for f in p.faults()] == [("active", 1)]  # ... nor the fault cleared
+
+    # The healthy sensor reports after the restart; fifteen minutes on it is still not silent.
+    again = series(HEALTHY, HEALTHY_AREA, noisy(1, 4), start=62)
+    p.feed(again, [(0, 110)], now=restarted + timedelta(minutes=2))
+    clock[0] = restarted + timedelta(minutes=16)
+    assert watch().check() == []
+    # Three missed reports after its last one, counted from then: now it is.
+    clock[0] = restarted + timedelta(minutes=18)
+    [late] = watch().check()
+    assert (late.sensor_id, late.fault) == (HEALTHY, "silent")
 
 
 def test_silence_is_not_judged_while_the_consumer_is_behind(engine: sa.Engine) -> None:
