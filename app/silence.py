@@ -17,10 +17,11 @@ missing. A registered sensor deleted while silent is judged no more, and its
 open warning is left for an operator to resolve. While our own consumer is
 behind (``caught_up`` false), nothing is judged: a stalled pipeline is not a
 silent city. Nor is a stopped one: a sensor is called silent only once this
-process has also listened for that long (``listening_since``), so a restart
-after an hour down does not call every sensor silent at its first round (the
-readings of that hour were never received, or wait in the log); a silence
-raised before the restart stays raised until its sensor reports.
+process has also been listening for that long (``listening_since``: since its
+start, or the last round that found its consumer behind). So a restart after
+an hour down, or a broker back after an hour, does not call every sensor
+silent at its first round (the readings of that hour were never received, or
+wait in the log); a silence raised before stays raised until its sensor reports.
 
 Which silences were raised is checkpointed (key ``@silence``), so a restart
 neither forgets a silence nor raises it again, and the evidence's time is
@@ -67,7 +68,8 @@ class SilenceWatch:
         every_s: float = CHECK_EVERY_S,
     ) -> None:
         """``listening_since``: when this process began reading the stream (None: as long as the
-        checkpoints go back, which only suits a caller that has been listening all along)."""
+        checkpoints go back, which only suits a caller that has been listening all along); each
+        round that finds the consumer behind moves it on."""
         self.catalog = catalog
         self.checkpoints = checkpoints
         self.faults = faults
@@ -91,10 +93,13 @@ class SilenceWatch:
 
     def check(self) -> list[HealthEvent]:
         """One round: raise the silences that began, clear those that ended; returns what it applied."""
+        now = self.clock()
         if not self.caught_up():
+            # Readings may be waiting in the log, or were never taken (the broker down): none of that
+            # is a sensor's silence. Listening starts again when the consumer is back.
+            self.listening_since = now
             log.info("silence check skipped: the readings consumer is behind")
             return []
-        now = self.clock()
         catalog = self.catalog.current()  # the file's sensors and those registered now
         raised = self._load_raised()
         began: dict[str, datetime] = {}

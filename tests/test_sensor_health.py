@@ -308,6 +308,32 @@ def test_a_restart_after_downtime_calls_a_sensor_silent_only_once_it_was_listene
     assert (late.sensor_id, late.fault) == (HEALTHY, "silent")
 
 
+def test_a_consumer_back_after_an_hour_behind_gives_the_sensors_time_to_be_heard(engine: sa.Engine) -> None:
+    """The broker down for an hour, say: no reading was taken then, and that is no sensor's silence."""
+    p = Pipeline(engine)
+    wall = T0 + timedelta(days=1)
+    p.feed(series(HEALTHY, HEALTHY_AREA, noisy(10, 2)), [(0, i) for i in range(10)], now=wall)
+    clock, behind = [wall + timedelta(minutes=5)], [True]
+    watch = SilenceWatch(
+        catalog=CATALOG,
+        checkpoints=p.checkpoints,
+        faults=p.desk,
+        clock=lambda: clock[0],
+        slack_s=5.0,
+        caught_up=lambda: not behind[0],
+        listening_since=wall,
+    )
+    assert watch.check() == []
+    clock[0] = wall + timedelta(hours=1)
+    assert watch.check() == []  # still behind: the last round that saw it so
+    behind[0] = False
+    clock[0] = wall + timedelta(hours=1, seconds=30)
+    assert watch.check() == []  # unheard for an hour, but listened for only since the last round behind
+    clock[0] = wall + timedelta(hours=1, minutes=16)
+    [silent] = watch.check()  # three reports missed since the consumer was back
+    assert (silent.sensor_id, silent.fault) == (HEALTHY, "silent")
+
+
 def test_silence_is_not_judged_while_the_consumer_is_behind(engine: sa.Engine) -> None:
     p = Pipeline(engine)
     p.feed(series(GAS, GAS_AREA, noisy(10, 1)), [(0, i) for i in range(10)], now=T0)
