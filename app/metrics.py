@@ -83,6 +83,14 @@ SIGNALS = Counter(
     "Signals the detectors emitted, by hazard and warning level (none: below every line).",
     ["hazard", "level"],
 )
+SERIES_RESTORED = Counter(
+    "citywarn_series_restored",
+    "Series whose scoring state a worker loaded from its checkpoint (at its start, or handed over).",
+)
+RESTORE_SECONDS = Counter(
+    "citywarn_restore_seconds",
+    "Time workers spent loading checkpoints and replaying the points logged since (wall clock).",
+)
 WEBHOOK_DELIVERIES = Counter(
     "citywarn_webhook_deliveries",
     "Webhook delivery attempts by outcome: delivered, retry, failed, overtaken.",
@@ -146,6 +154,12 @@ def count_signals(signals: Sequence[Signal]) -> None:
     """The sinks' ``on_signals``: hazards come from the city's files and levels from four colours."""
     for s in signals:
         SIGNALS.labels(s.hazard, s.level or "none").inc()
+
+
+def count_restored(series: int, seconds: float) -> None:
+    """The readings sink's ``on_restored``."""
+    SERIES_RESTORED.inc(series)
+    RESTORE_SECONDS.inc(seconds)
 
 
 def count_delivery(outcome: str) -> None:

@@ -19,7 +19,7 @@ from alerts.drills import DrillRunner, DrillScenario, DrillTools, ScenarioData, 
 from alerts.sensor_faults import SensorFaultDesk
 from alerts.sinks import DetectionSink, ReportSink
 from app.collector import settle_for_batches
-from app.metrics import IngestMetrics, count_delivery, count_signals, counting_districts
+from app.metrics import IngestMetrics, count_delivery, count_restored, count_signals, counting_districts
 from app.services import Services
 from app.silence import SilenceWatch
 from ingest.consumer import BatchSink, IngestWorker, Item
@@ -104,6 +104,7 @@ def build_ingest_worker(svc: Services) -> IngestWorker[Point]:
         log_id=lambda: topic_log_id(s.kafka_bootstrap, s.topic_readings),
         faults=fault_desk(svc),
         on_signals=count_signals,
+        on_restored=count_restored,
     )
     worker = _worker(
         svc,

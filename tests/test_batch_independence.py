@@ -186,6 +186,24 @@ def test_a_replay_after_a_crash_adds_no_evidence(gas_model: KindModel, tmp_path:
     assert len(evidence_rows(whole_db)) > 10
 
 
+def test_a_restarted_sink_tells_what_restoring_its_series_cost(gas_model: KindModel, tmp_path: Path) -> None:
+    service, engine = warning_service(f"sqlite:///{tmp_path}/state.sqlite3")
+    first = DetectionSink(
+        engine=new_engine(gas_model), warnings=service, checkpoints=CheckpointRepository(engine)
+    )
+    feed(first, [50] * 4, 0, 200, checkpoint_every=4)
+    told: list[tuple[int, float]] = []
+    restarted = DetectionSink(
+        engine=new_engine(gas_model),
+        warnings=service,
+        checkpoints=CheckpointRepository(engine),
+        on_restored=lambda series, seconds: told.append((series, seconds)),
+    )
+    feed(restarted, [50] * 4, 200, 400, checkpoint_every=4)  # both series come back in its first batch
+    assert [series for series, _ in told] == [len(SENSORS)]  # once: later batches find them held
+    assert told[0][1] > 0
+
+
 def test_a_checkpoint_first_moves_the_warnings_on_to_the_readings_it_covers(
     gas_model: KindModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,7 +35,7 @@ from alerts.subscriptions import Filters
 from app.auth.roles import Role
 from app.http_metrics import HttpMetrics
 from app.main import create_app
-from app.workers import delivery_worker
+from app.workers import build_ingest_worker, delivery_worker
 from bench.isolation import as_json, isolated_settings
 from config.settings import Settings
 from demo.city import demo_readings
@@ -284,6 +284,8 @@ FAMILIES = {
     "citywarn_store_write_duration_seconds",
     "citywarn_consumer_lag_messages",
     "citywarn_signals",
+    "citywarn_series_restored",
+    "citywarn_restore_seconds",
     "citywarn_open_warnings",
     "citywarn_checkpoint_age_seconds",
     "citywarn_webhook_deliveries",
@@ -334,6 +336,23 @@ def test_run_demo_exposes_every_family_and_its_counters_move(tmp_path: Path) -> 
             s.name.endswith("_count") and s.value > 0
             for s in second["citywarn_ingest_batch_duration_seconds"]
         )
+
+
+def test_the_readings_workers_restores_are_counted_in_series_and_seconds(serving: TestClient) -> None:
+    """What the readings worker's sink tells of a chunk of restores moves the two counters."""
+    worker = build_ingest_worker(serving.app.state.services)  # type: ignore[attr-defined]
+    try:
+        before = scrape(serving)
+        worker.sink.on_restored(5, 0.25)  # type: ignore[attr-defined]
+        after = scrape(serving)
+    finally:
+        worker._consumer.close()
+
+    def moved(name: str) -> float:
+        return value(after, name) - value(before, name)
+
+    assert moved("citywarn_series_restored_total") == 5
+    assert moved("citywarn_restore_seconds_total") == pytest.approx(0.25)
 
 
 def test_webhook_deliveries_are_counted_by_outcome(settings: Settings) -> None:
