@@ -23,7 +23,8 @@ state database), and ``citywarn ingest`` worker processes configured through
    there is, at most once a second). Over the same span it prints where
    the machine's CPU went, in cores kept busy on average: the workers,
    influxd, the broker, PostgreSQL, the bench itself, the rest, and idle
-   (``bench.cpu_shares``).
+   (``bench.cpu_shares``), and, from each worker's ``/metrics``, the series it
+   restored from their checkpoints and the part of its CPU that took.
 4. Between the two, with no worker running: the raw limits
    (``bench.raw_limits``) on the same broker and influxd.
 5. With the two workers still running, a producer paced at ``--rate``
@@ -68,8 +69,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import db
 from alerts.event_feed import EventCursor, unread
@@ -84,7 +87,7 @@ from config.areas import load_areas
 from config.check import check
 from config.settings import Settings, env_var
 from config.timeutil import parse_instant, to_ns
-from ingest.broker import EmbeddedBroker
+from ingest.broker import EmbeddedBroker, free_port
 from ingest.kafka import ensure_topics, producer_config
 from ingest.keys import AreaPartitioner, area_key
 from ingest.producer import UNASSIGNED, ConfirmedProducer
@@ -113,6 +116,7 @@ class Bench:
     produced: int = 0
     phase_start_ns: int = 0  # the first timestamp of the readings ``produce_steps`` made last
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    metrics_ports: list[int] = field(default_factory=list)  # each worker's /metrics, in ``workers`` order
     profilers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     cpu: CpuMeter | None = None  # the machine's parts, for where each timed phase's CPU went
 
@@ -137,13 +141,15 @@ def start_workers(bench: Bench, n: int, *, profile: Path | None = None) -> None:
     """
     for _ in range(n):
         log = bench.logs / f"worker-{len(bench.workers)}.log"
+        port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "ingest"],
+            [sys.executable, "-m", "app.cli", "ingest", "--metrics-port", str(port)],
             env=bench.env,
             stdout=subprocess.DEVNULL,
             stderr=log.open("ab"),
         )
         bench.workers.append(proc)
+        bench.metrics_ports.append(port)
         if profile is not None and len(bench.profilers) == 0:
             spy = [py_spy(), "record", "--pid", str(proc.pid), "--format", "raw", "--output", str(profile)]
             spy += ["--rate", "100", "--nonblocking"]
@@ -169,6 +175,7 @@ def stop_workers(bench: Bench) -> None:
             proc.kill()
             proc.wait()
     bench.workers.clear()
+    bench.metrics_ports.clear()
     bench.profilers.clear()
 
 
@@ -245,6 +252,10 @@ class Carried:
     system_s: float  # the part of it spent in the kernel on their behalf (system calls, page faults)
     # Cores each part of the machine kept busy over the span, on average (``bench.cpu_shares``).
     cores: dict[str, float] = field(default_factory=dict)
+    series_restored: int = 0  # by the phase's workers since they started, from their checkpoints
+    # Wall seconds the workers spent restoring within the span: a restore is CPU-bound work on the
+    # ingest thread, so about as much of their CPU.
+    restore_s: float = 0.0
 
     @property
     def cpu_us_per_reading(self) -> float:
@@ -258,6 +269,11 @@ class Carried:
     @property
     def per_s(self) -> float:
         return self.readings / self.seconds
+
+    @property
+    def restore_share(self) -> float:
+        """The part of the workers' CPU over the span that restores took (their wall time over it)."""
+        return self.restore_s / self.cpu_s if self.cpu_s > 0 else 0.0
 
 
 def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | None = None) -> Carried:
@@ -276,11 +292,13 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
     t_first = wait_for(bench, stored, "the first stored batch")
     cpu_first, system_first = workers_cpu_s(bench)
     parts_first = bench.cpu.read() if bench.cpu is not None else None
+    _, restoring_first = restores_so_far(bench)
     t_done = wait_for(
         bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
     )
     cpu_done, system_done = workers_cpu_s(bench)
     parts_done = bench.cpu.read() if bench.cpu is not None else None
+    restored, restoring_done = restores_so_far(bench)
     # The store held what earlier phases carried; the first batch seen was carried before t_first.
     return Carried(
         readings=bench.produced - before - first_stored[0],
@@ -288,7 +306,24 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
         cpu_s=cpu_done - cpu_first,
         system_s=system_done - system_first,
         cores=shares(parts_first, parts_done) if parts_first and parts_done else {},
+        series_restored=int(restored),
+        restore_s=restoring_done - restoring_first,
     )
+
+
+def restores_so_far(bench: Bench) -> tuple[float, float]:
+    """Series the running workers have restored from checkpoints, and the seconds that took (their
+    /metrics: ``citywarn_series_restored_total``, ``citywarn_restore_seconds_total``)."""
+    series = seconds = 0.0
+    for port in bench.metrics_ports:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "citywarn_series_restored_total":
+                    series += sample.value
+                elif sample.name == "citywarn_restore_seconds_total":
+                    seconds += sample.value
+    return series, seconds
 
 
 def workers_cpu_s(bench: Bench) -> tuple[float, float]:
@@ -568,6 +603,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{one.system_us_per_reading:,.1f} of them in the kernel)"
         )
         say_cores(one)
+        say_restores(one)
         if args.profile is not None:
             say(
                 f"  profile of that worker (py-spy, {args.profile}):\n"
@@ -591,6 +627,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{two.system_us_per_reading:,.1f} of them in the kernel)"
         )
         say_cores(two)
+        say_restores(two)
 
         latency = latency_phase(bench, args)
         stop_workers(bench)
@@ -626,6 +663,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds_2_workers": round(two.seconds, 3),
             "cores_1_worker": one.cores,
             "cores_2_workers": two.cores,
+            # Series the phase's workers restored from checkpoints, and the part of their CPU in the
+            # timed span that took: a worker running for days pays it only when handed partitions.
+            "series_restored_1_worker": one.series_restored,
+            "series_restored_2_workers": two.series_restored,
+            "restore_s_1_worker": round(one.restore_s, 3),
+            "restore_s_2_workers": round(two.restore_s, 3),
+            "restore_share_of_cpu_1_worker": round(one.restore_share, 3),
+            "restore_share_of_cpu_2_workers": round(two.restore_share, 3),
             "readings_timed_1_worker": one.readings,
             "readings_timed_2_workers": two.readings,
             "broker_consume_decode_per_s": round(consume),
@@ -724,6 +769,14 @@ def say_cores(carried: Carried) -> None:
         return
     parts = ", ".join(f"{name} {cores[name]:.2f}" for name in cores if name not in {"idle", "cores"})
     say(f"  cores busy, of {cores['cores']:.2f}: {parts}; idle {cores['idle']:.2f}")
+
+
+def say_restores(carried: Carried) -> None:
+    """What restoring the series the workers were handed cost within the timed span."""
+    say(
+        f"  restoring {carried.series_restored:,} series from their checkpoints: {carried.restore_s:.2f} s "
+        f"within the span, {carried.restore_share:.0%} of the workers' CPU"
+    )
 
 
 def say(text: str) -> None:

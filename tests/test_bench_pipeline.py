@@ -65,6 +65,11 @@ def test_quick_bench_writes_every_figure(tmp_path: Path) -> None:
         assert abs(parts - cores["cores"]) <= 0.05
         ticks = 0.02 * workers / figures[f"seconds_{suffix}"]  # each read is to a 10 ms tick
         assert abs(cores["workers"] - cpu_s / figures[f"seconds_{suffix}"]) <= 0.05 + ticks
+        # Every sensor learned in the history, so the phase's workers restored each from its checkpoint
+        # (a batch voided by a rebalance may restore some again); within the span, a share of their CPU.
+        assert figures[f"series_restored_{suffix}"] >= 120
+        assert figures[f"restore_s_{suffix}"] >= 0
+        assert 0 <= figures[f"restore_share_of_cpu_{suffix}"] <= 1.05
     assert figures["broker_consume_decode_per_s"] > 0 and figures["store_write_line_protocol_per_s"] > 0
     assert 0 < figures["ratio_to_limit"] <= 1.5
     # The machine's speed, before the history and between the two timed phases; each phase's CPU over it.
