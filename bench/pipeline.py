@@ -292,7 +292,7 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
     t_first = wait_for(bench, stored, "the first stored batch")
     cpu_first, system_first = workers_cpu_s(bench)
     parts_first = bench.cpu.read() if bench.cpu is not None else None
-    _, restoring_first = restores_so_far(bench)
+    _, restoring_first = restores_so_far(bench, starting=True)
     t_done = wait_for(
         bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
     )
@@ -311,12 +311,21 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
     )
 
 
-def restores_so_far(bench: Bench) -> tuple[float, float]:
+def restores_so_far(bench: Bench, *, starting: bool = False) -> tuple[float, float]:
     """Series the running workers have restored from checkpoints, and the seconds that took (their
-    /metrics: ``citywarn_series_restored_total``, ``citywarn_restore_seconds_total``)."""
+    /metrics: ``citywarn_series_restored_total``, ``citywarn_restore_seconds_total``).
+
+    ``starting``: a worker not serving /metrics yet counts as none (it starts serving just after
+    its consumer starts, so it has restored next to nothing by then).
+    """
     series = seconds = 0.0
     for port in bench.metrics_ports:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        except httpx.ConnectError:
+            if starting:
+                continue
+            raise
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == "citywarn_series_restored_total":
