@@ -253,8 +253,8 @@ class Carried:
     # Cores each part of the machine kept busy over the span, on average (``bench.cpu_shares``).
     cores: dict[str, float] = field(default_factory=dict)
     series_restored: int = 0  # by the phase's workers since they started, from their checkpoints
-    # Wall seconds the workers spent restoring within the span: a restore is CPU-bound work on the
-    # ingest thread, so about as much of their CPU.
+    # Wall seconds the workers spent restoring within the span. A restore is mostly CPU on the ingest
+    # thread, but that thread also waits for the state database and for a core, so its CPU is less.
     restore_s: float = 0.0
 
     @property
@@ -272,7 +272,7 @@ class Carried:
 
     @property
     def restore_share(self) -> float:
-        """The part of the workers' CPU over the span that restores took (their wall time over it)."""
+        """At most the part of the workers' CPU over the span that restores took: their wall time over it."""
         return self.restore_s / self.cpu_s if self.cpu_s > 0 else 0.0
 
 
@@ -672,8 +672,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds_2_workers": round(two.seconds, 3),
             "cores_1_worker": one.cores,
             "cores_2_workers": two.cores,
-            # Series the phase's workers restored from checkpoints, and the part of their CPU in the
-            # timed span that took: a worker running for days pays it only when handed partitions.
+            # Series the phase's workers restored from checkpoints, and (at most) the part of their CPU
+            # in the timed span that took: a worker running for days pays it only when handed partitions.
             "series_restored_1_worker": one.series_restored,
             "series_restored_2_workers": two.series_restored,
             "restore_s_1_worker": round(one.restore_s, 3),
@@ -784,7 +784,7 @@ def say_restores(carried: Carried) -> None:
     """What restoring the series the workers were handed cost within the timed span."""
     say(
         f"  restoring {carried.series_restored:,} series from their checkpoints: {carried.restore_s:.2f} s "
-        f"within the span, {carried.restore_share:.0%} of the workers' CPU"
+        f"within the span, at most {carried.restore_share:.0%} of the workers' CPU"
     )
 
 
