@@ -58,8 +58,9 @@ class DetectionSink:
     Sensor faults the engine finds go to ``faults``, apart from the hazards' warnings.
     ``on_signals`` is told each batch's signals once the warnings took them (the process's metrics);
     a batch replayed after a rewind tells them again. ``on_restored`` is told what restoring series
-    it had not held cost (at a start, or after partitions were handed over): in bench.pipeline it
-    was 12 to 20 % of a worker's time, and an operator sees a rebalance's cost there. The readings'
+    it had not held cost (at a start, or after partitions were handed over): in bench.pipeline's
+    timed phases (2026-12-04) a fifth to a quarter of the workers' CPU, and an operator sees a
+    rebalance's cost there. The readings'
     clock moves open warnings on at most every ``ADVANCE_EVERY_S``, and before every checkpoint.
     """
 
