@@ -60,8 +60,8 @@ class DetectionSink:
     a batch replayed after a rewind tells them again. ``on_restored`` is told what restoring series
     it had not held cost (at a start, or after partitions were handed over): in bench.pipeline's
     timed phases (2026-12-04) a fifth to a quarter of the workers' CPU, and an operator sees a
-    rebalance's cost there. The readings'
-    clock moves open warnings on at most every ``ADVANCE_EVERY_S``, and before every checkpoint.
+    rebalance's cost there. The readings' clock moves open warnings on at most every
+    ``ADVANCE_EVERY_S``, and before every checkpoint.
     """
 
     def __init__(
