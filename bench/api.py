@@ -54,9 +54,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.collapsed_stacks import read_collapsed, summary
+from bench.metrics_text import sample_sums
 from bench.pipeline import py_spy
 from bench.replay import backends
 from bench.replay_service import RunningService
@@ -287,13 +287,8 @@ def seed_demo_days(settings: Settings, catalog: Catalog, day_end: datetime, days
 
 def ingest_counts(client: httpx.Client, name: str) -> dict[str, float]:
     """One of the service's ingest counters by stream, read from its ``/metrics``."""
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name:
-                stream = sample.labels.get("stream", "")
-                counts[stream] = counts.get(stream, 0.0) + sample.value
-    return counts
+    sums = sample_sums(client.get("/metrics").text, {name}, by="stream")
+    return {stream: value for (_, stream), value in sums.items()}
 
 
 def readings_stored(client: httpx.Client) -> float:
@@ -302,16 +297,7 @@ def readings_stored(client: httpx.Client) -> float:
 
 def readings_lag(client: httpx.Client) -> int:
     """The readings consumer's lag over its partitions, from ``/metrics`` (split: the ingest process's)."""
-    families = text_string_to_metric_families(client.get("/metrics").text)
-    return int(
-        sum(
-            s.value
-            for f in families
-            if f.name == "citywarn_consumer_lag_messages"
-            for s in f.samples
-            if s.labels.get("stream") == "readings"
-        )
-    )
+    return int(ingest_counts(client, "citywarn_consumer_lag_messages").get("readings", 0.0))
 
 
 def metrics_url(service: RunningService) -> str:

@@ -72,7 +72,6 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from alerts import db
 from alerts.event_feed import EventCursor, unread
@@ -81,6 +80,7 @@ from bench.city_load import DEFAULT_KINDS, BenchSensor, make_city, quiet_value, 
 from bench.collapsed_stacks import read_collapsed, summary
 from bench.cpu_shares import CpuMeter, processes_named, shares
 from bench.isolation import isolated_settings
+from bench.metrics_text import sample_sums
 from bench.raw_limits import consume_and_decode_rate, store_write_rate
 from bench.servers import fresh_postgres_database, private_influxd
 from config.areas import load_areas
@@ -311,6 +311,10 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
     )
 
 
+# The workers' restore counters (``app.metrics.count_restored``).
+RESTORED, RESTORE_SECONDS = "citywarn_series_restored_total", "citywarn_restore_seconds_total"
+
+
 def restores_so_far(bench: Bench, *, starting: bool = False) -> tuple[float, float]:
     """Series the running workers have restored from checkpoints, and the seconds that took (their
     /metrics: ``citywarn_series_restored_total``, ``citywarn_restore_seconds_total``).
@@ -326,12 +330,9 @@ def restores_so_far(bench: Bench, *, starting: bool = False) -> tuple[float, flo
             if starting:
                 continue
             raise
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "citywarn_series_restored_total":
-                    series += sample.value
-                elif sample.name == "citywarn_restore_seconds_total":
-                    seconds += sample.value
+        sums = sample_sums(text, (RESTORED, RESTORE_SECONDS))
+        series += sums.get((RESTORED, ""), 0.0)
+        seconds += sums.get((RESTORE_SECONDS, ""), 0.0)
     return series, seconds
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.metrics_text import sample_sums
 from bench.replay_service import START_TIMEOUT_S, RunningService, ServiceFailed, _citywarn
 from ingest.broker import free_port
 
@@ -83,11 +83,8 @@ class SplitService(RunningService):
             text = httpx.get(f"{self.metrics_url}/metrics", timeout=10).text
         except httpx.HTTPError:
             return False
-        return any(
-            s.labels.get("stream") == "readings"
-            for family in text_string_to_metric_families(text)
-            if family.name == "citywarn_consumer_lag_messages"
-            for s in family.samples
+        return ("citywarn_consumer_lag_messages", "readings") in sample_sums(
+            text, {"citywarn_consumer_lag_messages"}, by="stream"
         )
 
 
