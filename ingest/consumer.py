@@ -439,7 +439,8 @@ class IngestWorker(Generic[Item]):
             self.holding = True
             delay = state.next_action.sleep if state.next_action else 0.0
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("%s failed, retrying in %.1fs: %s", what, delay, exc)
+            # Hundredths: with full jitter the first waits are often under a tenth of a second.
+            log.warning("%s failed, retrying in %.2fs: %s", what, delay, exc)
 
         retrying = Retrying(
             retry=retry_if_exception(is_transient),

@@ -80,7 +80,12 @@ class InfluxStore:
         # CREATE DATABASE is idempotent in InfluxQL; 2.x/3.x map databases to buckets
         # and may refuse it, in which case the bucket must exist already.
         if not self._database_ready:
-            self._query(f'CREATE DATABASE "{self.database}"', method="POST", ignore_errors=True)
+            self._query(
+                f'CREATE DATABASE "{self.database}"',
+                method="POST",
+                ignore_errors=True,
+                what=f'creating database "{self.database}"',
+            )
             self._database_ready = True
 
     def write(self, points: Sequence[Point]) -> None:
@@ -140,12 +145,16 @@ class InfluxStore:
                 rows.extend(series.get("values", []))
         return rows
 
-    def _query(self, influxql: str, *, method: str = "GET", ignore_errors: bool = False) -> Any:
+    def _query(
+        self, influxql: str, *, method: str = "GET", ignore_errors: bool = False, what: str = "query"
+    ) -> Any:
+        """``what`` names the call in its error: the first call a write makes is the CREATE DATABASE, and
+        "query failed" sent an operator whose writes were failing to look at the queries."""
         path = "/query?" + urlencode({"q": influxql, "db": self.database, "epoch": "ns", **self._auth_params})
         try:
             resp = self._http.request(method, path)
         except TransportError as exc:
-            raise StoreUnavailable(f"InfluxDB query failed: {exc}") from exc
+            raise StoreUnavailable(f"InfluxDB {what} failed: {exc}") from exc
         if resp.status != 200 and not ignore_errors:
             raise StoreError(f"InfluxDB query answered {resp.status}: {_text(resp)}")
         return json.loads(resp.data) if resp.status == 200 else {}

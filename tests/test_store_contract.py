@@ -118,8 +118,8 @@ def test_ping_answers(store: TimeSeriesStore) -> None:
 
 def test_unreachable_influx_raises_store_error() -> None:
     s = open_store("influxdb://127.0.0.1:9/none")
-    with pytest.raises(StoreError):
-        s.write(series("wl-1", 1))
+    with pytest.raises(StoreError, match='InfluxDB creating database "none" failed'):
+        s.write(series("wl-1", 1))  # a write's first call, named as such, not as a query
     assert s.ping() is False
 
 
