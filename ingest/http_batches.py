@@ -110,9 +110,16 @@ class BatchIngest(Generic[Model, Checked]):
             raise BodyUnreadable(f"the body is not valid JSON: {exc}") from exc
         except ValueError as exc:  # an integer past Python's 4,300-digit limit
             raise BodyRefused(Rejection(field="body", reason=f"a number too long to read: {exc}")) from exc
-        items = doc.get(self.field) if isinstance(doc, dict) else None
+        if not isinstance(doc, dict):
+            # A bare list of readings is the usual first try of a new gateway: say what the body must be.
+            reason = f'expected an object {{"{self.field}": [...]}}, got {_json_type(doc)}'
+            raise BodyRefused(Rejection(field="body", reason=reason))
+        if self.field not in doc:
+            raise BodyRefused(Rejection(field=self.field, reason="missing: expected a non-empty list"))
+        items = doc[self.field]
         if not isinstance(items, list) or not items:
-            raise BodyRefused(Rejection(field=self.field, reason="expected a non-empty list"))
+            got = "an empty list" if items == [] else _json_type(items)
+            raise BodyRefused(Rejection(field=self.field, reason=f"expected a non-empty list, got {got}"))
         if len(items) > self.max_items:
             reason = f"at most {self.max_items} items per request"
             raise BodyRefused(Rejection(field=self.field, reason=reason, value=f"{len(items)} items"))
@@ -149,3 +156,18 @@ def reports_ingest(
         max_items=settings.max_batch_items,
         broker_durable=settings.broker_durable,
     )
+
+
+def _json_type(value: Any) -> str:
+    """What a JSON value is, as an error names it."""
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"

@@ -126,6 +126,28 @@ def test_bodies_past_the_parser_limits_are_a_422_naming_the_field(
     assert read_topic(settings.kafka_bootstrap, settings.topic_readings, 0, timeout_s=1) == []
 
 
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        ("[READING]", "body", 'expected an object {"readings": [...]}, got a JSON array'),
+        ("5", "body", 'expected an object {"readings": [...]}, got a number'),
+        ('{"reading": [READING]}', "body.readings", "missing: expected a non-empty list"),
+        ('{"readings": []}', "body.readings", "expected a non-empty list, got an empty list"),
+        ('{"readings": READING}', "body.readings", "expected a non-empty list, got a JSON object"),
+        ('{"readings": null}', "body.readings", "expected a non-empty list, got null"),
+    ],
+)
+def test_a_body_of_the_wrong_shape_is_a_422_saying_what_was_sent(
+    client: TestClient, settings: Settings, body: str, field: str, reason: str
+) -> None:
+    content = body.replace("READING", json.dumps(reading())).encode()
+    resp = client.post("/v1/readings", content=content, headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    [problem] = resp.json()["errors"]
+    assert (problem["field"], problem["reason"]) == (field, reason)
+    assert read_topic(settings.kafka_bootstrap, settings.topic_readings, 0, timeout_s=1) == []
+
+
 def test_nan_or_u0000_in_one_item_refuses_only_that_item(client: TestClient, settings: Settings) -> None:
     good = json.dumps(reading()).encode()
     items = [
