@@ -211,40 +211,26 @@ class RecordEnsembleDetector:
         days gain far less than a value a point, so they double only. Values move oldest first
         to slot 0. Returns whether any buffer grew (the kernel stops only when one must).
         """
-        p, old = self.params, self._parts()
-        n = old.counters.tolist()  # plain ints: this runs a few dozen times in a series' life, in Python
-        need = n[k.C_NEED]
-        caps = tuple(self._i[k.S_WIN : k.N_HEAD].tolist())
+        p, state_i = self.params, self._i
+        head = state_i[: k.N_HEAD].tolist()  # counters, then capacities: plain ints, read once
+        need, caps = head[k.C_NEED], tuple(head[k.S_WIN : k.N_HEAD])
         win, jumps, res, rec, days = caps
-        records_held = max(old.rec_meta[:, 1].tolist())
-        days_held = max(old.season_meta[:, 1].tolist())
+        # The deques' and seasonal slots' lengths, read from the int array where ``unpack`` puts them.
+        records_at, season_at = k.N_HEAD, k.N_HEAD + 4 * k.N_CHANNELS
+        records_held = int(state_i[records_at + 1 : season_at : 4].max())
+        days_held = int(state_i[season_at + 1 : season_at + 3 * p["bins"] : 3].max())
         grown = (
-            _next_size(win, p["window"], need & k.NEED_WIN, n[k.C_WIN_N], fit=coming),
-            _next_size(jumps, p["window"], need & k.NEED_JUMP, n[k.C_JUMP_N], fit=coming),
-            _next_size(res, p["residuals"], need & k.NEED_RES, n[k.C_RES_N], fit=coming),
+            _next_size(win, p["window"], need & k.NEED_WIN, head[k.C_WIN_N], fit=coming),
+            _next_size(jumps, p["window"], need & k.NEED_JUMP, head[k.C_JUMP_N], fit=coming),
+            _next_size(res, p["residuals"], need & k.NEED_RES, head[k.C_RES_N], fit=coming),
             _next_size(rec, p["history"] + 1, need & k.NEED_REC, records_held),
             _next_size(days, p["days"], need & k.NEED_SEASON, days_held, first=1),
         )
         if grown == caps:
             return False
-        self._i, self._f = _packed(p, grown)
-        new = self._parts()
-        for name in ("counters", "prev", "cap_ring", "rec_base", "rec_meta", "season_meta", "season_acc"):
-            getattr(new, name)[...] = getattr(old, name)
-        _move_window(old.win_ring, old.win_srt, new.win_ring, new.win_srt, new, k.C_WIN_N)
-        _move_window(old.jump_ring, old.jump_srt, new.jump_ring, new.jump_srt, new, k.C_JUMP_N)
-        _move_window(old.res_ring, old.res_srt, new.res_ring, new.res_srt, new, k.C_RES_N)
-        size = old.rec_values.shape[1]
-        if size == new.rec_values.shape[1]:
-            new.rec_values[...], new.rec_index[...] = old.rec_values, old.rec_index
-        elif size:
-            # A channel's deque wraps once its oldest entries expire: rotate each row to its head.
-            slots = (old.rec_meta[:, :1] + np.arange(size)) % size
-            new.rec_values[:, :size] = np.take_along_axis(old.rec_values, slots, axis=1)
-            new.rec_index[:, :size] = np.take_along_axis(old.rec_index, slots, axis=1)
-            new.rec_meta[:, 0] = 0
-        # Below ``days`` days no slot has wrapped (the kernel wraps a slot at ``days``): each starts at 0.
-        new.season[:, : old.season.shape[1]] = old.season
+        new_i, new_f = _packed(p, grown)
+        k.grow_into(self._p_int, state_i, self._f, new_i, new_f)
+        self._i, self._f = new_i, new_f
         return True
 
     def score_one(self, ts: float, value: float) -> float:
@@ -386,24 +372,6 @@ def _next_size(
     while grown < held + fit and grown < limit:
         grown *= 2
     return min(limit, grown)
-
-
-def _move_window(
-    ring: FloatArray, srt: FloatArray, new_ring: FloatArray, new_srt: FloatArray, new: _Parts, c_n: int
-) -> None:
-    """Copy a sorted window into its new buffers; into larger ones oldest first from slot 0 (head 0).
-
-    ``new.counters`` already holds the old counters; ``c_n + 1`` is the window's head.
-    """
-    size = ring.shape[0]
-    if size == new_ring.shape[0]:
-        new_ring[...], new_srt[...] = ring, srt
-        return
-    n, head = int(new.counters[c_n]), int(new.counters[c_n + 1])
-    new_ring[: size - head] = ring[head:]
-    new_ring[size - head : size] = ring[:head]
-    new_srt[:n] = srt[:n]
-    new.counters[c_n + 1] = 0
 
 
 def _room(held: int, first: int = FIRST_CAPACITY) -> int:
