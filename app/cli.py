@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -116,9 +117,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Every command checks the configuration first: nothing has started if this exits.
     settings, checked = checked_settings()
     if args.command == "check":
+        for warning in checked.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print(checked.summary())
         return
     configure_logging(settings.log_format)
+    for warning in checked.warnings:
+        log.warning("%s", warning)
     if args.command == "migrate":
         applied = migrate_state_database(settings)
         print(f"state database at {head_revision()}; applied: {', '.join(applied) or 'nothing'}")

@@ -7,6 +7,7 @@ code 2, before a broker, a database or a port is touched.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 import models.detectors  # noqa: F401  (registers the built-in detectors)
 from config.catalog import Catalog
-from config.check import CheckResult, Problem, check, settings_problems
+from config.check import CheckResult, Problem, check, settings_problems, unknown_variables
 from config.settings import Settings
 from models.registry import DETECTORS
 
@@ -44,7 +45,10 @@ def checked_catalog(path: Path) -> Catalog | None:
 
 
 def checked_settings() -> tuple[Settings, CheckResult]:
-    """Settings from the environment and the result of checking every city file; exits 2 on any error."""
+    """Settings from the environment and the result of checking every city file; exits 2 on any error.
+
+    Variables that set nothing come back as ``warnings``, for the command to tell as it logs.
+    """
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -54,6 +58,7 @@ def checked_settings() -> tuple[Settings, CheckResult]:
     result = check(settings, detectors=DETECTORS)
     if result.problems:
         _fail(result.problems)
+    result.warnings += unknown_variables(os.environ)
     if result.city is not None and stamp is not None:
         _checked_catalog = stamp, result.city.catalog
     return settings, result

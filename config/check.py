@@ -11,8 +11,9 @@ reading a traceback:
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from config.catalog import SENSOR_FAULT, Catalog
 from config.lifecycle import LifecycleConfig, lifecycle_problems
 from config.playbooks import Playbooks
 from config.problems import Located
-from config.settings import Settings, env_var
+from config.settings import ENV_PREFIX, Settings, env_var
 from config.taxonomy import FALLBACK_CATEGORY, Taxonomy
 from config.yaml_docs import load_yaml
 
@@ -64,6 +65,8 @@ class City:
 class CheckResult:
     problems: list[Problem] = field(default_factory=list)
     city: City | None = None
+    # Worth telling, yet no reason to refuse to start (``unknown_variables``).
+    warnings: list[Problem] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line saying what was checked; only meaningful when there are no problems."""
@@ -84,6 +87,27 @@ def settings_problems(exc: ValidationError) -> list[Problem]:
         Problem(ENVIRONMENT, env_var(str(err["loc"][0])) if err["loc"] else "", _message(err))
         for err in exc.errors()
     ]
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[Problem]:
+    """``CITYWARN_*`` variables that set nothing, each with the setting it may have meant.
+
+    A misspelt variable leaves its setting at the default without a word: ``CITYWARN_DATABASE_ULR``
+    keeps the state database on SQLite in ./var. A warning, not a refusal to start: Kubernetes
+    gives every pod ``<SERVICE>_PORT``-style variables for each service in its namespace, so a
+    service named citywarn puts ``CITYWARN_PORT`` and ``CITYWARN_SERVICE_HOST`` in the environment.
+    Names are compared as pydantic-settings reads them, ignoring case.
+    """
+    known = {env_var(name) for name in Settings.model_fields}
+    out = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        out.append(Problem(ENVIRONMENT, name, f"not a citywarn setting, ignored{hint}"))
+    return out
 
 
 def check(settings: Settings, *, detectors: Collection[str] | None = None) -> CheckResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -156,6 +157,34 @@ def test_an_unknown_detector_is_a_settings_error(city: Path, capsys: pytest.Capt
     finally:
         monkey.undo()
     assert line.startswith("environment: CITYWARN_DETECTOR: 'nosuch' is not a detector; known: ")
+
+
+def test_a_variable_that_sets_nothing_is_named_with_the_setting_it_may_mean(
+    city: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITYWARN_DATABASE_ULR", "postgresql://db/citywarn")
+    monkeypatch.setenv("CITYWARN_PORT", "tcp://10.0.0.7:8000")  # Kubernetes' link to a service named citywarn
+    monkeypatch.setenv("citywarn_detector", "recordensemble")  # a setting: read whatever its case
+    main(["check"])  # returns: a warning is no reason to refuse to start
+    captured = capsys.readouterr()
+    assert "configuration ok" in captured.out
+    assert captured.err.splitlines() == [
+        "warning: environment: CITYWARN_DATABASE_ULR: not a citywarn setting, ignored; "
+        "did you mean CITYWARN_DATABASE_URL?",
+        "warning: environment: CITYWARN_PORT: not a citywarn setting, ignored",
+    ]
+
+
+def test_a_command_that_starts_logs_the_variables_that_set_nothing(
+    city: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITYWARN_STORE_ULR", "influxdb://127.0.0.1:8086/city")
+    with caplog.at_level(logging.WARNING, logger="citywarn"):
+        main(["migrate"])
+    assert (
+        "environment: CITYWARN_STORE_ULR: not a citywarn setting, ignored; did you mean CITYWARN_STORE_URL?"
+        in caplog.messages
+    )
 
 
 @pytest.mark.parametrize("command", STARTS)
