@@ -286,7 +286,7 @@ def seed_demo_days(settings: Settings, catalog: Catalog, day_end: datetime, days
 
 
 def ingest_counts(client: httpx.Client, name: str) -> dict[str, float]:
-    """One of the service's ingest counters by stream, read from its ``/metrics``."""
+    """One of the service's ingest metrics (a counter, or the lag gauge) by stream, from its ``/metrics``."""
     sums = sample_sums(client.get("/metrics").text, {name}, by="stream")
     return {stream: value for (_, stream), value in sums.items()}
 
