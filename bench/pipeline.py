@@ -64,6 +64,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -244,6 +245,25 @@ def produce_steps(bench: Bench, count: int, anomalies: int) -> list[tuple[bytes,
     return messages
 
 
+@dataclass(frozen=True)
+class WorkerSpan:
+    """What one worker did over a timed span, from its /metrics and /proc: is the load split evenly, and
+    does a worker wait (for messages, the store or a checkpoint) rather than work?"""
+
+    readings: float  # consumed from the readings topic
+    cpu_s: float
+    batch_s: float  # handling batches: validate, store, dead-letter, score
+    store_s: float  # of which waiting for the store's answers
+
+    def since(self, earlier: WorkerSpan) -> WorkerSpan:
+        return WorkerSpan(
+            self.readings - earlier.readings,
+            self.cpu_s - earlier.cpu_s,
+            self.batch_s - earlier.batch_s,
+            self.store_s - earlier.store_s,
+        )
+
+
 @dataclass
 class Carried:
     readings: int  # counted from the first stored batch
@@ -256,6 +276,8 @@ class Carried:
     # Wall seconds the workers spent restoring within the span. A restore is mostly CPU on the ingest
     # thread, but that thread also waits for the state database and for a core, so its CPU is less.
     restore_s: float = 0.0
+    # Each worker's share of the span, in ``bench.workers`` order (``WorkerSpan``).
+    per_worker: list[WorkerSpan] = field(default_factory=list)
 
     @property
     def cpu_us_per_reading(self) -> float:
@@ -293,12 +315,14 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
     cpu_first, system_first = workers_cpu_s(bench)
     parts_first = bench.cpu.read() if bench.cpu is not None else None
     _, restoring_first = restores_so_far(bench, starting=True)
+    spans_first = worker_spans(bench, starting=True)
     t_done = wait_for(
         bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
     )
     cpu_done, system_done = workers_cpu_s(bench)
     parts_done = bench.cpu.read() if bench.cpu is not None else None
     restored, restoring_done = restores_so_far(bench)
+    spans_done = worker_spans(bench)
     # The store held what earlier phases carried; the first batch seen was carried before t_first.
     return Carried(
         readings=bench.produced - before - first_stored[0],
@@ -308,6 +332,7 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
         cores=shares(parts_first, parts_done) if parts_first and parts_done else {},
         series_restored=int(restored),
         restore_s=restoring_done - restoring_first,
+        per_worker=[done.since(first) for done, first in zip(spans_done, spans_first, strict=True)],
     )
 
 
@@ -334,6 +359,39 @@ def restores_so_far(bench: Bench, *, starting: bool = False) -> tuple[float, flo
         series += sums.get((RESTORED, ""), 0.0)
         seconds += sums.get((RESTORE_SECONDS, ""), 0.0)
     return series, seconds
+
+
+# The workers' ingest counters (``app.metrics``), summed over their label values but the stream's.
+CONSUMED, BATCH_SECONDS, STORE_SECONDS = (
+    "citywarn_ingest_consumed_total",
+    "citywarn_ingest_batch_duration_seconds_sum",
+    "citywarn_store_write_duration_seconds_sum",
+)
+
+
+def worker_spans(bench: Bench, *, starting: bool = False) -> list[WorkerSpan]:
+    """Each running worker's readings consumed, CPU, and seconds in batches and store writes, so far.
+
+    ``starting``: a worker not serving /metrics yet has done nothing that counts.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = []
+    for proc, port in zip(bench.workers, bench.metrics_ports, strict=True):
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        except httpx.ConnectError:
+            if starting:
+                out.append(WorkerSpan(0.0, cpu, 0.0, 0.0))
+                continue
+            raise
+        sums = sample_sums(text, (CONSUMED, BATCH_SECONDS, STORE_SECONDS), by="stream")
+        consumed, batches, store = (
+            sums.get((name, "readings"), 0.0) for name in (CONSUMED, BATCH_SECONDS, STORE_SECONDS)
+        )
+        out.append(WorkerSpan(consumed, cpu, batches, store))
+    return out
 
 
 def workers_cpu_s(bench: Bench) -> tuple[float, float]:
@@ -613,6 +671,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{one.system_us_per_reading:,.1f} of them in the kernel)"
         )
         say_cores(one)
+        say_workers(one)
         say_restores(one)
         if args.profile is not None:
             say(
@@ -637,6 +696,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{two.system_us_per_reading:,.1f} of them in the kernel)"
         )
         say_cores(two)
+        say_workers(two)
         say_restores(two)
 
         latency = latency_phase(bench, args)
@@ -681,6 +741,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "restore_s_2_workers": round(two.restore_s, 3),
             "restore_share_of_cpu_1_worker": round(one.restore_share, 3),
             "restore_share_of_cpu_2_workers": round(two.restore_share, 3),
+            # Each worker's part of the two-worker phase: its readings, and the span it spent in batches.
+            "worker_readings_share_2_workers": shares_of(w.readings for w in two.per_worker),
+            "worker_busy_share_2_workers": [round(w.batch_s / two.seconds, 3) for w in two.per_worker],
             "readings_timed_1_worker": one.readings,
             "readings_timed_2_workers": two.readings,
             "broker_consume_decode_per_s": round(consume),
@@ -779,6 +842,23 @@ def say_cores(carried: Carried) -> None:
         return
     parts = ", ".join(f"{name} {cores[name]:.2f}" for name in cores if name not in {"idle", "cores"})
     say(f"  cores busy, of {cores['cores']:.2f}: {parts}; idle {cores['idle']:.2f}")
+
+
+def shares_of(parts: Iterable[float]) -> list[float]:
+    listed = list(parts)
+    total = sum(listed) or 1.0
+    return [round(p / total, 3) for p in listed]
+
+
+def say_workers(carried: Carried) -> None:
+    """How the span's readings and time split between the workers, one line each."""
+    readings = shares_of(w.readings for w in carried.per_worker)
+    for n, (w, share) in enumerate(zip(carried.per_worker, readings, strict=True), 1):
+        say(
+            f"  worker {n}: {share:.0%} of the readings, {w.cpu_s / carried.seconds:.2f} cores; "
+            f"of the span {w.batch_s / carried.seconds:.0%} in batches "
+            f"({w.store_s / carried.seconds:.0%} waiting for the store)"
+        )
 
 
 def say_restores(carried: Carried) -> None:
