@@ -1,6 +1,6 @@
 """End-to-end ingest throughput: Kafka -> validate -> store -> score -> warnings -> commit.
 
-Run: ``python -m bench.ingest [--readings N] [--store embedded|influxdb]``. Produces N
+Run: ``python -m bench.ingest [--readings 1000000] [--store embedded|influxdb]``. Produces N
 quiet readings from every catalog sensor to a fresh topic on a Tansu broker,
 then times one ingest worker consuming them all, from its first batch to its
 last commit (the group join is not counted). ``influxdb`` starts a private
@@ -54,7 +54,7 @@ def store_url(kind: str, tmp: str) -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--readings", type=int, default=200_000)
+    parser.add_argument("--readings", type=int, default=1_000_000)
     parser.add_argument("--store", choices=["embedded", "influxdb"], default="embedded")
     parser.add_argument("--detector", default=Settings().detector)
     args = parser.parse_args()
@@ -77,12 +77,16 @@ def main() -> None:
         t_start = time.perf_counter()
         cpu_start = time.process_time()
         thread.start()
+        # Timed from the end of the first batch, so only the readings after it count: with batches
+        # of 50,000 the first is a quarter of 200,000, and counting it overstated the rate by a third.
         first: float | None = None
+        before_first = 0
         while worker.stats.consumed < len(messages):
             if first is None and worker.stats.batches:
-                first = time.perf_counter()
+                first, before_first = time.perf_counter(), worker.stats.consumed
             time.sleep(0.01)
         elapsed = time.perf_counter() - (first or t_start)
+        timed = len(messages) - before_first
         cpu = time.process_time() - cpu_start
         stop.set()
         thread.join()
@@ -93,8 +97,8 @@ def main() -> None:
         f"batches={worker.stats.batches} checkpoints={worker.stats.checkpoints}"
     )
     print(
-        f"stored {stored}; {len(messages) / elapsed:,.0f} readings/s wall "
-        f"({elapsed:.2f} s after the first batch); process CPU {cpu:.2f} s in total"
+        f"stored {stored}; {timed / elapsed:,.0f} readings/s wall "
+        f"({timed:,} in {elapsed:.2f} s after the first batch); process CPU {cpu:.2f} s in total"
     )
 
 
