@@ -11,7 +11,7 @@ It reports the median over ``--rounds`` rounds, in µs of CPU a reading, on one 
 Why: the same code's CPU per reading in ``bench.pipeline`` moved by a quarter from one day to
 the next on this machine (20 against 26 µs). ``bench.pipeline`` runs this beside its timed phases
 and prints their figures over it: when this figure moves with theirs, the machine moved. It does
-not always: on 2026-12-04 the workers' figure rose by half while this one held (README, "a fifth
+not always: on 2026-12-04 the workers' figure rose by half while this one held (bench/HISTORY.md, "a fifth
 session"), so a steady reference does not prove the code slower.
 """
 

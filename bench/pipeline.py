@@ -492,7 +492,7 @@ def steady_latency(
     # as an object of its own and lists every object of a partition on each fetch, so its CPU grows
     # with the batches in the log. At 5,000/s, 5 ms batches took it from 8% to 80% of a core within
     # the 30 s phase and starved the workers (p99 3.3 s); 50 ms batches held it at 23%. See the
-    # README's "whole pipeline" section.
+    # README's "Tansu's fetches cost more as its log grows".
     producer = Producer(producer_config(bench.settings, **{"linger.ms": linger_ms}))
     topic = bench.settings.topic_readings
     partitions = len(producer.list_topics(topic, timeout=10).topics[topic].partitions)
