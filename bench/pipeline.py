@@ -65,7 +65,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -247,37 +247,47 @@ def produce_steps(bench: Bench, count: int, anomalies: int) -> list[tuple[bytes,
 
 @dataclass(frozen=True)
 class WorkerSpan:
-    """What one worker did over a timed span, from its /metrics and /proc: is the load split evenly, and
-    does a worker wait (for messages, the store or a checkpoint) rather than work?"""
+    """What one worker did so far, or over a timed span (``since``), from its /proc and /metrics."""
 
     readings: float  # consumed from the readings topic
-    cpu_s: float
+    cpu_s: float  # user plus system
+    system_s: float  # the part spent in the kernel on its behalf (system calls, page faults)
     batch_s: float  # handling batches: validate, store, dead-letter, score
     store_s: float  # of which waiting for the store's answers
+    restored: float  # series restored from their checkpoints
+    # Wall seconds restoring. A restore is mostly CPU on the ingest thread, but that thread also
+    # waits for the state database and for a core, so its CPU is less.
+    restore_s: float
 
     def since(self, earlier: WorkerSpan) -> WorkerSpan:
-        return WorkerSpan(
-            self.readings - earlier.readings,
-            self.cpu_s - earlier.cpu_s,
-            self.batch_s - earlier.batch_s,
-            self.store_s - earlier.store_s,
-        )
+        return WorkerSpan(*(now - then for now, then in zip(astuple(self), astuple(earlier), strict=True)))
 
 
 @dataclass
 class Carried:
     readings: int  # counted from the first stored batch
     seconds: float
-    cpu_s: float  # the workers' own CPU (user + system) over the same span
-    system_s: float  # the part of it spent in the kernel on their behalf (system calls, page faults)
+    per_worker: list[WorkerSpan]  # each worker over the span, in ``bench.workers`` order
     # Cores each part of the machine kept busy over the span, on average (``bench.cpu_shares``).
     cores: dict[str, float] = field(default_factory=dict)
-    series_restored: int = 0  # by the phase's workers since they started, from their checkpoints
-    # Wall seconds the workers spent restoring within the span. A restore is mostly CPU on the ingest
-    # thread, but that thread also waits for the state database and for a core, so its CPU is less.
-    restore_s: float = 0.0
-    # Each worker's share of the span, in ``bench.workers`` order (``WorkerSpan``).
-    per_worker: list[WorkerSpan] = field(default_factory=list)
+
+    @property
+    def cpu_s(self) -> float:
+        """The workers' own CPU over the span."""
+        return sum(w.cpu_s for w in self.per_worker)
+
+    @property
+    def system_s(self) -> float:
+        return sum(w.system_s for w in self.per_worker)
+
+    @property
+    def series_restored(self) -> int:
+        """By the phase's workers since they started (a restore within the span's first batch counts)."""
+        return int(sum(w.restored for w in self.per_worker))
+
+    @property
+    def restore_s(self) -> float:
+        return sum(w.restore_s for w in self.per_worker)
 
     @property
     def cpu_us_per_reading(self) -> float:
@@ -312,96 +322,60 @@ def carry(bench: Bench, store: InfluxStore, workers: int, *, profile: Path | Non
         return bool(first_stored)
 
     t_first = wait_for(bench, stored, "the first stored batch")
-    cpu_first, system_first = workers_cpu_s(bench)
-    parts_first = bench.cpu.read() if bench.cpu is not None else None
-    _, restoring_first = restores_so_far(bench, starting=True)
     spans_first = worker_spans(bench, starting=True)
+    parts_first = bench.cpu.read() if bench.cpu is not None else None
     t_done = wait_for(
         bench, lambda: committed_total(bench.settings) >= bench.produced, "every offset committed"
     )
-    cpu_done, system_done = workers_cpu_s(bench)
-    parts_done = bench.cpu.read() if bench.cpu is not None else None
-    restored, restoring_done = restores_so_far(bench)
     spans_done = worker_spans(bench)
+    parts_done = bench.cpu.read() if bench.cpu is not None else None
+    spans = [done.since(first) for done, first in zip(spans_done, spans_first, strict=True)]
+    # Series restored count from each worker's start: a restore in the span's first batch began before it.
+    spans = [replace(span, restored=done.restored) for span, done in zip(spans, spans_done, strict=True)]
     # The store held what earlier phases carried; the first batch seen was carried before t_first.
     return Carried(
         readings=bench.produced - before - first_stored[0],
         seconds=t_done - t_first,
-        cpu_s=cpu_done - cpu_first,
-        system_s=system_done - system_first,
+        per_worker=spans,
         cores=shares(parts_first, parts_done) if parts_first and parts_done else {},
-        series_restored=int(restored),
-        restore_s=restoring_done - restoring_first,
-        per_worker=[done.since(first) for done, first in zip(spans_done, spans_first, strict=True)],
     )
 
 
-# The workers' restore counters (``app.metrics.count_restored``).
-RESTORED, RESTORE_SECONDS = "citywarn_series_restored_total", "citywarn_restore_seconds_total"
-
-
-def restores_so_far(bench: Bench, *, starting: bool = False) -> tuple[float, float]:
-    """Series the running workers have restored from checkpoints, and the seconds that took (their
-    /metrics: ``citywarn_series_restored_total``, ``citywarn_restore_seconds_total``).
-
-    ``starting``: a worker not serving /metrics yet counts as none (it starts serving just after
-    its consumer starts, so it has restored next to nothing by then).
-    """
-    series = seconds = 0.0
-    for port in bench.metrics_ports:
-        try:
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        except httpx.ConnectError:
-            if starting:
-                continue
-            raise
-        sums = sample_sums(text, (RESTORED, RESTORE_SECONDS))
-        series += sums.get((RESTORED, ""), 0.0)
-        seconds += sums.get((RESTORE_SECONDS, ""), 0.0)
-    return series, seconds
-
-
-# The workers' ingest counters (``app.metrics``), summed over their label values but the stream's.
+# Each worker's counters (``app.metrics``): ingest's for the readings stream, and its restores.
 CONSUMED, BATCH_SECONDS, STORE_SECONDS = (
     "citywarn_ingest_consumed_total",
     "citywarn_ingest_batch_duration_seconds_sum",
     "citywarn_store_write_duration_seconds_sum",
 )
+RESTORED, RESTORE_SECONDS = "citywarn_series_restored_total", "citywarn_restore_seconds_total"
 
 
 def worker_spans(bench: Bench, *, starting: bool = False) -> list[WorkerSpan]:
-    """Each running worker's readings consumed, CPU, and seconds in batches and store writes, so far.
+    """What each running worker has done since it started: its CPU (/proc, Linux) and its counters.
 
-    ``starting``: a worker not serving /metrics yet has done nothing that counts.
+    ``starting``: a worker not serving /metrics yet has counted nothing (it starts serving just after
+    its consumer starts, so it has done next to nothing by then).
     """
     ticks = os.sysconf("SC_CLK_TCK")
     out = []
     for proc, port in zip(bench.workers, bench.metrics_ports, strict=True):
         fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        user, system = int(fields[11]) / ticks, int(fields[12]) / ticks  # fields 14 and 15 of proc(5)
         try:
             text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
         except httpx.ConnectError:
             if starting:
-                out.append(WorkerSpan(0.0, cpu, 0.0, 0.0))
+                out.append(WorkerSpan(0.0, user + system, system, 0.0, 0.0, 0.0, 0.0))
                 continue
             raise
-        sums = sample_sums(text, (CONSUMED, BATCH_SECONDS, STORE_SECONDS), by="stream")
+        ingest = sample_sums(text, (CONSUMED, BATCH_SECONDS, STORE_SECONDS), by="stream")
         consumed, batches, store = (
-            sums.get((name, "readings"), 0.0) for name in (CONSUMED, BATCH_SECONDS, STORE_SECONDS)
+            ingest.get((name, "readings"), 0.0) for name in (CONSUMED, BATCH_SECONDS, STORE_SECONDS)
         )
-        out.append(WorkerSpan(consumed, cpu, batches, store))
+        restores = sample_sums(text, (RESTORED, RESTORE_SECONDS))
+        restored, restoring = (restores.get((name, ""), 0.0) for name in (RESTORED, RESTORE_SECONDS))
+        out.append(WorkerSpan(consumed, user + system, system, batches, store, restored, restoring))
     return out
-
-
-def workers_cpu_s(bench: Bench) -> tuple[float, float]:
-    """CPU seconds the running workers have used, user plus system, and system alone (/proc, Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    user = system = 0
-    for proc in bench.workers:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user, system = user + int(fields[11]), system + int(fields[12])  # fields 14 and 15 of proc(5)
-    return (user + system) / ticks, system / ticks
 
 
 # --- latency at a steady rate ---------------------------------------------------------------------
