@@ -31,6 +31,7 @@ judged for health and never scored: no detector learns an impossible value.
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from collections import defaultdict
@@ -61,6 +62,9 @@ from models.series_checkpoint import (
     encode_snapshot,
 )
 from models.signals import Observation, Signal
+from models.state_codec import StateDecodeError
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 3  # detector, context and decision state together; older checkpoints are ignored
 CONTEXT = history_needed()
@@ -229,17 +233,23 @@ class ScoringEngine:
             if saved.get("detector") != self.detector_name:
                 continue
             position = saved.get("position")
-            if state.get("format") == INCREMENTAL_FORMAT:
-                deltas = state.get("deltas", [])
-                logged = decode_runs(deltas) if deltas else None
-                coming = 0 if logged is None else len(logged.values)
-                series = self._from_snapshot(cls, decode_snapshot(state["snapshot"]), coming=coming)
-                series.snapshot_bytes, series.learned = len(state["snapshot"]), int(state["learned"])
-                if logged is not None:
-                    self._replay(sensor_id, series, logged, catalog)
-            elif state.get("format") == CHECKPOINT_FORMAT:
-                series = self._from_snapshot(cls, state)  # a whole state: the next checkpoint rewrites it
-            else:
+            try:
+                if state.get("format") == INCREMENTAL_FORMAT:
+                    deltas = state.get("deltas", [])
+                    logged = decode_runs(deltas) if deltas else None
+                    coming = 0 if logged is None else len(logged.values)
+                    series = self._from_snapshot(cls, decode_snapshot(state["snapshot"]), coming=coming)
+                    series.snapshot_bytes, series.learned = len(state["snapshot"]), int(state["learned"])
+                    if logged is not None:
+                        self._replay(sensor_id, series, logged, catalog)
+                elif state.get("format") == CHECKPOINT_FORMAT:
+                    series = self._from_snapshot(cls, state)  # a whole state: the next checkpoint rewrites it
+                else:
+                    continue
+            except StateDecodeError as exc:
+                # One unreadable checkpoint must not hold up the partition (every batch would fail
+                # on it again): that series starts afresh, as a new one would, and says so.
+                log.warning("checkpoint of %s unreadable, the series starts afresh: %s", sensor_id, exc)
                 continue
             series.position = None if position is None else (int(position[0]), int(position[1]))
             self._series[sensor_id] = series
@@ -327,15 +337,20 @@ class ScoringEngine:
                 series.logged_bytes += len(delta)
                 out.append(SeriesCheckpoint(*head, delta=delta))
             else:
-                snapshot = encode_snapshot(self._whole_state(series))
+                snapshot = encode_snapshot(self._whole_state(series, packed=True))
                 series.snapshot_bytes, series.logged_bytes = len(snapshot), 0
                 out.append(SeriesCheckpoint(*head, snapshot=snapshot))
         self._dirty.clear()
         return out
 
-    def _whole_state(self, series: _Series) -> dict[str, Any]:
+    @staticmethod
+    def _whole_state(series: _Series, *, packed: bool = False) -> dict[str, Any]:
+        """The series' whole state; ``packed``: the detector's state as its arrays where it offers that
+        (``get_packed_state``, for a snapshot encoded at once), else its JSON-ready ``get_state``."""
+        detector = series.detector
+        get_packed = getattr(detector, "get_packed_state", None) if packed else None
         return {
-            "detector": series.detector.get_state(),
+            "detector": detector.get_state() if get_packed is None else get_packed(),
             "decision": series.decision.get_state(),
             "context": series.context.T.tolist(),
             "health": series.health.get_state(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -22,6 +23,7 @@ from alerts import db
 from alerts.checkpoints import CheckpointRepository
 from bench.scoring import gas_model as quiet_gas_model
 from models import state_codec
+from models.detectors import record_kernel as k
 from models.detectors.record_ensemble import RecordEnsembleDetector
 from models.engine import MAX_LOGGED_POINTS, ScoringEngine
 from models.multivariate import KindModel
@@ -30,7 +32,9 @@ from models.series_checkpoint import (
     SeriesCheckpoint,
     decode_points,
     decode_runs,
+    decode_snapshot,
     encode_points,
+    encode_snapshot,
 )
 from models.signals import Signal
 from store.schemas import Point
@@ -121,6 +125,36 @@ def test_a_restore_from_snapshot_and_deltas_continues_exactly(
     after = run(resumed, POINTS[cut:], POSITIONS[cut:])
     assert sorted(before + after, key=key) == sorted(expected, key=key)
     assert whole(resumed) == whole(uninterrupted)
+
+
+def test_an_unreadable_snapshot_starts_its_series_afresh_and_the_others_restore_exactly(
+    engine: sa.Engine, gas_model: KindModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot the kernel could not score safely (here a window count past its buffer) is refused:
+    that series learns again from its next reading, and one bad record fails no batch, so the
+    other series go on exactly as if never stopped."""
+    cut = 1650
+    uninterrupted = new_engine(gas_model)
+    expected = run(uninterrupted, POINTS, POSITIONS)
+    repo = CheckpointRepository(engine)
+    first = new_engine(gas_model)
+    before = run(first, POINTS[:cut], POSITIONS[:cut])
+    repo.save_series(first.checkpoint(), log="log-a", now=NOW)
+    saved = repo.load(SENSORS)
+    broken = "gas-oldtown-02"
+    snapshot = decode_snapshot(saved[broken]["state"]["snapshot"])
+    snapshot["detector"]["ints"][k.C_WIN_N] = 10**6
+    saved[broken]["state"]["snapshot"] = encode_snapshot(snapshot)
+
+    resumed = new_engine(gas_model)
+    with caplog.at_level(logging.WARNING, logger="models.engine"):
+        resumed.restore(saved)
+    assert not resumed.known(broken) and all(resumed.known(sid) for sid in SENSORS if sid != broken)
+    assert any(broken in r.getMessage() and "afresh" in r.getMessage() for r in caplog.records)
+    after = run(resumed, POINTS[cut:], POSITIONS[cut:])
+    assert resumed.known(broken), "the refused series learns again from its next reading"
+    others = [s for s in before + after if s.sensor_id != broken]
+    assert sorted(others, key=key) == sorted((s for s in expected if s.sensor_id != broken), key=key)
 
 
 def test_a_restore_whose_log_spans_a_kinds_first_model_continues_exactly(

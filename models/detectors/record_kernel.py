@@ -6,8 +6,8 @@ and deques, managed about 40,000. Numba compiles this module once per machine
 (``cache=True`` keeps the machine code beside the source).
 
 Why arrays: the whole state is numbers in two arrays (see "Why two packed
-arrays"), so checkpointing is ``tolist()`` and a resumed detector continues
-bit-for-bit. The structures:
+arrays"), so a snapshot is those numbers as they are (``cut``) and a resumed
+detector continues bit-for-bit. The structures:
 
 * a *sorted window*: a ring buffer in arrival order plus the same values kept
   sorted (exact quantiles and counts by binary search, O(size) memmove per
@@ -113,6 +113,11 @@ EVIDENCE = (
 E_RATIO, E_CHANNEL, E_EXPECTED = 9, 10, 11
 
 _jit = numba.njit(cache=True, nogil=True)
+
+# The version of the snapshot layout ``cut`` writes and ``uncut`` reads. Bump it whenever that
+# layout, ``unpack``'s or the meaning of a counter changes: a snapshot of another layout is then
+# refused, never read as this one.
+LAYOUT = 1
 
 
 def sizes(bins: int, density_len: int, caps: tuple[int, int, int, int, int]) -> tuple[int, int]:
@@ -608,3 +613,181 @@ def grow_into(
                 n_rec_index[k, j] = rec_index[k, (head + j) % size]
             n_rec_meta[k, 0] = 0
     n_season[:, : season.shape[1]] = season
+
+
+# -- snapshots -------------------------------------------------------------------------------
+# A snapshot holds what the state holds and nothing else: each window's values oldest first,
+# without its sorted copy (sorted again on restore) or its empty room, and each record deque's
+# entries, oldest first, laid end to end. The int array: the counters (ring heads 0), the
+# capacities of the values held (window, jumps, residuals, the longest deque, days of the
+# seasonal table), the deques' and seasonal slots' meta (deque heads 0), then the deques' point
+# numbers. The float array: the previous value, the density ring, the record bases and today's
+# seasonal sums (the float array's first parts, as they are), the three windows, the deques'
+# values, then the seasonal table.
+
+
+def _float_head(p_int: np.ndarray) -> int:
+    """The length of the float array's first parts, which a snapshot keeps as they are."""
+    return int(1 + p_int[P_DENSITY_LEN] + N_CHANNELS + 2 * p_int[P_BINS])
+
+
+_float_head_jit = _jit(_float_head)
+
+
+@_jit
+def _put_ring(ring: FloatArray, n: int, head: int, out: FloatArray, at: int) -> int:
+    size = ring.shape[0]
+    for j in range(n):
+        out[at + j] = ring[(head + j) % size]
+    return at + n
+
+
+@_jit
+def cut(p_int: np.ndarray, state_i: np.ndarray, state_f: FloatArray) -> tuple[np.ndarray, FloatArray]:
+    """A state as a snapshot holds it (see above): new arrays, so the detector may score on."""
+    (
+        counters,
+        _prev,
+        win_ring,
+        _win_srt,
+        jump_ring,
+        _jump_srt,
+        _cap_ring,
+        rec_values,
+        rec_index,
+        rec_meta,
+        _rec_base,
+        season,
+        _season_meta,
+        _season_acc,
+        res_ring,
+        _res_srt,
+    ) = _unpack(p_int, state_i, state_f)
+    meta = N_HEAD + 4 * N_CHANNELS + 3 * p_int[P_BINS]
+    head_f = _float_head_jit(p_int)
+    n_win, n_jump, n_res = counters[C_WIN_N], counters[C_JUMP_N], counters[C_RES_N]
+    held = rec_meta[:, 1].sum()
+    out_i = np.empty(meta + held, np.int64)
+    out_f = np.empty(head_f + n_win + n_jump + n_res + held + season.size)
+    out_i[:meta] = state_i[:meta]
+    out_i[C_WIN_HEAD] = 0
+    out_i[C_JUMP_HEAD] = 0
+    out_i[C_RES_HEAD] = 0
+    out_i[C_NEED] = 0
+    out_i[S_WIN] = n_win
+    out_i[S_JUMP] = n_jump
+    out_i[S_RES] = n_res
+    out_i[S_REC] = rec_meta[:, 1].max()
+    out_f[:head_f] = state_f[:head_f]
+    at = _put_ring(win_ring, n_win, counters[C_WIN_HEAD], out_f, head_f)
+    at = _put_ring(jump_ring, n_jump, counters[C_JUMP_HEAD], out_f, at)
+    at = _put_ring(res_ring, n_res, counters[C_RES_HEAD], out_f, at)
+    at_i = meta
+    size = rec_values.shape[1]
+    for k in range(N_CHANNELS):
+        head, length = rec_meta[k, 0], rec_meta[k, 1]
+        out_i[N_HEAD + 4 * k] = 0
+        for j in range(length):
+            out_f[at + j] = rec_values[k, (head + j) % size]
+            out_i[at_i + j] = rec_index[k, (head + j) % size]
+        at += length
+        at_i += length
+    out_f[at:] = season.ravel()
+    return out_i, out_f
+
+
+def snapshot_problem(p_int: np.ndarray, ints: np.ndarray, floats: FloatArray) -> str | None:
+    """Why a snapshot read back from storage must not be restored, or None if it may be.
+
+    Compiled code checks no bounds: ``uncut`` and then the kernel index every buffer by the
+    counts, heads and lengths the snapshot itself holds, so one past its buffer would read or
+    write outside the arrays. Each bound they rely on is checked here first; what stays
+    unchecked (the values) can make a score wrong but cannot reach outside the arrays.
+    """
+    if ints.dtype != np.int64 or floats.dtype != np.float64 or ints.ndim != 1 or floats.ndim != 1:
+        return "a snapshot is one int64 and one float64 array"
+    window, _, density_len, history, _, bins, days, residuals = p_int.tolist()
+    meta = N_HEAD + 4 * N_CHANNELS + 3 * bins
+    if len(ints) < meta:
+        return "the int array is shorter than its counters and meta"
+    head = ints[:N_HEAD].tolist()
+    n_win, n_jump, n_res, cap_n = head[C_WIN_N], head[C_JUMP_N], head[C_RES_N], head[C_CAP_N]
+    if not (0 <= n_win <= window and 0 <= n_jump <= window and 0 <= n_res <= residuals):
+        return f"windows of {n_win}, {n_jump} and {n_res} values"
+    if head[C_WIN_HEAD] or head[C_JUMP_HEAD] or head[C_RES_HEAD]:
+        return "a window not saved from slot 0"
+    # The density ring holds its values from slot 0 until it is full; only a full one wraps.
+    if not (
+        0 <= cap_n <= density_len and (head[C_CAP_HEAD] == 0 or 0 < head[C_CAP_HEAD] < cap_n == density_len)
+    ):
+        return f"a density ring of {cap_n} values from slot {head[C_CAP_HEAD]}"
+    if head[C_HAS_PREV] not in (0, 1) or head[C_SEEN] < 0:
+        return "counters out of range"
+    records = ints[N_HEAD : N_HEAD + 4 * N_CHANNELS].reshape((N_CHANNELS, 4))  # head, length, count, run
+    lengths = records[:, 1]
+    if records[:, 0].any() or records.min() < 0 or lengths.max() > history + 1:
+        return "a record deque not saved from slot 0, or longer than its history"
+    season_days = head[S_SEASON]
+    slots = ints[N_HEAD + 4 * N_CHANNELS : meta].reshape((bins, 3))  # ring start, days kept, day
+    if not 0 <= season_days <= days or slots[:, :2].min() < 0 or slots[:, 1].max() > season_days:
+        return "a seasonal slot keeps more days than its table"
+    if slots[:, 0].max() >= max(season_days, 1):
+        return "a seasonal ring starts past its table"
+    held = int(lengths.sum())
+    if head[S_WIN:S_SEASON] != [n_win, n_jump, n_res, int(lengths.max())]:
+        return "capacities other than the values held"
+    size_f = _float_head(p_int) + n_win + n_jump + n_res + held + bins * season_days
+    if (len(ints), len(floats)) != (meta + held, size_f):
+        return "array lengths other than the values held"
+    return None
+
+
+@_jit
+def _take_window(floats: FloatArray, at: int, n: int, ring: FloatArray, srt: FloatArray) -> int:
+    ring[:n] = floats[at : at + n]
+    srt[:n] = np.sort(ring[:n])
+    return at + n
+
+
+@_jit
+def uncut(
+    p_int: np.ndarray, ints: np.ndarray, floats: FloatArray, state_i: np.ndarray, state_f: FloatArray
+) -> None:
+    """Fill a zero state from ``cut``'s arrays (checked by ``snapshot_problem``), its buffers at
+    least as large as the values held: rings and deques from slot 0, each window sorted again
+    (equal values are interchangeable there, so it scores on bit for bit)."""
+    (
+        counters,
+        _prev,
+        win_ring,
+        win_srt,
+        jump_ring,
+        jump_srt,
+        _cap_ring,
+        rec_values,
+        rec_index,
+        rec_meta,
+        _rec_base,
+        season,
+        _season_meta,
+        _season_acc,
+        res_ring,
+        res_srt,
+    ) = _unpack(p_int, state_i, state_f)
+    meta = N_HEAD + 4 * N_CHANNELS + 3 * p_int[P_BINS]
+    head_f = _float_head_jit(p_int)
+    state_i[:N_COUNTERS] = ints[:N_COUNTERS]
+    state_i[N_HEAD:meta] = ints[N_HEAD:meta]
+    state_f[:head_f] = floats[:head_f]
+    at = _take_window(floats, head_f, counters[C_WIN_N], win_ring, win_srt)
+    at = _take_window(floats, at, counters[C_JUMP_N], jump_ring, jump_srt)
+    at = _take_window(floats, at, counters[C_RES_N], res_ring, res_srt)
+    at_i = meta
+    for k in range(N_CHANNELS):
+        length = rec_meta[k, 1]
+        rec_values[k, :length] = floats[at : at + length]
+        rec_index[k, :length] = ints[at_i : at_i + length]
+        at += length
+        at_i += length
+    days = ints[S_SEASON]
+    season[:, :days] = floats[at:].reshape((season.shape[0], days))
