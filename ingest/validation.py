@@ -142,8 +142,10 @@ class ReadingValidator:
         self._known: tuple[Catalog, dict[str, Sensor]] = self._index(catalog.current())
         self._missed_at: datetime | None = None
         self.window = TimeWindow(max_future_skew_s=max_future_skew_s, max_past_age_s=max_past_age_s)
-        # The window's bounds for the last ``now`` seen: a batch shares one ``now``.
-        self._bounds: tuple[datetime | None, int, int] = (None, 0, 0)
+        # What readings are checked against for the last ``now`` seen (a batch shares one): the
+        # catalog, its sensors by id and the accepted window's bounds in ns. Asked of the catalog
+        # view per reading, that was a clock read and two calls each.
+        self._batch: tuple[datetime | None, Catalog, dict[str, Sensor], int, int] = (None, *self._known, 0, 0)
 
     @staticmethod
     def _index(catalog: Catalog) -> tuple[Catalog, dict[str, Sensor]]:
@@ -152,17 +154,31 @@ class ReadingValidator:
     def _lookup(self, sensor_id: str, now: datetime) -> tuple[Catalog, Sensor | None]:
         """The current catalog and the sensor in it; an unknown id looks for changes once per ``now``."""
         catalog = self.catalog.current()
-        known = self._known
-        if known[0] is not catalog:
-            known = self._known = self._index(catalog)
+        known = self._reindexed(catalog)
         sensor = known[1].get(sensor_id)
         if sensor is None and self._missed_at != now:
             self._missed_at = now
             catalog = self.catalog.refresh()
-            if known[0] is not catalog:
-                known = self._known = self._index(catalog)
+            known = self._reindexed(catalog)
             sensor = known[1].get(sensor_id)
         return catalog, sensor
+
+    def _reindexed(self, catalog: Catalog) -> tuple[Catalog, dict[str, Sensor]]:
+        """The index of ``catalog``, rebuilt if it is a new snapshot (the batch's next reading sees it)."""
+        known = self._known
+        if known[0] is not catalog:
+            known = self._known = self._index(catalog)
+            self._batch = (None, *known, 0, 0)
+        return known
+
+    def _for_batch(self, now: datetime) -> tuple[datetime | None, Catalog, dict[str, Sensor], int, int]:
+        """What the readings of the batch at ``now`` are checked against: the catalog as it stood at
+        the batch's first reading, unless an unknown id made ``_lookup`` read it again."""
+        batch = self._batch
+        if batch[0] is not now:
+            known = self._reindexed(self.catalog.current())
+            batch = self._batch = (now, *known, *self.window.bounds_ns(now))
+        return batch
 
     def parse(self, raw: bytes, now: datetime) -> Point | Invalid:
         try:
@@ -197,12 +213,11 @@ class ReadingValidator:
         """
         sensor_id, kind_name, value = r["sensor_id"], r["kind"], r["value"]
         unit, area = r.get("unit", ""), r.get("area")
-        catalog, sensor = self._lookup(sensor_id, now)
+        _, catalog, sensors, earliest, latest = self._for_batch(now)
+        sensor = sensors.get(sensor_id)
+        if sensor is None:
+            catalog, sensor = self._lookup(sensor_id, now)
         ts_ns = to_ns(r["ts"])
-        when, earliest, latest = self._bounds
-        if when is not now:
-            earliest, latest = self.window.bounds_ns(now)
-            self._bounds = (now, earliest, latest)
         if sensor is not None and sensor.kind == kind_name:
             kind = catalog.kinds.get(kind_name)
             if (
