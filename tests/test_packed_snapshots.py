@@ -131,6 +131,7 @@ CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "floats too long": lambda s: s.update(floats=np.append(s["floats"], 0.0)),
     "ints as floats": lambda s: s.update(ints=s["ints"].astype(np.float64)),
     "a list, not an array": lambda s: s.update(ints=s["ints"].tolist()),
+    "no floats": lambda s: s.pop("floats"),
     "more values than the window holds": setting(k.C_WIN_N, 10**6),
     "a negative count": setting(k.C_JUMP_N, -1),
     "a head past its ring": setting(k.C_WIN_HEAD, SMALL["window"]),

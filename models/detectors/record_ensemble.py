@@ -278,7 +278,7 @@ class RecordEnsembleDetector:
         """Take ``get_packed_state``'s snapshot, once ``record_kernel.snapshot_problem`` finds it safe."""
         if state["layout"] != k.LAYOUT:
             raise StateDecodeError(f"recordensemble: a snapshot of layout {state['layout']}, not {k.LAYOUT}")
-        ints, floats = state["ints"], state["floats"]
+        ints, floats = state.get("ints"), state.get("floats")
         if not (isinstance(ints, np.ndarray) and isinstance(floats, np.ndarray)):
             raise StateDecodeError("recordensemble: a packed snapshot holds two arrays")
         problem = k.snapshot_problem(self._p_int, ints, floats)
