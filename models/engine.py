@@ -246,10 +246,16 @@ class ScoringEngine:
                     series = self._from_snapshot(cls, state)  # a whole state: the next checkpoint rewrites it
                 else:
                     continue
-            except StateDecodeError as exc:
+            except (StateDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
                 # One unreadable checkpoint must not hold up the partition (every batch would fail
-                # on it again): that series starts afresh, as a new one would, and says so.
-                log.warning("checkpoint of %s unreadable, the series starts afresh: %s", sensor_id, exc)
+                # on it again): that series starts afresh, as a new one would, and says so. Parts
+                # other than the detector's (decision, health, context) fail as the errors above.
+                log.warning(
+                    "checkpoint of %s unreadable, the series starts afresh: %s: %s",
+                    sensor_id,
+                    type(exc).__name__,
+                    exc,
+                )
                 continue
             series.position = None if position is None else (int(position[0]), int(position[1]))
             self._series[sensor_id] = series

@@ -130,9 +130,9 @@ def test_a_restore_from_snapshot_and_deltas_continues_exactly(
 def test_an_unreadable_snapshot_starts_its_series_afresh_and_the_others_restore_exactly(
     engine: sa.Engine, gas_model: KindModel, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A snapshot the kernel could not score safely (here a window count past its buffer) is refused:
-    that series learns again from its next reading, and one bad record fails no batch, so the
-    other series go on exactly as if never stopped."""
+    """A snapshot the kernel could not score safely (here a window count past its buffer), or one
+    missing a part, is refused: that series learns again from its next reading, and one bad record
+    fails no batch, so the other series go on exactly as if never stopped."""
     cut = 1650
     uninterrupted = new_engine(gas_model)
     expected = run(uninterrupted, POINTS, POSITIONS)
@@ -145,16 +145,22 @@ def test_an_unreadable_snapshot_starts_its_series_afresh_and_the_others_restore_
     snapshot = decode_snapshot(saved[broken]["state"]["snapshot"])
     snapshot["detector"]["ints"][k.C_WIN_N] = 10**6
     saved[broken]["state"]["snapshot"] = encode_snapshot(snapshot)
+    decision_lost = "gas-bench-x"  # a part other than the detector's missing
+    snapshot = decode_snapshot(saved[decision_lost]["state"]["snapshot"])
+    del snapshot["decision"]
+    saved[decision_lost]["state"]["snapshot"] = encode_snapshot(snapshot)
 
     resumed = new_engine(gas_model)
     with caplog.at_level(logging.WARNING, logger="models.engine"):
         resumed.restore(saved)
-    assert not resumed.known(broken) and all(resumed.known(sid) for sid in SENSORS if sid != broken)
-    assert any(broken in r.getMessage() and "afresh" in r.getMessage() for r in caplog.records)
+    refused = {broken, decision_lost}
+    assert [sid for sid in SENSORS if resumed.known(sid)] == [sid for sid in SENSORS if sid not in refused]
+    for sid in refused:
+        assert any(sid in r.getMessage() and "afresh" in r.getMessage() for r in caplog.records)
     after = run(resumed, POINTS[cut:], POSITIONS[cut:])
-    assert resumed.known(broken), "the refused series learns again from its next reading"
-    others = [s for s in before + after if s.sensor_id != broken]
-    assert sorted(others, key=key) == sorted((s for s in expected if s.sensor_id != broken), key=key)
+    assert all(resumed.known(sid) for sid in refused), "a refused series learns again from its next reading"
+    others = [s for s in before + after if s.sensor_id not in refused]
+    assert sorted(others, key=key) == sorted((s for s in expected if s.sensor_id not in refused), key=key)
 
 
 def test_a_restore_whose_log_spans_a_kinds_first_model_continues_exactly(
