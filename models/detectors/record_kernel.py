@@ -626,11 +626,18 @@ def grow_into(
 # values, then the seasonal table.
 
 
+def _int_head(p_int: np.ndarray) -> int:
+    """The length of the int array's first parts (counters, capacities, the deques' and seasonal
+    slots' meta), which a snapshot keeps, deque heads aside."""
+    return int(N_HEAD + 4 * N_CHANNELS + 3 * p_int[P_BINS])
+
+
 def _float_head(p_int: np.ndarray) -> int:
     """The length of the float array's first parts, which a snapshot keeps as they are."""
     return int(1 + p_int[P_DENSITY_LEN] + N_CHANNELS + 2 * p_int[P_BINS])
 
 
+_int_head_jit = _jit(_int_head)
 _float_head_jit = _jit(_float_head)
 
 
@@ -663,7 +670,7 @@ def cut(p_int: np.ndarray, state_i: np.ndarray, state_f: FloatArray) -> tuple[np
         res_ring,
         _res_srt,
     ) = _unpack(p_int, state_i, state_f)
-    meta = N_HEAD + 4 * N_CHANNELS + 3 * p_int[P_BINS]
+    meta = _int_head_jit(p_int)
     head_f = _float_head_jit(p_int)
     n_win, n_jump, n_res = counters[C_WIN_N], counters[C_JUMP_N], counters[C_RES_N]
     held = rec_meta[:, 1].sum()
@@ -707,7 +714,7 @@ def snapshot_problem(p_int: np.ndarray, ints: np.ndarray, floats: FloatArray) ->
     if ints.dtype != np.int64 or floats.dtype != np.float64 or ints.ndim != 1 or floats.ndim != 1:
         return "a snapshot is one int64 and one float64 array"
     window, _, density_len, history, _, bins, days, residuals = p_int.tolist()
-    meta = N_HEAD + 4 * N_CHANNELS + 3 * bins
+    meta = _int_head(p_int)
     if len(ints) < meta:
         return "the int array is shorter than its counters and meta"
     head = ints[:N_HEAD].tolist()
@@ -774,7 +781,7 @@ def uncut(
         res_ring,
         res_srt,
     ) = _unpack(p_int, state_i, state_f)
-    meta = N_HEAD + 4 * N_CHANNELS + 3 * p_int[P_BINS]
+    meta = _int_head_jit(p_int)
     head_f = _float_head_jit(p_int)
     state_i[:N_COUNTERS] = ints[:N_COUNTERS]
     state_i[N_HEAD:meta] = ints[N_HEAD:meta]
