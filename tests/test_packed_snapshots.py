@@ -165,3 +165,44 @@ def test_a_density_ring_not_yet_full_that_claims_to_wrap_is_refused() -> None:
     state["ints"][k.C_CAP_HEAD] = 1
     with pytest.raises(StateDecodeError, match="density ring"):
         RecordEnsembleDetector.from_state(state)
+
+
+WARM_UP_THEN_RESTORE = """
+import json
+import numba
+import numpy as np
+from models.detectors import record_kernel as k
+from models.detectors.record_ensemble import RecordEnsembleDetector
+from models.series_checkpoint import decode_snapshot, encode_snapshot
+
+def compiled():
+    kinds = numba.core.dispatcher.Dispatcher
+    return {n: len(f.signatures) for n, f in vars(k).items() if isinstance(f, kinds)}
+
+RecordEnsembleDetector.warm_up()
+warm = compiled()
+ts = 1_790_000_000.0 + 300.0 * np.arange(400)
+det = RecordEnsembleDetector()
+det.score_batch(ts[:350], np.cos(ts[:350] / 5000.0))
+blob = encode_snapshot({"detector": det.get_packed_state()})
+again = RecordEnsembleDetector.from_state(decode_snapshot(blob)["detector"], coming=50)
+again.score_batch(ts[350:], np.cos(ts[350:] / 5000.0))
+print(json.dumps({"warm": warm, "after": compiled()}))
+"""
+
+
+def test_warm_up_compiles_what_a_restore_and_its_batch_call() -> None:
+    """A worker's first batch restores the series it brings: whatever the kernel must compile for that
+    (``uncut``) belongs in ``warm_up``, not in that batch (3.5 s of it, measured)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_UP_THEN_RESTORE], capture_output=True, text=True, check=True, timeout=600
+    )
+    figures = json.loads(done.stdout.splitlines()[-1])
+    warm, after = figures["warm"], figures["after"]
+    for entry in ("score_points", "grow_into", "cut", "uncut"):
+        assert warm[entry] == 1, entry
+    assert after == warm  # the restore and the batch after it compiled nothing more

@@ -175,9 +175,15 @@ class RecordEnsembleDetector:
         """Compile the kernel (or load it from numba's cache) now, not inside the first batch.
 
         Compiling takes seconds once per machine; a consumer should pay it before it reports ready.
+        Restoring is part of a worker's first batch too (the series it brings), so a snapshot is
+        taken and read back here: left to that batch, compiling ``uncut`` took 3.5 s of it on a
+        machine with no cache yet (bench.pipeline's one-worker phase, py-spy, 2026-12-05).
         """
         ts = np.arange(WARM_UP_POINTS, dtype=np.float64) * 300.0
-        cls().score_batch(ts, np.sin(ts / 3600.0))
+        det = cls()
+        det.score_batch(ts, np.sin(ts / 3600.0))
+        again = cls.from_state(det.get_packed_state(), coming=1)
+        again.score_batch(ts[-1:] + 300.0, np.zeros(1))
 
     # -- scoring -----------------------------------------------------------------
 
