@@ -100,8 +100,12 @@ def _save_series_copying(
                     copy.write_row((r["sensor_id"], r["learned"], r["points"]))
 
 
-def _copy_upsert(cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
-    """Insert or replace ``rows`` (the key first) by way of a temporary table emptied at commit."""
+def _copy_upsert(cur: Any, table: str, rows: list[tuple[Any, ...]], *, where: str = "") -> None:
+    """Insert or replace ``rows`` (the key first) by way of a temporary table emptied at commit.
+
+    ``where``: a condition on the stored row (the table's name) and the new one (``EXCLUDED``) for
+    replacing it; a row it refuses stays as it was.
+    """
     updated, types = _STAGED[table]
     staging = f"staged_{table}"
     # The table's own columns and storage: a snapshot is stored uncompressed (migration 0010), and a
@@ -116,7 +120,10 @@ def _copy_upsert(cur: Any, table: str, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
             copy.write_row(row)
     sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in updated)
-    cur.execute(f"INSERT INTO {table} SELECT * FROM {staging} ON CONFLICT (sensor_id) DO UPDATE SET {sets}")
+    cur.execute(
+        f"INSERT INTO {table} SELECT * FROM {staging} ON CONFLICT (sensor_id) DO UPDATE SET {sets}"
+        + (f" WHERE {where}" if where else "")
+    )
     cur.execute(f"TRUNCATE {staging}")  # a second call in the same transaction starts empty
 
 
@@ -201,6 +208,53 @@ class CheckpointRepository:
                 )
             if deltas:
                 conn.execute(sa.insert(db.deltas), deltas)
+
+    def hand_over(self, records: Sequence[SeriesCheckpoint]) -> None:
+        """Save snapshots that make the points logged before them needless, and drop those points.
+
+        For a worker stopping or giving partitions up (``DetectionSink.hand_over``): each record's
+        snapshot is its series' state at the position its checkpoint row already holds, so the
+        row stays as it is (its ``updated_at`` says when the series last brought data, which
+        ``app.silence`` reads). A snapshot replaces only one that learned no more than it, and
+        only the deltas it covers go: a worker that lost its partitions without knowing it
+        cannot take a newer owner's state back.
+        """
+        rows = [(r.sensor_id, r.learned, r.snapshot) for r in records if r.snapshot is not None]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                raw = conn.connection.driver_connection
+                assert raw is not None  # checked out inside ``engine.begin()``
+                with raw.cursor() as cur:
+                    cur.execute(
+                        "DELETE FROM detector_deltas d USING unnest(%s::varchar[], %s::int8[]) "
+                        "AS h(id, learned) WHERE d.sensor_id = h.id AND d.learned <= h.learned",
+                        ([r[0] for r in rows], [r[1] for r in rows]),
+                    )
+                    _copy_upsert(
+                        cur,
+                        "detector_snapshots",
+                        rows,
+                        where="detector_snapshots.learned <= EXCLUDED.learned",
+                    )
+                return
+            d = db.deltas.c
+            conn.execute(
+                sa.delete(db.deltas).where(
+                    d.sensor_id == sa.bindparam("id"), d.learned <= sa.bindparam("upto")
+                ),
+                [{"id": sid, "upto": learned} for sid, learned, _ in rows],
+            )
+            upsert = db.dialect_insert(conn, db.snapshots)
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=["sensor_id"],
+                    set_={c: upsert.excluded[c] for c in ("learned", "snapshot")},
+                    where=db.snapshots.c.learned <= upsert.excluded.learned,
+                ),
+                [{"sensor_id": sid, "learned": learned, "snapshot": blob} for sid, learned, blob in rows],
+            )
 
     def load(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The saved checkpoints of ``keys`` that exist.

@@ -24,7 +24,10 @@ The delivery guarantee lives here, so the order matters and is numbered:
    the batches captured are committed once that save has succeeded, and no
    second save starts before. A save that fails rewinds as a failed
    checkpoint does. Rebalances, rewinds and shutdown first wait for the save
-   in flight, so what a partition's next owner loads is complete.
+   in flight, so what a partition's next owner loads is complete;
+6. at a revoke and at shutdown, once everything handled is checkpointed, a
+   sink that can (``HandingOverSink``) makes its state cheaper to restore for
+   the next owner (snapshots instead of logs to replay). It moves no offset.
 
 A crash anywhere before 5 means Kafka delivers those batches again: store
 writes overwrite the same points and the detectors resume from the state
@@ -123,6 +126,16 @@ class StagedSink(Protocol):
         """Capture the state of every batch processed so far; the returned call saves it, from any
         thread, while later batches are processed. If it fails, ``reset`` follows."""
         ...
+
+
+class HandingOverSink(Protocol):
+    """A sink that can make its state cheaper to restore, for a stop or a revoke.
+
+    Called only when every batch handled is checkpointed; it must not move a position, and a
+    failure in it must leave what is saved restorable (the worker goes on to stop or rebalance).
+    """
+
+    def hand_over(self) -> None: ...
 
 
 class IngestObserver(Protocol):
@@ -244,6 +257,7 @@ class IngestWorker(Generic[Item]):
         self._sink_backoff = 0.0
         self._stop = threading.Event()
         self._saving: _Save | None = None  # at most one staged checkpoint in flight
+        self._closing = False  # the revoke that closing makes hands nothing over: ``run`` did
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; the batch in hand and a final checkpoint finish first."""
@@ -275,11 +289,14 @@ class IngestWorker(Generic[Item]):
                 if self._pending and self._saving is None and self._checkpoint_due(idle=idle):
                     self._start_checkpoint()
                 self._measure_lag()
-            self._finish_save()
+            saved = self._finish_save()
             if self._pending:
-                self._checkpoint()
+                saved = self._checkpoint()
+            if saved:  # every batch handled is in the state database (its offsets may not be committed)
+                self._hand_over()
         finally:
             self._await_save()  # no save may land once the worker has stopped
+            self._closing = True
             self._consumer.close()
 
     def _checkpoint_due(self, *, idle: bool) -> bool:
@@ -677,11 +694,13 @@ class IngestWorker(Generic[Item]):
         self._rebalanced()
         log.info("%s: revoked partitions %s", self.topic, [p.partition for p in partitions])
         staged = self._await_save()
+        saved = True  # every batch handled is in the state database: only then may the sink hand over
         if staged is not None and staged.error is not None:
             # What the failed save held is lost, so no later offset may be committed: read again.
             log.warning("checkpoint save failed before a revoke, read again: %s", staged.error)
             self._pending.clear()
             self._lost = True
+            saved = False
         elif staged is not None:
             self._commit_saved(staged.offsets)
         if self._pending:
@@ -691,11 +710,20 @@ class IngestWorker(Generic[Item]):
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             except Exception as exc:
                 log.warning("checkpoint on revoke failed, the new owner replays: %s", exc)
+                saved = False
             self._pending.clear()
             self._last_checkpoint = time.monotonic()
+        if saved and not self._closing:
+            self._hand_over()
         self._forget(partitions)
         # Series of the remaining partitions reload from the fresh checkpoint.
         self.sink.reset()
+
+    def _hand_over(self) -> None:
+        """Let a sink that can (``HandingOverSink``) spare the partitions' next owner its replay."""
+        hand_over = getattr(self.sink, "hand_over", None)
+        if hand_over is not None:
+            hand_over()
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         """Partitions already owned by someone else: committing would be wrong, so just forget."""
