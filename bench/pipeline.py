@@ -165,8 +165,15 @@ def py_spy() -> str:
     return found
 
 
-def stop_workers(bench: Bench) -> None:
-    """SIGTERM: each finishes its batch and checkpoints, as a supervisor would stop it."""
+def stop_workers(bench: Bench) -> list[str]:
+    """SIGTERM: each finishes its batch, checkpoints and hands over, as a supervisor would stop it.
+
+    Returns what each said of its handover (``DetectionSink.hand_over``), with the seconds the stop
+    took, so the cost a handover moves out of the next phase's span is printed beside it.
+    """
+    logs = sorted(bench.logs.glob("worker-*.log"))
+    sizes = {log: log.stat().st_size for log in logs}
+    began = time.perf_counter()
     for proc in bench.workers:
         proc.send_signal(signal.SIGTERM)
     for proc in bench.workers + bench.profilers:  # a profiler writes its file once its worker is gone
@@ -175,9 +182,16 @@ def stop_workers(bench: Bench) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    took = time.perf_counter() - began
     bench.workers.clear()
     bench.metrics_ports.clear()
     bench.profilers.clear()
+    said = []
+    for log in logs:
+        with log.open("rb") as f:
+            f.seek(sizes[log])
+            said += [line for line in f.read().decode(errors="replace").splitlines() if "handed over" in line]
+    return [f"stopped in {took:.2f} s", *(line[line.index("handed over") :] for line in said)]
 
 
 def check_workers(bench: Bench) -> None:
@@ -610,8 +624,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say(f"history: {args.history_steps} readings of each of {args.sensors} sensors")
         produce_steps(bench, args.history_steps, anomalies=0)
         history = carry(bench, store, 1)
-        stop_workers(bench)
         say(f"  carried at {history.per_s:,.0f} readings/s before any model was trained")
+        say("  " + "; ".join(stop_workers(bench)))
         trained = subprocess.run(
             [sys.executable, "-m", "app.cli", "train"],
             env=bench.env,
@@ -640,7 +654,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
         say(f"one worker: {len(phase):,} readings")
         one = carry(bench, store, 1, profile=args.profile)
-        stop_workers(bench)
+        stopped = stop_workers(bench)
         say(
             f"  {one.per_s:,.0f} readings/s ({one.readings:,} in {one.seconds:.2f} s; "
             f"{one.cpu_us_per_reading:,.1f} µs of the worker's CPU a reading, "
@@ -649,6 +663,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say_cores(one)
         say_workers(one)
         say_restores(one)
+        say("  " + "; ".join(stopped))
         if args.profile is not None:
             say(
                 f"  profile of that worker (py-spy, {args.profile}):\n"
