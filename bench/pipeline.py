@@ -16,7 +16,11 @@ state database), and ``citywarn ingest`` worker processes configured through
    Every later worker process loads them from the state database at start.
 3. One worker, then two sharing the group, each carrying ``--phase-steps``
    readings of every sensor (with ``--anomalies`` past a red line) produced
-   beforehand. The rate is readings over the time from the first stored
+   beforehand. Each phase's workers start where the last phase's stopped:
+   with SIGTERM, as a deploy stops them (each hands over snapshots for its
+   series' long logs, and the bench prints how long that stop took), or with
+   ``--stop-with kill``, as a crash would (the new workers replay every log).
+   The rate is readings over the time from the first stored
    batch (so start-up and the group join are not counted) until the group
    has committed every offset, i.e. every reading is stored and scored and
    its state checkpointed (a worker checkpoints as soon as it has read all
@@ -165,8 +169,9 @@ def py_spy() -> str:
     return found
 
 
-def stop_workers(bench: Bench) -> list[str]:
+def stop_workers(bench: Bench, how: signal.Signals = signal.SIGTERM) -> list[str]:
     """SIGTERM: each finishes its batch, checkpoints and hands over, as a supervisor would stop it.
+    SIGKILL: as a crash stops it, handing nothing over (its next owner replays every log).
 
     Returns what each said of its handover (``DetectionSink.hand_over``), with the seconds the stop
     took, so the cost a handover moves out of the next phase's span is printed beside it.
@@ -175,7 +180,7 @@ def stop_workers(bench: Bench) -> list[str]:
     sizes = {log: log.stat().st_size for log in logs}
     began = time.perf_counter()
     for proc in bench.workers:
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(how)
     for proc in bench.workers + bench.profilers:  # a profiler writes its file once its worker is gone
         try:
             proc.wait(120)
@@ -625,7 +630,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         produce_steps(bench, args.history_steps, anomalies=0)
         history = carry(bench, store, 1)
         say(f"  carried at {history.per_s:,.0f} readings/s before any model was trained")
-        say("  " + "; ".join(stop_workers(bench)))
+        say("  " + "; ".join(stop_workers(bench, args.stop_with)))
         trained = subprocess.run(
             [sys.executable, "-m", "app.cli", "train"],
             env=bench.env,
@@ -654,7 +659,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         phase = produce_steps(bench, args.phase_steps, anomalies=args.anomalies)
         say(f"one worker: {len(phase):,} readings")
         one = carry(bench, store, 1, profile=args.profile)
-        stopped = stop_workers(bench)
+        stopped = stop_workers(bench, args.stop_with)
         say(
             f"  {one.per_s:,.0f} readings/s ({one.readings:,} in {one.seconds:.2f} s; "
             f"{one.cpu_us_per_reading:,.1f} µs of the worker's CPU a reading, "
@@ -961,6 +966,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--profile-latency",
         type=Path,
         help="sample both workers with py-spy during the latency phase (idle too); a file each in this dir",
+    )
+    parser.add_argument(
+        "--stop-with",
+        type=lambda name: signal.Signals[f"SIG{name.upper()}"],
+        default=signal.SIGTERM,
+        help="term (default: the worker hands over, as a deploy stops it) or kill (a crash: the next "
+        "phase's workers replay what each series logged) before each timed phase",
     )
     parser.add_argument(
         "--latency-only",
