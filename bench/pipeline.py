@@ -630,7 +630,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         produce_steps(bench, args.history_steps, anomalies=0)
         history = carry(bench, store, 1)
         say(f"  carried at {history.per_s:,.0f} readings/s before any model was trained")
-        say("  " + "; ".join(stop_workers(bench, args.stop_with)))
+        stopped = stop_workers(bench, args.stop_with)
+        say("  " + "; ".join(stopped))
+        figures["stop_before_1_worker"] = stopped  # what the next phase's restores start from
         trained = subprocess.run(
             [sys.executable, "-m", "app.cli", "train"],
             env=bench.env,
@@ -669,6 +671,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say_workers(one)
         say_restores(one)
         say("  " + "; ".join(stopped))
+        figures["stop_before_2_workers"] = stopped
         if args.profile is not None:
             say(
                 f"  profile of that worker (py-spy, {args.profile}):\n"
