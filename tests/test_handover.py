@@ -296,3 +296,27 @@ def test_a_worker_hands_over_when_it_stops_or_gives_partitions_up(
             thread.join(60)
         for svc, _ in workers:
             svc.close()
+
+
+def test_no_handover_while_a_staged_checkpoint_is_not_saved(
+    engine: sa.Engine, gas_model: KindModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The engine counts a staged checkpoint's series as saved once staged; until its save has
+    succeeded, what it holds is ahead of the saved positions, and the sink hands nothing over."""
+    repo = CheckpointRepository(engine)
+    scorer = new_engine(gas_model)
+    checkpointed(repo, scorer, 1650)
+    sink = sink_of(scorer, repo, engine)
+    scorer.score(POINTS[1650:1700], POSITIONS[1650:1700])
+    save = sink.stage_checkpoint(now=NOW)
+    logs = logged_points(engine)
+    assert scorer.handover_order(), "the engine alone would hand over"
+
+    with caplog.at_level(logging.WARNING, logger="alerts.sinks"):
+        sink.hand_over()
+    assert logged_points(engine) == logs
+    assert any("no handover" in r.getMessage() for r in caplog.records)
+
+    save()
+    sink.hand_over()
+    assert all(n < HANDOVER_MIN_POINTS for n in logged_points(engine).values())
