@@ -79,9 +79,9 @@ MAX_LOGGED_POINTS = 256
 # A series handed over at a stop or a revoke (``ScoringEngine.handover_order``) writes a snapshot only
 # if the log it would otherwise replay costs its next owner more than the snapshot costs the
 # handover. ``python -m bench.handover`` (2026-12-05, 2,000 and 5,000 series): a replay cost its
-# restore 47 µs plus 2.75 µs a point, a snapshot 178 and 221 µs of the handover's wall time; even
-# at 48 and 63 points. The handover holds the partitions back (a revoke holds the whole group), so
-# a log shorter than that is left to be replayed.
+# restore 47 µs plus 2.75 µs a point, a snapshot 178 and 221 µs of the handover's wall time: the two
+# break even at 48 and 63 points. The handover holds the partitions back (a revoke holds the whole
+# group), so a log shorter than that is left to be replayed.
 HANDOVER_MIN_POINTS = 56
 HANDOVER_MIN_BYTES = HANDOVER_MIN_POINTS * POINT_BYTES
 
